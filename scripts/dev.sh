@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up what is missing, builds, applies the D1 migrations locally and
+# starts the server in development mode at http://localhost:8787.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build.sh
+npx wrangler d1 migrations apply DB --local
+MINDCACHE_SKIP_BUILD=1 exec npx wrangler dev --port 8787 "$@"

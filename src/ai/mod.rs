@@ -1,0 +1,13 @@
+//! AI endpoints (`/api/chat`, `/api/transform`, `/api/generate-image`,
+//! `/api/analyze-image`). The modules below are the platform-free core: plain
+//! data in, plain data out, unit-tested natively; the handlers only move bytes
+//! between them, `fetch` and the instance.
+
+pub mod fireworks;
+pub mod messages;
+pub mod openai_stream;
+pub mod prompt;
+pub mod sse;
+pub mod template;
+pub mod tools;
+pub mod ui_stream;

@@ -1,0 +1,137 @@
+//! `{{name}}` templates for `/api/transform`, and image URL helpers.
+
+use super::prompt::value_as_text;
+use serde_json::Value;
+
+/// Replaces each `{{ name }}` by the text of key `name` (strings as they are,
+/// other JSON compact). Whitespace around the name is ignored; unknown or
+/// empty names stay exactly as written. With nested openers (`{{{a}}}`,
+/// `{{x {{a}}`) the innermost `{{` before a `}}` opens the placeholder.
+pub fn resolve_template<'a>(template: &str, lookup: impl Fn(&str) -> Option<&'a Value>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open + 2..].find("}}").map(|c| c + open + 2) else {
+            break;
+        };
+        // The last `{{` that starts before the `}}` (may overlap the first).
+        let open = rest[open..close].rfind("{{").map_or(open, |o| o + open);
+        out.push_str(&rest[..open]);
+        let name = rest[open + 2..close].trim();
+        match lookup(name).filter(|_| !name.is_empty()) {
+            Some(v) => out.push_str(&value_as_text(v)),
+            None => out.push_str(&rest[open..close + 2]),
+        }
+        rest = &rest[close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The user message of a transform: the prompt, then the resolved template
+/// as its input; the template alone when there is no (or a blank) prompt.
+pub fn transform_prompt(prompt: Option<&str>, resolved: &str) -> String {
+    match prompt.filter(|p| !p.trim().is_empty()) {
+        Some(p) => format!("{p}\n\nInput:\n{resolved}"),
+        None => resolved.to_owned(),
+    }
+}
+
+/// The JPEG data-URL prefix that bare base64 gets.
+pub const JPEG_DATA_URL_PREFIX: &str = "data:image/jpeg;base64,";
+
+/// An image reference the upstreams accept: data URLs (and web URLs) pass
+/// through; anything else is taken as bare base64 of a JPEG.
+pub fn to_data_url(image: &str) -> String {
+    let image = image.trim();
+    let lower = image.get(..8).unwrap_or(image).to_ascii_lowercase();
+    if lower.starts_with("data:") || lower.starts_with("http://") || lower.starts_with("https://") {
+        image.to_owned()
+    } else {
+        format!("{JPEG_DATA_URL_PREFIX}{image}")
+    }
+}
+
+/// The base64 payload of a `data:…;base64,` URL.
+pub fn data_url_base64(url: &str) -> Option<&str> {
+    let rest = url.trim().strip_prefix("data:")?;
+    let (meta, payload) = rest.split_once(',')?;
+    meta.ends_with(";base64").then_some(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    fn resolve(template: &str) -> String {
+        let keys: HashMap<&str, Value> = HashMap::from([
+            ("name", json!("Ada")),
+            ("obj", json!({"a":[1,2]})),
+            ("num", json!(42)),
+            ("nil", json!(null)),
+            ("my key", json!("spaced")),
+            ("emoji", json!("😀")),
+        ]);
+        resolve_template(template, |n| keys.get(n))
+    }
+
+    #[test]
+    fn substitutions() {
+        assert_eq!(resolve("Hi {{name}}!"), "Hi Ada!");
+        assert_eq!(resolve("{{ name }}{{\tname\n}}"), "AdaAda");
+        assert_eq!(resolve("{{obj}} {{num}} {{nil}}"), r#"{"a":[1,2]} 42 null"#);
+        assert_eq!(resolve("{{ my key }}"), "spaced");
+        assert_eq!(resolve("é{{emoji}}ü"), "é😀ü");
+    }
+
+    #[test]
+    fn edge_cases_stay_as_written() {
+        assert_eq!(
+            resolve("{{unknown}} and {{ unknown }}"),
+            "{{unknown}} and {{ unknown }}"
+        );
+        assert_eq!(resolve("{{}} {{ }}"), "{{}} {{ }}");
+        assert_eq!(resolve("open {{name"), "open {{name");
+        assert_eq!(resolve("close name}} {{name}}"), "close name}} Ada");
+        assert_eq!(resolve("{name} { {name} }"), "{name} { {name} }");
+        assert_eq!(resolve(""), "");
+        assert_eq!(resolve("no placeholders"), "no placeholders");
+    }
+
+    #[test]
+    fn nested_braces() {
+        assert_eq!(resolve("{{{name}}}"), "{Ada}");
+        assert_eq!(resolve("{{x {{name}}"), "{{x Ada");
+        assert_eq!(resolve("{{name}}}}"), "Ada}}");
+        // A value that looks like a placeholder is not expanded again.
+        let keys = HashMap::from([("a", json!("{{b}}")), ("b", json!("no"))]);
+        assert_eq!(resolve_template("{{a}}", |n| keys.get(n)), "{{b}}");
+    }
+
+    #[test]
+    fn transform_prompt_composition() {
+        assert_eq!(
+            transform_prompt(Some("Summarise"), "text"),
+            "Summarise\n\nInput:\ntext"
+        );
+        assert_eq!(transform_prompt(None, "text"), "text");
+        assert_eq!(transform_prompt(Some("  "), "text"), "text");
+    }
+
+    #[test]
+    fn data_urls() {
+        assert_eq!(to_data_url("AAAA"), "data:image/jpeg;base64,AAAA");
+        assert_eq!(to_data_url(" AAAA\n"), "data:image/jpeg;base64,AAAA");
+        assert_eq!(
+            to_data_url("data:image/png;base64,BB"),
+            "data:image/png;base64,BB"
+        );
+        assert_eq!(to_data_url("https://x/y.png"), "https://x/y.png");
+        assert_eq!(to_data_url("é"), "data:image/jpeg;base64,é");
+        assert_eq!(data_url_base64("data:image/png;base64,BB"), Some("BB"));
+        assert_eq!(data_url_base64("data:text/plain,hi"), None);
+        assert_eq!(data_url_base64("BB"), None);
+    }
+}

@@ -1,0 +1,250 @@
+//! Recognising which kind of credential a caller presented, before any of it
+//! is checked against D1 or a JWKS.
+
+use std::fmt;
+
+use crate::auth::secrets::{api_key_prefix, has_api_key_prefix, is_api_key_format};
+
+/// A credential whose shape has been recognised but not yet verified.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `mc_live_…` / `mc_test_…`; verified by hashing and looking up `key_hash`.
+    ApiKey(String),
+    /// A compact JWS `a.b.c`; verified against Clerk's JWKS.
+    Jwt(String),
+    /// `<delegateId>:<secret>`.
+    Delegate { id: String, secret: String },
+}
+
+// Hand-written so that a credential accidentally logged with `{:?}` does not
+// leak the secret part.
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::ApiKey(k) => write!(f, "ApiKey({}…)", api_key_prefix(k)),
+            Credential::Jwt(_) => f.write_str("Jwt(…)"),
+            Credential::Delegate { id, .. } => write!(f, "Delegate({id}:…)"),
+        }
+    }
+}
+
+/// Why a credential could not even be recognised. The `Display` text is the
+/// exact `error` message of the 401 response (auth.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// No `Authorization` header at all.
+    #[error("Authorization required")]
+    Missing,
+    /// A header that is not one of the accepted forms.
+    #[error("Invalid authorization header")]
+    InvalidHeader,
+    /// `Bearer <token>` where the token is neither an API key nor a JWT.
+    /// Separate from `InvalidHeader` only because development mode, with JWT
+    /// verification unconfigured, lets such a token act as `dev-user`.
+    #[error("Invalid authorization header")]
+    UnrecognizedBearer,
+    /// An in-band `auth` message whose `apiKey` has no recognisable form.
+    #[error("Invalid credential: expected an API key, a delegate credential or a session JWT")]
+    UnrecognizedInBand,
+}
+
+/// Parses the `Authorization` header (`None` when absent).
+///
+/// The scheme is matched case-insensitively (RFC 9110); the credential itself
+/// must be a single token without whitespace.
+pub fn parse_authorization_header(header: Option<&str>) -> Result<Credential, CredentialError> {
+    let header = match header {
+        Some(h) if !h.trim().is_empty() => h.trim(),
+        _ => return Err(CredentialError::Missing),
+    };
+    let (scheme, rest) = header
+        .split_once(|c: char| c.is_ascii_whitespace())
+        .ok_or(CredentialError::InvalidHeader)?;
+    let value = rest.trim_start();
+    if value.is_empty() || value.contains(|c: char| c.is_ascii_whitespace()) {
+        return Err(CredentialError::InvalidHeader);
+    }
+    if scheme.eq_ignore_ascii_case("Bearer") {
+        parse_bearer(value)
+    } else if scheme.eq_ignore_ascii_case("ApiKey") {
+        parse_delegate(value).ok_or(CredentialError::InvalidHeader)
+    } else {
+        Err(CredentialError::InvalidHeader)
+    }
+}
+
+fn parse_bearer(token: &str) -> Result<Credential, CredentialError> {
+    if is_api_key_format(token) {
+        Ok(Credential::ApiKey(token.to_owned()))
+    } else if has_api_key_prefix(token) {
+        // A mistyped key is an API-key attempt: refuse it even in development
+        // mode instead of silently acting as `dev-user`.
+        Err(CredentialError::InvalidHeader)
+    } else if is_jwt_format(token) {
+        Ok(Credential::Jwt(token.to_owned()))
+    } else {
+        Err(CredentialError::UnrecognizedBearer)
+    }
+}
+
+/// `<id>:<secret>`, both non-empty, split at the first colon.
+fn parse_delegate(value: &str) -> Option<Credential> {
+    let (id, secret) = value.split_once(':')?;
+    if id.is_empty() || secret.is_empty() {
+        return None;
+    }
+    Some(Credential::Delegate {
+        id: id.to_owned(),
+        secret: secret.to_owned(),
+    })
+}
+
+/// Three non-empty base64url segments separated by dots (compact JWS).
+pub fn is_jwt_format(token: &str) -> bool {
+    let mut segments = 0;
+    for part in token.split('.') {
+        segments += 1;
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return false;
+        }
+    }
+    segments == 3
+}
+
+/// Classifies the `apiKey` field of an in-band `auth` message, which carries
+/// the bare credential (no scheme): an API key, a JWT, or `id:secret`.
+pub fn classify_in_band(api_key: &str) -> Result<Credential, CredentialError> {
+    let value = api_key.trim();
+    if is_api_key_format(value) {
+        Ok(Credential::ApiKey(value.to_owned()))
+    } else if has_api_key_prefix(value) {
+        Err(CredentialError::UnrecognizedInBand)
+    } else if is_jwt_format(value) {
+        Ok(Credential::Jwt(value.to_owned()))
+    } else if value.contains(char::is_whitespace) {
+        Err(CredentialError::UnrecognizedInBand)
+    } else {
+        parse_delegate(value).ok_or(CredentialError::UnrecognizedInBand)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "mc_live_abcdefghijklmnopqrstuvwxyzABCDEF";
+    const TEST_KEY: &str = "mc_test_0123456789abcdefghijklmnopqrstuv";
+    const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln-_x";
+
+    fn parse(h: &str) -> Result<Credential, CredentialError> {
+        parse_authorization_header(Some(h))
+    }
+
+    #[test]
+    fn header_cases() {
+        use CredentialError::*;
+        let cases: Vec<(String, Result<Credential, CredentialError>)> = vec![
+            (format!("Bearer {KEY}"), Ok(Credential::ApiKey(KEY.into()))),
+            (
+                format!("bearer  {TEST_KEY}"),
+                Ok(Credential::ApiKey(TEST_KEY.into())),
+            ),
+            (format!("Bearer {JWT}"), Ok(Credential::Jwt(JWT.into()))),
+            (
+                "ApiKey del_1:s3cr:et".into(),
+                Ok(Credential::Delegate {
+                    id: "del_1".into(),
+                    secret: "s3cr:et".into(),
+                }),
+            ),
+            (
+                "apikey a:b".into(),
+                Ok(Credential::Delegate {
+                    id: "a".into(),
+                    secret: "b".into(),
+                }),
+            ),
+            ("ApiKey :secret".into(), Err(InvalidHeader)),
+            ("ApiKey id:".into(), Err(InvalidHeader)),
+            ("ApiKey nocolon".into(), Err(InvalidHeader)),
+            ("Bearer".into(), Err(InvalidHeader)),
+            ("Bearer ".into(), Err(InvalidHeader)),
+            ("Basic dXNlcjpwYXNz".into(), Err(InvalidHeader)),
+            ("Bearer a.b".into(), Err(UnrecognizedBearer)),
+            ("Bearer a.b.c.d".into(), Err(UnrecognizedBearer)),
+            ("Bearer a..c".into(), Err(UnrecognizedBearer)),
+            ("Bearer a.b+.c".into(), Err(UnrecognizedBearer)),
+            ("Bearer just-a-token".into(), Err(UnrecognizedBearer)),
+            ("Bearer mc_live_short".into(), Err(InvalidHeader)),
+            ("Bearer a.b.c extra".into(), Err(InvalidHeader)),
+            (KEY.into(), Err(InvalidHeader)),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(parse(&header), expected, "header {header:?}");
+        }
+    }
+
+    #[test]
+    fn missing_header() {
+        assert_eq!(
+            parse_authorization_header(None),
+            Err(CredentialError::Missing)
+        );
+        assert_eq!(parse("   "), Err(CredentialError::Missing));
+    }
+
+    #[test]
+    fn messages_match_the_spec() {
+        assert_eq!(
+            CredentialError::Missing.to_string(),
+            "Authorization required"
+        );
+        assert_eq!(
+            CredentialError::InvalidHeader.to_string(),
+            "Invalid authorization header"
+        );
+        assert_eq!(
+            CredentialError::UnrecognizedBearer.to_string(),
+            "Invalid authorization header"
+        );
+    }
+
+    #[test]
+    fn in_band_cases() {
+        assert_eq!(classify_in_band(KEY), Ok(Credential::ApiKey(KEY.into())));
+        assert_eq!(classify_in_band(JWT), Ok(Credential::Jwt(JWT.into())));
+        assert_eq!(
+            classify_in_band("d1:secret"),
+            Ok(Credential::Delegate {
+                id: "d1".into(),
+                secret: "secret".into()
+            })
+        );
+        for bad in ["", "plain", "mc_live_short", "a b:c", ":x", "x:"] {
+            assert_eq!(
+                classify_in_band(bad),
+                Err(CredentialError::UnrecognizedInBand),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_does_not_leak_secrets() {
+        let shown = format!("{:?}", Credential::ApiKey(KEY.into()));
+        assert_eq!(shown, "ApiKey(mc_live_abcd…)");
+        let shown = format!(
+            "{:?}",
+            Credential::Delegate {
+                id: "d".into(),
+                secret: "hunter2".into()
+            }
+        );
+        assert!(!shown.contains("hunter2"));
+        assert!(!format!("{:?}", Credential::Jwt(JWT.into())).contains("eyJ"));
+    }
+}

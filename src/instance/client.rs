@@ -1,0 +1,217 @@
+//! The Worker's side of the internal interface: typed calls to one
+//! instance's Durable Object. Every request carries the instance id and
+//! its read-only flag so the object never has to ask D1.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
+
+use super::internal::{self, DeleteRequest, ImportRequest, Refusal, SetRequest, WriteResult};
+use crate::error::ApiError;
+use crate::permission::Permission;
+
+/// Who a WebSocket connection is, as established by the Worker.
+pub enum Identity {
+    /// Authenticated before the upgrade (token, header or development).
+    User {
+        user_id: String,
+        permission: Permission,
+    },
+    /// Production without a credential: must send `auth` within 10 s.
+    Unauthenticated,
+}
+
+pub struct InstanceClient {
+    stub: Stub,
+    instance_id: String,
+    read_only: bool,
+}
+
+/// Base URL of internal requests; the host is never resolved.
+const INTERNAL_ORIGIN: &str = "https://instance.internal";
+
+impl InstanceClient {
+    pub fn new(env: &Env, instance_id: &str, read_only: bool) -> Result<Self, ApiError> {
+        let namespace = env.durable_object("MINDCACHE_INSTANCE")?;
+        let stub = namespace.id_from_name(instance_id)?.get_stub()?;
+        Ok(InstanceClient {
+            stub,
+            instance_id: instance_id.to_string(),
+            read_only,
+        })
+    }
+
+    /// A client for an object known only by its 64-hex id (admin
+    /// introspection); it does not tell the object anything about itself.
+    pub fn from_object_id(env: &Env, object_id: &str) -> Result<Self, ApiError> {
+        let namespace = env.durable_object("MINDCACHE_INSTANCE")?;
+        let stub = namespace.id_from_string(object_id)?.get_stub()?;
+        Ok(InstanceClient {
+            stub,
+            instance_id: String::new(),
+            read_only: false,
+        })
+    }
+
+    fn headers(&self) -> Result<Headers, ApiError> {
+        let headers = Headers::new();
+        if self.instance_id.is_empty() {
+            return Ok(headers);
+        }
+        headers.set(internal::HEADER_INSTANCE_ID, &self.instance_id)?;
+        headers.set(
+            internal::HEADER_READ_ONLY,
+            if self.read_only { "1" } else { "0" },
+        )?;
+        Ok(headers)
+    }
+
+    /// Forwards a client's WebSocket upgrade with the identity the Worker
+    /// established. Only the upgrade headers travel on: nothing else the
+    /// client sent (in particular no `x-mc-internal-*` header) reaches the
+    /// object.
+    pub async fn connect(
+        &self,
+        client: &Request,
+        identity: Identity,
+        development: bool,
+    ) -> Result<Response, ApiError> {
+        let headers = self.headers()?;
+        for (name, value) in client.headers().entries() {
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with(internal::HEADER_PREFIX) {
+                continue;
+            }
+            if lower == "upgrade" || lower.starts_with("sec-websocket-") || lower == "connection" {
+                headers.set(&name, &value)?;
+            }
+        }
+        if let Identity::User {
+            user_id,
+            permission,
+        } = identity
+        {
+            headers.set(internal::HEADER_USER_ID, &user_id)?;
+            headers.set(
+                internal::HEADER_PERMISSION,
+                permission.for_session().as_str(),
+            )?;
+        }
+        if development {
+            headers.set(internal::HEADER_DEVELOPMENT, "1")?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get).with_headers(headers);
+        let req =
+            Request::new_with_init(&format!("{INTERNAL_ORIGIN}{}", internal::PATH_SYNC), &init)?;
+        Ok(self.stub.fetch_with_request(req).await?)
+    }
+
+    /// Every key, as the `{"keys": {...}}` document (same map as `sync.data`).
+    pub async fn keys_document(&self) -> Result<String, ApiError> {
+        let mut resp = self.call(Method::Get, internal::PATH_KEYS, None).await?;
+        Ok(resp.text().await?)
+    }
+
+    /// Every key as a JSON map (`sync.data`).
+    pub async fn keys(&self) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            keys: serde_json::Map<String, serde_json::Value>,
+        }
+        let doc: Doc = serde_json::from_str(&self.keys_document().await?)?;
+        Ok(doc.keys)
+    }
+
+    /// Sets a key on behalf of `actor`, with the WebSocket path's validation
+    /// and broadcast.
+    pub async fn set(
+        &self,
+        actor: &str,
+        key: &str,
+        value: &RawValue,
+        attributes: Option<&RawValue>,
+    ) -> Result<WriteResult, ApiError> {
+        let body = SetRequest {
+            actor: actor.to_string(),
+            key: key.to_string(),
+            value,
+            attributes,
+        };
+        self.write(internal::PATH_SET, &body).await
+    }
+
+    pub async fn delete(&self, actor: &str, key: &str) -> Result<WriteResult, ApiError> {
+        let body = DeleteRequest {
+            actor: actor.to_string(),
+            key: key.to_string(),
+        };
+        self.write(internal::PATH_DELETE, &body).await
+    }
+
+    /// Copies every key of `data` (a `sync.data` map) into this instance.
+    pub async fn import(&self, actor: &str, data: &RawValue) -> Result<WriteResult, ApiError> {
+        let body = ImportRequest {
+            actor: actor.to_string(),
+            data,
+        };
+        self.write(internal::PATH_IMPORT, &body).await
+    }
+
+    /// Closes every socket (1000, "Instance deleted") and deletes all keys.
+    pub async fn destroy(&self) -> Result<(), ApiError> {
+        self.call(Method::Post, internal::PATH_DESTROY, Some("{}".into()))
+            .await
+            .map(|_| ())
+    }
+
+    /// Tells the object its current read-only flag (sent as a header).
+    pub async fn configure(&self) -> Result<(), ApiError> {
+        self.call(Method::Post, internal::PATH_CONFIGURE, Some("{}".into()))
+            .await
+            .map(|_| ())
+    }
+
+    async fn write<T: Serialize>(&self, path: &str, body: &T) -> Result<WriteResult, ApiError> {
+        let mut resp = self
+            .call(Method::Post, path, Some(serde_json::to_string(body)?))
+            .await?;
+        Ok(resp.json().await?)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Response, ApiError> {
+        let headers = self.headers()?;
+        let mut init = RequestInit::new();
+        init.with_method(method).with_headers(headers);
+        if let Some(body) = body {
+            init.with_body(Some(body.into()));
+        }
+        let req = Request::new_with_init(&format!("{INTERNAL_ORIGIN}{path}"), &init)?;
+        let mut resp = self.stub.fetch_with_request(req).await?;
+        match resp.status_code() {
+            200..=299 => Ok(resp),
+            422 => {
+                let refusal: Refusal = resp.json().await?;
+                Err(refusal_error(refusal))
+            }
+            status => Err(ApiError::internal(format!(
+                "instance {} answered {status} on {path}",
+                self.instance_id
+            ))),
+        }
+    }
+}
+
+/// The REST status for a refusal from the object.
+fn refusal_error(r: Refusal) -> ApiError {
+    match r.code.as_str() {
+        "READ_ONLY" => ApiError::Forbidden(r.error),
+        "TOO_LARGE" => ApiError::PayloadTooLarge(r.error),
+        _ => ApiError::BadRequest(r.error),
+    }
+}

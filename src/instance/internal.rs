@@ -1,0 +1,69 @@
+//! The Worker → object interface (protocol.md §7): header names and bodies
+//! shared by both sides. Objects are reachable only through the Worker's
+//! binding, and the Worker strips every `x-mc-internal-*` header a client
+//! sends, so these headers are trusted inside the object.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Prefix of every internal header; anything a client sends with it is removed.
+pub const HEADER_PREFIX: &str = "x-mc-internal-";
+/// The instance id (as in the URL), so the object knows who it is.
+pub const HEADER_INSTANCE_ID: &str = "x-mc-internal-instance-id";
+/// `1` when the instance is read-only (from D1), else `0`.
+pub const HEADER_READ_ONLY: &str = "x-mc-internal-read-only";
+/// The authenticated user of a WebSocket; absent for an unauthenticated one.
+pub const HEADER_USER_ID: &str = "x-mc-internal-user-id";
+/// `read`, `write` or `admin` for the user above.
+pub const HEADER_PERMISSION: &str = "x-mc-internal-permission";
+/// `1` when the connection was made in development mode.
+pub const HEADER_DEVELOPMENT: &str = "x-mc-internal-development";
+
+/// Paths of the object's internal routes.
+pub const PATH_SYNC: &str = "/sync";
+pub const PATH_KEYS: &str = "/internal/keys";
+pub const PATH_SET: &str = "/internal/set";
+pub const PATH_DELETE: &str = "/internal/delete";
+pub const PATH_IMPORT: &str = "/internal/import";
+pub const PATH_DESTROY: &str = "/internal/destroy";
+pub const PATH_CONFIGURE: &str = "/internal/configure";
+
+/// Set a key on behalf of `actor` (a user id, or `system`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SetRequest<'a> {
+    pub actor: String,
+    pub key: String,
+    #[serde(borrow)]
+    pub value: &'a RawValue,
+    /// `None` keeps the key's attributes (defaults for a new key).
+    #[serde(default, borrow)]
+    pub attributes: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeleteRequest {
+    pub actor: String,
+    pub key: String,
+}
+
+/// Copy every key of `data` (a `sync.data` map) into this instance.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ImportRequest<'a> {
+    pub actor: String,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+}
+
+/// The answer to a write: whether anything changed, and the server time.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WriteResult {
+    pub changed: bool,
+    pub timestamp: i64,
+}
+
+/// A refusal from the object: the protocol error code and its message.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Refusal {
+    pub error: String,
+    pub code: String,
+}

@@ -1,0 +1,23 @@
+//! One MindCache instance = one Durable Object (`MindCacheInstance`).
+//! The protocol lives in plain Rust (engine, protocol, attributes, store);
+//! `object` is the thin platform layer and `client` is how the Worker
+//! talks to an object (the internal interface of protocol.md §7).
+
+pub mod attributes;
+pub mod client;
+pub mod engine;
+pub mod error;
+pub mod internal;
+pub mod json;
+pub mod limits;
+#[cfg(target_arch = "wasm32")]
+pub mod object;
+pub mod protocol;
+#[cfg(target_arch = "wasm32")]
+pub mod sql_store;
+#[cfg(test)]
+mod sqlite_store;
+pub mod store;
+
+#[cfg(target_arch = "wasm32")]
+pub use object::MindCacheInstance;

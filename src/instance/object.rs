@@ -1,0 +1,526 @@
+//! The `MindCacheInstance` Durable Object: the platform layer around the
+//! engine. It accepts hibernatable WebSockets, keeps every bit of
+//! per-socket state in the socket's attachment, runs each socket's frames
+//! strictly in arrival order, and serves the Worker's internal interface.
+//! It exists only on wasm32: natively the engine is tested over rusqlite.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{
+    durable_object, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+};
+
+use super::attributes::Attributes;
+use super::engine::{Engine, Outbound, Outcome, Session, CLOSE_POLICY_VIOLATION};
+use super::error::{ErrorCode, ProtocolError};
+use super::internal::{self, DeleteRequest, ImportRequest, Refusal, SetRequest, WriteResult};
+use super::protocol::{encode_auth_error, encode_error, AuthErrorCode};
+use super::store::{load_meta, migrate, save_meta, InstanceMeta};
+use crate::permission::Permission;
+
+use super::sql_store::SqlStore as Store;
+
+/// Socket tags: connections authenticated by the Worker before the upgrade
+/// are tagged so broadcasts need not read their attachments.
+const TAG_AUTHENTICATED: &str = "a";
+const TAG_PENDING: &str = "p";
+
+const PING: &str = r#"{"type":"ping"}"#;
+const PONG: &str = r#"{"type":"pong"}"#;
+
+#[durable_object]
+pub struct MindCacheInstance {
+    state: State,
+    env: Env,
+    store: Store,
+    meta: RefCell<InstanceMeta>,
+    /// Why the schema could not be set up, if it could not (then every
+    /// request is refused rather than risking data).
+    setup_error: Option<String>,
+    /// Frames that arrived for a socket while an earlier frame of the same
+    /// socket was still being handled (an `auth` being verified).
+    queues: RefCell<HashMap<u32, VecDeque<String>>>,
+}
+
+impl DurableObject for MindCacheInstance {
+    fn new(state: State, env: Env) -> Self {
+        let store = Store::new(state.storage().sql());
+        let (meta, setup_error) = match migrate(&store).and_then(|_| load_meta(&store)) {
+            Ok(meta) => (meta.unwrap_or_default(), None),
+            Err(e) => (InstanceMeta::default(), Some(e.0)),
+        };
+        // `{"type":"ping"}` is answered by the runtime without waking us.
+        if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
+            state.set_websocket_auto_response(&pair);
+        }
+        MindCacheInstance {
+            state,
+            env,
+            store,
+            meta: RefCell::new(meta),
+            setup_error,
+            queues: RefCell::new(HashMap::new()),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if let Some(e) = &self.setup_error {
+            worker::console_error!("instance storage setup failed: {e}");
+            return refusal(&ProtocolError::internal("instance storage unavailable"));
+        }
+        self.refresh_meta(&req)?;
+        let path = req.path();
+        match (req.method(), path.as_str()) {
+            (Method::Get, internal::PATH_SYNC) => self.accept(&req).await,
+            (Method::Get, internal::PATH_KEYS) => match self.engine_data() {
+                Ok(data) => json_text(format!(r#"{{"keys":{data}}}"#)),
+                Err(e) => refusal(&e),
+            },
+            (Method::Post, internal::PATH_SET) => {
+                let body = req.text().await?;
+                self.internal_set(&body)
+            }
+            (Method::Post, internal::PATH_DELETE) => {
+                let body = req.text().await?;
+                self.internal_delete(&body)
+            }
+            (Method::Post, internal::PATH_IMPORT) => {
+                let body = req.text().await?;
+                self.internal_import(&body)
+            }
+            (Method::Post, internal::PATH_DESTROY) => self.destroy().await,
+            (Method::Post, internal::PATH_CONFIGURE) => json_text("{}".to_string()),
+            _ => Response::error("Not found", 404),
+        }
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        match message {
+            WebSocketIncomingMessage::String(text) => self.enqueue(&ws, text).await,
+            WebSocketIncomingMessage::Binary(_) => {
+                send(&ws, &encode_error(&ProtocolError::binary_frame()));
+                Ok(())
+            }
+        }
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        reason: String,
+        _was_clean: bool,
+    ) -> Result<()> {
+        // Complete the close handshake, echoing the client's code when it
+        // is one that may be sent on the wire (RFC 6455 §7.4).
+        let code = u16::try_from(code)
+            .ok()
+            .filter(|c| (1000..5000).contains(c) && ![1004, 1005, 1006, 1015].contains(c))
+            .unwrap_or(1000);
+        let _ = ws.close(Some(code), Some(reason));
+        if let Ok(Some(session)) = ws.deserialize_attachment::<Session>() {
+            self.queues.borrow_mut().remove(&session.connection);
+        }
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        if let Ok(Some(session)) = ws.deserialize_attachment::<Session>() {
+            self.queues.borrow_mut().remove(&session.connection);
+        }
+        Ok(())
+    }
+
+    /// Times out sockets that did not authenticate within 10 seconds.
+    async fn alarm(&self) -> Result<Response> {
+        let now = now_ms();
+        let mut next_deadline: Option<i64> = None;
+        for ws in self.state.get_websockets_with_tag(TAG_PENDING) {
+            let Ok(Some(session)) = ws.deserialize_attachment::<Session>() else {
+                continue;
+            };
+            if session.authenticated {
+                continue;
+            }
+            if session.auth_expired(now) {
+                if let Outcome::Close {
+                    frame,
+                    code,
+                    reason,
+                } = self.engine_outcome(&session, "")
+                {
+                    send(&ws, &frame);
+                    let _ = ws.close(Some(code), Some(reason));
+                }
+            } else {
+                let d = session.auth_deadline_ms;
+                next_deadline = Some(next_deadline.map_or(d, |n| n.min(d)));
+            }
+        }
+        if let Some(deadline) = next_deadline {
+            self.schedule_alarm(deadline).await?;
+        }
+        Response::empty()
+    }
+}
+
+impl MindCacheInstance {
+    /// The Worker sends the instance id and read-only flag with every
+    /// request; remember them so messages never need D1.
+    fn refresh_meta(&self, req: &Request) -> Result<()> {
+        let headers = req.headers();
+        let Some(instance_id) = headers.get(internal::HEADER_INSTANCE_ID)? else {
+            return Ok(());
+        };
+        let read_only = headers.get(internal::HEADER_READ_ONLY)?.as_deref() == Some("1");
+        let fresh = InstanceMeta {
+            instance_id,
+            read_only,
+        };
+        if *self.meta.borrow() != fresh {
+            save_meta(&self.store, &fresh).map_err(|e| worker::Error::RustError(e.0))?;
+            *self.meta.borrow_mut() = fresh;
+        }
+        Ok(())
+    }
+
+    fn engine_outcome(&self, session: &Session, frame: &str) -> Outcome {
+        let meta = self.meta.borrow();
+        Engine::new(&self.store, &meta).handle_frame(session, frame, now_ms())
+    }
+
+    fn engine_data(&self) -> std::result::Result<String, ProtocolError> {
+        let meta = self.meta.borrow();
+        Engine::new(&self.store, &meta).data_json()
+    }
+
+    /// Accepts a WebSocket the Worker forwarded, with the identity it set.
+    async fn accept(&self, req: &Request) -> Result<Response> {
+        let headers = req.headers();
+        let user = headers.get(internal::HEADER_USER_ID)?;
+        let permission = headers
+            .get(internal::HEADER_PERMISSION)?
+            .and_then(|p| Permission::parse_grantable(&p));
+        let development = headers.get(internal::HEADER_DEVELOPMENT)?.as_deref() == Some("1");
+        let now = now_ms();
+
+        let mut session = match (user, permission) {
+            (Some(user), Some(permission)) => Session::authenticated(user, permission),
+            _ => Session::pending(now),
+        };
+        session.development = development;
+        session.connection = connection_id();
+
+        let pair = WebSocketPair::new()?;
+        let server = pair.server;
+        let tag = if session.authenticated {
+            TAG_AUTHENTICATED
+        } else {
+            TAG_PENDING
+        };
+        self.state.accept_websocket_with_tags(&server, &[tag]);
+        server.serialize_attachment(&session)?;
+
+        if session.authenticated {
+            let frames = {
+                let meta = self.meta.borrow();
+                Engine::new(&self.store, &meta).auth_succeeded(
+                    &session.user_id,
+                    session.permission,
+                    None,
+                    now,
+                )
+            };
+            match frames {
+                Ok(frames) => frames.iter().for_each(|f| send(&server, f)),
+                Err(e) => send(&server, &encode_error(&e)),
+            }
+        } else {
+            self.schedule_alarm(session.auth_deadline_ms).await?;
+        }
+        Response::from_websocket(pair.client)
+    }
+
+    /// Runs a socket's frames one at a time in arrival order: a frame that
+    /// arrives while an earlier one (an `auth` being verified) is still in
+    /// progress waits in the socket's queue.
+    async fn enqueue(&self, ws: &WebSocket, frame: String) -> Result<()> {
+        let Some(conn) = ws
+            .deserialize_attachment::<Session>()?
+            .map(|s| s.connection)
+        else {
+            return Ok(());
+        };
+        {
+            let mut queues = self.queues.borrow_mut();
+            if let Some(queue) = queues.get_mut(&conn) {
+                queue.push_back(frame);
+                return Ok(());
+            }
+            queues.insert(conn, VecDeque::from([frame]));
+        }
+        loop {
+            let next = {
+                let mut queues = self.queues.borrow_mut();
+                match queues.get_mut(&conn).and_then(VecDeque::pop_front) {
+                    Some(frame) => frame,
+                    None => {
+                        queues.remove(&conn);
+                        return Ok(());
+                    }
+                }
+            };
+            // Re-read each time: an `auth` before this frame may have changed it.
+            let Some(session) = ws.deserialize_attachment::<Session>()? else {
+                return Ok(());
+            };
+            if !self.handle_frame(ws, session, &next).await? {
+                self.queues.borrow_mut().remove(&conn);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles one frame; returns false when the socket was closed.
+    async fn handle_frame(&self, ws: &WebSocket, session: Session, frame: &str) -> Result<bool> {
+        match self.engine_outcome(&session, frame) {
+            Outcome::Send(out) => {
+                for item in out {
+                    match item {
+                        Outbound::Reply(text) => send(ws, &text),
+                        Outbound::Broadcast(text) => self.broadcast(&text),
+                    }
+                }
+                Ok(true)
+            }
+            Outcome::Close {
+                frame,
+                code,
+                reason,
+            } => {
+                send(ws, &frame);
+                let _ = ws.close(Some(code), Some(reason));
+                Ok(false)
+            }
+            Outcome::VerifyAuth { api_key, id } => {
+                match self.verify_in_band(&session, &api_key).await {
+                    Ok((user_id, permission)) => {
+                        let mut updated = Session::authenticated(user_id, permission);
+                        updated.development = session.development;
+                        updated.connection = session.connection;
+                        ws.serialize_attachment(&updated)?;
+                        let frames = {
+                            let meta = self.meta.borrow();
+                            Engine::new(&self.store, &meta).auth_succeeded(
+                                &updated.user_id,
+                                updated.permission,
+                                id.as_ref(),
+                                now_ms(),
+                            )
+                        };
+                        match frames {
+                            Ok(frames) => frames.iter().for_each(|f| send(ws, f)),
+                            Err(e) => send(ws, &encode_error(&e.with_id(id))),
+                        }
+                        Ok(true)
+                    }
+                    Err((code, message)) => {
+                        send(ws, &encode_auth_error(code, &message));
+                        let _ =
+                            ws.close(Some(CLOSE_POLICY_VIOLATION), Some("Authentication failed"));
+                        Ok(false)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Verifies an in-band `auth` credential for this instance.
+    async fn verify_in_band(
+        &self,
+        session: &Session,
+        credential: &str,
+    ) -> std::result::Result<(String, Permission), (AuthErrorCode, String)> {
+        if session.development {
+            return Ok((crate::auth::DEV_USER.to_string(), Permission::Admin));
+        }
+        let instance_id = self.meta.borrow().instance_id.clone();
+        crate::auth::socket::verify_in_band(&self.env, credential, &instance_id).await
+    }
+
+    /// Sends one pre-serialised frame to every authenticated socket. The
+    /// text is converted to a JS string once, not once per socket.
+    fn broadcast(&self, text: &str) {
+        let js = JsValue::from_str(text);
+        for ws in self.state.get_websockets_with_tag(TAG_AUTHENTICATED) {
+            send_js(&ws, &js);
+        }
+        for ws in self.state.get_websockets_with_tag(TAG_PENDING) {
+            if matches!(ws.deserialize_attachment::<Session>(), Ok(Some(s)) if s.authenticated) {
+                send_js(&ws, &js);
+            }
+        }
+    }
+
+    async fn schedule_alarm(&self, deadline_ms: i64) -> Result<()> {
+        let storage = self.state.storage();
+        let current = storage.get_alarm().await?;
+        if current.is_none_or(|c| c > deadline_ms) {
+            // A little slack so the deadline has passed when the alarm runs.
+            let delay = (deadline_ms - now_ms()).max(0) as u64 + 50;
+            storage.set_alarm(Duration::from_millis(delay)).await?;
+        }
+        Ok(())
+    }
+
+    fn internal_set(&self, body: &str) -> Result<Response> {
+        let Some(req) = parse_body::<SetRequest>(body) else {
+            return refusal(&ProtocolError::invalid("malformed internal set request"));
+        };
+        let attributes = match req.attributes.map(|a| Attributes::from_json(a.get())) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => return refusal(&e),
+        };
+        let now = now_ms();
+        let result = {
+            let meta = self.meta.borrow();
+            Engine::new(&self.store, &meta).set_as(&req.actor, &req.key, req.value, attributes, now)
+        };
+        self.write_response(result, now)
+    }
+
+    fn internal_delete(&self, body: &str) -> Result<Response> {
+        let Some(req) = parse_body::<DeleteRequest>(body) else {
+            return refusal(&ProtocolError::invalid("malformed internal delete request"));
+        };
+        let now = now_ms();
+        let result = {
+            let meta = self.meta.borrow();
+            Engine::new(&self.store, &meta).delete_as(&req.actor, &req.key, now)
+        };
+        self.write_response(result, now)
+    }
+
+    fn internal_import(&self, body: &str) -> Result<Response> {
+        let Some(req) = parse_body::<ImportRequest>(body) else {
+            return refusal(&ProtocolError::invalid("malformed internal import request"));
+        };
+        let now = now_ms();
+        let result = {
+            let meta = self.meta.borrow();
+            Engine::new(&self.store, &meta).import(&req.actor, req.data.get(), now)
+        };
+        match result {
+            Ok(broadcasts) => {
+                broadcasts.iter().for_each(|b| self.broadcast(b));
+                json_response(&WriteResult {
+                    changed: !broadcasts.is_empty(),
+                    timestamp: now,
+                })
+            }
+            Err(e) => refusal(&e),
+        }
+    }
+
+    fn write_response(
+        &self,
+        result: std::result::Result<Option<String>, ProtocolError>,
+        now: i64,
+    ) -> Result<Response> {
+        match result {
+            Ok(broadcast) => {
+                if let Some(b) = &broadcast {
+                    self.broadcast(b);
+                }
+                json_response(&WriteResult {
+                    changed: broadcast.is_some(),
+                    timestamp: now,
+                })
+            }
+            Err(e) => refusal(&e),
+        }
+    }
+
+    /// Closes every socket (1000, "Instance deleted") and deletes all keys.
+    async fn destroy(&self) -> Result<Response> {
+        for ws in self.state.get_websockets() {
+            let _ = ws.close(Some(1000), Some("Instance deleted"));
+        }
+        self.queues.borrow_mut().clear();
+        let wiped = {
+            let meta = self.meta.borrow();
+            Engine::new(&self.store, &meta).wipe()
+        };
+        if let Err(e) = wiped {
+            return refusal(&e);
+        }
+        let _ = self.state.storage().delete_alarm().await;
+        json_text(r#"{"destroyed":true}"#.to_string())
+    }
+}
+
+fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a str) -> Option<T> {
+    serde_json::from_str(body).ok()
+}
+
+fn json_text(body: String) -> Result<Response> {
+    let mut resp = Response::ok(body)?;
+    resp.headers_mut().set("Content-Type", "application/json")?;
+    Ok(resp)
+}
+
+fn json_response<T: serde::Serialize>(body: &T) -> Result<Response> {
+    Response::from_json(body)
+}
+
+/// A refused internal call: 422 with the protocol code, or 500 (logged)
+/// for an internal failure.
+fn refusal(e: &ProtocolError) -> Result<Response> {
+    let status = if e.code == ErrorCode::Internal {
+        worker::console_error!("instance error: {}", e.message);
+        500
+    } else {
+        422
+    };
+    Ok(Response::from_json(&Refusal {
+        error: e.message.clone(),
+        code: e.code.as_str().to_string(),
+    })?
+    .with_status(status))
+}
+
+fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
+}
+
+/// A random id for a socket, unique enough within one object.
+fn connection_id() -> u32 {
+    (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32
+}
+
+fn send(ws: &WebSocket, text: &str) {
+    let _ = ws.send_with_str(text);
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// The runtime's WebSocket, to call `send` with an existing JS string.
+    type JsSocket;
+    #[wasm_bindgen(method, catch, js_name = send)]
+    fn send_value(this: &JsSocket, data: &JsValue) -> std::result::Result<(), JsValue>;
+}
+
+fn send_js(ws: &WebSocket, data: &JsValue) {
+    let raw: &worker::web_sys::WebSocket = ws.as_ref();
+    let _ = raw.unchecked_ref::<JsSocket>().send_value(data);
+}

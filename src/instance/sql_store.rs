@@ -1,0 +1,193 @@
+//! The `KeyStore` of the deployed object, over the Durable Object's SQLite
+//! (`state.storage().sql()`). It runs the same SQL constants as the native
+//! test store. Create one per object and keep it in the object: it caches the
+//! key count, so all key writes must go through it.
+#![cfg(target_arch = "wasm32")]
+
+use super::store::{
+    Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow, COUNT_KEYS, DELETE_ALL_KEYS,
+    DELETE_KEY, INSERT_KEY, SELECT_ALL_KEYS, SELECT_KEY, SELECT_META, UPDATE_KEY, UPSERT_META,
+};
+use worker::wasm_bindgen::JsValue;
+use worker::{SqlCursor, SqlStorage, SqlStorageValue};
+
+pub struct SqlStore {
+    sql: SqlStorage,
+    count: KeyCount,
+}
+
+impl SqlStore {
+    pub fn new(sql: SqlStorage) -> Self {
+        SqlStore {
+            sql,
+            count: KeyCount::default(),
+        }
+    }
+
+    /// Binds straight to JS values: a `SqlStorageValue::String` would copy the
+    /// value once more on its way to JS.
+    fn run(&self, query: &str, args: &[SqlArg<'_>]) -> Result<SqlCursor, StoreError> {
+        let js: Vec<JsValue> = args
+            .iter()
+            .map(|a| match *a {
+                SqlArg::Text(s) => JsValue::from_str(s),
+                // Millisecond timestamps and 0/1 flags are far inside 2^53.
+                SqlArg::Int(i) => JsValue::from_f64(i as f64),
+                SqlArg::Null => JsValue::NULL,
+            })
+            .collect();
+        self.sql.exec_raw(query, js).map_err(err)
+    }
+
+    /// Every row of a query, as positional values.
+    fn rows(
+        &self,
+        query: &str,
+        args: &[SqlArg<'_>],
+    ) -> Result<Vec<Vec<SqlStorageValue>>, StoreError> {
+        self.run(query, args)?
+            .raw()
+            .map(|r| r.map_err(err))
+            .collect()
+    }
+
+    fn write(&self, row: KeyRow<'_>, query: &str) -> Result<(), StoreError> {
+        let tags = row.attributes.tags_json();
+        let extra = row.attributes.extra_json();
+        self.run(query, &row.write_args(&tags, extra.as_deref()))?;
+        Ok(())
+    }
+}
+
+fn err(e: worker::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn text(v: SqlStorageValue, column: &str) -> Result<String, StoreError> {
+    match v {
+        SqlStorageValue::String(s) => Ok(s),
+        other => Err(StoreError(format!(
+            "column {column}: expected text, got {other:?}"
+        ))),
+    }
+}
+
+fn opt_text(v: SqlStorageValue, column: &str) -> Result<Option<String>, StoreError> {
+    match v {
+        SqlStorageValue::Null => Ok(None),
+        other => text(other, column).map(Some),
+    }
+}
+
+fn int(v: SqlStorageValue, column: &str) -> Result<i64, StoreError> {
+    match v {
+        SqlStorageValue::Integer(i) => Ok(i),
+        SqlStorageValue::Boolean(b) => Ok(i64::from(b)),
+        // JS numbers outside 2^53 arrive as floats; keep what precision there is.
+        SqlStorageValue::Float(f) if f.is_finite() => Ok(f as i64),
+        other => Err(StoreError(format!(
+            "column {column}: expected integer, got {other:?}"
+        ))),
+    }
+}
+
+/// Converts one `SELECT_KEY`-ordered row.
+fn stored_row(row: Vec<SqlStorageValue>) -> Result<StoredRow, StoreError> {
+    let mut cols = row.into_iter();
+    let mut next = |column: &str| {
+        cols.next()
+            .ok_or_else(|| StoreError(format!("row has no column {column}")))
+    };
+    Ok(StoredRow {
+        name: text(next("name")?, "name")?,
+        value: text(next("value")?, "value")?,
+        key_type: text(next("type")?, "type")?,
+        content_type: opt_text(next("content_type")?, "content_type")?,
+        readonly: int(next("readonly")?, "readonly")? != 0,
+        visible: int(next("visible")?, "visible")? != 0,
+        hardcoded: int(next("hardcoded")?, "hardcoded")? != 0,
+        template: int(next("template")?, "template")? != 0,
+        tags: opt_text(next("tags")?, "tags")?,
+        extra: opt_text(next("extra")?, "extra")?,
+        updated_at: int(next("updated_at")?, "updated_at")?,
+    })
+}
+
+impl KeyStore for SqlStore {
+    fn execute(&self, query: &str) -> Result<(), StoreError> {
+        self.run(query, &[]).map(|_| ())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
+        self.rows(SELECT_KEY, &[SqlArg::Text(key)])?
+            .into_iter()
+            .next()
+            .map(|r| stored_row(r).and_then(StoredRow::into_entry))
+            .transpose()
+    }
+
+    fn insert(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
+        self.write(row, INSERT_KEY)?;
+        self.count.inserted();
+        Ok(())
+    }
+
+    fn update(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
+        self.write(row, UPDATE_KEY)
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let existed = !self.rows(DELETE_KEY, &[SqlArg::Text(key)])?.is_empty();
+        if existed {
+            self.count.deleted();
+        }
+        Ok(existed)
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        self.run(DELETE_ALL_KEYS, &[])?;
+        self.count.cleared();
+        Ok(())
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        self.count.get_or_count(|| {
+            let first = self.rows(COUNT_KEYS, &[])?.into_iter().next();
+            let n = match first.and_then(|r| r.into_iter().next()) {
+                Some(v) => int(v, "COUNT(*)")?,
+                None => 0,
+            };
+            Ok(n.max(0) as u64)
+        })
+    }
+
+    fn all(&self) -> Result<Vec<Entry>, StoreError> {
+        self.run(SELECT_ALL_KEYS, &[])?
+            .raw()
+            .map(|r| {
+                r.map_err(err)
+                    .and_then(stored_row)
+                    .and_then(StoredRow::into_entry)
+            })
+            .collect()
+    }
+
+    fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match self
+            .rows(SELECT_META, &[SqlArg::Text(name)])?
+            .into_iter()
+            .next()
+        {
+            None => Ok(None),
+            Some(row) => match row.into_iter().next() {
+                Some(v) => opt_text(v, "meta.value"),
+                None => Ok(None),
+            },
+        }
+    }
+
+    fn meta_set(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.run(UPSERT_META, &[SqlArg::Text(name), SqlArg::Text(value)])
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,163 @@
+//! A `KeyStore` over an in-process SQLite (rusqlite, tests only) that runs the
+//! very SQL constants the Durable Object runs, so the SQL is tested natively.
+
+use super::store::{
+    Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow, COUNT_KEYS, DELETE_ALL_KEYS,
+    DELETE_KEY, INSERT_KEY, SELECT_ALL_KEYS, SELECT_KEY, SELECT_META, UPDATE_KEY, UPSERT_META,
+};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql};
+use std::cell::Cell;
+
+pub struct SqliteStore {
+    pub conn: Connection,
+    count: KeyCount,
+    /// Makes every write fail, to reach the engine's INTERNAL path.
+    pub fail_writes: Cell<bool>,
+}
+
+impl SqliteStore {
+    pub fn in_memory() -> Self {
+        SqliteStore::wrap(Connection::open_in_memory().expect("in-memory SQLite"))
+    }
+
+    pub fn wrap(conn: Connection) -> Self {
+        SqliteStore {
+            conn,
+            count: KeyCount::default(),
+            fail_writes: Cell::new(false),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.fail_writes.get() {
+            return Err(StoreError("injected write failure".into()));
+        }
+        Ok(())
+    }
+
+    fn write(&self, row: KeyRow<'_>, sql: &str) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let tags = row.attributes.tags_json();
+        let extra = row.attributes.extra_json();
+        let args = row.write_args(&tags, extra.as_deref());
+        let changed = self
+            .conn
+            .execute(sql, rusqlite::params_from_iter(args.iter()))
+            .map_err(err)?;
+        if changed != 1 {
+            return Err(StoreError(format!(
+                "expected one row written, got {changed}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl ToSql for SqlArg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match *self {
+            SqlArg::Text(s) => ValueRef::Text(s.as_bytes()),
+            SqlArg::Int(i) => ValueRef::Integer(i),
+            SqlArg::Null => ValueRef::Null,
+        }))
+    }
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn stored_row(r: &Row<'_>) -> rusqlite::Result<StoredRow> {
+    Ok(StoredRow {
+        name: r.get(0)?,
+        value: r.get(1)?,
+        key_type: r.get(2)?,
+        content_type: r.get(3)?,
+        readonly: r.get::<_, i64>(4)? != 0,
+        visible: r.get::<_, i64>(5)? != 0,
+        hardcoded: r.get::<_, i64>(6)? != 0,
+        template: r.get::<_, i64>(7)? != 0,
+        tags: r.get(8)?,
+        extra: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
+impl KeyStore for SqliteStore {
+    fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        // execute_batch also accepts the SELECT probes, discarding their rows.
+        self.conn.execute_batch(sql).map_err(err)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
+        self.conn
+            .query_row(SELECT_KEY, [key], stored_row)
+            .optional()
+            .map_err(err)?
+            .map(StoredRow::into_entry)
+            .transpose()
+    }
+
+    fn insert(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
+        self.write(row, INSERT_KEY)?;
+        self.count.inserted();
+        Ok(())
+    }
+
+    fn update(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
+        self.write(row, UPDATE_KEY)
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        self.check_writable()?;
+        let existed = self
+            .conn
+            .query_row(DELETE_KEY, [key], |_| Ok(()))
+            .optional()
+            .map_err(err)?
+            .is_some();
+        if existed {
+            self.count.deleted();
+        }
+        Ok(existed)
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        self.check_writable()?;
+        self.conn.execute(DELETE_ALL_KEYS, []).map_err(err)?;
+        self.count.cleared();
+        Ok(())
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        self.count.get_or_count(|| {
+            let n: i64 = self
+                .conn
+                .query_row(COUNT_KEYS, [], |r| r.get(0))
+                .map_err(err)?;
+            Ok(n.max(0) as u64)
+        })
+    }
+
+    fn all(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut stmt = self.conn.prepare(SELECT_ALL_KEYS).map_err(err)?;
+        let rows = stmt.query_map([], stored_row).map_err(err)?;
+        rows.map(|r| r.map_err(err).and_then(StoredRow::into_entry))
+            .collect()
+    }
+
+    fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(SELECT_META, [name], |r| r.get(0))
+            .optional()
+            .map_err(err)
+    }
+
+    fn meta_set(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(UPSERT_META, [name, value])
+            .map(|_| ())
+            .map_err(err)
+    }
+}

@@ -1,0 +1,555 @@
+//! Storage of an instance's keys: the `KeyStore` contract, the SQL every
+//! implementation runs, and the versioned schema migration.
+
+use super::attributes::{Attributes, KeyType};
+use serde_json::value::RawValue;
+use std::cell::Cell;
+
+/// One stored key, as `sync.data` describes it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    pub value: Box<RawValue>,
+    pub attributes: Attributes,
+    pub updated_at: i64,
+}
+
+/// A key about to be written; `value` is JSON text already checked by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRow<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    pub attributes: &'a Attributes,
+    pub updated_at: i64,
+}
+
+/// A storage failure. It becomes an `INTERNAL` error for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage error: {0}")]
+pub struct StoreError(pub String);
+
+/// The instance's storage, synchronous like the Durable Object's SqlStorage.
+///
+/// Writes are split into `insert` and `update` rather than one upsert: the
+/// engine always reads the row first, and knowing that a write adds a key lets
+/// a store keep the key count in memory (see `KeyCount`) instead of running
+/// `COUNT(*)`, which reads — and is billed for — every row.
+pub trait KeyStore {
+    /// Runs a parameterless statement (schema changes and probes).
+    fn execute(&self, sql: &str) -> Result<(), StoreError>;
+    fn get(&self, key: &str) -> Result<Option<Entry>, StoreError>;
+    /// Adds a key that `get` just reported missing.
+    fn insert(&self, row: KeyRow<'_>) -> Result<(), StoreError>;
+    /// Replaces a key that `get` just reported present.
+    fn update(&self, row: KeyRow<'_>) -> Result<(), StoreError>;
+    /// Whether the key existed.
+    fn delete(&self, key: &str) -> Result<bool, StoreError>;
+    fn clear(&self) -> Result<(), StoreError>;
+    fn count(&self) -> Result<u64, StoreError>;
+    /// Every key, ordered by name.
+    fn all(&self) -> Result<Vec<Entry>, StoreError>;
+    fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError>;
+    fn meta_set(&self, name: &str, value: &str) -> Result<(), StoreError>;
+}
+
+// --- SQL --------------------------------------------------------------------
+// Every statement is a constant with `?` placeholders; nothing is built from input.
+
+/// The `keys` table exactly as storage.md gives it.
+pub const CREATE_KEYS: &str = "CREATE TABLE IF NOT EXISTS keys (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL,        -- JSON-encoded value
+  type TEXT NOT NULL,         -- text | json | image | file | markdown
+  content_type TEXT,
+  readonly INTEGER NOT NULL DEFAULT 0,
+  visible INTEGER NOT NULL DEFAULT 1,
+  hardcoded INTEGER NOT NULL DEFAULT 0,
+  template INTEGER NOT NULL DEFAULT 0,
+  tags TEXT,                  -- JSON array
+  extra TEXT,                 -- JSON object: attribute fields the server does not model
+  updated_at INTEGER NOT NULL -- ms
+)";
+
+/// Schema version, instance id and read-only flag, one row each.
+pub const CREATE_META: &str =
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)";
+
+/// Column order of every `SELECT` below, which `StoredRow` mirrors.
+pub const SELECT_KEY: &str = "SELECT name, value, type, content_type, readonly, visible, \
+     hardcoded, template, tags, extra, updated_at FROM keys WHERE name = ?";
+pub const SELECT_ALL_KEYS: &str = "SELECT name, value, type, content_type, readonly, visible, \
+     hardcoded, template, tags, extra, updated_at FROM keys ORDER BY name";
+
+/// `INSERT_KEY` and `UPDATE_KEY` take the same arguments (`write_args`), name last.
+pub const INSERT_KEY: &str = "INSERT INTO keys (value, type, content_type, readonly, visible, \
+     hardcoded, template, tags, extra, updated_at, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+pub const UPDATE_KEY: &str = "UPDATE keys SET value = ?, type = ?, content_type = ?, \
+     readonly = ?, visible = ?, hardcoded = ?, template = ?, tags = ?, extra = ?, \
+     updated_at = ? WHERE name = ?";
+/// `RETURNING` tells whether a row existed without relying on change counters.
+pub const DELETE_KEY: &str = "DELETE FROM keys WHERE name = ? RETURNING name";
+pub const DELETE_ALL_KEYS: &str = "DELETE FROM keys";
+pub const COUNT_KEYS: &str = "SELECT COUNT(*) FROM keys";
+
+pub const SELECT_META: &str = "SELECT value FROM meta WHERE name = ?";
+pub const UPSERT_META: &str = "INSERT INTO meta (name, value) VALUES (?, ?) \
+     ON CONFLICT(name) DO UPDATE SET value = excluded.value";
+
+pub const META_SCHEMA_VERSION: &str = "schema_version";
+pub const META_INSTANCE_ID: &str = "instance_id";
+pub const META_READ_ONLY: &str = "read_only";
+
+/// A bound SQL argument, borrowed so the (possibly 1.5 MB) value is copied
+/// only once, into the engine's own parameter type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SqlArg<'a> {
+    Text(&'a str),
+    Int(i64),
+    Null,
+}
+
+impl KeyRow<'_> {
+    /// Arguments for `INSERT_KEY` / `UPDATE_KEY`, in placeholder order.
+    /// `tags`/`extra` are the only owned parts, so they are passed in.
+    pub fn write_args<'a>(&'a self, tags: &'a str, extra: Option<&'a str>) -> [SqlArg<'a>; 11] {
+        let a = self.attributes;
+        let flag = |b: bool| SqlArg::Int(i64::from(b));
+        [
+            SqlArg::Text(self.value),
+            SqlArg::Text(a.key_type.as_str()),
+            a.content_type.as_deref().map_or(SqlArg::Null, SqlArg::Text),
+            flag(a.readonly),
+            flag(a.visible),
+            flag(a.hardcoded),
+            flag(a.template),
+            SqlArg::Text(tags),
+            extra.map_or(SqlArg::Null, SqlArg::Text),
+            SqlArg::Int(self.updated_at),
+            SqlArg::Text(self.key),
+        ]
+    }
+}
+
+/// A `keys` row as read back, in `SELECT_KEY` column order.
+#[derive(Debug, Clone, Default)]
+pub struct StoredRow {
+    pub name: String,
+    pub value: String,
+    pub key_type: String,
+    pub content_type: Option<String>,
+    pub readonly: bool,
+    pub visible: bool,
+    pub hardcoded: bool,
+    pub template: bool,
+    pub tags: Option<String>,
+    pub extra: Option<String>,
+    pub updated_at: i64,
+}
+
+impl StoredRow {
+    pub fn into_entry(self) -> Result<Entry, StoreError> {
+        let mut attributes = Attributes {
+            // Rows written before a type existed must still load: fall back to text.
+            key_type: KeyType::parse(&self.key_type).unwrap_or_default(),
+            readonly: self.readonly,
+            visible: self.visible,
+            hardcoded: self.hardcoded,
+            template: self.template,
+            tags: Vec::new(),
+            content_type: self.content_type,
+            extra: Vec::new(),
+        };
+        let bad = |e: String| StoreError(format!("key {:?}: {e}", self.name));
+        attributes
+            .set_tags_json(self.tags.as_deref())
+            .map_err(bad)?;
+        attributes
+            .set_extra_json(self.extra.as_deref())
+            .map_err(bad)?;
+        // A row that is not JSON (only possible from outside this code) is
+        // served as a JSON string rather than failing every sync of the instance.
+        let value = match serde_json::from_str::<&RawValue>(&self.value) {
+            Ok(raw) => raw.to_owned(),
+            Err(_) => serde_json::to_string(&self.value)
+                .ok()
+                .and_then(|quoted| RawValue::from_string(quoted).ok())
+                .ok_or_else(|| bad("value is not JSON".to_owned()))?,
+        };
+        Ok(Entry {
+            key: self.name,
+            value,
+            attributes,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// The key count, cached between calls of one object lifetime. `None` until
+/// first counted; every write through the store keeps it exact afterwards.
+#[derive(Debug, Default)]
+pub struct KeyCount(Cell<Option<u64>>);
+
+impl KeyCount {
+    pub fn get_or_count(
+        &self,
+        count: impl FnOnce() -> Result<u64, StoreError>,
+    ) -> Result<u64, StoreError> {
+        if let Some(n) = self.0.get() {
+            return Ok(n);
+        }
+        let n = count()?;
+        self.0.set(Some(n));
+        Ok(n)
+    }
+
+    pub fn inserted(&self) {
+        self.0.set(self.0.get().map(|n| n + 1));
+    }
+
+    pub fn deleted(&self) {
+        self.0.set(self.0.get().map(|n| n.saturating_sub(1)));
+    }
+
+    pub fn cleared(&self) {
+        self.0.set(Some(0));
+    }
+}
+
+// --- Schema -----------------------------------------------------------------
+
+/// One step of a schema version.
+#[derive(Debug, Clone, Copy)]
+pub enum SchemaStep {
+    Execute(&'static str),
+    /// Runs `add` only when `probe` fails, i.e. when the column is missing.
+    AddColumnIfMissing {
+        probe: &'static str,
+        add: &'static str,
+    },
+}
+
+/// Schema versions in order; version N is `MIGRATIONS[N - 1]`. Append only:
+/// a released step is never edited, because objects already ran it.
+pub const MIGRATIONS: &[&[SchemaStep]] = &[
+    // v1: the keys table. Objects created from the seed's table (before
+    // attribute extras existed) already have `keys` without `extra`.
+    &[
+        SchemaStep::Execute(CREATE_KEYS),
+        SchemaStep::AddColumnIfMissing {
+            probe: "SELECT extra FROM keys LIMIT 0",
+            add: "ALTER TABLE keys ADD COLUMN extra TEXT",
+        },
+    ],
+];
+
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the object's schema to `SCHEMA_VERSION`, recording each version as
+/// it completes. Run it when the object is constructed, before any message.
+/// Returns the version the object is now at; an object already at a newer
+/// version (a rollback) is left alone, since steps are additive.
+pub fn migrate<S: KeyStore + ?Sized>(store: &S) -> Result<u32, StoreError> {
+    store.execute(CREATE_META)?;
+    let current = match store.meta_get(META_SCHEMA_VERSION)? {
+        None => 0,
+        Some(v) => v
+            .parse::<u32>()
+            .map_err(|_| StoreError(format!("schema version {v:?} is not a number")))?,
+    };
+    for (done, steps) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        for step in steps.iter() {
+            match *step {
+                SchemaStep::Execute(sql) => store.execute(sql)?,
+                SchemaStep::AddColumnIfMissing { probe, add } => {
+                    if store.execute(probe).is_err() {
+                        store.execute(add)?;
+                    }
+                }
+            }
+        }
+        store.meta_set(META_SCHEMA_VERSION, &(done + 1).to_string())?;
+    }
+    Ok(current.max(SCHEMA_VERSION))
+}
+
+/// What the Worker tells the object about its instance, kept in `meta` so
+/// messages need no D1 round trip.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InstanceMeta {
+    pub instance_id: String,
+    pub read_only: bool,
+}
+
+/// `None` until the Worker has told this object which instance it is.
+pub fn load_meta<S: KeyStore + ?Sized>(store: &S) -> Result<Option<InstanceMeta>, StoreError> {
+    let Some(instance_id) = store.meta_get(META_INSTANCE_ID)? else {
+        return Ok(None);
+    };
+    let read_only = store.meta_get(META_READ_ONLY)?.as_deref() == Some("1");
+    Ok(Some(InstanceMeta {
+        instance_id,
+        read_only,
+    }))
+}
+
+pub fn save_meta<S: KeyStore + ?Sized>(store: &S, meta: &InstanceMeta) -> Result<(), StoreError> {
+    store.meta_set(META_INSTANCE_ID, &meta.instance_id)?;
+    store.meta_set(META_READ_ONLY, if meta.read_only { "1" } else { "0" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::sqlite_store::SqliteStore;
+
+    fn store() -> SqliteStore {
+        let s = SqliteStore::in_memory();
+        migrate(&s).unwrap();
+        s
+    }
+
+    fn attrs(json: &str) -> Attributes {
+        Attributes::from_json(json).unwrap()
+    }
+
+    fn put(s: &SqliteStore, key: &str, value: &str, a: &Attributes, at: i64) {
+        let row = KeyRow {
+            key,
+            value,
+            attributes: a,
+            updated_at: at,
+        };
+        if s.get(key).unwrap().is_some() {
+            s.update(row).unwrap();
+        } else {
+            s.insert(row).unwrap();
+        }
+    }
+
+    fn sql_count(s: &SqliteStore) -> u64 {
+        s.conn
+            .query_row(COUNT_KEYS, [], |r| r.get::<_, i64>(0))
+            .unwrap() as u64
+    }
+
+    #[test]
+    fn migrate_creates_the_schema_and_is_idempotent() {
+        let s = SqliteStore::in_memory();
+        assert_eq!(migrate(&s).unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            s.meta_get(META_SCHEMA_VERSION).unwrap().as_deref(),
+            Some("1")
+        );
+        assert_eq!(migrate(&s).unwrap(), SCHEMA_VERSION);
+        let cols: Vec<String> = s
+            .conn
+            .prepare("SELECT name FROM pragma_table_info('keys')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            cols,
+            [
+                "name",
+                "value",
+                "type",
+                "content_type",
+                "readonly",
+                "visible",
+                "hardcoded",
+                "template",
+                "tags",
+                "extra",
+                "updated_at"
+            ]
+        );
+    }
+
+    #[test]
+    fn migrate_upgrades_a_seed_table_in_place() {
+        let s = SqliteStore::in_memory();
+        s.execute(
+            "CREATE TABLE keys (name TEXT PRIMARY KEY, value TEXT NOT NULL, type TEXT NOT NULL,
+             content_type TEXT, readonly INTEGER NOT NULL DEFAULT 0,
+             visible INTEGER NOT NULL DEFAULT 1, hardcoded INTEGER NOT NULL DEFAULT 0,
+             template INTEGER NOT NULL DEFAULT 0, tags TEXT, updated_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        s.execute(
+            "INSERT INTO keys (name, value, type, readonly, tags, updated_at)
+             VALUES ('old', '{\"a\":1}', 'json', 1, '[\"t\"]', 5)",
+        )
+        .unwrap();
+        assert_eq!(migrate(&s).unwrap(), 1);
+        let e = s.get("old").unwrap().unwrap();
+        assert_eq!(e.value.get(), r#"{"a":1}"#);
+        assert_eq!(e.attributes.key_type, KeyType::Json);
+        assert!(e.attributes.readonly && e.attributes.visible);
+        assert_eq!(e.attributes.tags, ["t"]);
+        assert_eq!(e.updated_at, 5);
+        // The new column works.
+        put(&s, "new", "1", &attrs(r#"{"systemTags":["x"]}"#), 6);
+        assert_eq!(s.get("new").unwrap().unwrap().attributes.extra.len(), 1);
+    }
+
+    #[test]
+    fn migrate_leaves_a_newer_schema_alone_and_rejects_garbage() {
+        let s = SqliteStore::in_memory();
+        s.execute(CREATE_META).unwrap();
+        s.meta_set(META_SCHEMA_VERSION, "99").unwrap();
+        assert_eq!(migrate(&s).unwrap(), 99);
+        assert!(s.get("k").is_err(), "no keys table was created");
+        s.meta_set(META_SCHEMA_VERSION, "v2").unwrap();
+        assert!(migrate(&s).is_err());
+    }
+
+    #[test]
+    fn crud_round_trip() {
+        let s = store();
+        assert!(s.get("a").unwrap().is_none());
+        assert_eq!(s.count().unwrap(), 0);
+        let a = attrs(
+            r#"{"type":"image","contentType":"image/png","tags":["x"],"readonly":true,
+               "visible":false,"hardcoded":true,"template":true,"contentTags":{"k":[1, 2]}}"#,
+        );
+        put(&s, "b", "[1, 2]", &a, 10);
+        put(&s, "a", "null", &Attributes::default(), 11);
+        let b = s.get("b").unwrap().unwrap();
+        assert_eq!(b.key, "b");
+        assert_eq!(b.value.get(), "[1, 2]");
+        assert_eq!(b.attributes, a);
+        assert_eq!(b.attributes.to_json(), a.to_json());
+        assert_eq!(b.updated_at, 10);
+        let all = s.all().unwrap();
+        let keys: Vec<&str> = all.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(all[0].value.get(), "null");
+        assert_eq!(all[0].attributes, Attributes::default());
+        // Update replaces every column, extras and content type included.
+        put(&s, "b", "\"s\"", &Attributes::default(), 12);
+        let b = s.get("b").unwrap().unwrap();
+        assert_eq!(b.value.get(), "\"s\"");
+        assert_eq!(b.attributes, Attributes::default());
+        assert_eq!(b.updated_at, 12);
+        assert_eq!(s.count().unwrap(), 2);
+        assert!(s.delete("b").unwrap());
+        assert!(!s.delete("b").unwrap());
+        assert_eq!(s.count().unwrap(), 1);
+        s.clear().unwrap();
+        assert!(s.all().unwrap().is_empty());
+        assert_eq!(s.count().unwrap(), 0);
+    }
+
+    #[test]
+    fn insert_of_an_existing_key_and_update_of_a_missing_key_fail() {
+        let s = store();
+        let d = Attributes::default();
+        let row = |key| KeyRow {
+            key,
+            value: "1",
+            attributes: &d,
+            updated_at: 1,
+        };
+        s.insert(row("k")).unwrap();
+        assert!(s.insert(row("k")).is_err());
+        assert!(s.update(row("missing")).is_err());
+        assert_eq!(s.count().unwrap(), 1);
+    }
+
+    #[test]
+    fn cached_count_stays_exact() {
+        let s = store();
+        let d = Attributes::default();
+        for i in 0..5 {
+            put(&s, &format!("k{i}"), "1", &d, 1);
+            assert_eq!(s.count().unwrap(), sql_count(&s));
+        }
+        put(&s, "k1", "2", &d, 2);
+        assert_eq!(s.count().unwrap(), 5);
+        s.delete("k0").unwrap();
+        s.delete("nope").unwrap();
+        assert_eq!(s.count().unwrap(), sql_count(&s));
+        s.clear().unwrap();
+        assert_eq!(s.count().unwrap(), 0);
+        put(&s, "z", "1", &d, 3);
+        assert_eq!(s.count().unwrap(), 1);
+        assert_eq!(sql_count(&s), 1);
+    }
+
+    #[test]
+    fn count_is_read_from_sql_when_first_asked() {
+        let s = store();
+        s.execute("INSERT INTO keys (name, value, type, updated_at) VALUES ('a', '1', 'text', 1), ('b', '2', 'text', 1)")
+            .unwrap();
+        assert_eq!(s.count().unwrap(), 2);
+    }
+
+    #[test]
+    fn meta_round_trip() {
+        let s = store();
+        assert_eq!(load_meta(&s).unwrap(), None);
+        let m = InstanceMeta {
+            instance_id: "inst-1".into(),
+            read_only: true,
+        };
+        save_meta(&s, &m).unwrap();
+        assert_eq!(load_meta(&s).unwrap(), Some(m));
+        save_meta(
+            &s,
+            &InstanceMeta {
+                instance_id: "inst-1".into(),
+                read_only: false,
+            },
+        )
+        .unwrap();
+        assert!(!load_meta(&s).unwrap().unwrap().read_only);
+    }
+
+    #[test]
+    fn odd_stored_rows_still_load() {
+        let s = store();
+        s.execute(
+            "INSERT INTO keys (name, value, type, tags, extra, updated_at)
+             VALUES ('legacy', 'plain words', 'document', NULL, NULL, 1)",
+        )
+        .unwrap();
+        let e = s.get("legacy").unwrap().unwrap();
+        assert_eq!(e.value.get(), "\"plain words\"");
+        assert_eq!(e.attributes, Attributes::default());
+        s.execute("UPDATE keys SET tags = 'nope' WHERE name = 'legacy'")
+            .unwrap();
+        assert!(s.get("legacy").is_err());
+    }
+
+    #[test]
+    fn write_args_follow_the_placeholders() {
+        let a = attrs(r#"{"type":"file","contentType":"a/b","readonly":true}"#);
+        let row = KeyRow {
+            key: "k",
+            value: "1",
+            attributes: &a,
+            updated_at: 7,
+        };
+        let args = row.write_args("[]", None);
+        assert_eq!(
+            args,
+            [
+                SqlArg::Text("1"),
+                SqlArg::Text("file"),
+                SqlArg::Text("a/b"),
+                SqlArg::Int(1),
+                SqlArg::Int(1),
+                SqlArg::Int(0),
+                SqlArg::Int(0),
+                SqlArg::Text("[]"),
+                SqlArg::Null,
+                SqlArg::Int(7),
+                SqlArg::Text("k"),
+            ]
+        );
+        assert_eq!(INSERT_KEY.matches('?').count(), args.len());
+        assert_eq!(UPDATE_KEY.matches('?').count(), args.len());
+    }
+}

@@ -1,0 +1,3 @@
+//! Inbound webhooks: Clerk user events, signed with Svix.
+
+pub mod svix;

@@ -1,0 +1,5 @@
+//! Shared integration-test harness: the real server and local fakes.
+#![allow(dead_code)]
+
+pub mod fake;
+pub mod server;

@@ -1,0 +1,258 @@
+//! Starts the real server (`wrangler dev`, local D1 and Durable Objects)
+//! for integration tests: a fresh persist directory, migrations applied,
+//! a free port, readiness awaited, and a watchdog that kills the whole
+//! process group when the test process goes away, even after a panic.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds the Worker once per test binary when no build exists
+/// (scripts/test.sh builds before running the tests).
+fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if repo_root().join("build/index.js").exists() {
+            return;
+        }
+        let status = Command::new("bash")
+            .arg("scripts/build.sh")
+            .current_dir(repo_root())
+            .status()
+            .expect("run scripts/build.sh");
+        assert!(status.success(), "scripts/build.sh failed");
+    });
+}
+
+/// How a test wants its server: the mode and any variables or secrets.
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    vars: Vec<(String, String)>,
+}
+
+impl ServerOptions {
+    pub fn development() -> Self {
+        ServerOptions::default().var("ENVIRONMENT", "development")
+    }
+
+    pub fn production() -> Self {
+        ServerOptions::default().var("ENVIRONMENT", "production")
+    }
+
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.retain(|(n, _)| n != name);
+        self.vars.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+pub struct TestServer {
+    pub port: u16,
+    pub persist_dir: PathBuf,
+    options: ServerOptions,
+    watchdog: Option<(Child, ChildStdin)>,
+}
+
+impl TestServer {
+    /// A server on a fresh, migrated persist directory.
+    pub fn start(options: ServerOptions) -> TestServer {
+        ensure_built();
+        let persist_dir = std::env::temp_dir().join(format!(
+            "mindcache-test-{}-{}",
+            std::process::id(),
+            unique_suffix()
+        ));
+        std::fs::create_dir_all(&persist_dir).expect("create persist dir");
+        wrangler(&[
+            "d1",
+            "migrations",
+            "apply",
+            "DB",
+            "--local",
+            "--persist-to",
+            persist_dir.to_str().expect("utf-8 temp path"),
+        ]);
+        let mut server = TestServer {
+            port: 0,
+            persist_dir,
+            options,
+            watchdog: None,
+        };
+        server.launch();
+        server
+    }
+
+    /// Stops the server and starts it again on the same persist directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// The same server addressed as `localhost`, which is what development
+    /// mode requires of the request's host.
+    pub fn local_url(&self, path: &str) -> String {
+        format!("http://localhost:{}{}", self.port, path)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://localhost:{}{}", self.port, path)
+    }
+
+    /// Runs SQL against this server's local D1 (test-only seeding).
+    pub fn d1_execute(&self, sql: &str) -> String {
+        wrangler(&[
+            "d1",
+            "execute",
+            "DB",
+            "--local",
+            "--persist-to",
+            self.persist_dir.to_str().expect("utf-8 temp path"),
+            "--command",
+            sql,
+        ])
+    }
+
+    fn launch(&mut self) {
+        let port = free_port();
+        let inspector = free_port();
+        let env_file = self.persist_dir.join("test.env");
+        let mut contents = String::new();
+        for (name, value) in &self.options.vars {
+            contents.push_str(&format!("{name}={value}\n"));
+        }
+        std::fs::write(&env_file, contents).expect("write env file");
+
+        let wrangler_bin = repo_root().join("node_modules/.bin/wrangler");
+        let log = self.persist_dir.join(format!("wrangler-{port}.log"));
+        // The watchdog shell leads its own process group; when our end of
+        // its stdin closes (test finished, panicked or was killed) it
+        // stops wrangler and everything wrangler started.
+        let script = format!(
+            r#"{wrangler} dev --ip 127.0.0.1 --port {port} --inspector-port {inspector} \
+                --persist-to '{persist}' --env-file '{env}' --show-interactive-dev-session=false \
+                --log-level log > '{log}' 2>&1 &
+            w=$!
+            cat > /dev/null
+            kill -TERM $w 2>/dev/null
+            for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 $w 2>/dev/null || break; sleep 0.3; done
+            kill -KILL -- -$$ 2>/dev/null"#,
+            wrangler = wrangler_bin.display(),
+            persist = self.persist_dir.display(),
+            env = env_file.display(),
+            log = log.display(),
+        );
+        let mut child = {
+            use std::os::unix::process::CommandExt;
+            Command::new("bash")
+                .arg("-c")
+                .arg(script)
+                .current_dir(repo_root())
+                .env("MINDCACHE_SKIP_BUILD", "1")
+                .env("WRANGLER_SEND_METRICS", "false")
+                .env("CI", "true")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("spawn wrangler dev")
+        };
+        let stdin = child.stdin.take().expect("watchdog stdin");
+        self.port = port;
+        self.watchdog = Some((child, stdin));
+
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if http_get_status(port, "/health") == Some(200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        self.stop();
+        panic!("wrangler dev did not become ready on port {port}; its log:\n{output}");
+    }
+
+    fn stop(&mut self) {
+        if let Some((mut child, stdin)) = self.watchdog.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.persist_dir);
+    }
+}
+
+/// Runs the project's wrangler and returns its stdout, panicking on failure.
+fn wrangler(args: &[&str]) -> String {
+    let out = Command::new(repo_root().join("node_modules/.bin/wrangler"))
+        .args(args)
+        .current_dir(repo_root())
+        .env("MINDCACHE_SKIP_BUILD", "1")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wrangler");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "wrangler {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Runs the project's wrangler with arbitrary arguments (for tests of the
+/// tooling itself, such as the dry-run deploy).
+pub fn run_wrangler(args: &[&str]) -> String {
+    wrangler(args)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{}-{nanos}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A dependency-free readiness probe (no async runtime needed).
+fn http_get_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = [0u8; 64];
+    let n = stream.read(&mut buf).ok()?;
+    let head = std::str::from_utf8(&buf[..n]).ok()?;
+    head.split_whitespace().nth(1)?.parse().ok()
+}
