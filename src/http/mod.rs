@@ -31,6 +31,13 @@ impl Ctx {
     }
 }
 
+/// `/health`: a struct rather than a map, so the fields keep their order.
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    environment: &'static str,
+}
+
 pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, ApiError> {
     Ok(Response::from_json(body)?.with_status(status))
 }
@@ -53,10 +60,10 @@ pub async fn handle(req: Request, env: Env) -> Result<Response, ApiError> {
     match route {
         Route::Health => json(
             200,
-            &serde_json::json!({
-                "status": "ok",
-                "environment": config::environment_name(ctx.development),
-            }),
+            &Health {
+                status: "ok",
+                environment: config::environment_name(ctx.development),
+            },
         ),
         Route::Sync { instance_id } => sync::handle(&req, &ctx, &instance_id).await,
         Route::AdminDo { object_id } => admin::object_keys(&req, &ctx, &object_id).await,

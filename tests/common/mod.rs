@@ -3,3 +3,4 @@
 
 pub mod fake;
 pub mod server;
+pub mod ws;

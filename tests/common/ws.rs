@@ -1,0 +1,176 @@
+//! A WebSocket client for tests: JSON frames in and out, with timeouts so
+//! a missing message fails the test instead of hanging it.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct WsClient {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What ended a wait for a message.
+#[derive(Debug)]
+pub enum Event {
+    Json(Value),
+    Closed(Option<(u16, String)>),
+    Timeout,
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> WsClient {
+        Self::connect_with_headers(url, &[]).await
+    }
+
+    pub async fn connect_with_headers(url: &str, headers: &[(&str, &str)]) -> WsClient {
+        Self::try_connect(url, headers)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+    }
+
+    /// Connects, or returns the HTTP status the server refused with.
+    pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<WsClient, String> {
+        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .insert(http_name(name), value.parse().expect("header value"));
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((stream, _)) => Ok(WsClient { stream }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err(format!("{} {body}", resp.status().as_u16()))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub async fn send(&mut self, value: &Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream
+            .send(Message::text(text.to_string()))
+            .await
+            .expect("send text frame");
+    }
+
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.stream
+            .send(Message::binary(bytes.to_vec()))
+            .await
+            .expect("send binary frame");
+    }
+
+    /// The next event within `wait` (pings and pongs of the transport skipped).
+    pub async fn next_event(&mut self, wait: Duration) -> Event {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Ok(next) = tokio::time::timeout_at(deadline, self.stream.next()).await else {
+                return Event::Timeout;
+            };
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    let value = serde_json::from_str(t.as_str())
+                        .unwrap_or_else(|e| panic!("server sent non-JSON {t:?}: {e}"));
+                    return Event::Json(value);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Event::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+                }
+                Some(Ok(Message::Binary(_))) => panic!("server sent a binary frame"),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Event::Closed(None),
+            }
+        }
+    }
+
+    /// The next JSON message, failing the test when none comes in time.
+    pub async fn recv(&mut self) -> Value {
+        match self.next_event(WAIT).await {
+            Event::Json(v) => v,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// The next message, which must be of type `kind`.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        let v = self.recv().await;
+        assert_eq!(v["type"], kind, "expected {kind}, got {v}");
+        v
+    }
+
+    /// Asserts that nothing arrives for `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        match self.next_event(wait).await {
+            Event::Timeout => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
+    }
+
+    /// Reads `auth_success` then `sync`, returning the sync message.
+    pub async fn handshake(&mut self) -> Value {
+        self.recv_type("auth_success").await;
+        self.recv_type("sync").await
+    }
+
+    /// Sends a close frame and returns the server's answering close frame.
+    pub async fn close(&mut self, code: u16, reason: &str) -> Option<(u16, String)> {
+        self.stream
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.to_string().into(),
+            })))
+            .await
+            .expect("send close");
+        loop {
+            match self.next_event(WAIT).await {
+                Event::Closed(frame) => return frame,
+                Event::Json(_) => continue,
+                Event::Timeout => panic!("server did not answer the close frame"),
+            }
+        }
+    }
+
+    /// Waits for the server to close the socket, returning its close frame.
+    pub async fn expect_closed(&mut self) -> Option<(u16, String)> {
+        loop {
+            match self.next_event(WAIT).await {
+                Event::Closed(frame) => return frame,
+                Event::Json(_) => continue,
+                Event::Timeout => panic!("server did not close the socket"),
+            }
+        }
+    }
+}
+
+fn http_name(name: &str) -> tokio_tungstenite::tungstenite::http::HeaderName {
+    tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+        .expect("header name")
+}
+
+/// A unique instance id for one test.
+pub fn unique_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{nanos}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
