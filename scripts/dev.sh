@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh
 npx wrangler d1 migrations apply DB --local
-MINDCACHE_SKIP_BUILD=1 exec npx wrangler dev --port 8787 "$@"
+# wrangler runs the build (wrangler.toml [build]) and rebuilds when src/ changes.
+exec npx wrangler dev --port 8787 "$@"

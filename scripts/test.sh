@@ -8,6 +8,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
+cargo clippy --target wasm32-unknown-unknown -- -D warnings
 bash scripts/build.sh
 gzip_bytes=$(gzip -9 -c build/index_bg.wasm | wc -c)
 echo "build/index_bg.wasm: $(wc -c < build/index_bg.wasm) bytes, $gzip_bytes bytes gzip"

@@ -10,3 +10,5 @@ pub mod socket;
 
 /// The user every development-mode request acts as (auth.md).
 pub const DEV_USER: &str = "dev-user";
+pub mod caller;
+pub mod clerk;

@@ -1,20 +1,50 @@
 //! Verifying the credential of an in-band `auth` message (protocol.md §3)
-//! from inside an instance's Durable Object.
+//! from inside an instance's Durable Object: the same checks as the
+//! `Authorization` header, then the caller's role on this instance.
 
 use worker::Env;
 
+use super::caller::identify;
+use crate::error::ApiError;
+use crate::http::{access, Ctx};
 use crate::instance::protocol::AuthErrorCode;
 use crate::permission::Permission;
 
 /// Verifies `credential` for `instance_id`; on success the user id and the
 /// permission the session gets.
 pub async fn verify_in_band(
-    _env: &Env,
-    _credential: &str,
-    _instance_id: &str,
+    env: &Env,
+    credential: &str,
+    instance_id: &str,
 ) -> Result<(String, Permission), (AuthErrorCode, String)> {
-    Err((
-        AuthErrorCode::InvalidKey,
-        "credential not recognised".to_string(),
-    ))
+    // In-band auth happens only on sockets opened in production mode.
+    let ctx = Ctx {
+        env: env.clone(),
+        development: false,
+    };
+    let header = if credential.contains(':') && !credential.starts_with("mc_") {
+        format!("ApiKey {credential}")
+    } else {
+        format!("Bearer {credential}")
+    };
+    let caller = identify(Some(&header), &ctx).await.map_err(|e| match e {
+        ApiError::Unauthorized(msg) if msg.contains("expired") => (AuthErrorCode::Expired, msg),
+        ApiError::Unauthorized(msg) => (AuthErrorCode::InvalidKey, msg),
+        other => {
+            worker::console_error!("in-band auth failed: {other}");
+            (
+                AuthErrorCode::InvalidKey,
+                "The credential could not be verified".to_string(),
+            )
+        }
+    })?;
+    let (role, _) = access::instance_data(&ctx, &caller, instance_id)
+        .await
+        .map_err(|_| {
+            (
+                AuthErrorCode::NoAccess,
+                "Instance not found or access denied".to_string(),
+            )
+        })?;
+    Ok((caller.user_id, role.for_session()))
 }

@@ -1,13 +1,22 @@
 //! The Worker's HTTP edge: request context, dispatch and JSON helpers.
 
+pub mod access;
 pub mod admin;
+pub mod api_keys;
+pub mod body;
 pub mod cors;
+pub mod groups;
+pub mod instances;
+pub mod projects;
 pub mod routes;
+pub mod shares;
 pub mod sync;
+pub mod ws_token;
 
 use serde::Serialize;
 use worker::{Env, Request, Response};
 
+use crate::auth::caller::{authenticate, Caller};
 use crate::config;
 use crate::error::ApiError;
 use routes::Route;
@@ -54,7 +63,7 @@ pub fn error_response(err: &ApiError) -> Response {
     resp
 }
 
-pub async fn handle(req: Request, env: Env) -> Result<Response, ApiError> {
+pub async fn handle(mut req: Request, env: Env) -> Result<Response, ApiError> {
     let route = routes::resolve(req.method().as_ref(), &req.path())?;
     let ctx = Ctx::new(&req, env);
     match route {
@@ -67,5 +76,55 @@ pub async fn handle(req: Request, env: Env) -> Result<Response, ApiError> {
         ),
         Route::Sync { instance_id } => sync::handle(&req, &ctx, &instance_id).await,
         Route::AdminDo { object_id } => admin::object_keys(&req, &ctx, &object_id).await,
+        Route::ClerkWebhook => Err(ApiError::not_found("Not found")),
+        route => {
+            let caller = authenticate(&req, &ctx).await?;
+            api(route, &mut req, &ctx, &caller).await
+        }
+    }
+}
+
+/// The authenticated `/api/*` routes.
+async fn api(
+    route: Route,
+    req: &mut Request,
+    ctx: &Ctx,
+    caller: &Caller,
+) -> Result<Response, ApiError> {
+    use shares::Kind;
+    match route {
+        Route::WsToken => ws_token::create(req, ctx, caller).await,
+        Route::ListProjects => projects::list(ctx, caller).await,
+        Route::CreateProject => projects::create(req, ctx, caller).await,
+        Route::GetProject(id) => projects::get(ctx, caller, &id).await,
+        Route::UpdateProject(id) => projects::update(req, ctx, caller, &id).await,
+        Route::DeleteProject(id) => projects::delete(ctx, caller, &id).await,
+        Route::ListInstances(id) => instances::list(ctx, caller, &id).await,
+        Route::CreateInstance(id) => instances::create(req, ctx, caller, &id).await,
+        Route::GetInstance(id) => instances::get(ctx, caller, &id).await,
+        Route::UpdateInstance(id) => instances::update(req, ctx, caller, &id).await,
+        Route::DeleteInstance(id) => instances::delete(ctx, caller, &id).await,
+        Route::ListProjectShares(id) => shares::list(ctx, caller, Kind::Project, &id).await,
+        Route::CreateProjectShare(id) => shares::create(req, ctx, caller, Kind::Project, &id).await,
+        Route::ListInstanceShares(id) => shares::list(ctx, caller, Kind::Instance, &id).await,
+        Route::CreateInstanceShare(id) => {
+            shares::create(req, ctx, caller, Kind::Instance, &id).await
+        }
+        Route::DeleteShare(id) => shares::delete(ctx, caller, &id).await,
+        Route::ListGroups => groups::list(ctx, caller).await,
+        Route::CreateGroup => groups::create(req, ctx, caller).await,
+        Route::GetGroup(id) => groups::get(ctx, caller, &id).await,
+        Route::DeleteGroup(id) => groups::delete(ctx, caller, &id).await,
+        Route::AddGroupMember(id) => groups::add_member(req, ctx, caller, &id).await,
+        Route::RemoveGroupMember(id, user) => groups::remove_member(ctx, caller, &id, &user).await,
+        Route::ListApiKeys => api_keys::list(ctx, caller).await,
+        Route::CreateApiKey => api_keys::create(req, ctx, caller).await,
+        Route::DeleteApiKey(id) => api_keys::delete(ctx, caller, &id).await,
+        Route::Chat | Route::Transform | Route::GenerateImage | Route::AnalyzeImage => {
+            Err(ApiError::not_found("Not found"))
+        }
+        Route::Health | Route::Sync { .. } | Route::AdminDo { .. } | Route::ClerkWebhook => {
+            Err(ApiError::not_found("Not found"))
+        }
     }
 }

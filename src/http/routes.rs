@@ -9,6 +9,36 @@ pub enum Route {
     Health,
     Sync { instance_id: String },
     AdminDo { object_id: String },
+    ClerkWebhook,
+    WsToken,
+    ListProjects,
+    CreateProject,
+    GetProject(String),
+    UpdateProject(String),
+    DeleteProject(String),
+    ListInstances(String),
+    CreateInstance(String),
+    GetInstance(String),
+    UpdateInstance(String),
+    DeleteInstance(String),
+    ListProjectShares(String),
+    CreateProjectShare(String),
+    ListInstanceShares(String),
+    CreateInstanceShare(String),
+    DeleteShare(String),
+    ListGroups,
+    CreateGroup,
+    GetGroup(String),
+    DeleteGroup(String),
+    AddGroupMember(String),
+    RemoveGroupMember(String, String),
+    ListApiKeys,
+    CreateApiKey,
+    DeleteApiKey(String),
+    Chat,
+    Transform,
+    GenerateImage,
+    AnalyzeImage,
 }
 
 /// Instance ids: 1–128 characters of `[A-Za-z0-9_-]` (protocol.md §1).
@@ -37,18 +67,59 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
     }
 
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["health"] => only(method, "GET", Route::Health),
-        ["sync"] => Err(ApiError::bad_request("Invalid instance id")),
-        ["admin", "do", object_id] => only(
-            method,
-            "GET",
-            Route::AdminDo {
-                object_id: (*object_id).to_string(),
-            },
-        ),
-        _ => Err(ApiError::not_found("Not found")),
-    }
+    let s = |i: usize| segments[i].to_string();
+    let by_method: Vec<(&str, Route)> = match segments.as_slice() {
+        ["health"] => vec![("GET", Route::Health)],
+        ["sync"] => return Err(ApiError::bad_request("Invalid instance id")),
+        ["admin", "do", _] => vec![("GET", Route::AdminDo { object_id: s(2) })],
+        ["webhooks", "clerk"] => vec![("POST", Route::ClerkWebhook)],
+        ["api", "ws-token"] => vec![("POST", Route::WsToken)],
+        ["api", "projects"] => vec![("GET", Route::ListProjects), ("POST", Route::CreateProject)],
+        ["api", "projects", id] if !id.is_empty() => vec![
+            ("GET", Route::GetProject(s(2))),
+            ("PUT", Route::UpdateProject(s(2))),
+            ("DELETE", Route::DeleteProject(s(2))),
+        ],
+        ["api", "projects", _, "instances"] => vec![
+            ("GET", Route::ListInstances(s(2))),
+            ("POST", Route::CreateInstance(s(2))),
+        ],
+        ["api", "projects", _, "shares"] => vec![
+            ("GET", Route::ListProjectShares(s(2))),
+            ("POST", Route::CreateProjectShare(s(2))),
+        ],
+        ["api", "instances", id] if !id.is_empty() => vec![
+            ("GET", Route::GetInstance(s(2))),
+            ("PATCH", Route::UpdateInstance(s(2))),
+            ("DELETE", Route::DeleteInstance(s(2))),
+        ],
+        ["api", "instances", _, "shares"] => vec![
+            ("GET", Route::ListInstanceShares(s(2))),
+            ("POST", Route::CreateInstanceShare(s(2))),
+        ],
+        ["api", "shares", id] if !id.is_empty() => vec![("DELETE", Route::DeleteShare(s(2)))],
+        ["api", "groups"] => vec![("GET", Route::ListGroups), ("POST", Route::CreateGroup)],
+        ["api", "groups", id] if !id.is_empty() => vec![
+            ("GET", Route::GetGroup(s(2))),
+            ("DELETE", Route::DeleteGroup(s(2))),
+        ],
+        ["api", "groups", _, "members"] => vec![("POST", Route::AddGroupMember(s(2)))],
+        ["api", "groups", _, "members", _] => {
+            vec![("DELETE", Route::RemoveGroupMember(s(2), s(4)))]
+        }
+        ["api", "keys"] => vec![("GET", Route::ListApiKeys), ("POST", Route::CreateApiKey)],
+        ["api", "keys", id] if !id.is_empty() => vec![("DELETE", Route::DeleteApiKey(s(2)))],
+        ["api", "chat"] => vec![("POST", Route::Chat)],
+        ["api", "transform"] => vec![("POST", Route::Transform)],
+        ["api", "generate-image"] => vec![("POST", Route::GenerateImage)],
+        ["api", "analyze-image"] => vec![("POST", Route::AnalyzeImage)],
+        _ => return Err(ApiError::not_found("Not found")),
+    };
+    by_method
+        .into_iter()
+        .find(|(m, _)| *m == method)
+        .map(|(_, route)| route)
+        .ok_or(ApiError::MethodNotAllowed)
 }
 
 fn only(method: &str, allowed: &str, route: Route) -> Result<Route, ApiError> {
@@ -79,6 +150,23 @@ mod tests {
                 instance_id: "abc-DEF_123".into()
             })
         );
+    }
+
+    #[test]
+    fn rest_routes() {
+        assert_eq!(
+            resolve("PUT", "/api/projects/p1").ok(),
+            Some(Route::UpdateProject("p1".into()))
+        );
+        assert_eq!(
+            resolve("DELETE", "/api/groups/g/members/u").ok(),
+            Some(Route::RemoveGroupMember("g".into(), "u".into()))
+        );
+        assert_eq!(resolve("POST", "/api/chat").ok(), Some(Route::Chat));
+        assert_eq!(status("PATCH", "/api/projects/p1"), 405);
+        assert_eq!(status("PUT", "/api/instances/i1"), 405);
+        assert_eq!(status("GET", "/api/projects/p1/nope"), 404);
+        assert_eq!(status("GET", "/api/chat"), 405);
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! `GET /sync/:instanceId`: authenticate, then hand the WebSocket upgrade
-//! to the instance's Durable Object with the identity established here.
+//! `GET /sync/:instanceId`: authenticate (token, header, or none), then
+//! hand the WebSocket upgrade to the instance's Durable Object with the
+//! identity established here.
 
 use worker::{Request, Response};
 
-use super::Ctx;
+use super::{access, Ctx};
+use crate::auth::caller::identify;
+use crate::auth::secrets::hash_ws_token;
 use crate::auth::DEV_USER;
 use crate::db;
 use crate::error::ApiError;
@@ -15,18 +18,72 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Respo
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return Err(ApiError::UpgradeRequired);
     }
-    let identity = if ctx.development {
-        Identity::User {
-            user_id: DEV_USER.to_string(),
-            permission: Permission::Admin,
-        }
+    let token = req
+        .url()?
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
+    let authorization = req.headers().get("Authorization")?;
+
+    let (identity, read_only) = if let Some(token) = token {
+        token_identity(ctx, &token, instance_id).await?
+    } else if authorization.is_some() {
+        let caller = identify(authorization.as_deref(), ctx).await?;
+        let (role, read_only) = access::instance_data(ctx, &caller, instance_id)
+            .await
+            .map_err(|_| ApiError::Forbidden("Instance not found or access denied".into()))?;
+        let identity = Identity::User {
+            user_id: caller.user_id,
+            permission: role.for_session(),
+        };
+        (identity, read_only)
     } else {
-        Identity::Unauthenticated
+        let read_only = db::instances::read_only(&db::database(&ctx.env)?, instance_id)
+            .await?
+            .unwrap_or(false);
+        let identity = if ctx.development {
+            Identity::User {
+                user_id: DEV_USER.to_string(),
+                permission: Permission::Admin,
+            }
+        } else {
+            Identity::Unauthenticated
+        };
+        (identity, read_only)
     };
-    let read_only = db::instances::read_only(&db::database(&ctx.env)?, instance_id)
-        .await?
-        .unwrap_or(false);
     InstanceClient::new(&ctx.env, instance_id, read_only)?
         .connect(req, identity, ctx.development)
         .await
+}
+
+/// A one-time token from `POST /api/ws-token`: taken (deleted) on first use.
+async fn token_identity(
+    ctx: &Ctx,
+    token: &str,
+    instance_id: &str,
+) -> Result<(Identity, bool), ApiError> {
+    let db = db::database(&ctx.env)?;
+    let row = db::ws_tokens::take(&db, &hash_ws_token(token))
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("Invalid token".into()))?;
+    if row.expires_at < db::now_seconds() {
+        return Err(ApiError::Unauthorized("Token expired".into()));
+    }
+    if row.instance_id != instance_id {
+        return Err(ApiError::Forbidden(
+            "Token was issued for another instance".into(),
+        ));
+    }
+    let permission = Permission::parse_grantable(&row.permission)
+        .ok_or_else(|| ApiError::internal("ws token with an unknown permission"))?;
+    let read_only = db::instances::read_only(&db, instance_id)
+        .await?
+        .unwrap_or(false);
+    Ok((
+        Identity::User {
+            user_id: row.user_id,
+            permission,
+        },
+        read_only,
+    ))
 }

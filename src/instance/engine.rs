@@ -1271,7 +1271,8 @@ mod tests {
         let text = serde_json::to_string(&p).unwrap();
         assert_eq!(
             serde_json::from_str::<Value>(&text).unwrap(),
-            json!({"v":1,"userId":"","permission":"read","authenticated":false,"authDeadline":NOW + AUTH_TIMEOUT_MS})
+            json!({"v":1,"userId":"","permission":"read","authenticated":false,
+                "authDeadline":NOW + AUTH_TIMEOUT_MS,"dev":false,"conn":0})
         );
         assert_eq!(serde_json::from_str::<Session>(&text).unwrap(), p);
     }

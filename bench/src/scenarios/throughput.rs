@@ -1,0 +1,136 @@
+//! `throughput`: 1 writer + 1 listener; the writer pipelines every set (in
+//! batches of 50, yielding between them) and the listener must get them all,
+//! in send order, once each, with the values sent.
+
+use std::time::{Duration, Instant};
+
+use super::{ms_between, within, CLOSE_GRACE};
+use crate::ctx::{Better, Ctx, Out};
+use crate::stats::r3;
+use crate::ws::{padded, send_all, set_frame, Group, Kind, Tracker};
+
+const BATCH: usize = 50;
+const VALUE_BYTES: usize = 32;
+const STALL: Duration = Duration::from_secs(20);
+
+pub async fn run(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
+    let ops = ctx.size(5000, 1000);
+    out.param("ops", ops);
+    out.param("batch", BATCH);
+    out.param("valueBytes", VALUE_BYTES);
+    out.param("stallTimeoutMs", STALL.as_millis() as u64);
+    let instance = ctx.instance("throughput").await?;
+    out.param("instanceId", instance.clone());
+
+    let mut g = Group::new();
+    let mut t = Tracker::new(2);
+    let res = body(ctx, out, &mut g, &mut t, &instance, ops).await;
+    t.finish();
+    g.close_all(CLOSE_GRACE).await;
+    out.absorb(&g);
+    out.absorb_tracker(&t);
+    res
+}
+
+async fn body(
+    ctx: &mut Ctx,
+    out: &mut Out,
+    g: &mut Group,
+    t: &mut Tracker,
+    instance: &str,
+    ops: usize,
+) -> Result<(), String> {
+    let ids = g.connect(&ctx.target, instance, 2, 2).await?;
+    g.wait_synced(&ids, within(out.deadline, Duration::from_secs(30)))
+        .await?;
+
+    let mut frames = Vec::with_capacity(ops);
+    for i in 0..ops {
+        let key = format!("tp{i:06}");
+        let value = padded(&format!("v{i}:"), VALUE_BYTES);
+        frames.push(set_frame(&key, &value));
+        t.register(key, value);
+    }
+    let Some(mut sink) = g.take_sink(0) else {
+        return Err("writer socket has no sink".into());
+    };
+    let cpu = out.cpu_mark(ctx);
+    let start = Instant::now();
+    for s in t.sent_at.iter_mut() {
+        *s = Some(start);
+    }
+    let writer = tokio::spawn(async move {
+        let mut frames = frames.into_iter();
+        let mut res = Ok(());
+        loop {
+            let batch: Vec<String> = frames.by_ref().take(BATCH).collect();
+            if batch.is_empty() {
+                break;
+            }
+            if let Err(e) = send_all(&mut sink, batch).await {
+                res = Err(e);
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        (sink, res, Instant::now())
+    });
+
+    let mut got = [0usize; 2];
+    let mut done_at: [Option<Instant>; 2] = [None, None];
+    let mut progress = Instant::now();
+    while got[1] < ops || got[0] < ops {
+        let deadline = within(out.deadline, STALL).min(progress + STALL);
+        let Some(f) = g.recv(deadline).await else {
+            break;
+        };
+        if let Kind::KeyUpdated { key, value, .. } = &f.kind {
+            if f.sock < 2 {
+                if let crate::ws::Delivery::New { .. } = t.on_key_updated(f.sock, key, value, f.at) {
+                    got[f.sock] += 1;
+                    progress = f.at;
+                    if got[f.sock] == ops {
+                        done_at[f.sock] = Some(f.at);
+                    }
+                }
+            }
+        }
+    }
+    let (sink, send_res, sent_all_at) = writer
+        .await
+        .map_err(|e| format!("writer task failed: {e}"))?;
+    g.put_sink(0, sink);
+    out.cpu_phase(ctx, cpu, "sets", ops, "set", true).await;
+
+    out.metric("listenerReceived", got[1]);
+    out.metric("writerEchoes", got[0]);
+    out.ms("sendLoopMs", Some(ms_between(start, sent_all_at)));
+    send_res?;
+    let (Some(listener_done), Some(writer_done)) = (done_at[1], done_at[0]) else {
+        return Err(format!(
+            "listener got {}/{ops} and writer {}/{ops} key_updated; no progress for {} ms",
+            got[1],
+            got[0],
+            STALL.as_millis()
+        ));
+    };
+    let secs = listener_done.duration_since(start).as_secs_f64();
+    let ops_per_sec = ops as f64 / secs;
+    out.ms("elapsedMs", Some(secs * 1000.0));
+    out.metric("opsPerSec", r3(ops_per_sec));
+    out.metric(
+        "writerEchoOpsPerSec",
+        r3(ops as f64 / writer_done.duration_since(start).as_secs_f64()),
+    );
+    let c = &t.counts;
+    let in_order = c.reordered_deliveries == 0 && c.duplicate_deliveries == 0 && c.value_mismatches == 0;
+    out.metric("inOrderAndIntact", in_order);
+    out.head("ops_per_s", Some(ops_per_sec), "ops/s", Better::Higher);
+    if !in_order {
+        return Err(format!(
+            "stream check failed: {} reordered, {} duplicated, {} wrong values",
+            c.reordered_deliveries, c.duplicate_deliveries, c.value_mismatches
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! `/api/groups`, `/api/groups/:id` and group membership.
+
+use worker::{Request, Response};
+
+use super::access::{denied, new_id};
+use super::body::{read_object, MAX_BODY_BYTES};
+use super::{json, Ctx};
+use crate::auth::caller::Caller;
+use crate::auth::roles::{authorize_group, authorize_groups, GroupAction};
+use crate::db;
+use crate::db::groups::GroupRow;
+use crate::error::ApiError;
+
+const MAX_NAME: usize = 200;
+
+pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+    authorize_groups(&caller.principal).map_err(|d| denied(d, "Group"))?;
+    let groups = db::groups::list_for_user(&db::database(&ctx.env)?, &caller.user_id).await?;
+    json(200, &serde_json::json!({ "groups": groups }))
+}
+
+pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+    authorize_groups(&caller.principal).map_err(|d| denied(d, "Group"))?;
+    let body = read_object(req, MAX_BODY_BYTES).await?;
+    let name = body.name("name", MAX_NAME)?;
+    let id = new_id()?;
+    db::groups::create(&db::database(&ctx.env)?, &id, &name, &caller.user_id).await?;
+    json(201, &serde_json::json!({ "id": id, "name": name }))
+}
+
+/// Loads the group and checks `action`; 404 for groups the caller is not in.
+async fn group_for(
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+    action: GroupAction,
+) -> Result<GroupRow, ApiError> {
+    let group = db::groups::get(&db::database(&ctx.env)?, id, &caller.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Group not found"))?;
+    let is_owner = group.owner_id == caller.user_id;
+    authorize_group(&caller.principal, action, is_owner, group.is_member != 0)
+        .map_err(|d| denied(d, "Group"))?;
+    Ok(group)
+}
+
+pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+    let group = group_for(ctx, caller, id, GroupAction::View).await?;
+    let members = db::groups::members(&db::database(&ctx.env)?, &group.id).await?;
+    json(
+        200,
+        &serde_json::json!({
+            "id": group.id,
+            "name": group.name,
+            "owner_id": group.owner_id,
+            "created_at": group.created_at,
+            "members": members,
+        }),
+    )
+}
+
+pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+    let group = group_for(ctx, caller, id, GroupAction::Delete).await?;
+    db::groups::delete(&db::database(&ctx.env)?, &group.id).await?;
+    json(200, &serde_json::json!({ "success": true }))
+}
+
+pub async fn add_member(
+    req: &mut Request,
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let group = group_for(ctx, caller, id, GroupAction::AddMember).await?;
+    let body = read_object(req, MAX_BODY_BYTES).await?;
+    let db = db::database(&ctx.env)?;
+    let user = match (body.opt_str("userId", 256)?, body.opt_str("email", 320)?) {
+        (Some(uid), _) => db::users::get(&db, uid).await?,
+        (None, Some(email)) => db::users::find_by_email(&db, email).await?,
+        (None, None) => return Err(ApiError::bad_request("userId or email is required")),
+    }
+    .ok_or_else(|| ApiError::not_found("User not found"))?;
+    db::groups::add_member(&db, &group.id, &user.id).await?;
+    json(
+        201,
+        &serde_json::json!({ "group_id": group.id, "user_id": user.id }),
+    )
+}
+
+pub async fn remove_member(
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+    user_id: &str,
+) -> Result<Response, ApiError> {
+    let action = GroupAction::RemoveMember {
+        removing_self: user_id == caller.user_id,
+    };
+    let group = group_for(ctx, caller, id, action).await?;
+    if !db::groups::remove_member(&db::database(&ctx.env)?, &group.id, user_id).await? {
+        return Err(ApiError::not_found("Member not found"));
+    }
+    json(200, &serde_json::json!({ "success": true }))
+}

@@ -1,0 +1,166 @@
+//! `/api/projects/:id/instances` and `/api/instances/:id`.
+
+use serde::Serialize;
+use worker::{Request, Response};
+
+use super::access::{self, denied, new_id};
+use super::body::{read_object, MAX_BODY_BYTES};
+use super::{json, Ctx};
+use crate::auth::caller::Caller;
+use crate::auth::roles::{authorize, Action};
+use crate::db;
+use crate::db::instances::InstanceRow;
+use crate::error::ApiError;
+use crate::instance::client::InstanceClient;
+use crate::permission::Permission;
+
+const MAX_NAME: usize = 200;
+
+/// `is_readonly` is always a JSON boolean (docs/decisions.md).
+#[derive(Serialize)]
+struct InstanceView<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project_id: Option<&'a str>,
+    name: &'a str,
+    is_readonly: bool,
+    created_at: i64,
+    updated_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+}
+
+impl<'a> InstanceView<'a> {
+    fn of(row: &'a InstanceRow) -> Self {
+        InstanceView {
+            id: &row.id,
+            project_id: None,
+            name: &row.name,
+            is_readonly: row.read_only(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            role: None,
+        }
+    }
+}
+
+pub async fn list(ctx: &Ctx, caller: &Caller, project_id: &str) -> Result<Response, ApiError> {
+    let (project, _) = access::project(ctx, caller, project_id).await?;
+    let rows =
+        db::instances::list_for_project(&db::database(&ctx.env)?, &project.id, &caller.user_id)
+            .await?;
+    // A caller reaching the project only through instance shares sees just
+    // those instances: the per-instance role decides for every row.
+    let instances: Vec<InstanceView> = rows
+        .iter()
+        .filter(|row| access::instance_role(ctx, caller, row).is_some())
+        .map(InstanceView::of)
+        .collect();
+    json(200, &serde_json::json!({ "instances": instances }))
+}
+
+pub async fn create(
+    req: &mut Request,
+    ctx: &Ctx,
+    caller: &Caller,
+    project_id: &str,
+) -> Result<Response, ApiError> {
+    let (project, role) = access::project(ctx, caller, project_id).await?;
+    authorize(&caller.principal, Action::CreateInstance, role).map_err(|d| denied(d, "Project"))?;
+    let body = read_object(req, MAX_BODY_BYTES).await?;
+    let name = body.name("name", MAX_NAME)?;
+    let clone_from = body.opt_str("cloneFrom", 128)?;
+
+    let source = match clone_from {
+        Some(source_id) => {
+            let (row, role) = access::instance(ctx, caller, source_id)
+                .await
+                .map_err(|_| ApiError::not_found("cloneFrom instance not found"))?;
+            if role.is_none_or(|r| r < Permission::Read) {
+                return Err(ApiError::not_found("cloneFrom instance not found"));
+            }
+            Some(row)
+        }
+        None => None,
+    };
+
+    let id = new_id()?;
+    let db = db::database(&ctx.env)?;
+    db::instances::create(
+        &db,
+        &id,
+        &project.id,
+        &project.owner_id,
+        &name,
+        source.as_ref().map(|s| s.id.as_str()),
+    )
+    .await?;
+    if let Some(source) = source {
+        let dump = InstanceClient::new(&ctx.env, &source.id, source.read_only())?
+            .keys_document()
+            .await?;
+        let doc: KeysDocument = serde_json::from_str(&dump)?;
+        let copied = InstanceClient::new(&ctx.env, &id, false)?
+            .import(&caller.user_id, doc.keys)
+            .await;
+        if let Err(e) = copied {
+            // Do not leave a half-made instance behind.
+            db::instances::delete(&db, &id).await?;
+            return Err(e);
+        }
+    }
+    json(201, &serde_json::json!({ "id": id, "name": name }))
+}
+
+#[derive(serde::Deserialize)]
+struct KeysDocument<'a> {
+    #[serde(borrow)]
+    keys: &'a serde_json::value::RawValue,
+}
+
+pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+    let (row, role) = access::instance(ctx, caller, id).await?;
+    let view = InstanceView {
+        project_id: Some(&row.project_id),
+        role: role.map(Permission::as_str),
+        ..InstanceView::of(&row)
+    };
+    json(200, &view)
+}
+
+pub async fn update(
+    req: &mut Request,
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let (row, role) = access::instance(ctx, caller, id).await?;
+    authorize(&caller.principal, Action::Update, role).map_err(|d| denied(d, "Instance"))?;
+    let body = read_object(req, MAX_BODY_BYTES).await?;
+    let name = body.opt_name("name", MAX_NAME)?;
+    let read_only = body.opt_bool("is_readonly")?;
+    if name.is_none() && read_only.is_none() {
+        return Err(ApiError::bad_request("name or is_readonly is required"));
+    }
+    let db = db::database(&ctx.env)?;
+    db::instances::update(&db, &row.id, name.as_deref(), read_only).await?;
+    if let Some(read_only) = read_only {
+        // Tell the object now, so writes are refused from the next message on.
+        InstanceClient::new(&ctx.env, &row.id, read_only)?
+            .configure()
+            .await?;
+    }
+    let (row, _) = access::instance(ctx, caller, id).await?;
+    json(200, &InstanceView::of(&row))
+}
+
+pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+    let (row, role) = access::instance(ctx, caller, id).await?;
+    authorize(&caller.principal, Action::DeleteInstance, role)
+        .map_err(|d| denied(d, "Instance"))?;
+    InstanceClient::new(&ctx.env, &row.id, row.read_only())?
+        .destroy()
+        .await?;
+    db::instances::delete(&db::database(&ctx.env)?, &row.id).await?;
+    json(200, &serde_json::json!({ "success": true }))
+}

@@ -1,0 +1,138 @@
+//! `/api/projects` and `/api/projects/:id`.
+
+use serde::Serialize;
+use worker::{Request, Response};
+
+use super::access::{self, denied, new_id};
+use super::body::{read_object, MAX_BODY_BYTES};
+use super::{json, Ctx};
+use crate::auth::caller::Caller;
+use crate::auth::roles::{authorize, authorize_create_project, effective_role, Action, Resource};
+use crate::db;
+use crate::error::ApiError;
+use crate::instance::client::InstanceClient;
+
+const MAX_NAME: usize = 200;
+const MAX_DESCRIPTION: usize = 2000;
+
+#[derive(Serialize)]
+struct ProjectView<'a> {
+    id: &'a str,
+    name: &'a str,
+    description: Option<&'a str>,
+    created_at: i64,
+    updated_at: i64,
+    role: &'static str,
+}
+
+pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+    let rows = db::projects::list_visible(&db::database(&ctx.env)?, &caller.user_id).await?;
+    let projects: Vec<ProjectView> = rows
+        .iter()
+        .filter_map(|row| {
+            let role = effective_role(
+                &caller.principal,
+                Resource::Project { id: &row.id },
+                row.role(&caller.user_id),
+            )?;
+            Some(ProjectView {
+                id: &row.id,
+                name: &row.name,
+                description: row.description.as_deref(),
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                role: role.as_str(),
+            })
+        })
+        .collect();
+    json(200, &serde_json::json!({ "projects": projects }))
+}
+
+pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+    authorize_create_project(&caller.principal).map_err(|d| denied(d, "Project"))?;
+    let body = read_object(req, MAX_BODY_BYTES).await?;
+    let name = body.name("name", MAX_NAME)?;
+    let description = body.opt_str("description", MAX_DESCRIPTION)?;
+    let id = new_id()?;
+    let instance_id = new_id()?;
+    let now = db::projects::create(
+        &db::database(&ctx.env)?,
+        &id,
+        &instance_id,
+        &caller.user_id,
+        &name,
+        description,
+    )
+    .await?;
+    json(
+        201,
+        &serde_json::json!({
+            "id": id,
+            "name": name,
+            "description": description,
+            "defaultInstanceId": instance_id,
+            "created_at": now,
+            "updated_at": now,
+        }),
+    )
+}
+
+pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+    let (row, role) = access::project(ctx, caller, id).await?;
+    let role = role.ok_or_else(|| ApiError::not_found("Project not found"))?;
+    json(
+        200,
+        &ProjectView {
+            id: &row.id,
+            name: &row.name,
+            description: row.description.as_deref(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            role: role.as_str(),
+        },
+    )
+}
+
+pub async fn update(
+    req: &mut Request,
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let (row, role) = access::project(ctx, caller, id).await?;
+    authorize(&caller.principal, Action::Update, role).map_err(|d| denied(d, "Project"))?;
+    let body = read_object(req, MAX_BODY_BYTES).await?;
+    let name = body.opt_name("name", MAX_NAME)?;
+    // `description: null` clears it; a missing field leaves it as it is.
+    let description = if body.0.contains_key("description") {
+        Some(body.opt_str("description", MAX_DESCRIPTION)?)
+    } else {
+        None
+    };
+    if name.is_none() && description.is_none() {
+        return Err(ApiError::bad_request("name or description is required"));
+    }
+    db::projects::update(
+        &db::database(&ctx.env)?,
+        &row.id,
+        name.as_deref(),
+        description,
+    )
+    .await?;
+    json(200, &serde_json::json!({ "success": true }))
+}
+
+/// Deletes the project: first every instance's object (sockets closed,
+/// storage emptied), then the rows.
+pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+    let (row, role) = access::project(ctx, caller, id).await?;
+    authorize(&caller.principal, Action::DeleteProject, role).map_err(|d| denied(d, "Project"))?;
+    let db = db::database(&ctx.env)?;
+    for instance_id in db::projects::instance_ids(&db, &row.id).await? {
+        InstanceClient::new(&ctx.env, &instance_id, false)?
+            .destroy()
+            .await?;
+    }
+    db::projects::delete(&db, &row.id).await?;
+    json(200, &serde_json::json!({ "success": true }))
+}

@@ -1,0 +1,162 @@
+//! Shares on projects and instances: `/api/{projects,instances}/:id/shares`
+//! and `/api/shares/:id`.
+
+use worker::{Request, Response};
+
+use super::access::{self, denied, new_id};
+use super::body::{read_object, MAX_BODY_BYTES};
+use super::{json, Ctx};
+use crate::auth::caller::Caller;
+use crate::auth::roles::{authorize, check_grant, Action};
+use crate::db;
+use crate::error::ApiError;
+use crate::permission::Permission;
+
+/// A shared resource, as named in the `shares` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Project,
+    Instance,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Project => "project",
+            Kind::Instance => "instance",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Project => "Project",
+            Kind::Instance => "Instance",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "project" => Some(Kind::Project),
+            "instance" => Some(Kind::Instance),
+            _ => None,
+        }
+    }
+}
+
+/// The caller's role on the resource; 404 when it cannot see it.
+async fn role_on(
+    ctx: &Ctx,
+    caller: &Caller,
+    kind: Kind,
+    id: &str,
+) -> Result<Option<Permission>, ApiError> {
+    Ok(match kind {
+        Kind::Project => access::project(ctx, caller, id).await?.1,
+        Kind::Instance => access::instance(ctx, caller, id).await?.1,
+    })
+}
+
+pub async fn list(ctx: &Ctx, caller: &Caller, kind: Kind, id: &str) -> Result<Response, ApiError> {
+    let role = role_on(ctx, caller, kind, id).await?;
+    authorize(&caller.principal, Action::ManageShares, role)
+        .map_err(|d| denied(d, kind.label()))?;
+    let shares = db::shares::list(&db::database(&ctx.env)?, kind.as_str(), id).await?;
+    json(200, &serde_json::json!({ "shares": shares }))
+}
+
+pub async fn create(
+    req: &mut Request,
+    ctx: &Ctx,
+    caller: &Caller,
+    kind: Kind,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let role = role_on(ctx, caller, kind, id).await?;
+    authorize(&caller.principal, Action::ManageShares, role)
+        .map_err(|d| denied(d, kind.label()))?;
+    let body = read_object(req, MAX_BODY_BYTES).await?;
+    let target_type = body
+        .opt_str("targetType", 16)?
+        .ok_or_else(|| ApiError::bad_request("targetType is required"))?;
+    let permission = body
+        .opt_str("permission", 16)?
+        .ok_or_else(|| ApiError::bad_request("permission is required"))?;
+    let permission = Permission::parse_grantable(permission)
+        .ok_or_else(|| ApiError::bad_request("permission must be read, write or admin"))?;
+    if let Some(role) = role {
+        check_grant(role, permission).map_err(|d| denied(d, kind.label()))?;
+    }
+
+    let db = db::database(&ctx.env)?;
+    let target_id = match target_type {
+        "public" => None,
+        "user" => {
+            let user = match (
+                body.opt_str("targetId", 256)?,
+                body.opt_str("targetEmail", 320)?,
+            ) {
+                (Some(uid), _) => db::users::get(&db, uid).await?,
+                (None, Some(email)) => db::users::find_by_email(&db, email).await?,
+                (None, None) => {
+                    return Err(ApiError::bad_request(
+                        "targetId or targetEmail is required for a user share",
+                    ))
+                }
+            };
+            Some(
+                user.ok_or_else(|| ApiError::not_found("User not found"))?
+                    .id,
+            )
+        }
+        "group" => {
+            let gid = body
+                .opt_str("targetId", 256)?
+                .ok_or_else(|| ApiError::bad_request("targetId is required for a group share"))?;
+            let group = db::groups::get(&db, gid, &caller.user_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("Group not found"))?;
+            Some(group.id)
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "targetType must be user, group or public",
+            ))
+        }
+    };
+    let share_id = db::shares::grant(
+        &db,
+        &new_id()?,
+        kind.as_str(),
+        id,
+        target_type,
+        target_id.as_deref(),
+        permission.as_str(),
+        &caller.user_id,
+    )
+    .await?;
+    json(
+        201,
+        &serde_json::json!({
+            "id": share_id,
+            "targetType": target_type,
+            "targetId": target_id,
+            "permission": permission.as_str(),
+        }),
+    )
+}
+
+pub async fn delete(ctx: &Ctx, caller: &Caller, share_id: &str) -> Result<Response, ApiError> {
+    let db = db::database(&ctx.env)?;
+    let not_found = || ApiError::not_found("Share not found");
+    let share = db::shares::get(&db, share_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let kind = Kind::parse(&share.resource_type).ok_or_else(not_found)?;
+    // A share on a resource the caller cannot see does not exist for it.
+    let role = role_on(ctx, caller, kind, &share.resource_id)
+        .await
+        .map_err(|_| not_found())?;
+    authorize(&caller.principal, Action::ManageShares, role).map_err(|d| denied(d, "Share"))?;
+    db::shares::delete(&db, &share.id).await?;
+    json(200, &serde_json::json!({ "success": true }))
+}

@@ -1,0 +1,60 @@
+//! `POST /api/ws-token`: a one-time, 60-second token for one instance.
+
+use worker::{Request, Response};
+
+use super::access::{self, denied};
+use super::body::{read_object, MAX_BODY_BYTES};
+use super::{json, Ctx};
+use crate::auth::caller::Caller;
+use crate::auth::roles::ws_token_permission;
+use crate::auth::secrets::{generate_ws_token, hash_ws_token};
+use crate::db;
+use crate::error::ApiError;
+use crate::http::routes::is_valid_instance_id;
+use crate::permission::Permission;
+
+pub const TOKEN_LIFETIME_SECS: i64 = 60;
+
+pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+    let body = read_object(req, MAX_BODY_BYTES).await?;
+    let instance_id = body
+        .opt_str("instanceId", 128)?
+        .ok_or_else(|| ApiError::bad_request("instanceId is required"))?;
+    if !is_valid_instance_id(instance_id) {
+        return Err(ApiError::bad_request(
+            "instanceId is not a valid instance id",
+        ));
+    }
+    let requested = match body.opt_str("permission", 16)? {
+        None => None,
+        Some(p) => Some(
+            Permission::parse_grantable(p)
+                .ok_or_else(|| ApiError::bad_request("permission must be read, write or admin"))?,
+        ),
+    };
+    let (role, _) = access::instance_data(ctx, caller, instance_id).await?;
+    let permission =
+        ws_token_permission(Some(role), requested).map_err(|d| denied(d, "Instance"))?;
+
+    let token =
+        generate_ws_token().map_err(|e| ApiError::internal(format!("random token: {e}")))?;
+    let expires_at = db::now_seconds() + TOKEN_LIFETIME_SECS;
+    db::ws_tokens::insert(
+        &db::database(&ctx.env)?,
+        &hash_ws_token(&token),
+        &caller.user_id,
+        instance_id,
+        permission.as_str(),
+        expires_at,
+    )
+    .await?;
+    json(
+        200,
+        &serde_json::json!({
+            "token": token,
+            "expiresAt": expires_at,
+            "instanceId": instance_id,
+            "permission": permission.as_str(),
+        }),
+    )
+}
