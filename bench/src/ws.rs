@@ -366,17 +366,22 @@ impl Group {
                 open(target, instance, base + i, self.tx.clone(), CONNECT_TIMEOUT)
             });
             let results = futures_util::future::join_all(opens).await;
-            for r in results {
-                match r {
-                    Ok(c) => {
-                        ids.push(self.conns.len());
-                        self.conns.push(c);
-                    }
-                    Err(e) => {
-                        self.counts.connect_failures += 1;
-                        return Err(e);
-                    }
-                }
+            let failures: Vec<String> = results
+                .iter()
+                .filter_map(|r| r.as_ref().err().cloned())
+                .collect();
+            if let Some(e) = failures.first() {
+                // Socket numbers were handed out by position: drop the whole
+                // batch rather than leave them misnumbered.
+                self.counts.connect_failures += failures.len() as u64;
+                return Err(format!(
+                    "{} of {batch} connections failed, first: {e}",
+                    failures.len()
+                ));
+            }
+            for c in results.into_iter().flatten() {
+                ids.push(self.conns.len());
+                self.conns.push(c);
             }
             remaining -= batch;
         }
