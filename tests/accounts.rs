@@ -48,7 +48,11 @@ fn api() -> Api<'static> {
 /// Creates a project owned by `owner`; returns (project id, main instance id).
 async fn project(owner: &TestUser, name: &str) -> (String, String) {
     let (status, body) = api()
-        .post("/api/projects", Some(&owner.key), json!({"name": name, "description": "d"}))
+        .post(
+            "/api/projects",
+            Some(&owner.key),
+            json!({"name": name, "description": "d"}),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     (
@@ -74,14 +78,23 @@ async fn credentials_are_required_and_checked() {
     let (s, b) = api.get("/api/projects", None).await;
     assert_eq!((s, b), (401, json!({"error": "Authorization required"})));
     let (s, b) = api.get("/api/projects", Some("not-a-credential")).await;
-    assert_eq!((s, b), (401, json!({"error": "Invalid authorization header"})));
+    assert_eq!(
+        (s, b),
+        (401, json!({"error": "Invalid authorization header"}))
+    );
     let (s, b) = api
-        .get("/api/projects", Some("mc_live_0123456789abcdef0123456789abcdef"))
+        .get(
+            "/api/projects",
+            Some("mc_live_0123456789abcdef0123456789abcdef"),
+        )
         .await;
     assert_eq!((s, b), (401, json!({"error": "Invalid API key"})));
     // No JWT verification configured in production: a clear 500.
     let (s, b) = api.get("/api/projects", Some("aaa.bbb.ccc")).await;
-    assert_eq!((s, b), (500, json!({"error": "JWT verification is not configured"})));
+    assert_eq!(
+        (s, b),
+        (500, json!({"error": "JWT verification is not configured"}))
+    );
 }
 
 #[tokio::test]
@@ -90,7 +103,9 @@ async fn projects_crud_and_isolation() {
     let api = api();
     let (id, main) = project(&w.alice, "Alpha").await;
 
-    let (s, p) = api.get(&format!("/api/projects/{id}"), Some(&w.alice.key)).await;
+    let (s, p) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.alice.key))
+        .await;
     assert_eq!(s, 200);
     assert_eq!(p["name"], "Alpha");
     assert_eq!(p["description"], "d");
@@ -99,9 +114,15 @@ async fn projects_crud_and_isolation() {
 
     let (s, list) = api.get("/api/projects", Some(&w.alice.key)).await;
     assert_eq!(s, 200);
-    assert!(list["projects"].as_array().unwrap().iter().any(|p| p["id"] == id.as_str()));
+    assert!(list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["id"] == id.as_str()));
 
-    let (s, inst) = api.get(&format!("/api/projects/{id}/instances"), Some(&w.alice.key)).await;
+    let (s, inst) = api
+        .get(&format!("/api/projects/{id}/instances"), Some(&w.alice.key))
+        .await;
     assert_eq!(s, 200);
     assert_eq!(inst["instances"][0]["id"], main.as_str());
     assert_eq!(inst["instances"][0]["name"], "main");
@@ -110,7 +131,11 @@ async fn projects_crud_and_isolation() {
     // Another user sees nothing of it.
     let (s, list) = api.get("/api/projects", Some(&w.eve.key)).await;
     assert_eq!(s, 200);
-    assert!(!list["projects"].as_array().unwrap().iter().any(|p| p["id"] == id.as_str()));
+    assert!(!list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["id"] == id.as_str()));
     for (method, path) in [
         ("GET", format!("/api/projects/{id}")),
         ("GET", format!("/api/projects/{id}/instances")),
@@ -123,13 +148,31 @@ async fn projects_crud_and_isolation() {
         let (s, _) = api.call(m, &path, Some(&w.eve.key), None).await;
         assert_eq!(s, 404, "{method} {path}");
     }
-    let (s, _) = api.put(&format!("/api/projects/{id}"), Some(&w.eve.key), json!({"name":"x"})).await;
+    let (s, _) = api
+        .put(
+            &format!("/api/projects/{id}"),
+            Some(&w.eve.key),
+            json!({"name":"x"}),
+        )
+        .await;
     assert_eq!(s, 404);
-    assert!(ws(&main, &w.eve.key).await.err().unwrap().starts_with("403"));
+    assert!(ws(&main, &w.eve.key)
+        .await
+        .err()
+        .unwrap()
+        .starts_with("403"));
 
-    let (s, b) = api.put(&format!("/api/projects/{id}"), Some(&w.alice.key), json!({"name":"Beta"})).await;
+    let (s, b) = api
+        .put(
+            &format!("/api/projects/{id}"),
+            Some(&w.alice.key),
+            json!({"name":"Beta"}),
+        )
+        .await;
     assert_eq!((s, b), (200, json!({"success": true})));
-    let (_, p) = api.get(&format!("/api/projects/{id}"), Some(&w.alice.key)).await;
+    let (_, p) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.alice.key))
+        .await;
     assert_eq!(p["name"], "Beta");
 }
 
@@ -143,13 +186,31 @@ async fn bad_bodies_name_the_field() {
         ("/api/projects", json!({"name": ""})),
         ("/api/projects", json!({"name": 5})),
         ("/api/projects", json!({"name": "x".repeat(201)})),
-        ("/api/projects", json!({"name": "ok", "description": "d".repeat(2001)})),
-        (&format!("/api/projects/{id}/instances")[..], json!({"nom": "x"})),
+        (
+            "/api/projects",
+            json!({"name": "ok", "description": "d".repeat(2001)}),
+        ),
+        (
+            &format!("/api/projects/{id}/instances")[..],
+            json!({"nom": "x"}),
+        ),
         ("/api/ws-token", json!({})),
-        ("/api/ws-token", json!({"instanceId": main, "permission": "root"})),
-        (&format!("/api/projects/{id}/shares")[..], json!({"targetType": "user", "permission": "read"})),
-        (&format!("/api/projects/{id}/shares")[..], json!({"targetType": "robot", "permission": "read"})),
-        (&format!("/api/projects/{id}/shares")[..], json!({"targetType": "public", "permission": "owner"})),
+        (
+            "/api/ws-token",
+            json!({"instanceId": main, "permission": "root"}),
+        ),
+        (
+            &format!("/api/projects/{id}/shares")[..],
+            json!({"targetType": "user", "permission": "read"}),
+        ),
+        (
+            &format!("/api/projects/{id}/shares")[..],
+            json!({"targetType": "robot", "permission": "read"}),
+        ),
+        (
+            &format!("/api/projects/{id}/shares")[..],
+            json!({"targetType": "public", "permission": "owner"}),
+        ),
         ("/api/groups", json!({"name": ""})),
     ];
     for (path, body) in cases {
@@ -157,12 +218,25 @@ async fn bad_bodies_name_the_field() {
         assert_eq!(s, 400, "{path} {body} -> {b}");
         assert!(b["error"].as_str().is_some_and(|e| e.len() > 5), "{b}");
     }
-    let (s, b) = api.put(&format!("/api/projects/{id}"), Some(&w.alice.key), json!({})).await;
+    let (s, b) = api
+        .put(
+            &format!("/api/projects/{id}"),
+            Some(&w.alice.key),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, 400, "{b}");
     let (s, b) = api
-        .patch(&format!("/api/instances/{main}"), Some(&w.alice.key), json!({"is_readonly": "yes"}))
+        .patch(
+            &format!("/api/instances/{main}"),
+            Some(&w.alice.key),
+            json!({"is_readonly": "yes"}),
+        )
         .await;
-    assert_eq!((s, b["error"].clone()), (400, json!("is_readonly must be a boolean")));
+    assert_eq!(
+        (s, b["error"].clone()),
+        (400, json!("is_readonly must be a boolean"))
+    );
     // Not JSON at all.
     let resp = reqwest::Client::new()
         .post(w.server.local_url("/api/projects"))
@@ -183,7 +257,11 @@ async fn bad_bodies_name_the_field() {
     assert_eq!(resp.status(), 413);
     // Nothing was created by any of it.
     let (_, list) = api.get("/api/projects", Some(&w.alice.key)).await;
-    assert!(!list["projects"].as_array().unwrap().iter().any(|p| p["name"] == "ok"));
+    assert!(!list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "ok"));
 }
 
 #[tokio::test]
@@ -194,25 +272,57 @@ async fn read_write_admin_and_public_shares() {
     let shares = format!("/api/projects/{id}/shares");
 
     // read: can see, cannot change, cannot share.
-    let read_share = share(&w.alice, &shares, json!({"targetType":"user","targetEmail":w.bob.email,"permission":"read"})).await;
-    let (s, p) = api.get(&format!("/api/projects/{id}"), Some(&w.bob.key)).await;
+    let read_share = share(
+        &w.alice,
+        &shares,
+        json!({"targetType":"user","targetEmail":w.bob.email,"permission":"read"}),
+    )
+    .await;
+    let (s, p) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.bob.key))
+        .await;
     assert_eq!((s, p["role"].clone()), (200, json!("read")));
-    let (s, _) = api.put(&format!("/api/projects/{id}"), Some(&w.bob.key), json!({"name":"x"})).await;
+    let (s, _) = api
+        .put(
+            &format!("/api/projects/{id}"),
+            Some(&w.bob.key),
+            json!({"name":"x"}),
+        )
+        .await;
     assert_eq!(s, 403);
-    let (s, _) = api.post(&format!("/api/projects/{id}/instances"), Some(&w.bob.key), json!({"name":"x"})).await;
+    let (s, _) = api
+        .post(
+            &format!("/api/projects/{id}/instances"),
+            Some(&w.bob.key),
+            json!({"name":"x"}),
+        )
+        .await;
     assert_eq!(s, 403);
-    let (s, _) = api.post(&shares, Some(&w.bob.key), json!({"targetType":"public","permission":"read"})).await;
+    let (s, _) = api
+        .post(
+            &shares,
+            Some(&w.bob.key),
+            json!({"targetType":"public","permission":"read"}),
+        )
+        .await;
     assert_eq!(s, 403);
     let mut bob_ws = ws(&main, &w.bob.key).await.unwrap();
     let auth = bob_ws.recv_type("auth_success").await;
     assert_eq!(auth["permission"], "read");
     assert_eq!(auth["userId"], w.bob.id.as_str());
     bob_ws.recv_type("sync").await;
-    bob_ws.send(&json!({"type":"set","key":"k","value":1})).await;
+    bob_ws
+        .send(&json!({"type":"set","key":"k","value":1}))
+        .await;
     assert_eq!(bob_ws.recv_type("error").await["code"], "NO_PERMISSION");
 
     // Re-granting updates the same share: write.
-    let again = share(&w.alice, &shares, json!({"targetType":"user","targetId":w.bob.id,"permission":"write"})).await;
+    let again = share(
+        &w.alice,
+        &shares,
+        json!({"targetType":"user","targetId":w.bob.id,"permission":"write"}),
+    )
+    .await;
     assert_eq!(again, read_share);
     let (_, list) = api.get(&shares, Some(&w.alice.key)).await;
     let rows = list["shares"].as_array().unwrap();
@@ -221,39 +331,81 @@ async fn read_write_admin_and_public_shares() {
     assert_eq!(rows[0]["target_email"], w.bob.email.as_str());
     let mut bob_ws = ws(&main, &w.bob.key).await.unwrap();
     bob_ws.handshake().await;
-    bob_ws.send(&json!({"type":"set","key":"k","value":1})).await;
-    assert_eq!(bob_ws.recv_type("key_updated").await["updatedBy"], w.bob.id.as_str());
+    bob_ws
+        .send(&json!({"type":"set","key":"k","value":1}))
+        .await;
+    assert_eq!(
+        bob_ws.recv_type("key_updated").await["updatedBy"],
+        w.bob.id.as_str()
+    );
     bob_ws.send(&json!({"type":"clear"})).await;
     assert_eq!(bob_ws.recv_type("error").await["code"], "NO_PERMISSION");
 
     // admin: can share onwards.
-    share(&w.alice, &shares, json!({"targetType":"user","targetId":w.bob.id,"permission":"admin"})).await;
-    share(&w.bob, &shares, json!({"targetType":"user","targetId":w.carol.id,"permission":"read"})).await;
-    let (s, _) = api.get(&format!("/api/projects/{id}"), Some(&w.carol.key)).await;
+    share(
+        &w.alice,
+        &shares,
+        json!({"targetType":"user","targetId":w.bob.id,"permission":"admin"}),
+    )
+    .await;
+    share(
+        &w.bob,
+        &shares,
+        json!({"targetType":"user","targetId":w.carol.id,"permission":"read"}),
+    )
+    .await;
+    let (s, _) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.carol.key))
+        .await;
     assert_eq!(s, 200);
     // ...but cannot delete the owner's project.
-    let (s, _) = api.delete(&format!("/api/projects/{id}"), Some(&w.bob.key)).await;
+    let (s, _) = api
+        .delete(&format!("/api/projects/{id}"), Some(&w.bob.key))
+        .await;
     assert_eq!(s, 403);
 
     // public: everyone can read.
-    let (s, _) = api.get(&format!("/api/projects/{id}"), Some(&w.eve.key)).await;
+    let (s, _) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.eve.key))
+        .await;
     assert_eq!(s, 404);
-    let public = share(&w.alice, &shares, json!({"targetType":"public","permission":"read"})).await;
-    let (s, p) = api.get(&format!("/api/projects/{id}"), Some(&w.eve.key)).await;
+    let public = share(
+        &w.alice,
+        &shares,
+        json!({"targetType":"public","permission":"read"}),
+    )
+    .await;
+    let (s, p) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.eve.key))
+        .await;
     assert_eq!((s, p["role"].clone()), (200, json!("read")));
 
     // Revoking takes effect at once.
-    let (s, _) = api.delete(&format!("/api/shares/{public}"), Some(&w.eve.key)).await;
+    let (s, _) = api
+        .delete(&format!("/api/shares/{public}"), Some(&w.eve.key))
+        .await;
     assert_eq!(s, 403);
-    let (s, _) = api.delete(&format!("/api/shares/{public}"), Some(&w.alice.key)).await;
+    let (s, _) = api
+        .delete(&format!("/api/shares/{public}"), Some(&w.alice.key))
+        .await;
     assert_eq!(s, 200);
-    let (s, _) = api.get(&format!("/api/projects/{id}"), Some(&w.eve.key)).await;
+    let (s, _) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.eve.key))
+        .await;
     assert_eq!(s, 404);
-    let (s, _) = api.delete(&format!("/api/shares/{read_share}"), Some(&w.alice.key)).await;
+    let (s, _) = api
+        .delete(&format!("/api/shares/{read_share}"), Some(&w.alice.key))
+        .await;
     assert_eq!(s, 200);
-    let (s, _) = api.get(&format!("/api/projects/{id}"), Some(&w.bob.key)).await;
+    let (s, _) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.bob.key))
+        .await;
     assert_eq!(s, 404);
-    assert!(ws(&main, &w.bob.key).await.err().unwrap().starts_with("403"));
+    assert!(ws(&main, &w.bob.key)
+        .await
+        .err()
+        .unwrap()
+        .starts_with("403"));
 }
 
 #[tokio::test]
@@ -261,19 +413,53 @@ async fn instance_shares_show_only_those_instances() {
     let w = world();
     let api = api();
     let (id, main) = project(&w.alice, "Partial").await;
-    let (s, other) = api.post(&format!("/api/projects/{id}/instances"), Some(&w.alice.key), json!({"name":"other"})).await;
+    let (s, other) = api
+        .post(
+            &format!("/api/projects/{id}/instances"),
+            Some(&w.alice.key),
+            json!({"name":"other"}),
+        )
+        .await;
     assert_eq!(s, 201, "{other}");
-    share(&w.alice, &format!("/api/instances/{main}/shares"), json!({"targetType":"user","targetId":w.carol.id,"permission":"write"})).await;
-    let (s, list) = api.get(&format!("/api/projects/{id}/instances"), Some(&w.carol.key)).await;
+    share(
+        &w.alice,
+        &format!("/api/instances/{main}/shares"),
+        json!({"targetType":"user","targetId":w.carol.id,"permission":"write"}),
+    )
+    .await;
+    let (s, list) = api
+        .get(&format!("/api/projects/{id}/instances"), Some(&w.carol.key))
+        .await;
     assert_eq!(s, 200);
-    let ids: Vec<&str> = list["instances"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![main.as_str()]);
-    let (s, i) = api.get(&format!("/api/instances/{main}"), Some(&w.carol.key)).await;
-    assert_eq!((s, i["role"].clone(), i["project_id"].clone()), (200, json!("write"), json!(id)));
-    let (s, _) = api.get(&format!("/api/instances/{}", other["id"].as_str().unwrap()), Some(&w.carol.key)).await;
+    let (s, i) = api
+        .get(&format!("/api/instances/{main}"), Some(&w.carol.key))
+        .await;
+    assert_eq!(
+        (s, i["role"].clone(), i["project_id"].clone()),
+        (200, json!("write"), json!(id))
+    );
+    let (s, _) = api
+        .get(
+            &format!("/api/instances/{}", other["id"].as_str().unwrap()),
+            Some(&w.carol.key),
+        )
+        .await;
     assert_eq!(s, 404);
     // write is not admin: no renaming, no sharing.
-    let (s, _) = api.patch(&format!("/api/instances/{main}"), Some(&w.carol.key), json!({"name":"x"})).await;
+    let (s, _) = api
+        .patch(
+            &format!("/api/instances/{main}"),
+            Some(&w.carol.key),
+            json!({"name":"x"}),
+        )
+        .await;
     assert_eq!(s, 403);
 }
 
@@ -282,46 +468,105 @@ async fn groups_grant_and_stop_granting_at_once() {
     let w = world();
     let api = api();
     let (id, _) = project(&w.alice, "Grouped").await;
-    let (s, g) = api.post("/api/groups", Some(&w.alice.key), json!({"name":"team"})).await;
+    let (s, g) = api
+        .post("/api/groups", Some(&w.alice.key), json!({"name":"team"}))
+        .await;
     assert_eq!(s, 201, "{g}");
     let gid = g["id"].as_str().unwrap().to_string();
-    let (s, m) = api.post(&format!("/api/groups/{gid}/members"), Some(&w.alice.key), json!({"email": w.bob.email})).await;
+    let (s, m) = api
+        .post(
+            &format!("/api/groups/{gid}/members"),
+            Some(&w.alice.key),
+            json!({"email": w.bob.email}),
+        )
+        .await;
     assert_eq!((s, m), (201, json!({"group_id": gid, "user_id": w.bob.id})));
-    let (s, _) = api.post(&format!("/api/groups/{gid}/members"), Some(&w.alice.key), json!({"email":"nobody@example.com"})).await;
+    let (s, _) = api
+        .post(
+            &format!("/api/groups/{gid}/members"),
+            Some(&w.alice.key),
+            json!({"email":"nobody@example.com"}),
+        )
+        .await;
     assert_eq!(s, 404);
     // Only the owner adds members; a member sees the group.
-    let (s, _) = api.post(&format!("/api/groups/{gid}/members"), Some(&w.bob.key), json!({"userId": w.carol.id})).await;
+    let (s, _) = api
+        .post(
+            &format!("/api/groups/{gid}/members"),
+            Some(&w.bob.key),
+            json!({"userId": w.carol.id}),
+        )
+        .await;
     assert_eq!(s, 403);
-    let (s, gv) = api.get(&format!("/api/groups/{gid}"), Some(&w.bob.key)).await;
+    let (s, gv) = api
+        .get(&format!("/api/groups/{gid}"), Some(&w.bob.key))
+        .await;
     assert_eq!(s, 200);
     assert_eq!(gv["members"][0]["user_id"], w.bob.id.as_str());
     assert_eq!(gv["members"][0]["email"], w.bob.email.as_str());
-    let (s, _) = api.get(&format!("/api/groups/{gid}"), Some(&w.eve.key)).await;
+    let (s, _) = api
+        .get(&format!("/api/groups/{gid}"), Some(&w.eve.key))
+        .await;
     assert_eq!(s, 404);
     let (_, gl) = api.get("/api/groups", Some(&w.bob.key)).await;
-    assert!(gl["groups"].as_array().unwrap().iter().any(|g| g["id"] == gid.as_str() && g["role"] == "member"));
+    assert!(gl["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["id"] == gid.as_str() && g["role"] == "member"));
 
-    share(&w.alice, &format!("/api/projects/{id}/shares"), json!({"targetType":"group","targetId":gid,"permission":"read"})).await;
-    let (s, _) = api.get(&format!("/api/projects/{id}"), Some(&w.bob.key)).await;
+    share(
+        &w.alice,
+        &format!("/api/projects/{id}/shares"),
+        json!({"targetType":"group","targetId":gid,"permission":"read"}),
+    )
+    .await;
+    let (s, _) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.bob.key))
+        .await;
     assert_eq!(s, 200);
     let (_, list) = api.get("/api/projects", Some(&w.bob.key)).await;
-    assert!(list["projects"].as_array().unwrap().iter().any(|p| p["id"] == id.as_str()));
+    assert!(list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["id"] == id.as_str()));
 
     // A member may leave; then the share no longer reaches it.
-    let (s, _) = api.delete(&format!("/api/groups/{gid}/members/{}", w.bob.id), Some(&w.bob.key)).await;
+    let (s, _) = api
+        .delete(
+            &format!("/api/groups/{gid}/members/{}", w.bob.id),
+            Some(&w.bob.key),
+        )
+        .await;
     assert_eq!(s, 200);
-    let (s, _) = api.get(&format!("/api/projects/{id}"), Some(&w.bob.key)).await;
+    let (s, _) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.bob.key))
+        .await;
     assert_eq!(s, 404);
 
     // Deleting the group stops its shares too.
-    api.post(&format!("/api/groups/{gid}/members"), Some(&w.alice.key), json!({"userId": w.carol.id})).await;
-    let (s, _) = api.get(&format!("/api/projects/{id}"), Some(&w.carol.key)).await;
+    api.post(
+        &format!("/api/groups/{gid}/members"),
+        Some(&w.alice.key),
+        json!({"userId": w.carol.id}),
+    )
+    .await;
+    let (s, _) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.carol.key))
+        .await;
     assert_eq!(s, 200);
-    let (s, _) = api.delete(&format!("/api/groups/{gid}"), Some(&w.carol.key)).await;
+    let (s, _) = api
+        .delete(&format!("/api/groups/{gid}"), Some(&w.carol.key))
+        .await;
     assert_eq!(s, 403);
-    let (s, _) = api.delete(&format!("/api/groups/{gid}"), Some(&w.alice.key)).await;
+    let (s, _) = api
+        .delete(&format!("/api/groups/{gid}"), Some(&w.alice.key))
+        .await;
     assert_eq!(s, 200);
-    let (s, _) = api.get(&format!("/api/projects/{id}"), Some(&w.carol.key)).await;
+    let (s, _) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.carol.key))
+        .await;
     assert_eq!(s, 404);
 }
 
@@ -330,7 +575,13 @@ async fn api_keys_are_managed_only_by_signed_in_users() {
     let w = world();
     let (s, b) = api().get("/api/keys", Some(&w.alice.key)).await;
     assert_eq!(s, 403, "{b}");
-    let (s, _) = api().post("/api/keys", Some(&w.alice.key), json!({"name":"k","scopeType":"account","permissions":["read"]})).await;
+    let (s, _) = api()
+        .post(
+            "/api/keys",
+            Some(&w.alice.key),
+            json!({"name":"k","scopeType":"account","permissions":["read"]}),
+        )
+        .await;
     assert_eq!(s, 403);
 }
 
@@ -339,13 +590,25 @@ async fn scoped_keys_are_narrowed() {
     let w = world();
     let api = api();
     let (id, main) = project(&w.alice, "Scoped").await;
-    let (_, other) = api.post(&format!("/api/projects/{id}/instances"), Some(&w.alice.key), json!({"name":"other"})).await;
+    let (_, other) = api
+        .post(
+            &format!("/api/projects/{id}/instances"),
+            Some(&w.alice.key),
+            json!({"name":"other"}),
+        )
+        .await;
     let other = other["id"].as_str().unwrap().to_string();
     let inst_key = make_key(&format!("instance-scope-{id}"));
     let read_key = make_key(&format!("read-only-{id}"));
     w.server.d1_execute(&format!(
         "{}{}",
-        key_sql(&w.alice.id, &inst_key, "instance", Some(&main), "[\"write\"]"),
+        key_sql(
+            &w.alice.id,
+            &inst_key,
+            "instance",
+            Some(&main),
+            "[\"write\"]"
+        ),
         key_sql(&w.alice.id, &read_key, "account", None, "[\"read\"]"),
     ));
     // The instance key works on its instance, not on the other one.
@@ -354,15 +617,27 @@ async fn scoped_keys_are_narrowed() {
     c.recv_type("sync").await;
     c.send(&json!({"type":"set","key":"a","value":1})).await;
     c.recv_type("key_updated").await;
-    assert!(ws(&other, &inst_key).await.err().unwrap().starts_with("403"));
-    let (s, _) = api.get(&format!("/api/instances/{other}"), Some(&inst_key)).await;
+    assert!(ws(&other, &inst_key)
+        .await
+        .err()
+        .unwrap()
+        .starts_with("403"));
+    let (s, _) = api
+        .get(&format!("/api/instances/{other}"), Some(&inst_key))
+        .await;
     assert_eq!(s, 404);
-    let (s, b) = api.get(&format!("/api/instances/{main}"), Some(&inst_key)).await;
+    let (s, b) = api
+        .get(&format!("/api/instances/{main}"), Some(&inst_key))
+        .await;
     assert_eq!(s, 200, "{b}");
     // A narrow key cannot manage shares or delete projects.
-    let (s, _) = api.get(&format!("/api/projects/{id}/shares"), Some(&read_key)).await;
+    let (s, _) = api
+        .get(&format!("/api/projects/{id}/shares"), Some(&read_key))
+        .await;
     assert_eq!(s, 403);
-    let (s, _) = api.delete(&format!("/api/projects/{id}"), Some(&read_key)).await;
+    let (s, _) = api
+        .delete(&format!("/api/projects/{id}"), Some(&read_key))
+        .await;
     assert_eq!(s, 403);
     // A read key cannot write over the WebSocket.
     let mut r = ws(&main, &read_key).await.unwrap();
@@ -377,38 +652,100 @@ async fn ws_tokens_are_one_time_bound_and_capped() {
     let w = world();
     let api = api();
     let (id, main) = project(&w.alice, "Tokens").await;
-    let (_, other) = api.post(&format!("/api/projects/{id}/instances"), Some(&w.alice.key), json!({"name":"other"})).await;
+    let (_, other) = api
+        .post(
+            &format!("/api/projects/{id}/instances"),
+            Some(&w.alice.key),
+            json!({"name":"other"}),
+        )
+        .await;
     let other = other["id"].as_str().unwrap().to_string();
 
-    let (s, t) = api.post("/api/ws-token", Some(&w.alice.key), json!({"instanceId": main})).await;
+    let (s, t) = api
+        .post(
+            "/api/ws-token",
+            Some(&w.alice.key),
+            json!({"instanceId": main}),
+        )
+        .await;
     assert_eq!(s, 200, "{t}");
     assert_eq!(t["permission"], "admin");
     assert_eq!(t["instanceId"], main.as_str());
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let expires = t["expiresAt"].as_i64().unwrap();
-    assert!((now + 55..=now + 65).contains(&expires), "{expires} vs {now}");
+    assert!(
+        (now + 55..=now + 65).contains(&expires),
+        "{expires} vs {now}"
+    );
     let token = t["token"].as_str().unwrap();
     assert!(token.len() >= 22);
     let url = w.server.ws_url(&format!("/sync/{main}?token={token}"));
     let mut c = WsClient::connect(&url).await;
     let auth = c.recv_type("auth_success").await;
-    assert_eq!((auth["userId"].clone(), auth["permission"].clone()), (json!(w.alice.id), json!("admin")));
+    assert_eq!(
+        (auth["userId"].clone(), auth["permission"].clone()),
+        (json!(w.alice.id), json!("admin"))
+    );
     // Second use.
     let again = WsClient::try_connect(&url, &[]).await.err().unwrap();
-    assert!(again.starts_with("401") && again.contains("Invalid token"), "{again}");
+    assert!(
+        again.starts_with("401") && again.contains("Invalid token"),
+        "{again}"
+    );
 
     // Bound to its instance.
-    let (_, t) = api.post("/api/ws-token", Some(&w.alice.key), json!({"instanceId": main, "permission":"read"})).await;
-    let err = WsClient::try_connect(&w.server.ws_url(&format!("/sync/{other}?token={}", t["token"].as_str().unwrap())), &[]).await.err().unwrap();
+    let (_, t) = api
+        .post(
+            "/api/ws-token",
+            Some(&w.alice.key),
+            json!({"instanceId": main, "permission":"read"}),
+        )
+        .await;
+    let err = WsClient::try_connect(
+        &w.server.ws_url(&format!(
+            "/sync/{other}?token={}",
+            t["token"].as_str().unwrap()
+        )),
+        &[],
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(err.starts_with("403"), "{err}");
 
     // A read share cannot ask for write; another user cannot ask at all.
-    share(&w.alice, &format!("/api/instances/{main}/shares"), json!({"targetType":"user","targetId":w.carol.id,"permission":"read"})).await;
-    let (s, _) = api.post("/api/ws-token", Some(&w.carol.key), json!({"instanceId": main, "permission":"write"})).await;
+    share(
+        &w.alice,
+        &format!("/api/instances/{main}/shares"),
+        json!({"targetType":"user","targetId":w.carol.id,"permission":"read"}),
+    )
+    .await;
+    let (s, _) = api
+        .post(
+            "/api/ws-token",
+            Some(&w.carol.key),
+            json!({"instanceId": main, "permission":"write"}),
+        )
+        .await;
     assert_eq!(s, 403);
-    let (s, t) = api.post("/api/ws-token", Some(&w.carol.key), json!({"instanceId": main})).await;
+    let (s, t) = api
+        .post(
+            "/api/ws-token",
+            Some(&w.carol.key),
+            json!({"instanceId": main}),
+        )
+        .await;
     assert_eq!((s, t["permission"].clone()), (200, json!("read")));
-    let (s, _) = api.post("/api/ws-token", Some(&w.eve.key), json!({"instanceId": main})).await;
+    let (s, _) = api
+        .post(
+            "/api/ws-token",
+            Some(&w.eve.key),
+            json!({"instanceId": main}),
+        )
+        .await;
     assert_eq!(s, 404);
 
     // An expired token (seeded 2 minutes in the past).
@@ -420,8 +757,17 @@ async fn ws_tokens_are_one_time_bound_and_capped() {
         w.alice.id,
         now - 120
     ));
-    let err = WsClient::try_connect(&w.server.ws_url(&format!("/sync/{main}?token={expired}")), &[]).await.err().unwrap();
-    assert!(err.starts_with("401") && err.contains("Token expired"), "{err}");
+    let err = WsClient::try_connect(
+        &w.server.ws_url(&format!("/sync/{main}?token={expired}")),
+        &[],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        err.starts_with("401") && err.contains("Token expired"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -432,7 +778,8 @@ async fn in_band_auth_then_queued_writes_apply_in_order() {
     // auth and the writes queued behind it, in one burst.
     c.send(&json!({"type":"auth","apiKey": w.alice.key})).await;
     for i in 0..5 {
-        c.send(&json!({"type":"set","key":format!("q{i}"),"value":i,"id":i})).await;
+        c.send(&json!({"type":"set","key":format!("q{i}"),"value":i,"id":i}))
+            .await;
     }
     let auth = c.recv_type("auth_success").await;
     assert_eq!(auth["userId"], w.alice.id.as_str());
@@ -444,8 +791,10 @@ async fn in_band_auth_then_queued_writes_apply_in_order() {
     }
     // A bad key: auth_error, then closed with 1008.
     let mut bad = WsClient::connect(&w.server.ws_url(&format!("/sync/{main}"))).await;
-    bad.send(&json!({"type":"auth","apiKey":"mc_live_ffffffffffffffffffffffffffffffff"})).await;
-    bad.send(&json!({"type":"set","key":"never","value":1})).await;
+    bad.send(&json!({"type":"auth","apiKey":"mc_live_ffffffffffffffffffffffffffffffff"}))
+        .await;
+    bad.send(&json!({"type":"set","key":"never","value":1}))
+        .await;
     let e = bad.recv_type("auth_error").await;
     assert_eq!(e["code"], "INVALID_KEY");
     assert_eq!(bad.expect_closed().await.map(|f| f.0), Some(1008));
@@ -469,12 +818,23 @@ async fn read_only_instances_refuse_writes_at_once() {
     let (_, main) = project(&w.alice, "Frozen").await;
     let mut c = ws(&main, &w.alice.key).await.unwrap();
     c.handshake().await;
-    let (s, b) = api.patch(&format!("/api/instances/{main}"), Some(&w.alice.key), json!({"is_readonly": true})).await;
+    let (s, b) = api
+        .patch(
+            &format!("/api/instances/{main}"),
+            Some(&w.alice.key),
+            json!({"is_readonly": true}),
+        )
+        .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["is_readonly"], true);
     c.send(&json!({"type":"set","key":"k","value":1})).await;
     assert_eq!(c.recv_type("error").await["code"], "READ_ONLY");
-    api.patch(&format!("/api/instances/{main}"), Some(&w.alice.key), json!({"is_readonly": false})).await;
+    api.patch(
+        &format!("/api/instances/{main}"),
+        Some(&w.alice.key),
+        json!({"is_readonly": false}),
+    )
+    .await;
     c.send(&json!({"type":"set","key":"k","value":1})).await;
     c.recv_type("key_updated").await;
 }
@@ -490,7 +850,13 @@ async fn clone_copies_every_key() {
     c.send(&json!({"type":"set","key":"b","value":"two"})).await;
     c.recv_type("key_updated").await;
     c.recv_type("key_updated").await;
-    let (s, created) = api.post(&format!("/api/projects/{id}/instances"), Some(&w.alice.key), json!({"name":"copy","cloneFrom": main})).await;
+    let (s, created) = api
+        .post(
+            &format!("/api/projects/{id}/instances"),
+            Some(&w.alice.key),
+            json!({"name":"copy","cloneFrom": main}),
+        )
+        .await;
     assert_eq!(s, 201, "{created}");
     let copy = created["id"].as_str().unwrap();
     let mut d = ws(copy, &w.alice.key).await.unwrap();
@@ -500,7 +866,13 @@ async fn clone_copies_every_key() {
     assert_eq!(sync["data"]["a"]["attributes"]["contentTags"], json!(["c"]));
     assert_eq!(sync["data"]["b"]["value"], "two");
     // A source the caller cannot read is refused.
-    let (s, _) = api.post(&format!("/api/projects/{id}/instances"), Some(&w.alice.key), json!({"name":"x","cloneFrom":"no-such-instance"})).await;
+    let (s, _) = api
+        .post(
+            &format!("/api/projects/{id}/instances"),
+            Some(&w.alice.key),
+            json!({"name":"x","cloneFrom":"no-such-instance"}),
+        )
+        .await;
     assert_eq!(s, 404);
 }
 
@@ -509,7 +881,13 @@ async fn deleting_removes_data_and_closes_sockets() {
     let w = world();
     let api = api();
     let (id, main) = project(&w.alice, "Doomed").await;
-    let (_, second) = api.post(&format!("/api/projects/{id}/instances"), Some(&w.alice.key), json!({"name":"second"})).await;
+    let (_, second) = api
+        .post(
+            &format!("/api/projects/{id}/instances"),
+            Some(&w.alice.key),
+            json!({"name":"second"}),
+        )
+        .await;
     let second = second["id"].as_str().unwrap().to_string();
     let mut c = ws(&main, &w.alice.key).await.unwrap();
     c.handshake().await;
@@ -521,14 +899,26 @@ async fn deleting_removes_data_and_closes_sockets() {
     c2.recv_type("key_updated").await;
 
     // Deleting one instance closes its sockets with 1000 "Instance deleted".
-    let (s, _) = api.delete(&format!("/api/instances/{second}"), Some(&w.alice.key)).await;
+    let (s, _) = api
+        .delete(&format!("/api/instances/{second}"), Some(&w.alice.key))
+        .await;
     assert_eq!(s, 200);
-    assert_eq!(c2.expect_closed().await, Some((1000, "Instance deleted".to_string())));
+    assert_eq!(
+        c2.expect_closed().await,
+        Some((1000, "Instance deleted".to_string()))
+    );
 
-    let (s, b) = api.delete(&format!("/api/projects/{id}"), Some(&w.alice.key)).await;
+    let (s, b) = api
+        .delete(&format!("/api/projects/{id}"), Some(&w.alice.key))
+        .await;
     assert_eq!((s, b), (200, json!({"success": true})));
-    assert_eq!(c.expect_closed().await, Some((1000, "Instance deleted".to_string())));
-    let (s, _) = api.get(&format!("/api/projects/{id}"), Some(&w.alice.key)).await;
+    assert_eq!(
+        c.expect_closed().await,
+        Some((1000, "Instance deleted".to_string()))
+    );
+    let (s, _) = api
+        .get(&format!("/api/projects/{id}"), Some(&w.alice.key))
+        .await;
     assert_eq!(s, 404);
     // The ids are gone from D1; re-created with the same ids (test-only
     // seeding) they start empty: the objects' storage was deleted.

@@ -102,9 +102,11 @@ fn parse_delegate(value: &str) -> Option<Credential> {
 /// Three non-empty base64url segments separated by dots (compact JWS).
 pub fn is_jwt_format(token: &str) -> bool {
     let mut segments = 0;
-    for part in token.split('.') {
+    for (i, part) in token.split('.').enumerate() {
         segments += 1;
-        if part.is_empty()
+        // An empty signature is still a JWT (an unsecured `alg: none` one),
+        // so that it is refused for its algorithm, with that reason.
+        if (part.is_empty() && i < 2)
             || !part
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

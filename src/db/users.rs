@@ -62,3 +62,62 @@ pub async fn upsert(
     .await?;
     Ok(())
 }
+
+/// Every instance in projects the user owns.
+pub async fn owned_instance_ids(db: &D1Database, user_id: &str) -> Result<Vec<String>, ApiError> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let rows: Vec<Id> = db
+        .prepare(
+            "SELECT i.id FROM instances i JOIN projects p ON p.id = i.project_id
+              WHERE p.owner_id = ?1",
+        )
+        .bind(&[text(user_id)])?
+        .all()
+        .await?
+        .results()?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Removes the user and everything it owns or was given: its projects and
+/// their instances, every share on those, its groups and the shares to
+/// them, shares to the user, its keys, tokens and memberships. One batch,
+/// so a failure leaves nothing half-deleted; replaying it is harmless.
+pub async fn delete_everything(db: &D1Database, user_id: &str) -> Result<(), ApiError> {
+    let owned_instances = "SELECT i.id FROM instances i JOIN projects p ON p.id = i.project_id
+                            WHERE p.owner_id = ?1";
+    let statements = [
+        format!(
+            "DELETE FROM shares WHERE (resource_type = 'instance' AND resource_id IN ({owned_instances}))
+                OR (resource_type = 'project' AND resource_id IN
+                    (SELECT id FROM projects WHERE owner_id = ?1))"
+        ),
+        "DELETE FROM shares WHERE target_type = 'group' AND target_id IN
+            (SELECT id FROM groups WHERE owner_id = ?1)"
+            .to_string(),
+        "DELETE FROM shares WHERE (target_type = 'user' AND target_id = ?1) OR created_by = ?1"
+            .to_string(),
+        format!("DELETE FROM ws_tokens WHERE user_id = ?1 OR instance_id IN ({owned_instances})"),
+        format!(
+            "DELETE FROM api_keys WHERE user_id = ?1
+                OR (scope_type = 'instance' AND scope_id IN ({owned_instances}))
+                OR (scope_type = 'project' AND scope_id IN
+                    (SELECT id FROM projects WHERE owner_id = ?1))"
+        ),
+        "DELETE FROM group_members WHERE user_id = ?1 OR group_id IN
+            (SELECT id FROM groups WHERE owner_id = ?1)"
+            .to_string(),
+        "DELETE FROM groups WHERE owner_id = ?1".to_string(),
+        format!("DELETE FROM instances WHERE id IN ({owned_instances})"),
+        "DELETE FROM projects WHERE owner_id = ?1".to_string(),
+        "DELETE FROM users WHERE id = ?1".to_string(),
+    ];
+    let mut batch = Vec::with_capacity(statements.len());
+    for sql in statements {
+        batch.push(db.prepare(sql).bind(&[text(user_id)])?);
+    }
+    db.batch(batch).await?;
+    Ok(())
+}

@@ -1,3 +1,4 @@
 //! Inbound webhooks: Clerk user events, signed with Svix.
 
+pub mod clerk;
 pub mod svix;

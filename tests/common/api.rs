@@ -58,7 +58,13 @@ pub fn seed_sql(users: &[&TestUser]) -> String {
 }
 
 /// Inserts an API key row for `user` with the given scope and permissions.
-pub fn key_sql(user: &str, key: &str, scope_type: &str, scope_id: Option<&str>, perms: &str) -> String {
+pub fn key_sql(
+    user: &str,
+    key: &str,
+    scope_type: &str,
+    scope_id: Option<&str>,
+    perms: &str,
+) -> String {
     format!(
         "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, scope_type, scope_id, permissions, created_at)
            VALUES ('k-{h}','{user}','k','{h}','{p}','{scope_type}',{sid},'{perms}',0);",
@@ -106,15 +112,18 @@ impl<'a> Api<'a> {
     }
 
     pub async fn post(&self, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, key, Some(&body)).await
+        self.call(reqwest::Method::POST, path, key, Some(&body))
+            .await
     }
 
     pub async fn put(&self, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::PUT, path, key, Some(&body)).await
+        self.call(reqwest::Method::PUT, path, key, Some(&body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::PATCH, path, key, Some(&body)).await
+        self.call(reqwest::Method::PATCH, path, key, Some(&body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, key: Option<&str>) -> (u16, Value) {
