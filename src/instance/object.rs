@@ -17,7 +17,7 @@ use worker::{
 
 use super::attributes::Attributes;
 use super::engine::{Engine, Outbound, Outcome, Session, CLOSE_POLICY_VIOLATION};
-use super::error::{ErrorCode, ProtocolError};
+use super::error::{ErrorCode, MessageId, ProtocolError};
 use super::internal::{self, DeleteRequest, ImportRequest, Refusal, SetRequest, WriteResult};
 use super::protocol::{encode_auth_error, encode_error, AuthErrorCode};
 use super::store::{load_meta, migrate, save_meta, InstanceMeta};
@@ -250,49 +250,58 @@ impl MindCacheInstance {
         Response::from_websocket(pair.client)
     }
 
-    /// Runs a socket's frames one at a time in arrival order: a frame that
-    /// arrives while an earlier one (an `auth` being verified) is still in
-    /// progress waits in the socket's queue.
+    /// Runs a socket's frames one at a time in arrival order. Frames are
+    /// handled synchronously except an `auth`, whose verification awaits
+    /// D1: while it runs, the socket's later frames wait in its queue and
+    /// are then handled in order (protocol.md §3).
     async fn enqueue(&self, ws: &WebSocket, frame: String) -> Result<()> {
-        let Some(conn) = ws
-            .deserialize_attachment::<Session>()?
-            .map(|s| s.connection)
-        else {
+        let Some(session) = ws.deserialize_attachment::<Session>()? else {
             return Ok(());
         };
-        {
-            let mut queues = self.queues.borrow_mut();
-            if let Some(queue) = queues.get_mut(&conn) {
-                queue.push_back(frame);
-                return Ok(());
-            }
-            queues.insert(conn, VecDeque::from([frame]));
+        let conn = session.connection;
+        if let Some(queue) = self.queues.borrow_mut().get_mut(&conn) {
+            queue.push_back(frame);
+            return Ok(());
         }
-        loop {
-            let next = {
-                let mut queues = self.queues.borrow_mut();
-                match queues.get_mut(&conn).and_then(VecDeque::pop_front) {
-                    Some(frame) => frame,
-                    None => {
-                        queues.remove(&conn);
-                        return Ok(());
-                    }
-                }
-            };
-            // Re-read each time: an `auth` before this frame may have changed it.
+        let Some((api_key, id)) = self.handle_sync(ws, &session, &frame) else {
+            return Ok(());
+        };
+        // An `auth`: hold this socket's later frames until it is settled.
+        self.queues.borrow_mut().insert(conn, VecDeque::new());
+        let mut open = self.finish_auth(ws, &session, &api_key, id).await?;
+        while open {
+            let next = self
+                .queues
+                .borrow_mut()
+                .get_mut(&conn)
+                .and_then(VecDeque::pop_front);
+            let Some(frame) = next else { break };
             let Some(session) = ws.deserialize_attachment::<Session>()? else {
-                return Ok(());
+                break;
             };
-            if !self.handle_frame(ws, session, &next).await? {
-                self.queues.borrow_mut().remove(&conn);
-                return Ok(());
-            }
+            open = match self.handle_sync(ws, &session, &frame) {
+                None => !self.is_closed(ws),
+                Some((api_key, id)) => self.finish_auth(ws, &session, &api_key, id).await?,
+            };
         }
+        self.queues.borrow_mut().remove(&conn);
+        Ok(())
     }
 
-    /// Handles one frame; returns false when the socket was closed.
-    async fn handle_frame(&self, ws: &WebSocket, session: Session, frame: &str) -> Result<bool> {
-        match self.engine_outcome(&session, frame) {
+    fn is_closed(&self, ws: &WebSocket) -> bool {
+        let raw: &worker::web_sys::WebSocket = ws.as_ref();
+        raw.ready_state() >= 2
+    }
+
+    /// Handles a frame that needs no waiting and returns `None`; for an
+    /// `auth` it returns the credential (and message id) to verify.
+    fn handle_sync(
+        &self,
+        ws: &WebSocket,
+        session: &Session,
+        frame: &str,
+    ) -> Option<(String, Option<MessageId>)> {
+        match self.engine_outcome(session, frame) {
             Outcome::Send(out) => {
                 for item in out {
                     match item {
@@ -300,7 +309,7 @@ impl MindCacheInstance {
                         Outbound::Broadcast(text) => self.broadcast(&text),
                     }
                 }
-                Ok(true)
+                None
             }
             Outcome::Close {
                 frame,
@@ -309,37 +318,46 @@ impl MindCacheInstance {
             } => {
                 send(ws, &frame);
                 let _ = ws.close(Some(code), Some(reason));
-                Ok(false)
+                None
             }
-            Outcome::VerifyAuth { api_key, id } => {
-                match self.verify_in_band(&session, &api_key).await {
-                    Ok((user_id, permission)) => {
-                        let mut updated = Session::authenticated(user_id, permission);
-                        updated.development = session.development;
-                        updated.connection = session.connection;
-                        ws.serialize_attachment(&updated)?;
-                        let frames = {
-                            let meta = self.meta.borrow();
-                            Engine::new(&self.store, &meta).auth_succeeded(
-                                &updated.user_id,
-                                updated.permission,
-                                id.as_ref(),
-                                now_ms(),
-                            )
-                        };
-                        match frames {
-                            Ok(frames) => frames.iter().for_each(|f| send(ws, f)),
-                            Err(e) => send(ws, &encode_error(&e.with_id(id))),
-                        }
-                        Ok(true)
-                    }
-                    Err((code, message)) => {
-                        send(ws, &encode_auth_error(code, &message));
-                        let _ =
-                            ws.close(Some(CLOSE_POLICY_VIOLATION), Some("Authentication failed"));
-                        Ok(false)
-                    }
+            Outcome::VerifyAuth { api_key, id } => Some((api_key, id)),
+        }
+    }
+
+    /// Verifies an `auth` and answers it; returns false when the socket
+    /// was closed because the credential was refused.
+    async fn finish_auth(
+        &self,
+        ws: &WebSocket,
+        session: &Session,
+        api_key: &str,
+        id: Option<MessageId>,
+    ) -> Result<bool> {
+        match self.verify_in_band(session, api_key).await {
+            Ok((user_id, permission)) => {
+                let mut updated = Session::authenticated(user_id, permission);
+                updated.development = session.development;
+                updated.connection = session.connection;
+                ws.serialize_attachment(&updated)?;
+                let frames = {
+                    let meta = self.meta.borrow();
+                    Engine::new(&self.store, &meta).auth_succeeded(
+                        &updated.user_id,
+                        updated.permission,
+                        id.as_ref(),
+                        now_ms(),
+                    )
+                };
+                match frames {
+                    Ok(frames) => frames.iter().for_each(|f| send(ws, f)),
+                    Err(e) => send(ws, &encode_error(&e.with_id(id))),
                 }
+                Ok(true)
+            }
+            Err((code, message)) => {
+                send(ws, &encode_auth_error(code, &message));
+                let _ = ws.close(Some(CLOSE_POLICY_VIOLATION), Some("Authentication failed"));
+                Ok(false)
             }
         }
     }
