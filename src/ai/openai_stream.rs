@@ -283,13 +283,17 @@ pub fn error_message(err: &Value) -> String {
     }
 }
 
-/// The message of a non-2xx upstream response body, for the `502` we return.
-/// Falls back to the status text when the body is not the usual JSON.
+/// The message of a non-2xx upstream response body, for the `502` we return:
+/// OpenAI's `error`, or the `detail`/`message` other services (Fireworks)
+/// use. Falls back to the status when the body is none of these.
 pub fn http_error_message(status: u16, body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").map(error_message))
-        .filter(|m| !m.is_empty())
+    let doc = serde_json::from_str::<Value>(body).ok();
+    ["error", "detail", "message"]
+        .iter()
+        .filter_map(|field| doc.as_ref()?.get(*field))
+        .filter(|v| !v.is_null())
+        .map(error_message)
+        .find(|m| !m.is_empty())
         .unwrap_or_else(|| format!("upstream returned HTTP {status}"))
 }
 
@@ -543,6 +547,18 @@ mod tests {
         assert_eq!(
             http_error_message(503, "<html>"),
             "upstream returned HTTP 503"
+        );
+        assert_eq!(
+            http_error_message(400, r#"{"detail":"Invalid aspect ratio"}"#),
+            "Invalid aspect ratio"
+        );
+        assert_eq!(
+            http_error_message(500, r#"{"error":null,"message":"boom"}"#),
+            "boom"
+        );
+        assert_eq!(
+            http_error_message(500, r#"{"error":""}"#),
+            "upstream returned HTTP 500"
         );
     }
 }

@@ -120,9 +120,10 @@ async fn api(
         Route::ListApiKeys => api_keys::list(ctx, caller).await,
         Route::CreateApiKey => api_keys::create(req, ctx, caller).await,
         Route::DeleteApiKey(id) => api_keys::delete(ctx, caller, &id).await,
-        Route::Chat | Route::Transform | Route::GenerateImage | Route::AnalyzeImage => {
-            Err(ApiError::not_found("Not found"))
-        }
+        Route::Chat => crate::ai::chat::chat(req, ctx, caller).await,
+        Route::Transform => crate::ai::handlers::transform(req, ctx, caller).await,
+        Route::GenerateImage => crate::ai::handlers::generate_image(req, ctx, caller).await,
+        Route::AnalyzeImage => crate::ai::handlers::analyze_image(req, ctx, caller).await,
         Route::Health | Route::Sync { .. } | Route::AdminDo { .. } | Route::ClerkWebhook => {
             Err(ApiError::not_found("Not found"))
         }
