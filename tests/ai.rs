@@ -1654,6 +1654,13 @@ async fn missing_provider_keys_are_reported_after_body_checks() {
             "{path}"
         );
     }
+    // AI bodies may exceed the 1 MiB of the other routes (images inline).
+    let big = "A".repeat(2 * 1024 * 1024);
+    let body = json!({"instanceId": id, "imageBase64": big, "prompt": "p", "outputKey": "o"});
+    assert_eq!(
+        api.post("/api/analyze-image", None, body).await,
+        (500, openai.clone())
+    );
     // A bad body is still a 400 first.
     let (s, _) = api
         .post("/api/transform", None, json!({"instanceId": id}))
@@ -1785,6 +1792,9 @@ async fn production_authorization() {
     assert_eq!(rows[1]["api_key_id"], format!("key-{}", w.alice.id));
 
     // A read-only instance refuses AI writes up front, even to its owner.
+    // (A fresh client: the pooled connection may have idled out during the
+    // D1 query above, and reusing it races the server closing it.)
+    let api = Api::new(&w.server);
     let (s, _) = api
         .patch(
             &format!("/api/instances/{instance}"),
