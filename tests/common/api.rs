@@ -76,10 +76,13 @@ pub fn key_sql(
 
 impl<'a> Api<'a> {
     pub fn new(server: &'a TestServer) -> Self {
-        Api {
-            server,
-            client: reqwest::Client::new(),
-        }
+        // No pooled keep-alive connections: the local proxy may close an
+        // idle one just as a request is sent on it (IncompleteMessage).
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("http client");
+        Api { server, client }
     }
 
     pub async fn call(
