@@ -76,7 +76,7 @@ pub async fn handle(mut req: Request, env: Env) -> Result<Response, ApiError> {
         ),
         Route::Sync { instance_id } => sync::handle(&req, &ctx, &instance_id).await,
         Route::AdminDo { object_id } => admin::object_keys(&req, &ctx, &object_id).await,
-        Route::ClerkWebhook => Err(ApiError::not_found("Not found")),
+        Route::ClerkWebhook => crate::webhooks::clerk::handle(&mut req, &ctx).await,
         route => {
             let caller = authenticate(&req, &ctx).await?;
             api(route, &mut req, &ctx, &caller).await
