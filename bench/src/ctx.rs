@@ -15,7 +15,6 @@ use crate::ws::{CloseStats, Counts, Group, Tracker};
 pub enum Better {
     Higher,
     Lower,
-    Neither,
 }
 
 impl Better {
@@ -23,7 +22,6 @@ impl Better {
         match self {
             Better::Higher => "higher",
             Better::Lower => "lower",
-            Better::Neither => "info",
         }
     }
 }
@@ -149,9 +147,17 @@ pub async fn request_json(rb: reqwest::RequestBuilder) -> Result<Value, String> 
     let status = resp.status();
     let body = resp.text().await.map_err(|e| e.to_string())?;
     if !status.is_success() {
-        return Err(format!("HTTP {status}: {}", body.chars().take(200).collect::<String>()));
+        return Err(format!(
+            "HTTP {status}: {}",
+            body.chars().take(200).collect::<String>()
+        ));
     }
-    serde_json::from_str(&body).map_err(|e| format!("not JSON ({e}): {}", body.chars().take(200).collect::<String>()))
+    serde_json::from_str(&body).map_err(|e| {
+        format!(
+            "not JSON ({e}): {}",
+            body.chars().take(200).collect::<String>()
+        )
+    })
 }
 
 /// One measured span of server CPU.
@@ -299,6 +305,13 @@ impl Out {
         for w in self.counts.warnings() {
             self.warnings.push(w);
         }
+        let unanswered = self.close.terminated_after_grace + self.close.ended_without_close_frame;
+        if unanswered > 0 {
+            self.warnings.push(format!(
+                "{unanswered} of {} sockets did not answer our close frame with theirs",
+                self.close.sockets
+            ));
+        }
         let mut v = json!({
             "ok": ok,
             "error": error,
@@ -364,9 +377,13 @@ impl Out {
                 "exitedProcesses": detail["exitedProcesses"], "clkTck": probe.clk_tck,
             });
             if !whole.exited_processes.is_empty() {
-                v["warnings"]
-                    .as_array_mut()
-                    .map(|a| a.push(json!(format!("{} server processes exited during the scenario (their last interval is lost)", whole.exited_processes.len()))));
+                let w = format!(
+                    "{} server processes exited during the scenario (their last interval is lost)",
+                    whole.exited_processes.len()
+                );
+                if let Some(a) = v["warnings"].as_array_mut() {
+                    a.push(json!(w));
+                }
             }
             if let Some(x) = s_op.as_f64() {
                 self.headline.push(Headline {

@@ -39,7 +39,12 @@ struct Args {
     url: String,
 
     /// Bearer token sent as `Authorization: Bearer …` on HTTP and WebSocket upgrades.
-    #[arg(long, conflicts_with = "api_key", env = "MCBENCH_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        conflicts_with = "api_key",
+        env = "MCBENCH_TOKEN",
+        hide_env_values = true
+    )]
     token: Option<String>,
 
     /// API key, sent the same way as --token.
@@ -120,14 +125,12 @@ fn run_id() -> String {
 }
 
 fn machine_info() -> Value {
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        });
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
+        t.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|s| s.trim().to_string())
+    });
     let mem_mib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
         t.lines()
             .find(|l| l.starts_with("MemTotal:"))
@@ -167,7 +170,8 @@ fn compare_files(args: &Args, files: &[PathBuf]) -> ExitCode {
     };
     let l0 = args.labels.first().map(String::as_str).unwrap_or("base");
     let l1 = args.labels.get(1).map(String::as_str).unwrap_or("new");
-    let (text, doc) = report::compare(&base, &new, (l0, l1));
+    let (text, mut doc) = report::compare(&base, &new, (l0, l1));
+    doc["table"] = json!(text);
     print!("{text}");
     if let Some(out) = &args.out {
         if let Err(e) = write_json(out, &doc) {
@@ -266,7 +270,12 @@ fn main() -> ExitCode {
     runtime.block_on(run(args, target, names, cpu))
 }
 
-async fn run(args: Args, target: Target, names: Vec<&'static str>, cpu: Option<CpuProbe>) -> ExitCode {
+async fn run(
+    args: Args,
+    target: Target,
+    names: Vec<&'static str>,
+    cpu: Option<CpuProbe>,
+) -> ExitCode {
     let started = SystemTime::now();
     let http = match reqwest::Client::builder()
         .http1_only()
@@ -309,7 +318,10 @@ async fn run(args: Args, target: Target, names: Vec<&'static str>, cpu: Option<C
             return ExitCode::from(2);
         }
         Err(_) => {
-            eprintln!("mcbench: GET {}/health: no answer in 10 s", ctx.target.http_base);
+            eprintln!(
+                "mcbench: GET {}/health: no answer in 10 s",
+                ctx.target.http_base
+            );
             return ExitCode::from(2);
         }
     }
@@ -363,7 +375,10 @@ async fn run(args: Args, target: Target, names: Vec<&'static str>, cpu: Option<C
             "mcbench: {name} {} in {:.1} s{}",
             if ok { "ok" } else { "FAILED" },
             t0.elapsed().as_secs_f64(),
-            v["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default()
+            v["error"]
+                .as_str()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
         );
         all_ok &= ok;
         server_errors += v["counts"]["serverErrors"].as_u64().unwrap_or(0);

@@ -28,7 +28,15 @@ fn parts(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
     let secs = d.as_secs();
     let (y, m, day) = civil((secs / 86_400) as i64);
     let s = secs % 86_400;
-    (y, m, day, s / 3600, (s / 60) % 60, s % 60, d.subsec_millis())
+    (
+        y,
+        m,
+        day,
+        s / 3600,
+        (s / 60) % 60,
+        s % 60,
+        d.subsec_millis(),
+    )
 }
 
 /// `2025-01-31T12:34:56.789Z`
@@ -70,8 +78,8 @@ pub fn table(doc: &Value, order: &[&str]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<11} {:<32} {:>12}  {:<6} {}",
-        "scenario", "figure", "value", "unit", "status"
+        "{:<11} {:<32} {:>12}  {:<6} status",
+        "scenario", "figure", "value", "unit"
     );
     let _ = writeln!(s, "{}", "-".repeat(72));
     let headline = doc["headline"].as_object().cloned().unwrap_or_default();
@@ -105,7 +113,11 @@ pub fn table(doc: &Value, order: &[&str]) -> String {
             );
         }
         if !any {
-            let _ = writeln!(s, "{:<11} {:<32} {:>12}  {:<6} {}", name, "-", "-", "", status);
+            let _ = writeln!(
+                s,
+                "{:<11} {:<32} {:>12}  {:<6} {}",
+                name, "-", "-", "", status
+            );
         }
     }
     let mut notes = String::new();
@@ -117,8 +129,17 @@ pub fn table(doc: &Value, order: &[&str]) -> String {
         for w in sc["warnings"].as_array().into_iter().flatten() {
             let _ = writeln!(notes, "  {name}: warning: {}", w.as_str().unwrap_or(""));
         }
-        for e in sc["serverErrorSamples"].as_array().into_iter().flatten().take(3) {
-            let _ = writeln!(notes, "  {name}: server error: {}", e.as_str().unwrap_or(""));
+        for e in sc["serverErrorSamples"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(3)
+        {
+            let _ = writeln!(
+                notes,
+                "  {name}: server error: {}",
+                e.as_str().unwrap_or("")
+            );
         }
     }
     if !notes.is_empty() {
@@ -142,20 +163,23 @@ pub fn compare(base: &Value, new: &Value, labels: (&str, &str)) -> (String, Valu
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<44} {:>12} {:>12} {:>8}  {:<6} {}",
+        "{:<44} {:>12} {:>12} {:>8}  {:<6} better",
         "figure",
         labels.0,
         labels.1,
         format!("{}/{}", labels.1, labels.0),
-        "unit",
-        "better"
+        "unit"
     );
     let _ = writeln!(s, "{}", "-".repeat(96));
     let mut rows = Vec::new();
     for k in keys {
         let b = bh.get(k).and_then(|h| h["value"].as_f64());
         let n = nh.get(k).and_then(|h| h["value"].as_f64());
-        let h = nh.get(k).or_else(|| bh.get(k)).cloned().unwrap_or(Value::Null);
+        let h = nh
+            .get(k)
+            .or_else(|| bh.get(k))
+            .cloned()
+            .unwrap_or(Value::Null);
         let unit = h["unit"].as_str().unwrap_or("");
         let better = h["better"].as_str().unwrap_or("info");
         let ratio = match (b, n) {
@@ -177,7 +201,9 @@ pub fn compare(base: &Value, new: &Value, labels: (&str, &str)) -> (String, Valu
             k,
             show(b),
             show(n),
-            ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
+            ratio
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "-".into()),
             unit,
             better,
             verdict
@@ -187,14 +213,21 @@ pub fn compare(base: &Value, new: &Value, labels: (&str, &str)) -> (String, Valu
     let status = |d: &Value| -> Value {
         let mut m = Map::new();
         for (k, v) in d["scenarios"].as_object().into_iter().flatten() {
-            m.insert(k.clone(), json!({"ok": v["ok"], "error": v["error"], "warnings": v["warnings"]}));
+            m.insert(
+                k.clone(),
+                json!({"ok": v["ok"], "error": v["error"], "warnings": v["warnings"]}),
+            );
         }
         Value::Object(m)
     };
     for (label, d) in [(labels.0, base), (labels.1, new)] {
         for (k, v) in d["scenarios"].as_object().into_iter().flatten() {
             if v["ok"] != json!(true) {
-                let _ = writeln!(s, "{label}: {k} FAILED: {}", v["error"].as_str().unwrap_or("?"));
+                let _ = writeln!(
+                    s,
+                    "{label}: {k} FAILED: {}",
+                    v["error"].as_str().unwrap_or("?")
+                );
             }
         }
     }

@@ -83,7 +83,7 @@ pub enum Kind {
     ServerError(String),
     Pong,
     Ack,
-    Other(String),
+    Other,
     NonJson(String),
     Binary,
     /// The server's close frame.
@@ -141,8 +141,7 @@ fn classify(text: &str) -> Kind {
         Some("error") => Kind::ServerError(truncate(text, 300)),
         Some("pong") => Kind::Pong,
         Some("ack") => Kind::Ack,
-        Some(other) => Kind::Other(other.to_string()),
-        None => Kind::Other(String::from("<no type>")),
+        Some(_) | None => Kind::Other,
     }
 }
 
@@ -185,6 +184,8 @@ pub struct Conn {
     /// When the connection attempt started.
     pub started: Instant,
     pub synced: Option<Instant>,
+    /// A close of ours was already accounted for.
+    closed_by_us: bool,
 }
 
 impl Drop for Conn {
@@ -225,6 +226,7 @@ pub async fn open(
         state: State::Open,
         started,
         synced: None,
+        closed_by_us: false,
     })
 }
 
@@ -297,6 +299,8 @@ pub struct CloseStats {
     pub sockets: u64,
     pub closed_cleanly: u64,
     pub terminated_after_grace: u64,
+    /// Our close was answered by the connection ending without a close frame.
+    pub ended_without_close_frame: u64,
     pub already_closed: u64,
 }
 
@@ -305,6 +309,7 @@ impl CloseStats {
         self.sockets += o.sockets;
         self.closed_cleanly += o.closed_cleanly;
         self.terminated_after_grace += o.terminated_after_grace;
+        self.ended_without_close_frame += o.ended_without_close_frame;
         self.already_closed += o.already_closed;
     }
 }
@@ -362,9 +367,8 @@ impl Group {
         while remaining > 0 {
             let batch = remaining.min(concurrency.max(1));
             let base = self.conns.len();
-            let opens = (0..batch).map(|i| {
-                open(target, instance, base + i, self.tx.clone(), CONNECT_TIMEOUT)
-            });
+            let opens = (0..batch)
+                .map(|i| open(target, instance, base + i, self.tx.clone(), CONNECT_TIMEOUT));
             let results = futures_util::future::join_all(opens).await;
             let failures: Vec<String> = results
                 .iter()
@@ -401,7 +405,13 @@ impl Group {
                     self.server_error_samples.push(t.clone());
                 }
             }
-            Kind::NonJson(_) => self.counts.parse_errors += 1,
+            Kind::NonJson(t) => {
+                self.counts.parse_errors += 1;
+                let t = format!("socket {idx}: non-JSON frame: {t}");
+                if self.client_error_samples.len() < 10 {
+                    self.client_error_samples.push(t);
+                }
+            }
             Kind::Binary => self.counts.binary_frames += 1,
             Kind::KeyUpdated { .. } => self.counts.key_updated += 1,
             Kind::Sync { .. } => {
@@ -411,7 +421,7 @@ impl Group {
                 }
             }
             Kind::AuthSuccess => self.counts.auth_success += 1,
-            Kind::Other(_) | Kind::KeyDeleted | Kind::Cleared | Kind::Ack | Kind::Pong => {
+            Kind::Other | Kind::KeyDeleted | Kind::Cleared | Kind::Ack | Kind::Pong => {
                 self.counts.other_messages += 1
             }
             Kind::Closed(code, reason) => {
@@ -433,17 +443,23 @@ impl Group {
             }
             Kind::Ended => {
                 if let Some(c) = self.conns.get_mut(idx) {
-                    if c.state == State::Open {
-                        self.counts.unexpected_closes += 1;
+                    match c.state {
+                        State::Open => self.counts.unexpected_closes += 1,
+                        State::Closing => self.close.ended_without_close_frame += 1,
+                        State::Closed => {}
                     }
                     c.state = State::Closed;
                 }
             }
             Kind::SocketError(e) => {
                 let state = self.conns.get(idx).map(|c| c.state);
-                if state == Some(State::Open) {
-                    self.client_error(format!("socket {idx}: {e}"));
-                    self.counts.unexpected_closes += 1;
+                match state {
+                    Some(State::Open) => {
+                        self.client_error(format!("socket {idx}: {e}"));
+                        self.counts.unexpected_closes += 1;
+                    }
+                    Some(State::Closing) => self.close.ended_without_close_frame += 1,
+                    _ => {}
                 }
                 if let Some(c) = self.conns.get_mut(idx) {
                     c.state = State::Closed;
@@ -526,6 +542,7 @@ impl Group {
             let Some(c) = self.conns.get_mut(i) else {
                 continue;
             };
+            c.closed_by_us = true;
             if c.state != State::Open {
                 self.close.already_closed += 1;
                 continue;
@@ -545,7 +562,10 @@ impl Group {
             }
         }
         let deadline = Instant::now() + grace;
-        let closing = |g: &Group| ids.iter().any(|i| g.conns.get(*i).map(|c| c.state) == Some(State::Closing));
+        let closing = |g: &Group| {
+            ids.iter()
+                .any(|i| g.conns.get(*i).map(|c| c.state) == Some(State::Closing))
+        };
         while closing(self) {
             if self.recv(deadline).await.is_none() {
                 break;
@@ -564,7 +584,9 @@ impl Group {
     }
 
     pub async fn close_all(&mut self, grace: Duration) {
-        let ids: Vec<usize> = (0..self.conns.len()).collect();
+        let ids: Vec<usize> = (0..self.conns.len())
+            .filter(|i| !self.conns[*i].closed_by_us)
+            .collect();
         self.close_some(&ids, grace).await;
     }
 }
@@ -601,7 +623,10 @@ pub struct Tracker {
 pub enum Delivery {
     /// The first delivery of key `seq` to this socket; `complete` when every
     /// socket now has it.
-    New { seq: usize, complete: bool },
+    New {
+        seq: usize,
+        complete: bool,
+    },
     Duplicate,
     Unmatched,
 }
@@ -630,11 +655,13 @@ impl Tracker {
         seq
     }
 
-    pub fn complete(&self, seq: usize) -> bool {
-        self.delivered[seq] >= self.sockets
-    }
-
-    pub fn on_key_updated(&mut self, sock: usize, key: &str, value: &Value, at: Instant) -> Delivery {
+    pub fn on_key_updated(
+        &mut self,
+        sock: usize,
+        key: &str,
+        value: &Value,
+        at: Instant,
+    ) -> Delivery {
         let Some(&seq) = self.index.get(key) else {
             self.counts.unmatched_key_updates += 1;
             return Delivery::Unmatched;

@@ -45,7 +45,9 @@ async fn body(
 ) -> Result<(), String> {
     let cpu = out.cpu_mark(ctx);
     let t0 = Instant::now();
-    let ids = g.connect(&ctx.target, instance, clients, CONCURRENCY).await?;
+    let ids = g
+        .connect(&ctx.target, instance, clients, CONCURRENCY)
+        .await?;
     g.wait_synced(&ids, within(out.deadline, Duration::from_secs(60)))
         .await?;
     out.ms("connectAllMs", Some(ms_between(t0, Instant::now())));

@@ -68,7 +68,9 @@ async fn body(
     rounds: usize,
 ) -> Result<(), String> {
     let cpu = out.cpu_mark(ctx);
-    let ids = g.connect(&ctx.target, instance, LISTENERS + 1, LISTENERS + 1).await?;
+    let ids = g
+        .connect(&ctx.target, instance, LISTENERS + 1, LISTENERS + 1)
+        .await?;
     g.wait_synced(&ids, within(out.deadline, Duration::from_secs(30)))
         .await?;
     out.cpu_phase(ctx, cpu, "connect", LISTENERS + 1, "connection", false)
@@ -240,7 +242,9 @@ async fn body(
             break;
         }
         if ended_by == "cap" {
-            out.warn(format!("round {r} was capped 10 s after the changed key arrived"));
+            out.warn(format!(
+                "round {r} was capped 10 s after the changed key arrived"
+            ));
         }
         let end = Instant::now();
         if let Some(c) = changed_at[1..].iter().flatten().max() {
@@ -273,14 +277,22 @@ async fn body(
     out.metric("msgsPerRoundPerListenerMin", per.min());
     out.metric("msgsPerRoundPerListenerMax", per.max());
     out.metric("listener_bytes_per_round", bytes.mean().map(r3));
-    out.metric("writerEchoesPerRound", Summary::new(st.writer_echoes).mean().map(r3));
+    out.metric(
+        "writerEchoesPerRound",
+        Summary::new(st.writer_echoes).mean().map(r3),
+    );
     out.metric("roundsEndedBy", json!(st.ended_by));
     out.metric("valueMismatches", mismatches);
     out.counts.value_mismatches += mismatches;
     out.counts.unmatched_key_updates += unknown;
     out.head("p50", changed.pct(50.0), "ms", Better::Lower);
     out.head("p95", changed.pct(95.0), "ms", Better::Lower);
-    out.head("msgs_per_round_per_listener", per.mean(), "msgs", Better::Lower);
+    out.head(
+        "msgs_per_round_per_listener",
+        per.mean(),
+        "msgs",
+        Better::Lower,
+    );
     out.head("listener_bytes_per_round", bytes.mean(), "B", Better::Lower);
     result
 }

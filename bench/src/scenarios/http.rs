@@ -53,7 +53,10 @@ async fn load(ctx: &Ctx, path: &str, workers: usize, duration: Duration) -> Load
                             Ok(b) if status.is_success() => Ok(b.len()),
                             Ok(b) => Err(format!(
                                 "HTTP {status}: {}",
-                                String::from_utf8_lossy(&b).chars().take(120).collect::<String>()
+                                String::from_utf8_lossy(&b)
+                                    .chars()
+                                    .take(120)
+                                    .collect::<String>()
                             )),
                             Err(e) => Err(e.to_string()),
                         }
@@ -143,7 +146,16 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
 
     let mut created: Vec<String> = Vec::new();
     let mut requests = 0.0;
-    let res = body(ctx, out, workers, duration, projects, &mut created, &mut requests).await;
+    let res = body(
+        ctx,
+        out,
+        workers,
+        duration,
+        projects,
+        &mut created,
+        &mut requests,
+    )
+    .await;
 
     // Cleanup, whatever happened.
     let cpu = out.cpu_mark(ctx);
@@ -168,8 +180,15 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
         }
         requests += created.len() as f64;
     }
-    out.cpu_phase(ctx, cpu, "DELETE /api/projects/:id", created.len(), "request", false)
-        .await;
+    out.cpu_phase(
+        ctx,
+        cpu,
+        "DELETE /api/projects/:id",
+        created.len(),
+        "request",
+        false,
+    )
+    .await;
     out.extra.insert(
         "projectCleanup".into(),
         json!({"deleted": deleted, "failed": failed, "samples": samples.into_iter().take(5).collect::<Vec<_>>()}),
@@ -227,7 +246,8 @@ async fn body(
                 match id_of(&v) {
                     Some(id) => created.push(id),
                     None => {
-                        create_err = Some(format!("POST /api/projects answered without an id: {v}"));
+                        create_err =
+                            Some(format!("POST /api/projects answered without an id: {v}"));
                         break;
                     }
                 }
@@ -240,8 +260,15 @@ async fn body(
     }
     let cs = Summary::new(create_ms);
     out.metric("createProjectMs", cs.to_json());
-    out.cpu_phase(ctx, cpu, "POST /api/projects", created.len(), "request", false)
-        .await;
+    out.cpu_phase(
+        ctx,
+        cpu,
+        "POST /api/projects",
+        created.len(),
+        "request",
+        false,
+    )
+    .await;
     if let Some(e) = create_err {
         return Err(e);
     }

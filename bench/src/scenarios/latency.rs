@@ -41,7 +41,9 @@ async fn body(
     instance: &str,
     ops: usize,
 ) -> Result<(), String> {
-    let ids = g.connect(&ctx.target, instance, LISTENERS + 1, LISTENERS + 1).await?;
+    let ids = g
+        .connect(&ctx.target, instance, LISTENERS + 1, LISTENERS + 1)
+        .await?;
     g.wait_synced(&ids, within(out.deadline, Duration::from_secs(30)))
         .await?;
 

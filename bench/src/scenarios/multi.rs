@@ -114,8 +114,15 @@ async fn body(
         }
     }
     out.ms("connectAllMs", Some(ms_between(t0, Instant::now())));
-    out.cpu_phase(ctx, cpu, "connect", groups.len() * CLIENTS, "connection", false)
-        .await;
+    out.cpu_phase(
+        ctx,
+        cpu,
+        "connect",
+        groups.len() * CLIENTS,
+        "connection",
+        false,
+    )
+    .await;
 
     let cpu = out.cpu_mark(ctx);
     let start = Instant::now();

@@ -122,10 +122,14 @@ async fn body(
                     samples
                         .iter()
                         .find(|s| {
-                            data.get(&key(**s)).and_then(|e| e.get("value")).and_then(|v| v.as_str())
+                            data.get(&key(**s))
+                                .and_then(|e| e.get("value"))
+                                .and_then(|v| v.as_str())
                                 != Some(value(**s).as_str())
                         })
-                        .map_or(Ok(()), |s| Err(format!("key {} missing or wrong in sync", key(*s))))
+                        .map_or(Ok(()), |s| {
+                            Err(format!("key {} missing or wrong in sync", key(*s)))
+                        })
                 };
                 got = Some((f.at, *bytes, check));
                 return true;
@@ -160,11 +164,19 @@ async fn body(
         "syncPayloadBytesMin",
         payload_bytes.iter().copied().min().unwrap_or(0),
     );
-    out.metric("payloadChecks", json!({"failed": bad_payloads.len(), "samples": bad_payloads}));
+    out.metric(
+        "payloadChecks",
+        json!({"failed": bad_payloads.len(), "samples": bad_payloads}),
+    );
     out.head("p50", s.pct(50.0), "ms", Better::Lower);
     out.head("p95", s.pct(95.0), "ms", Better::Lower);
     out.head("payload_bytes", Some(bytes as f64), "B", Better::Lower);
-    out.head("preload_ops_per_s", Some(keys as f64 / preload_s), "ops/s", Better::Higher);
+    out.head(
+        "preload_ops_per_s",
+        Some(keys as f64 / preload_s),
+        "ops/s",
+        Better::Higher,
+    );
     if !bad_payloads.is_empty() {
         return Err(format!("sync payload check failed: {}", bad_payloads[0]));
     }

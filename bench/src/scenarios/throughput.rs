@@ -86,7 +86,8 @@ async fn body(
         };
         if let Kind::KeyUpdated { key, value, .. } = &f.kind {
             if f.sock < 2 {
-                if let crate::ws::Delivery::New { .. } = t.on_key_updated(f.sock, key, value, f.at) {
+                if let crate::ws::Delivery::New { .. } = t.on_key_updated(f.sock, key, value, f.at)
+                {
                     got[f.sock] += 1;
                     progress = f.at;
                     if got[f.sock] == ops {
@@ -123,7 +124,8 @@ async fn body(
         r3(ops as f64 / writer_done.duration_since(start).as_secs_f64()),
     );
     let c = &t.counts;
-    let in_order = c.reordered_deliveries == 0 && c.duplicate_deliveries == 0 && c.value_mismatches == 0;
+    let in_order =
+        c.reordered_deliveries == 0 && c.duplicate_deliveries == 0 && c.value_mismatches == 0;
     out.metric("inOrderAndIntact", in_order);
     out.head("ops_per_s", Some(ops_per_sec), "ops/s", Better::Higher);
     if !in_order {
