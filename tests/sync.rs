@@ -269,15 +269,30 @@ async fn write_on_a_read_only_instance_is_refused() {
         "INSERT OR IGNORE INTO users (id, clerk_id, created_at) VALUES ('ro-owner','ro-owner',0);
          INSERT INTO projects (id, owner_id, name, created_at, updated_at) VALUES ('p-{id}','ro-owner','p',0,0);
          INSERT INTO instances (id, project_id, owner_id, name, is_readonly, created_at, updated_at)
-           VALUES ('{id}','p-{id}','ro-owner','main',1,0,0);"
+           VALUES ('{id}','p-{id}','ro-owner','main',0,0,0);"
     ));
     let (mut a, _) = join(server, &id).await;
     a.send(&set("k", json!(1))).await;
+    a.recv_type("key_updated").await;
+    // dev-user is admin on every instance in development mode.
+    let resp = reqwest::Client::new()
+        .patch(server.local_url(&format!("/api/instances/{id}")))
+        .json(&json!({"is_readonly": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    a.send(&set("k", json!(2))).await;
     expect_error(&mut a, "READ_ONLY").await;
     a.send(&json!({"type":"delete","key":"k"})).await;
     expect_error(&mut a, "READ_ONLY").await;
     a.send(&json!({"type":"clear"})).await;
     expect_error(&mut a, "READ_ONLY").await;
+    // A new connection finds it read-only too.
+    let (mut b, sync) = join(server, &id).await;
+    assert_eq!(sync["data"]["k"]["value"], 1);
+    b.send(&set("k", json!(3))).await;
+    expect_error(&mut b, "READ_ONLY").await;
 }
 
 #[tokio::test]

@@ -10,13 +10,14 @@ use crate::http::{access, Ctx};
 use crate::instance::protocol::AuthErrorCode;
 use crate::permission::Permission;
 
-/// Verifies `credential` for `instance_id`; on success the user id and the
-/// permission the session gets.
+/// Verifies `credential` for `instance_id`; on success the user id, the
+/// permission the session gets, and the instance's read-only flag when D1
+/// knows the instance.
 pub async fn verify_in_band(
     env: &Env,
     credential: &str,
     instance_id: &str,
-) -> Result<(String, Permission), (AuthErrorCode, String)> {
+) -> Result<(String, Permission, Option<bool>), (AuthErrorCode, String)> {
     // In-band auth happens only on sockets opened in production mode.
     let ctx = Ctx {
         env: env.clone(),
@@ -38,7 +39,7 @@ pub async fn verify_in_band(
             )
         }
     })?;
-    let (role, _) = access::instance_data(&ctx, &caller, instance_id)
+    let (role, read_only) = access::instance_data(&ctx, &caller, instance_id)
         .await
         .map_err(|_| {
             (
@@ -46,5 +47,5 @@ pub async fn verify_in_band(
                 "Instance not found or access denied".to_string(),
             )
         })?;
-    Ok((caller.user_id, role.for_session()))
+    Ok((caller.user_id, role.for_session(), Some(read_only)))
 }

@@ -36,11 +36,10 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Respo
             user_id: caller.user_id,
             permission: role.for_session(),
         };
-        (identity, read_only)
+        (identity, Some(read_only))
     } else {
-        let read_only = db::instances::read_only(&db::database(&ctx.env)?, instance_id)
-            .await?
-            .unwrap_or(false);
+        // No D1 round trip here: the object keeps the read-only flag it was
+        // last told (see `InstanceClient::configure`).
         let identity = if ctx.development {
             Identity::User {
                 user_id: DEV_USER.to_string(),
@@ -49,9 +48,9 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Respo
         } else {
             Identity::Unauthenticated
         };
-        (identity, read_only)
+        (identity, None)
     };
-    InstanceClient::new(&ctx.env, instance_id, read_only)?
+    InstanceClient::with_read_only(&ctx.env, instance_id, read_only)?
         .connect(req, identity, ctx.development)
         .await
 }
@@ -61,7 +60,7 @@ async fn token_identity(
     ctx: &Ctx,
     token: &str,
     instance_id: &str,
-) -> Result<(Identity, bool), ApiError> {
+) -> Result<(Identity, Option<bool>), ApiError> {
     let db = db::database(&ctx.env)?;
     let row = db::ws_tokens::take(&db, &hash_ws_token(token))
         .await?
@@ -76,9 +75,7 @@ async fn token_identity(
     }
     let permission = Permission::parse_grantable(&row.permission)
         .ok_or_else(|| ApiError::internal("ws token with an unknown permission"))?;
-    let read_only = db::instances::read_only(&db, instance_id)
-        .await?
-        .unwrap_or(false);
+    let read_only = db::instances::read_only(&db, instance_id).await?;
     Ok((
         Identity::User {
             user_id: row.user_id,

@@ -24,7 +24,8 @@ pub enum Identity {
 pub struct InstanceClient {
     stub: Stub,
     instance_id: String,
-    read_only: bool,
+    /// `None`: do not tell the object (it keeps what it was last told).
+    read_only: Option<bool>,
 }
 
 /// Base URL of internal requests; the host is never resolved.
@@ -32,6 +33,14 @@ const INTERNAL_ORIGIN: &str = "https://instance.internal";
 
 impl InstanceClient {
     pub fn new(env: &Env, instance_id: &str, read_only: bool) -> Result<Self, ApiError> {
+        Self::with_read_only(env, instance_id, Some(read_only))
+    }
+
+    pub fn with_read_only(
+        env: &Env,
+        instance_id: &str,
+        read_only: Option<bool>,
+    ) -> Result<Self, ApiError> {
         let namespace = env.durable_object("MINDCACHE_INSTANCE")?;
         let stub = namespace.id_from_name(instance_id)?.get_stub()?;
         Ok(InstanceClient {
@@ -49,7 +58,7 @@ impl InstanceClient {
         Ok(InstanceClient {
             stub,
             instance_id: String::new(),
-            read_only: false,
+            read_only: None,
         })
     }
 
@@ -59,10 +68,12 @@ impl InstanceClient {
             return Ok(headers);
         }
         headers.set(internal::HEADER_INSTANCE_ID, &self.instance_id)?;
-        headers.set(
-            internal::HEADER_READ_ONLY,
-            if self.read_only { "1" } else { "0" },
-        )?;
+        if let Some(read_only) = self.read_only {
+            headers.set(
+                internal::HEADER_READ_ONLY,
+                if read_only { "1" } else { "0" },
+            )?;
+        }
         Ok(headers)
     }
 

@@ -7,8 +7,8 @@ use super::error::{ErrorCode, MessageId, ProtocolError};
 use super::json::{json_equal, RawObject};
 use super::limits::{check_value_size, validate_key, AUTH_TIMEOUT_MS, MAX_KEYS};
 use super::protocol::{
-    encode_ack, encode_auth_error, encode_auth_success, encode_cleared, encode_data, encode_error,
-    encode_key_deleted, encode_key_updated, encode_pong, encode_sync, parse_client_frame,
+    encode_ack, encode_auth_error, encode_auth_success, encode_cleared, encode_error,
+    encode_key_deleted, encode_key_updated, encode_pong, encode_sync_with_data, parse_client_frame,
     AuthErrorCode, ClientFrame, ClientMessage,
 };
 use super::store::{Entry, InstanceMeta, KeyRow, KeyStore, StoreError};
@@ -219,12 +219,15 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
 
     /// The full-state `sync` message.
     pub fn sync_message(&self) -> Result<String, ProtocolError> {
-        Ok(encode_sync(&self.meta.instance_id, &self.entries()?))
+        Ok(encode_sync_with_data(
+            &self.meta.instance_id,
+            &self.data_json()?,
+        ))
     }
 
     /// All keys as the `sync.data` map; also the dump `import` takes.
     pub fn data_json(&self) -> Result<String, ProtocolError> {
-        Ok(encode_data(&self.entries()?))
+        self.store.data_json().map_err(internal)
     }
 
     // --- Writes (the WebSocket path and the Worker's internal interface) ---

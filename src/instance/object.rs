@@ -181,7 +181,13 @@ impl MindCacheInstance {
         let Some(instance_id) = headers.get(internal::HEADER_INSTANCE_ID)? else {
             return Ok(());
         };
-        let read_only = headers.get(internal::HEADER_READ_ONLY)?.as_deref() == Some("1");
+        // Without the header the object's own record stands: the Worker
+        // pushes every change of the flag (`configure`), so connects that
+        // need no D1 lookup for access do not make one just for this.
+        let read_only = match headers.get(internal::HEADER_READ_ONLY)? {
+            Some(flag) => flag == "1",
+            None => self.meta.borrow().read_only,
+        };
         let fresh = InstanceMeta {
             instance_id,
             read_only,
@@ -190,6 +196,19 @@ impl MindCacheInstance {
             save_meta(&self.store, &fresh).map_err(|e| worker::Error::RustError(e.0))?;
             *self.meta.borrow_mut() = fresh;
         }
+        Ok(())
+    }
+
+    fn set_read_only(&self, read_only: bool) -> Result<()> {
+        if self.meta.borrow().read_only == read_only {
+            return Ok(());
+        }
+        let fresh = InstanceMeta {
+            read_only,
+            ..self.meta.borrow().clone()
+        };
+        save_meta(&self.store, &fresh).map_err(|e| worker::Error::RustError(e.0))?;
+        *self.meta.borrow_mut() = fresh;
         Ok(())
     }
 
@@ -334,7 +353,10 @@ impl MindCacheInstance {
         id: Option<MessageId>,
     ) -> Result<bool> {
         match self.verify_in_band(session, api_key).await {
-            Ok((user_id, permission)) => {
+            Ok((user_id, permission, read_only)) => {
+                if let Some(read_only) = read_only {
+                    self.set_read_only(read_only)?;
+                }
                 let mut updated = Session::authenticated(user_id, permission);
                 updated.development = session.development;
                 updated.connection = session.connection;
@@ -367,9 +389,9 @@ impl MindCacheInstance {
         &self,
         session: &Session,
         credential: &str,
-    ) -> std::result::Result<(String, Permission), (AuthErrorCode, String)> {
+    ) -> std::result::Result<(String, Permission, Option<bool>), (AuthErrorCode, String)> {
         if session.development {
-            return Ok((crate::auth::DEV_USER.to_string(), Permission::Admin));
+            return Ok((crate::auth::DEV_USER.to_string(), Permission::Admin, None));
         }
         let instance_id = self.meta.borrow().instance_id.clone();
         crate::auth::socket::verify_in_band(&self.env, credential, &instance_id).await
@@ -483,6 +505,7 @@ impl MindCacheInstance {
             return refusal(&e);
         }
         let _ = self.state.storage().delete_alarm().await;
+        self.set_read_only(false)?;
         json_text(r#"{"destroyed":true}"#.to_string())
     }
 }

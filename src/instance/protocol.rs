@@ -320,6 +320,18 @@ pub fn encode_sync(instance_id: &str, entries: &[Entry]) -> String {
     })
 }
 
+/// The `sync` message around an already-encoded `data` object (from
+/// `KeyStore::data_json`), so the map is never parsed and re-serialised.
+pub fn encode_sync_with_data(instance_id: &str, data: &str) -> String {
+    let mut out = String::with_capacity(data.len() + instance_id.len() + 48);
+    out.push_str(r#"{"type":"sync","data":"#);
+    out.push_str(data);
+    out.push_str(r#","instanceId":"#);
+    out.push_str(&serde_json::to_string(instance_id).unwrap_or_else(|_| "\"\"".into()));
+    out.push('}');
+    out
+}
+
 pub fn encode_key_updated(
     key: &str,
     value: &RawValue,

@@ -5,8 +5,9 @@
 #![cfg(target_arch = "wasm32")]
 
 use super::store::{
-    Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow, COUNT_KEYS, DELETE_ALL_KEYS,
-    DELETE_KEY, INSERT_KEY, SELECT_ALL_KEYS, SELECT_KEY, SELECT_META, UPDATE_KEY, UPSERT_META,
+    join_data_entries, Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow,
+    COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, INSERT_KEY, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES,
+    SELECT_KEY, SELECT_META, UPDATE_KEY, UPSERT_META,
 };
 use worker::wasm_bindgen::JsValue;
 use worker::{SqlCursor, SqlStorage, SqlStorageValue};
@@ -170,6 +171,18 @@ impl KeyStore for SqlStore {
                     .and_then(StoredRow::into_entry)
             })
             .collect()
+    }
+
+    fn data_json(&self) -> Result<String, StoreError> {
+        let fragments = self
+            .run(SELECT_DATA_ENTRIES, &[])?
+            .raw()
+            .map(|row| match row.map_err(err)?.into_iter().next() {
+                Some(SqlStorageValue::String(s)) => Ok(s),
+                _ => Err(StoreError("sync entry is not text".into())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(join_data_entries(fragments))
     }
 
     fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError> {

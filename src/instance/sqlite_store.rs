@@ -2,8 +2,9 @@
 //! very SQL constants the Durable Object runs, so the SQL is tested natively.
 
 use super::store::{
-    Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow, COUNT_KEYS, DELETE_ALL_KEYS,
-    DELETE_KEY, INSERT_KEY, SELECT_ALL_KEYS, SELECT_KEY, SELECT_META, UPDATE_KEY, UPSERT_META,
+    join_data_entries, Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow,
+    COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, INSERT_KEY, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES,
+    SELECT_KEY, SELECT_META, UPDATE_KEY, UPSERT_META,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql};
@@ -145,6 +146,13 @@ impl KeyStore for SqliteStore {
         let rows = stmt.query_map([], stored_row).map_err(err)?;
         rows.map(|r| r.map_err(err).and_then(StoredRow::into_entry))
             .collect()
+    }
+
+    fn data_json(&self) -> Result<String, StoreError> {
+        let mut stmt = self.conn.prepare(SELECT_DATA_ENTRIES).map_err(err)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
+        let fragments = rows.collect::<Result<Vec<_>, _>>().map_err(err)?;
+        Ok(join_data_entries(fragments))
     }
 
     fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError> {
