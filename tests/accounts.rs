@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::api::{key_sql, make_key, seed_sql, Api, TestUser};
 use common::server::{ServerOptions, TestServer};
-use common::ws::WsClient;
+use common::ws::{upgrade_refusal, WsClient};
 use serde_json::{json, Value};
 
 struct World {
@@ -690,11 +690,12 @@ async fn ws_tokens_are_one_time_bound_and_capped() {
         (json!(w.alice.id), json!("admin"))
     );
     // Second use.
-    let again = WsClient::try_connect(&url, &[]).await.err().unwrap();
-    assert!(
-        again.starts_with("401") && again.contains("Invalid token"),
-        "{again}"
-    );
+    let again = upgrade_refusal(
+        &w.server.local_url(&format!("/sync/{main}?token={token}")),
+        &[],
+    )
+    .await;
+    assert_eq!(again, (401, json!({"error": "Invalid token"})));
 
     // Bound to its instance.
     let (_, t) = api
@@ -757,17 +758,12 @@ async fn ws_tokens_are_one_time_bound_and_capped() {
         w.alice.id,
         now - 120
     ));
-    let err = WsClient::try_connect(
-        &w.server.ws_url(&format!("/sync/{main}?token={expired}")),
+    let refused = upgrade_refusal(
+        &w.server.local_url(&format!("/sync/{main}?token={expired}")),
         &[],
     )
-    .await
-    .err()
-    .unwrap();
-    assert!(
-        err.starts_with("401") && err.contains("Token expired"),
-        "{err}"
-    );
+    .await;
+    assert_eq!(refused, (401, json!({"error": "Token expired"})));
 }
 
 #[tokio::test]

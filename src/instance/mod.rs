@@ -10,6 +10,7 @@ pub mod error;
 pub mod internal;
 pub mod json;
 pub mod limits;
+pub mod mirror;
 #[cfg(target_arch = "wasm32")]
 pub mod object;
 pub mod protocol;

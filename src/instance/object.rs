@@ -6,13 +6,14 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 use std::time::Duration;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{
     durable_object, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+    WebSocketPair, WebSocketRequestResponsePair,
 };
 
 use super::attributes::Attributes;
@@ -23,7 +24,11 @@ use super::protocol::{encode_auth_error, encode_error, AuthErrorCode};
 use super::store::{load_meta, migrate, save_meta, InstanceMeta};
 use crate::permission::Permission;
 
-use super::sql_store::SqlStore as Store;
+use super::mirror::Mirrored;
+use super::sql_store::SqlStore;
+
+/// The object's store: SQLite, with the keys mirrored in memory.
+type Store = Mirrored<SqlStore>;
 
 /// Socket tags: connections authenticated by the Worker before the upgrade
 /// are tagged so broadcasts need not read their attachments.
@@ -33,8 +38,67 @@ const TAG_PENDING: &str = "p";
 const PING: &str = r#"{"type":"ping"}"#;
 const PONG: &str = r#"{"type":"pong"}"#;
 
-#[durable_object]
+/// The Durable Object class the runtime instantiates. Its state lives in
+/// an `Rc<Instance>` so that the rare asynchronous path (verifying an
+/// `auth`) can hold it in a `'static` future.
+#[durable_object(alarm)]
 pub struct MindCacheInstance {
+    inner: Rc<Instance>,
+}
+
+impl DurableObject for MindCacheInstance {
+    fn new(state: State, env: Env) -> Self {
+        MindCacheInstance {
+            inner: Rc::new(Instance::new(state, env)),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        self.inner.fetch(req).await
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.inner.alarm().await
+    }
+}
+
+/// The WebSocket handlers are exported by hand rather than through the
+/// `DurableObject` trait, whose handlers are always `async`: a frame is
+/// handled synchronously (no promise, no task on the microtask queue), and
+/// only an `auth`, which must await D1, returns a promise.
+#[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
+impl MindCacheInstance {
+    #[wasm_bindgen(js_name = webSocketMessage)]
+    pub fn web_socket_message(&self, ws: worker::web_sys::WebSocket, message: JsValue) -> JsValue {
+        let ws = WebSocket::from(ws);
+        match message.as_string() {
+            Some(text) => Instance::on_text(&self.inner, ws, text),
+            None => {
+                send(&ws, &encode_error(&ProtocolError::binary_frame()));
+                JsValue::UNDEFINED
+            }
+        }
+    }
+
+    #[wasm_bindgen(js_name = webSocketClose)]
+    pub fn web_socket_close(
+        &self,
+        ws: worker::web_sys::WebSocket,
+        code: u16,
+        reason: String,
+        _was_clean: bool,
+    ) {
+        self.inner.on_close(&WebSocket::from(ws), code, reason);
+    }
+
+    #[wasm_bindgen(js_name = webSocketError)]
+    pub fn web_socket_error(&self, ws: worker::web_sys::WebSocket, _error: JsValue) {
+        self.inner.forget(&WebSocket::from(ws));
+    }
+}
+
+/// One instance's object state and behaviour.
+pub struct Instance {
     state: State,
     env: Env,
     store: Store,
@@ -47,9 +111,9 @@ pub struct MindCacheInstance {
     queues: RefCell<HashMap<u32, VecDeque<String>>>,
 }
 
-impl DurableObject for MindCacheInstance {
+impl Instance {
     fn new(state: State, env: Env) -> Self {
-        let store = Store::new(state.storage().sql());
+        let store = Mirrored::new(SqlStore::new(state.storage().sql()));
         let (meta, setup_error) = match migrate(&store).and_then(|_| load_meta(&store)) {
             Ok(meta) => (meta.unwrap_or_default(), None),
             Err(e) => (InstanceMeta::default(), Some(e.0)),
@@ -58,7 +122,7 @@ impl DurableObject for MindCacheInstance {
         if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
             state.set_websocket_auto_response(&pair);
         }
-        MindCacheInstance {
+        Instance {
             state,
             env,
             store,
@@ -99,45 +163,21 @@ impl DurableObject for MindCacheInstance {
         }
     }
 
-    async fn websocket_message(
-        &self,
-        ws: WebSocket,
-        message: WebSocketIncomingMessage,
-    ) -> Result<()> {
-        match message {
-            WebSocketIncomingMessage::String(text) => self.enqueue(&ws, text).await,
-            WebSocketIncomingMessage::Binary(_) => {
-                send(&ws, &encode_error(&ProtocolError::binary_frame()));
-                Ok(())
-            }
-        }
-    }
-
-    async fn websocket_close(
-        &self,
-        ws: WebSocket,
-        code: usize,
-        reason: String,
-        _was_clean: bool,
-    ) -> Result<()> {
-        // Complete the close handshake, echoing the client's code when it
-        // is one that may be sent on the wire (RFC 6455 §7.4).
-        let code = u16::try_from(code)
-            .ok()
+    /// Completes the close handshake, echoing the client's code when it is
+    /// one that may be sent on the wire (RFC 6455 §7.4).
+    fn on_close(&self, ws: &WebSocket, code: u16, reason: String) {
+        let code = Some(code)
             .filter(|c| (1000..5000).contains(c) && ![1004, 1005, 1006, 1015].contains(c))
             .unwrap_or(1000);
         let _ = ws.close(Some(code), Some(reason));
-        if let Ok(Some(session)) = ws.deserialize_attachment::<Session>() {
-            self.queues.borrow_mut().remove(&session.connection);
-        }
-        Ok(())
+        self.forget(ws);
     }
 
-    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+    /// Drops whatever was queued for a socket that is gone.
+    fn forget(&self, ws: &WebSocket) {
         if let Ok(Some(session)) = ws.deserialize_attachment::<Session>() {
             self.queues.borrow_mut().remove(&session.connection);
         }
-        Ok(())
     }
 
     /// Times out sockets that did not authenticate within 10 seconds.
@@ -171,9 +211,7 @@ impl DurableObject for MindCacheInstance {
         }
         Response::empty()
     }
-}
 
-impl MindCacheInstance {
     /// The Worker sends the instance id and read-only flag with every
     /// request; remember them so messages never need D1.
     fn refresh_meta(&self, req: &Request) -> Result<()> {
@@ -272,21 +310,40 @@ impl MindCacheInstance {
     /// Runs a socket's frames one at a time in arrival order. Frames are
     /// handled synchronously except an `auth`, whose verification awaits
     /// D1: while it runs, the socket's later frames wait in its queue and
-    /// are then handled in order (protocol.md §3).
-    async fn enqueue(&self, ws: &WebSocket, frame: String) -> Result<()> {
-        let Some(session) = ws.deserialize_attachment::<Session>()? else {
-            return Ok(());
+    /// are then handled in order (protocol.md §3). Returns what the runtime
+    /// should wait for: nothing, or the promise of that verification.
+    fn on_text(this: &Rc<Self>, ws: WebSocket, frame: String) -> JsValue {
+        let Ok(Some(session)) = ws.deserialize_attachment::<Session>() else {
+            return JsValue::UNDEFINED;
         };
         let conn = session.connection;
-        if let Some(queue) = self.queues.borrow_mut().get_mut(&conn) {
+        if let Some(queue) = this.queues.borrow_mut().get_mut(&conn) {
             queue.push_back(frame);
-            return Ok(());
+            return JsValue::UNDEFINED;
         }
-        let Some((api_key, id)) = self.handle_sync(ws, &session, &frame) else {
-            return Ok(());
+        let Some((api_key, id)) = this.handle_sync(&ws, &session, &frame) else {
+            return JsValue::UNDEFINED;
         };
         // An `auth`: hold this socket's later frames until it is settled.
-        self.queues.borrow_mut().insert(conn, VecDeque::new());
+        this.queues.borrow_mut().insert(conn, VecDeque::new());
+        let this = Rc::clone(this);
+        let done = async move {
+            let result = this.settle_auth(&ws, session, api_key, id).await;
+            this.queues.borrow_mut().remove(&conn);
+            result.map(|_| JsValue::UNDEFINED).map_err(JsValue::from)
+        };
+        worker::wasm_bindgen_futures::future_to_promise(done).into()
+    }
+
+    /// Verifies an `auth`, then handles the frames that queued behind it.
+    async fn settle_auth(
+        &self,
+        ws: &WebSocket,
+        session: Session,
+        api_key: String,
+        id: Option<MessageId>,
+    ) -> Result<()> {
+        let conn = session.connection;
         let mut open = self.finish_auth(ws, &session, &api_key, id).await?;
         while open {
             let next = self
@@ -303,7 +360,6 @@ impl MindCacheInstance {
                 Some((api_key, id)) => self.finish_auth(ws, &session, &api_key, id).await?,
             };
         }
-        self.queues.borrow_mut().remove(&conn);
         Ok(())
     }
 

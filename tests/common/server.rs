@@ -109,9 +109,11 @@ impl TestServer {
         format!("ws://localhost:{}{}", self.port, path)
     }
 
-    /// Runs SQL against this server's local D1 (test-only seeding).
+    /// Runs SQL against this server's local D1 (test-only seeding). The
+    /// running server holds the same SQLite file, so a busy database is
+    /// retried a few times before the test fails.
     pub fn d1_execute(&self, sql: &str) -> String {
-        wrangler(&[
+        let args = [
             "d1",
             "execute",
             "DB",
@@ -120,7 +122,16 @@ impl TestServer {
             self.persist_dir.to_str().expect("utf-8 temp path"),
             "--command",
             sql,
-        ])
+        ];
+        let mut last = String::new();
+        for attempt in 0..5 {
+            match try_wrangler(&args) {
+                Ok(out) => return out,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(300 * (attempt + 1)));
+        }
+        panic!("wrangler d1 execute kept failing:\n{last}");
     }
 
     fn launch(&mut self) {
@@ -201,6 +212,11 @@ impl Drop for TestServer {
 
 /// Runs the project's wrangler and returns its stdout, panicking on failure.
 fn wrangler(args: &[&str]) -> String {
+    try_wrangler(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the project's wrangler: its stdout, or what it said on failure.
+fn try_wrangler(args: &[&str]) -> Result<String, String> {
     let out = Command::new(repo_root().join("node_modules/.bin/wrangler"))
         .args(args)
         .current_dir(repo_root())
@@ -211,12 +227,14 @@ fn wrangler(args: &[&str]) -> String {
         .output()
         .expect("run wrangler");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "wrangler {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "wrangler {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
 
 /// Runs the project's wrangler with arbitrary arguments (for tests of the

@@ -174,3 +174,21 @@ pub fn unique_id(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}-{nanos}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
+
+/// Sends a WebSocket upgrade request over plain HTTP and returns the
+/// refusal's status and JSON body (for asserting on the error message,
+/// which a WebSocket client library may not hand back).
+pub async fn upgrade_refusal(http_url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .get(http_url)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("upgrade request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
