@@ -9,8 +9,10 @@ use super::{json, Ctx};
 use crate::auth::caller::Caller;
 use crate::auth::roles::{authorize, authorize_create_project, effective_role, Action, Resource};
 use crate::db;
+use crate::db::projects::ProjectRow;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
+use crate::permission::Permission;
 
 const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 2000;
@@ -25,6 +27,19 @@ struct ProjectView<'a> {
     role: &'static str,
 }
 
+impl<'a> ProjectView<'a> {
+    fn of(row: &'a ProjectRow, role: Permission) -> Self {
+        ProjectView {
+            id: &row.id,
+            name: &row.name,
+            description: row.description.as_deref(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            role: role.as_str(),
+        }
+    }
+}
+
 pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
     let rows = db::projects::list_visible(&db::database(&ctx.env)?, &caller.user_id).await?;
     let projects: Vec<ProjectView> = rows
@@ -35,14 +50,7 @@ pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
                 Resource::Project { id: &row.id },
                 row.role(&caller.user_id),
             )?;
-            Some(ProjectView {
-                id: &row.id,
-                name: &row.name,
-                description: row.description.as_deref(),
-                created_at: row.created_at,
-                updated_at: row.updated_at,
-                role: role.as_str(),
-            })
+            Some(ProjectView::of(row, role))
         })
         .collect();
     json(200, &serde_json::json!({ "projects": projects }))
@@ -80,17 +88,7 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     let (row, role) = access::project(ctx, caller, id).await?;
     let role = role.ok_or_else(|| ApiError::not_found("Project not found"))?;
-    json(
-        200,
-        &ProjectView {
-            id: &row.id,
-            name: &row.name,
-            description: row.description.as_deref(),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            role: role.as_str(),
-        },
-    )
+    json(200, &ProjectView::of(&row, role))
 }
 
 pub async fn update(
