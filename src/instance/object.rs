@@ -175,7 +175,7 @@ impl Instance {
 
     /// Drops whatever was queued for a socket that is gone.
     fn forget(&self, ws: &WebSocket) {
-        if let Ok(Some(session)) = ws.deserialize_attachment::<Session>() {
+        if let Ok(Some(session)) = read_session(ws) {
             self.queues.borrow_mut().remove(&session.connection);
         }
     }
@@ -185,7 +185,7 @@ impl Instance {
         let now = now_ms();
         let mut next_deadline: Option<i64> = None;
         for ws in self.state.get_websockets_with_tag(TAG_PENDING) {
-            let Ok(Some(session)) = ws.deserialize_attachment::<Session>() else {
+            let Ok(Some(session)) = read_session(&ws) else {
                 continue;
             };
             if session.authenticated {
@@ -285,7 +285,7 @@ impl Instance {
             TAG_PENDING
         };
         self.state.accept_websocket_with_tags(&server, &[tag]);
-        server.serialize_attachment(&session)?;
+        write_session(&server, &session)?;
 
         if session.authenticated {
             let frames = {
@@ -313,7 +313,7 @@ impl Instance {
     /// are then handled in order (protocol.md §3). Returns what the runtime
     /// should wait for: nothing, or the promise of that verification.
     fn on_text(this: &Rc<Self>, ws: WebSocket, frame: String) -> JsValue {
-        let Ok(Some(session)) = ws.deserialize_attachment::<Session>() else {
+        let Ok(Some(session)) = read_session(&ws) else {
             return JsValue::UNDEFINED;
         };
         let conn = session.connection;
@@ -352,7 +352,7 @@ impl Instance {
                 .get_mut(&conn)
                 .and_then(VecDeque::pop_front);
             let Some(frame) = next else { break };
-            let Some(session) = ws.deserialize_attachment::<Session>()? else {
+            let Some(session) = read_session(ws)? else {
                 break;
             };
             open = match self.handle_sync(ws, &session, &frame) {
@@ -416,7 +416,7 @@ impl Instance {
                 let mut updated = Session::authenticated(user_id, permission);
                 updated.development = session.development;
                 updated.connection = session.connection;
-                ws.serialize_attachment(&updated)?;
+                write_session(ws, &updated)?;
                 let frames = {
                     let meta = self.meta.borrow();
                     Engine::new(&self.store, &meta).auth_succeeded(
@@ -461,7 +461,7 @@ impl Instance {
             send_js(&ws, &js);
         }
         for ws in self.state.get_websockets_with_tag(TAG_PENDING) {
-            if matches!(ws.deserialize_attachment::<Session>(), Ok(Some(s)) if s.authenticated) {
+            if matches!(read_session(&ws), Ok(Some(s)) if s.authenticated) {
                 send_js(&ws, &js);
             }
         }
@@ -603,6 +603,32 @@ fn now_ms() -> i64 {
 /// A random id for a socket, unique enough within one object.
 fn connection_id() -> u32 {
     (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32
+}
+
+/// The socket's session, kept in its attachment as compact JSON text: one
+/// string crosses into wasm per frame, instead of a JS object walked field
+/// by field. Attachments written as objects (by an earlier version, before
+/// hibernation) are still read.
+fn read_session(ws: &WebSocket) -> Result<Option<Session>> {
+    use worker::worker_sys::ext::WebSocketExt;
+    let raw: &worker::web_sys::WebSocket = ws.as_ref();
+    let value = raw.deserialize_attachment().map_err(worker::Error::from)?;
+    match value.as_string() {
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| worker::Error::RustError(format!("socket attachment: {e}"))),
+        None if value.is_null() || value.is_undefined() => Ok(None),
+        None => ws.deserialize_attachment::<Session>(),
+    }
+}
+
+fn write_session(ws: &WebSocket, session: &Session) -> Result<()> {
+    use worker::worker_sys::ext::WebSocketExt;
+    let text = serde_json::to_string(session)
+        .map_err(|e| worker::Error::RustError(format!("socket attachment: {e}")))?;
+    let raw: &worker::web_sys::WebSocket = ws.as_ref();
+    raw.serialize_attachment(JsValue::from_str(&text))
+        .map_err(worker::Error::from)
 }
 
 fn send(ws: &WebSocket, text: &str) {
