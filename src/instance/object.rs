@@ -20,7 +20,9 @@ use super::attributes::Attributes;
 use super::engine::{Engine, Outbound, Outcome, Session, CLOSE_POLICY_VIOLATION};
 use super::error::{ErrorCode, MessageId, ProtocolError};
 use super::internal::{self, DeleteRequest, ImportRequest, Refusal, SetRequest, WriteResult};
-use super::protocol::{encode_auth_error, encode_error, AuthErrorCode};
+use super::protocol::{
+    encode_ack, encode_auth_error, encode_auth_success, encode_error, AuthErrorCode,
+};
 use super::store::{load_meta, migrate, save_meta, InstanceMeta};
 use crate::permission::Permission;
 
@@ -288,19 +290,7 @@ impl Instance {
         write_session(&server, &session)?;
 
         if session.authenticated {
-            let frames = {
-                let meta = self.meta.borrow();
-                Engine::new(&self.store, &meta).auth_succeeded(
-                    &session.user_id,
-                    session.permission,
-                    None,
-                    now,
-                )
-            };
-            match frames {
-                Ok(frames) => frames.iter().for_each(|f| send(&server, f)),
-                Err(e) => send(&server, &encode_error(&e)),
-            }
+            self.welcome(&server, &session, None, now);
         } else {
             self.schedule_alarm(session.auth_deadline_ms).await?;
         }
@@ -417,19 +407,7 @@ impl Instance {
                 updated.development = session.development;
                 updated.connection = session.connection;
                 write_session(ws, &updated)?;
-                let frames = {
-                    let meta = self.meta.borrow();
-                    Engine::new(&self.store, &meta).auth_succeeded(
-                        &updated.user_id,
-                        updated.permission,
-                        id.as_ref(),
-                        now_ms(),
-                    )
-                };
-                match frames {
-                    Ok(frames) => frames.iter().for_each(|f| send(ws, f)),
-                    Err(e) => send(ws, &encode_error(&e.with_id(id))),
-                }
+                self.welcome(ws, &updated, id, now_ms());
                 Ok(true)
             }
             Err((code, message)) => {
@@ -437,6 +415,35 @@ impl Instance {
                 let _ = ws.close(Some(CLOSE_POLICY_VIOLATION), Some("Authentication failed"));
                 Ok(false)
             }
+        }
+    }
+
+    /// Greets a socket that has just authenticated: `auth_success`, the
+    /// full-state `sync`, then the `ack` when its `auth` carried an id. The
+    /// `sync` text is assembled and sent on the JavaScript side (see
+    /// `SqlStore::sync_message`): a large instance's state never crosses
+    /// into wasm and back.
+    fn welcome(&self, ws: &WebSocket, session: &Session, id: Option<MessageId>, now: i64) {
+        let instance_id = self.meta.borrow().instance_id.clone();
+        send(
+            ws,
+            &encode_auth_success(&instance_id, &session.user_id, session.permission),
+        );
+        match self.store.inner().sync_message(&instance_id) {
+            Ok(sync) => send_js(ws, &sync),
+            Err(e) => {
+                worker::console_error!("sync failed: {}", e.0);
+                send(
+                    ws,
+                    &encode_error(
+                        &ProtocolError::internal("could not read the instance").with_id(id),
+                    ),
+                );
+                return;
+            }
+        }
+        if let Some(id) = id {
+            send(ws, &encode_ack(&id, now));
         }
     }
 

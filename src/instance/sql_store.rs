@@ -9,8 +9,22 @@ use super::store::{
     COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, INSERT_KEY, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES,
     SELECT_KEY, SELECT_META, UPDATE_KEY, UPSERT_META,
 };
-use worker::wasm_bindgen::JsValue;
+use worker::js_sys;
+use worker::wasm_bindgen::prelude::wasm_bindgen;
+use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{SqlCursor, SqlStorage, SqlStorageValue};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The runtime's `SqlStorage` and cursor, for the one query whose result
+    /// is better left in JavaScript (the `sync` message).
+    type JsSqlStorage;
+    #[wasm_bindgen(method, catch, js_name = exec)]
+    fn exec_no_args(this: &JsSqlStorage, query: &str) -> Result<JsSqlCursor, JsValue>;
+    type JsSqlCursor;
+    #[wasm_bindgen(method, catch)]
+    fn raw(this: &JsSqlCursor) -> Result<js_sys::Iterator, JsValue>;
+}
 
 pub struct SqlStore {
     sql: SqlStorage,
@@ -50,6 +64,28 @@ impl SqlStore {
             .raw()
             .map(|r| r.map_err(err))
             .collect()
+    }
+
+    /// The whole `sync` message as a JavaScript string: SQLite renders each
+    /// key (`SELECT_DATA_ENTRIES`) and JavaScript joins them, so megabytes of
+    /// state are not copied into wasm and back on every connect.
+    pub fn sync_message(&self, instance_id: &str) -> Result<JsValue, StoreError> {
+        let sql: &JsSqlStorage = self.sql.as_ref().unchecked_ref();
+        let rows = sql
+            .exec_no_args(SELECT_DATA_ENTRIES)
+            .and_then(|cursor| cursor.raw())
+            .map_err(|e| err(e.into()))?;
+        let rows = js_sys::Array::from(&rows);
+        // Each row is a one-element array, whose string form is the element.
+        let data = rows.join(",");
+        let tail = format!(
+            r#"}},"instanceId":{}}}"#,
+            serde_json::to_string(instance_id).unwrap_or_else(|_| "\"\"".into())
+        );
+        Ok(js_sys::JsString::from(r#"{"type":"sync","data":{"#)
+            .concat(&data)
+            .concat(&JsValue::from_str(&tail))
+            .into())
     }
 
     fn write(&self, row: KeyRow<'_>, query: &str) -> Result<(), StoreError> {
