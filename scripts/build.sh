@@ -18,4 +18,5 @@ export WASM_BINDGEN_BIN ESBUILD_BIN
 # into the module in a Proxy and a termination check, which costs 15-25 %
 # of the CPU per WebSocket message (docs/performance.md). The code keeps
 # panics out of request paths (no unwrap/expect on input or I/O) instead.
+rm -rf build   # no stale artifacts of an earlier layout
 worker-build --release --no-panic-recovery

@@ -10,8 +10,10 @@ cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --target wasm32-unknown-unknown -- -D warnings
 bash scripts/build.sh
-gzip_bytes=$(gzip -9 -c build/index_bg.wasm | wc -c)
-echo "build/index_bg.wasm: $(wc -c < build/index_bg.wasm) bytes, $gzip_bytes bytes gzip"
+# The module worker-build emits (build/worker/index.wasm without the
+# panic-recovery shim; build/index_bg.wasm with it).
+wasm=$(ls build/worker/index.wasm build/index_bg.wasm 2>/dev/null | head -n 1)
+echo "$wasm: $(wc -c < "$wasm") bytes, $(gzip -9 -c "$wasm" | wc -c) bytes gzip"
 
 # Integration tests start their own servers from the build above.
 cargo test --lib --tests -- "$@"

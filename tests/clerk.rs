@@ -423,6 +423,73 @@ async fn a_full_journey_and_a_deleted_user_leaves_nothing() {
     assert_eq!(keys["keys"][0]["key_prefix"], &key[..12]);
     assert!(keys["keys"][0].get("key").is_none() && keys["keys"][0].get("key_hash").is_none());
 
+    // A second key works until it is deleted, and then at once no more;
+    // another user cannot delete it.
+    let (s, k2) = api
+        .post(
+            "/api/keys",
+            Some(&jwt),
+            json!({"name":"temp","scopeType":"account","permissions":["read"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{k2}");
+    assert_eq!(k2["permissions"], json!(["read"]));
+    let temp = k2["key"].as_str().unwrap().to_string();
+    let temp_id = k2["id"].as_str().unwrap().to_string();
+    assert_eq!(api.get("/api/projects", Some(&temp)).await.0, 200);
+    let stranger = w.old.sign(&claims("user_stranger"));
+    assert_eq!(
+        api.delete(&format!("/api/keys/{temp_id}"), Some(&stranger))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(api.get("/api/projects", Some(&temp)).await.0, 200);
+    let (s, b) = api
+        .delete(&format!("/api/keys/{temp_id}"), Some(&jwt))
+        .await;
+    assert_eq!((s, b), (200, json!({"success": true})));
+    let (s, b) = api.get("/api/projects", Some(&temp)).await;
+    assert_eq!((s, b), (401, json!({"error": "Invalid API key"})));
+    // Keys are managed only by a signed-in user, not with a key.
+    assert_eq!(api.get("/api/keys", Some(&key)).await.0, 403);
+    // Bad key requests name the field.
+    for (body, field) in [
+        (
+            json!({"scopeType":"account","permissions":["read"]}),
+            "name",
+        ),
+        (
+            json!({"name":"x","scopeType":"galaxy","permissions":["read"]}),
+            "scopeType",
+        ),
+        (
+            json!({"name":"x","scopeType":"project","permissions":["read"]}),
+            "scopeId",
+        ),
+        (
+            json!({"name":"x","scopeType":"account","permissions":[]}),
+            "permissions",
+        ),
+        (
+            json!({"name":"x","scopeType":"account","permissions":["root"]}),
+            "permissions",
+        ),
+    ] {
+        let (s, b) = api.post("/api/keys", Some(&jwt), body).await;
+        assert_eq!(s, 400, "{b}");
+        assert!(b["error"].as_str().unwrap().contains(field), "{b}");
+    }
+    // A scope the caller does not administer is refused.
+    let (s, _) = api
+        .post(
+            "/api/keys",
+            Some(&stranger),
+            json!({"name":"x","scopeType":"instance","scopeId":instance,"permissions":["read"]}),
+        )
+        .await;
+    assert_eq!(s, 404);
+
     // The agent writes with its key; the user sees it live.
     let mut agent = WsClient::connect(&w.server.ws_url(&format!("/sync/{instance}"))).await;
     agent.send(&json!({"type":"auth","apiKey": key})).await;
