@@ -12,8 +12,12 @@ cargo clippy --target wasm32-unknown-unknown -- -D warnings
 bash scripts/build.sh
 # The module worker-build emits (build/worker/index.wasm without the
 # panic-recovery shim; build/index_bg.wasm with it).
-wasm=$(ls build/worker/index.wasm build/index_bg.wasm 2>/dev/null | head -n 1)
-echo "$wasm: $(wc -c < "$wasm") bytes, $(gzip -9 -c "$wasm" | wc -c) bytes gzip"
+for wasm in build/worker/index.wasm build/index_bg.wasm; do
+  if [ -f "$wasm" ]; then
+    echo "$wasm: $(wc -c < "$wasm") bytes, $(gzip -9 -c "$wasm" | wc -c) bytes gzip"
+    break
+  fi
+done
 
 # Integration tests start their own servers from the build above.
 cargo test --lib --tests -- "$@"
