@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npx wrangler d1 migrations apply DB --local
-# wrangler runs the build (wrangler.toml [build]) and rebuilds when src/ changes.
+# wrangler runs the build (wrangler.toml [build]); restart this script to
+# pick up code changes (a running server is not rebuilt under its clients).
 exec npx wrangler dev --port 8787 "$@"
