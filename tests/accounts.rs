@@ -5,7 +5,6 @@
 mod common;
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use common::api::{key_sql, make_key, seed_sql, Api, TestUser};
 use common::server::{ServerOptions, TestServer};
@@ -929,5 +928,4 @@ async fn deleting_removes_data_and_closes_sockets() {
         again.recv_type("auth_success").await;
         assert_eq!(again.recv_type("sync").await["data"], json!({}));
     }
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
