@@ -5,11 +5,15 @@
 pub mod ai;
 pub mod auth;
 pub mod config;
+pub mod ctx;
 pub mod db;
 pub mod error;
+pub mod fields;
 pub mod http;
+pub mod ids;
 pub mod instance;
 pub mod permission;
+pub mod services;
 pub mod webhooks;
 
 #[cfg(target_arch = "wasm32")]

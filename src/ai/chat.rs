@@ -15,52 +15,40 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 use serde_json::value::to_raw_value;
 use serde_json::Value;
-use worker::{Headers, Request, Response};
+use worker::{Headers, Response};
 
-use super::handlers::{record_usage, valid_instance_id};
-use super::messages::{
+use super::core::jobs::ChatRequest;
+use super::core::messages::{
     assistant_message, build_conversation, chat_stream_body, tool_definitions, tool_message,
 };
-use super::openai::OpenAi;
-use super::openai_stream::{FinishReason, StepDecoder, StepOutcome, StreamEvent};
-use super::prompt::{build_system_prompt, KeyEntry};
-use super::sse::{SseEvent, SseParser};
-use super::tools::{execute, tool_error, Mode, ToolAction};
-use super::ui_stream::{OrderError, UiStreamEncoder, HEADERS};
+use super::core::openai_stream::{FinishReason, StepDecoder, StepOutcome, StreamEvent};
+use super::core::prompt::{build_system_prompt, KeyEntry};
+use super::core::sse::{SseEvent, SseParser};
+use super::core::tools::{execute, tool_error, Mode, ToolAction};
+use super::core::ui_stream::{OrderError, UiStreamEncoder, HEADERS};
+use super::run::record_usage;
+use super::upstream::openai::OpenAi;
 use crate::auth::caller::Caller;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::http::access;
-use crate::http::body::{read_object, MAX_AI_BODY_BYTES};
-use crate::http::Ctx;
 use crate::instance::client::InstanceClient;
 use crate::permission::Permission;
+use crate::services::{access, new_id};
 
-pub const DEFAULT_MAX_STEPS: u32 = 8;
-pub const MAX_STEPS_LIMIT: u32 = 20;
-
-pub async fn chat(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
-    let body = read_object(req, MAX_AI_BODY_BYTES).await?;
-    let instance_id = body.opt_str("instanceId", 128)?;
-    let messages = match body.value("messages") {
-        None => None,
-        Some(Value::Array(m)) => Some(m.clone()),
-        Some(_) => return Err(ApiError::bad_request("messages must be an array")),
-    };
-    let (Some(instance_id), Some(messages)) = (instance_id, messages) else {
-        return Err(ApiError::bad_request("instanceId and messages required"));
-    };
-    let instance_id = valid_instance_id(instance_id)?;
-    let mode = match body.opt_str("mode", 16)? {
-        None | Some("use") => Mode::Use,
-        Some("edit") => Mode::Edit,
-        Some(_) => return Err(ApiError::bad_request("mode must be \"edit\" or \"use\"")),
-    };
-    let model = body.opt_str("model", 200)?.unwrap_or("gpt-4o").to_owned();
-    let max_steps = max_steps(body.value("maxSteps"))?;
+/// Checks the request and answers with the stream that runs the chat.
+pub async fn start(ctx: &Ctx, caller: &Caller, request: ChatRequest) -> Result<Response, ApiError> {
+    let ChatRequest {
+        instance_id,
+        messages,
+        mode,
+        model,
+        max_steps,
+    } = request;
     let openai = OpenAi::from_env(&ctx.env)?;
 
-    let (role, read_only) = access::instance_data(ctx, caller, &instance_id).await?;
-    let may_write = role.allows(Permission::Write);
+    let access = access::instance_data(ctx, caller, &instance_id).await?;
+    let read_only = access.read_only;
+    let may_write = access.role.allows(Permission::Write);
     if mode == Mode::Edit && !may_write {
         return Err(ApiError::Forbidden(
             "Edit mode requires write access to this instance".into(),
@@ -98,7 +86,7 @@ pub async fn chat(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Respo
         entries,
         attributes,
         conversation,
-        encoder: UiStreamEncoder::new(access::new_id()?),
+        encoder: UiStreamEncoder::new(new_id()?),
         queue: queue.clone(),
     };
     let stream = FrameStream {
@@ -110,19 +98,6 @@ pub async fn chat(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Respo
         headers.set(name, value)?;
     }
     Ok(Response::from_stream(stream)?.with_headers(headers))
-}
-
-/// `maxSteps`: an integer ≥ 1, capped at 20; 8 when absent.
-fn max_steps(value: Option<&Value>) -> Result<u32, ApiError> {
-    match value {
-        None => Ok(DEFAULT_MAX_STEPS),
-        Some(v) => match v.as_u64() {
-            Some(n) if n >= 1 => Ok(n.min(u64::from(MAX_STEPS_LIMIT)) as u32),
-            _ => Err(ApiError::bad_request(
-                "maxSteps must be an integer of at least 1",
-            )),
-        },
-    }
 }
 
 /// Frames waiting to be read by the client.
@@ -368,19 +343,3 @@ enum ToolFailure {
     Failed(String),
 }
 use ToolFailure::{Failed, Refused};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn step_limits() {
-        assert_eq!(max_steps(None).unwrap(), 8);
-        assert_eq!(max_steps(Some(&json!(3))).unwrap(), 3);
-        assert_eq!(max_steps(Some(&json!(50))).unwrap(), 20);
-        for bad in [json!(0), json!(-1), json!(2.5), json!("3")] {
-            assert_eq!(max_steps(Some(&bad)).unwrap_err().status(), 400);
-        }
-    }
-}

@@ -6,11 +6,11 @@ use std::cell::RefCell;
 
 use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
 
+use super::error::AuthError;
 use super::jwt::{
     jwks_cache_action, read_header, verify_token, ClaimRules, Jwks, JwksCacheAction, JwtError,
 };
 use crate::config::setting;
-use crate::error::ApiError;
 
 const DEFAULT_CLERK_API_URL: &str = "https://api.clerk.com";
 
@@ -53,19 +53,17 @@ fn now_seconds() -> u64 {
 }
 
 /// Verifies a session JWT and returns the Clerk user id (`sub`).
-pub async fn verify(env: &Env, token: &str) -> Result<String, ApiError> {
+pub async fn verify(env: &Env, token: &str) -> Result<String, AuthError> {
     let Some(src) = source(env) else {
         worker::console_error!("a JWT was presented but JWT verification is not configured");
-        return Err(ApiError::Misconfigured(
-            "JWT verification is not configured".into(),
-        ));
+        return Err(AuthError::JwtNotConfigured);
     };
     let rules = ClaimRules::from_config(
         setting(env, "CLERK_ISSUER").as_deref(),
         setting(env, "CLERK_AUTHORIZED_PARTIES").as_deref(),
     );
     // Refuse bad algorithms and malformed tokens before any network work.
-    let header = read_header(token).map_err(unauthorized)?;
+    let header = read_header(token).map_err(AuthError::Jwt)?;
     let now = now_seconds();
 
     let action = CACHE.with(|c| {
@@ -82,7 +80,7 @@ pub async fn verify(env: &Env, token: &str) -> Result<String, ApiError> {
         }
     });
     match action {
-        JwksCacheAction::UnknownKey => return Err(unauthorized(JwtError::UnknownKey)),
+        JwksCacheAction::UnknownKey => return Err(AuthError::Jwt(JwtError::UnknownKey)),
         JwksCacheAction::Refetch => refresh(&src, now).await?,
         JwksCacheAction::UseCache => {}
     }
@@ -91,14 +89,14 @@ pub async fn verify(env: &Env, token: &str) -> Result<String, ApiError> {
         let jwks = c
             .as_ref()
             .and_then(|c| c.jwks.as_ref())
-            .ok_or_else(|| ApiError::BadGateway("Could not load the JWKS".into()))?;
+            .ok_or_else(|| AuthError::Upstream("Could not load the JWKS".into()))?;
         verify_token(token, jwks, &rules, now as i64)
             .map(|v| v.user_id)
-            .map_err(unauthorized)
+            .map_err(AuthError::Jwt)
     })
 }
 
-async fn refresh(src: &Source, now: u64) -> Result<(), ApiError> {
+async fn refresh(src: &Source, now: u64) -> Result<(), AuthError> {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         match c.as_mut().filter(|c| c.source == src.url) {
@@ -122,15 +120,15 @@ async fn refresh(src: &Source, now: u64) -> Result<(), ApiError> {
     let req = Request::new_with_init(&src.url, &init)?;
     let mut resp = Fetch::Request(req).send().await.map_err(|e| {
         worker::console_error!("JWKS fetch failed: {e}");
-        ApiError::BadGateway("Could not fetch the JWKS".into())
+        AuthError::Upstream("Could not fetch the JWKS".into())
     })?;
     if !(200..300).contains(&resp.status_code()) {
         worker::console_error!("JWKS fetch answered {}", resp.status_code());
-        return Err(ApiError::BadGateway("Could not fetch the JWKS".into()));
+        return Err(AuthError::Upstream("Could not fetch the JWKS".into()));
     }
     let body = resp.bytes().await?;
     let jwks =
-        Jwks::parse(&body).map_err(|_| ApiError::BadGateway("Invalid JWKS document".into()))?;
+        Jwks::parse(&body).map_err(|_| AuthError::Upstream("Invalid JWKS document".into()))?;
     CACHE.with(|c| {
         if let Some(cache) = c.borrow_mut().as_mut() {
             cache.jwks = Some(jwks);
@@ -138,11 +136,4 @@ async fn refresh(src: &Source, now: u64) -> Result<(), ApiError> {
         }
     });
     Ok(())
-}
-
-fn unauthorized(e: JwtError) -> ApiError {
-    match e {
-        JwtError::InvalidJwks => ApiError::BadGateway(e.to_string()),
-        other => ApiError::Unauthorized(other.to_string()),
-    }
 }

@@ -238,6 +238,8 @@ pub enum Action {
     DeleteProject,
     /// List, create or delete shares of the resource.
     ManageShares,
+    /// Create an API key scoped to the resource (a signed-in user only).
+    ScopeKey,
 }
 
 impl Action {
@@ -250,7 +252,8 @@ impl Action {
             | Action::Update
             | Action::CreateInstance
             | Action::DeleteInstance
-            | Action::ManageShares => Permission::Admin,
+            | Action::ManageShares
+            | Action::ScopeKey => Permission::Admin,
             Action::DeleteProject => Permission::Owner,
         }
     }
@@ -318,18 +321,6 @@ pub fn authorize_api_key_management(principal: &Principal) -> Result<(), Denied>
     match principal {
         Principal::User => Ok(()),
         Principal::Key(_) => Err(Denied::SignInRequired),
-    }
-}
-
-/// A project- or instance-scoped key may only be created for a resource the
-/// user owns or administers; `role` is the user's role on it.
-pub fn authorize_key_scope(role: Option<Permission>) -> Result<(), Denied> {
-    match role {
-        None => Err(Denied::NotFound),
-        Some(r) if r.allows(Permission::Admin) => Ok(()),
-        Some(_) => Err(Denied::InsufficientRole {
-            needed: Permission::Admin,
-        }),
     }
 }
 
@@ -603,13 +594,17 @@ mod tests {
             authorize_api_key_management(&k),
             Err(Denied::SignInRequired)
         );
-        assert_eq!(authorize_key_scope(Some(Owner)), Ok(()));
-        assert_eq!(authorize_key_scope(Some(Admin)), Ok(()));
+        let user = Principal::User;
+        assert_eq!(authorize(&user, Action::ScopeKey, Some(Owner)), Ok(()));
+        assert_eq!(authorize(&user, Action::ScopeKey, Some(Admin)), Ok(()));
         assert_eq!(
-            authorize_key_scope(Some(Write)),
+            authorize(&user, Action::ScopeKey, Some(Write)),
             Err(Denied::InsufficientRole { needed: Admin })
         );
-        assert_eq!(authorize_key_scope(None), Err(Denied::NotFound));
+        assert_eq!(
+            authorize(&user, Action::ScopeKey, None),
+            Err(Denied::NotFound)
+        );
     }
 
     #[test]

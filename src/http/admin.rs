@@ -3,9 +3,9 @@
 
 use worker::{Request, Response};
 
-use super::Ctx;
 use crate::auth::secrets::secrets_equal;
 use crate::config;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
 

@@ -2,22 +2,24 @@
 
 use worker::{Request, Response};
 
-use super::access::{self, denied, new_id};
 use super::body::{read_object, MAX_BODY_BYTES};
-use super::{json, Ctx};
+use super::json;
 use crate::auth::caller::Caller;
-use crate::auth::roles::{authorize_api_key_management, authorize_key_scope};
+use crate::auth::roles::{authorize_api_key_management, Action};
 use crate::auth::secrets::{api_key_prefix, generate_api_key, hash_api_key};
+use crate::ctx::Ctx;
 use crate::db;
 use crate::db::api_keys::NewKey;
 use crate::error::ApiError;
 use crate::permission::Permission;
+use crate::services::access::{self, denied};
+use crate::services::new_id;
 
 const MAX_NAME: usize = 200;
 
 pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
     authorize_api_key_management(&caller.principal).map_err(|d| denied(d, "API key"))?;
-    let rows = db::api_keys::list_for_user(&db::database(&ctx.env)?, &caller.user_id).await?;
+    let rows = db::api_keys::list_for_user(&ctx.db()?, &caller.user_id).await?;
     let keys: Vec<serde_json::Value> = rows
         .iter()
         .map(|k| {
@@ -71,16 +73,18 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
                 "scopeId is required for scopeType {scope_type}"
             )))
         }
-        ("project", Some(id)) => {
-            let (row, role) = access::project(ctx, caller, id).await?;
-            authorize_key_scope(role).map_err(|d| denied(d, "Project"))?;
-            Some(row.id)
-        }
-        ("instance", Some(id)) => {
-            let (row, role) = access::instance(ctx, caller, id).await?;
-            authorize_key_scope(role).map_err(|d| denied(d, "Instance"))?;
-            Some(row.id)
-        }
+        ("project", Some(id)) => Some(
+            access::project(ctx, caller, id, Action::ScopeKey)
+                .await?
+                .row
+                .id,
+        ),
+        ("instance", Some(id)) => Some(
+            access::instance(ctx, caller, id, Action::ScopeKey)
+                .await?
+                .row
+                .id,
+        ),
         _ => {
             return Err(ApiError::bad_request(
                 "scopeType must be account, project or instance",
@@ -93,7 +97,7 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
     let permission_names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
     let permissions_json = serde_json::to_string(&permission_names)?;
     db::api_keys::insert(
-        &db::database(&ctx.env)?,
+        &ctx.db()?,
         &NewKey {
             id: &id,
             user_id: &caller.user_id,
@@ -122,7 +126,7 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     authorize_api_key_management(&caller.principal).map_err(|d| denied(d, "API key"))?;
-    if !db::api_keys::delete_owned(&db::database(&ctx.env)?, id, &caller.user_id).await? {
+    if !db::api_keys::delete_owned(&ctx.db()?, id, &caller.user_id).await? {
         return Err(ApiError::not_found("API key not found"));
     }
     json(200, &serde_json::json!({ "success": true }))

@@ -2,20 +2,22 @@
 
 use worker::{Request, Response};
 
-use super::access::{denied, new_id};
 use super::body::{read_object, MAX_BODY_BYTES};
-use super::{json, Ctx};
+use super::json;
 use crate::auth::caller::Caller;
 use crate::auth::roles::{authorize_group, authorize_groups, GroupAction};
+use crate::ctx::Ctx;
 use crate::db;
 use crate::db::groups::GroupRow;
 use crate::error::ApiError;
+use crate::services::access::denied;
+use crate::services::new_id;
 
 const MAX_NAME: usize = 200;
 
 pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
     authorize_groups(&caller.principal).map_err(|d| denied(d, "Group"))?;
-    let groups = db::groups::list_for_user(&db::database(&ctx.env)?, &caller.user_id).await?;
+    let groups = db::groups::list_for_user(&ctx.db()?, &caller.user_id).await?;
     json(200, &serde_json::json!({ "groups": groups }))
 }
 
@@ -24,7 +26,7 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
     let body = read_object(req, MAX_BODY_BYTES).await?;
     let name = body.name("name", MAX_NAME)?;
     let id = new_id()?;
-    db::groups::create(&db::database(&ctx.env)?, &id, &name, &caller.user_id).await?;
+    db::groups::create(&ctx.db()?, &id, &name, &caller.user_id).await?;
     json(201, &serde_json::json!({ "id": id, "name": name }))
 }
 
@@ -35,7 +37,7 @@ async fn group_for(
     id: &str,
     action: GroupAction,
 ) -> Result<GroupRow, ApiError> {
-    let group = db::groups::get(&db::database(&ctx.env)?, id, &caller.user_id)
+    let group = db::groups::get(&ctx.db()?, id, &caller.user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Group not found"))?;
     let is_owner = group.owner_id == caller.user_id;
@@ -46,7 +48,7 @@ async fn group_for(
 
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     let group = group_for(ctx, caller, id, GroupAction::View).await?;
-    let members = db::groups::members(&db::database(&ctx.env)?, &group.id).await?;
+    let members = db::groups::members(&ctx.db()?, &group.id).await?;
     json(
         200,
         &serde_json::json!({
@@ -61,7 +63,7 @@ pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiEr
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     let group = group_for(ctx, caller, id, GroupAction::Delete).await?;
-    db::groups::delete(&db::database(&ctx.env)?, &group.id).await?;
+    db::groups::delete(&ctx.db()?, &group.id).await?;
     json(200, &serde_json::json!({ "success": true }))
 }
 
@@ -73,7 +75,7 @@ pub async fn add_member(
 ) -> Result<Response, ApiError> {
     let group = group_for(ctx, caller, id, GroupAction::AddMember).await?;
     let body = read_object(req, MAX_BODY_BYTES).await?;
-    let db = db::database(&ctx.env)?;
+    let db = ctx.db()?;
     let user = match (body.opt_str("userId", 256)?, body.opt_str("email", 320)?) {
         (Some(uid), _) => db::users::get(&db, uid).await?,
         (None, Some(email)) => db::users::find_by_email(&db, email).await?,
@@ -97,7 +99,7 @@ pub async fn remove_member(
         removing_self: user_id == caller.user_id,
     };
     let group = group_for(ctx, caller, id, action).await?;
-    if !db::groups::remove_member(&db::database(&ctx.env)?, &group.id, user_id).await? {
+    if !db::groups::remove_member(&ctx.db()?, &group.id, user_id).await? {
         return Err(ApiError::not_found("Member not found"));
     }
     json(200, &serde_json::json!({ "success": true }))

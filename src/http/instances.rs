@@ -3,16 +3,18 @@
 use serde::Serialize;
 use worker::{Request, Response};
 
-use super::access::{self, denied, new_id};
 use super::body::{read_object, MAX_BODY_BYTES};
-use super::{json, Ctx};
+use super::json;
 use crate::auth::caller::Caller;
-use crate::auth::roles::{authorize, Action};
+use crate::auth::roles::Action;
+use crate::ctx::Ctx;
 use crate::db;
 use crate::db::instances::InstanceRow;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
-use crate::permission::Permission;
+use crate::services::access;
+use crate::services::lifecycle::{self, Doomed};
+use crate::services::new_id;
 
 const MAX_NAME: usize = 200;
 
@@ -45,10 +47,9 @@ impl<'a> InstanceView<'a> {
 }
 
 pub async fn list(ctx: &Ctx, caller: &Caller, project_id: &str) -> Result<Response, ApiError> {
-    let (project, _) = access::project(ctx, caller, project_id).await?;
+    let project = access::project(ctx, caller, project_id, Action::View).await?;
     let rows =
-        db::instances::list_for_project(&db::database(&ctx.env)?, &project.id, &caller.user_id)
-            .await?;
+        db::instances::list_for_project(&ctx.db()?, &project.row.id, &caller.user_id).await?;
     // A caller reaching the project only through instance shares sees just
     // those instances: the per-instance role decides for every row.
     let instances: Vec<InstanceView> = rows
@@ -65,27 +66,25 @@ pub async fn create(
     caller: &Caller,
     project_id: &str,
 ) -> Result<Response, ApiError> {
-    let (project, role) = access::project(ctx, caller, project_id).await?;
-    authorize(&caller.principal, Action::CreateInstance, role).map_err(|d| denied(d, "Project"))?;
+    let project = access::project(ctx, caller, project_id, Action::CreateInstance)
+        .await?
+        .row;
     let body = read_object(req, MAX_BODY_BYTES).await?;
     let name = body.name("name", MAX_NAME)?;
     let clone_from = body.opt_str("cloneFrom", 128)?;
 
     let source = match clone_from {
-        Some(source_id) => {
-            let (row, role) = access::instance(ctx, caller, source_id)
+        Some(source_id) => Some(
+            access::instance(ctx, caller, source_id, Action::View)
                 .await
-                .map_err(|_| ApiError::not_found("cloneFrom instance not found"))?;
-            if role.is_none_or(|r| r < Permission::Read) {
-                return Err(ApiError::not_found("cloneFrom instance not found"));
-            }
-            Some(row)
-        }
+                .map_err(|_| ApiError::not_found("cloneFrom instance not found"))?
+                .row,
+        ),
         None => None,
     };
 
     let id = new_id()?;
-    let db = db::database(&ctx.env)?;
+    let db = ctx.db()?;
     db::instances::create(
         &db,
         &id,
@@ -119,11 +118,11 @@ struct KeysDocument<'a> {
 }
 
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
-    let (row, role) = access::instance(ctx, caller, id).await?;
+    let instance = access::instance(ctx, caller, id, Action::View).await?;
     let view = InstanceView {
-        project_id: Some(&row.project_id),
-        role: role.map(Permission::as_str),
-        ..InstanceView::of(&row)
+        project_id: Some(&instance.row.project_id),
+        role: Some(instance.role.as_str()),
+        ..InstanceView::of(&instance.row)
     };
     json(200, &view)
 }
@@ -134,15 +133,14 @@ pub async fn update(
     caller: &Caller,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let (row, role) = access::instance(ctx, caller, id).await?;
-    authorize(&caller.principal, Action::Update, role).map_err(|d| denied(d, "Instance"))?;
+    let row = access::instance(ctx, caller, id, Action::Update).await?.row;
     let body = read_object(req, MAX_BODY_BYTES).await?;
     let name = body.opt_name("name", MAX_NAME)?;
     let read_only = body.opt_bool("is_readonly")?;
     if name.is_none() && read_only.is_none() {
         return Err(ApiError::bad_request("name or is_readonly is required"));
     }
-    let db = db::database(&ctx.env)?;
+    let db = ctx.db()?;
     db::instances::update(&db, &row.id, name.as_deref(), read_only).await?;
     if let Some(read_only) = read_only {
         // Tell the object now, so writes are refused from the next message on.
@@ -150,17 +148,14 @@ pub async fn update(
             .configure()
             .await?;
     }
-    let (row, _) = access::instance(ctx, caller, id).await?;
+    let row = access::instance(ctx, caller, id, Action::View).await?.row;
     json(200, &InstanceView::of(&row))
 }
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
-    let (row, role) = access::instance(ctx, caller, id).await?;
-    authorize(&caller.principal, Action::DeleteInstance, role)
-        .map_err(|d| denied(d, "Instance"))?;
-    InstanceClient::new(&ctx.env, &row.id, row.read_only())?
-        .destroy()
-        .await?;
-    db::instances::delete(&db::database(&ctx.env)?, &row.id).await?;
+    let row = access::instance(ctx, caller, id, Action::DeleteInstance)
+        .await?
+        .row;
+    lifecycle::destroy(ctx, Doomed::Instance(&row.id)).await?;
     json(200, &serde_json::json!({ "success": true }))
 }

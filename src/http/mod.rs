@@ -1,7 +1,9 @@
-//! The Worker's HTTP edge: request context, dispatch and JSON helpers.
+//! The Worker's HTTP edge: thin adapters that parse a request, call the
+//! layer below and render its result. Nothing outside this module (and
+//! `lib.rs`) depends on it.
 
-pub mod access;
 pub mod admin;
+pub mod ai;
 pub mod api_keys;
 pub mod body;
 pub mod cors;
@@ -11,34 +13,20 @@ pub mod projects;
 pub mod routes;
 pub mod shares;
 pub mod sync;
+pub mod webhooks;
 pub mod ws_token;
 
 use serde::Serialize;
 use worker::{Env, Request, Response};
 
-use crate::auth::caller::{authenticate, Caller};
+use crate::auth::caller::Caller;
+use crate::auth::roles::Principal;
+use crate::auth::verify;
 use crate::config;
+use crate::ctx::Ctx;
+use crate::db;
 use crate::error::ApiError;
 use routes::Route;
-
-/// What every handler needs to know about the request it serves.
-pub struct Ctx {
-    pub env: Env,
-    /// Development mode for *this* request (auth.md: variable + loopback host).
-    pub development: bool,
-}
-
-impl Ctx {
-    pub fn new(req: &Request, env: Env) -> Self {
-        let host = req
-            .url()
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string));
-        let environment = config::setting(&env, "ENVIRONMENT");
-        let development = config::is_development(environment.as_deref(), host.as_deref());
-        Ctx { env, development }
-    }
-}
 
 /// `/health`: a struct rather than a map, so the fields keep their order.
 #[derive(Serialize)]
@@ -76,12 +64,25 @@ pub async fn handle(mut req: Request, env: Env) -> Result<Response, ApiError> {
         ),
         Route::Sync { instance_id } => sync::handle(&req, &ctx, &instance_id).await,
         Route::AdminDo { object_id } => admin::object_keys(&req, &ctx, &object_id).await,
-        Route::ClerkWebhook => crate::webhooks::clerk::handle(&mut req, &ctx).await,
+        Route::ClerkWebhook => webhooks::clerk(&mut req, &ctx).await,
         route => {
             let caller = authenticate(&req, &ctx).await?;
             api(route, &mut req, &ctx, &caller).await
         }
     }
+}
+
+/// Authenticates a request from its `Authorization` header; every
+/// authenticated signed-in user then has a `users` row.
+async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Caller, ApiError> {
+    let header = req.headers().get("Authorization")?;
+    let caller = verify::from_header(ctx, header.as_deref()).await?;
+    if caller.principal == Principal::User {
+        // API keys belong to existing users (foreign key); signed-in users
+        // may be new to us.
+        db::users::ensure(&ctx.db()?, &caller.user_id).await?;
+    }
+    Ok(caller)
 }
 
 /// The authenticated `/api/*` routes.
@@ -120,10 +121,10 @@ async fn api(
         Route::ListApiKeys => api_keys::list(ctx, caller).await,
         Route::CreateApiKey => api_keys::create(req, ctx, caller).await,
         Route::DeleteApiKey(id) => api_keys::delete(ctx, caller, &id).await,
-        Route::Chat => crate::ai::chat::chat(req, ctx, caller).await,
-        Route::Transform => crate::ai::handlers::transform(req, ctx, caller).await,
-        Route::GenerateImage => crate::ai::handlers::generate_image(req, ctx, caller).await,
-        Route::AnalyzeImage => crate::ai::handlers::analyze_image(req, ctx, caller).await,
+        Route::Chat => ai::chat(req, ctx, caller).await,
+        Route::Transform => ai::transform(req, ctx, caller).await,
+        Route::GenerateImage => ai::generate_image(req, ctx, caller).await,
+        Route::AnalyzeImage => ai::analyze_image(req, ctx, caller).await,
         Route::Health | Route::Sync { .. } | Route::AdminDo { .. } | Route::ClerkWebhook => {
             Err(ApiError::not_found("Not found"))
         }

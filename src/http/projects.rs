@@ -3,16 +3,18 @@
 use serde::Serialize;
 use worker::{Request, Response};
 
-use super::access::{self, denied, new_id};
 use super::body::{read_object, MAX_BODY_BYTES};
-use super::{json, Ctx};
+use super::json;
 use crate::auth::caller::Caller;
-use crate::auth::roles::{authorize, authorize_create_project, effective_role, Action, Resource};
+use crate::auth::roles::{authorize_create_project, effective_role, Action, Resource};
+use crate::ctx::Ctx;
 use crate::db;
 use crate::db::projects::ProjectRow;
 use crate::error::ApiError;
-use crate::instance::client::InstanceClient;
 use crate::permission::Permission;
+use crate::services::access::{self, denied};
+use crate::services::lifecycle::{self, Doomed};
+use crate::services::new_id;
 
 const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 2000;
@@ -41,7 +43,7 @@ impl<'a> ProjectView<'a> {
 }
 
 pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
-    let rows = db::projects::list_visible(&db::database(&ctx.env)?, &caller.user_id).await?;
+    let rows = db::projects::list_visible(&ctx.db()?, &caller.user_id).await?;
     let projects: Vec<ProjectView> = rows
         .iter()
         .filter_map(|row| {
@@ -64,7 +66,7 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
     let id = new_id()?;
     let instance_id = new_id()?;
     let now = db::projects::create(
-        &db::database(&ctx.env)?,
+        &ctx.db()?,
         &id,
         &instance_id,
         &caller.user_id,
@@ -86,9 +88,8 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
 }
 
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
-    let (row, role) = access::project(ctx, caller, id).await?;
-    let role = role.ok_or_else(|| ApiError::not_found("Project not found"))?;
-    json(200, &ProjectView::of(&row, role))
+    let project = access::project(ctx, caller, id, Action::View).await?;
+    json(200, &ProjectView::of(&project.row, project.role))
 }
 
 pub async fn update(
@@ -97,8 +98,7 @@ pub async fn update(
     caller: &Caller,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let (row, role) = access::project(ctx, caller, id).await?;
-    authorize(&caller.principal, Action::Update, role).map_err(|d| denied(d, "Project"))?;
+    let project = access::project(ctx, caller, id, Action::Update).await?;
     let body = read_object(req, MAX_BODY_BYTES).await?;
     let name = body.opt_name("name", MAX_NAME)?;
     // `description: null` clears it; a missing field leaves it as it is.
@@ -110,27 +110,13 @@ pub async fn update(
     if name.is_none() && description.is_none() {
         return Err(ApiError::bad_request("name or description is required"));
     }
-    db::projects::update(
-        &db::database(&ctx.env)?,
-        &row.id,
-        name.as_deref(),
-        description,
-    )
-    .await?;
+    db::projects::update(&ctx.db()?, &project.row.id, name.as_deref(), description).await?;
     json(200, &serde_json::json!({ "success": true }))
 }
 
-/// Deletes the project: first every instance's object (sockets closed,
-/// storage emptied), then the rows.
+/// Deletes the project with its instances (objects first, then rows).
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
-    let (row, role) = access::project(ctx, caller, id).await?;
-    authorize(&caller.principal, Action::DeleteProject, role).map_err(|d| denied(d, "Project"))?;
-    let db = db::database(&ctx.env)?;
-    for instance_id in db::projects::instance_ids(&db, &row.id).await? {
-        InstanceClient::new(&ctx.env, &instance_id, false)?
-            .destroy()
-            .await?;
-    }
-    db::projects::delete(&db, &row.id).await?;
+    let project = access::project(ctx, caller, id, Action::DeleteProject).await?;
+    lifecycle::destroy(ctx, Doomed::Project(&project.row.id)).await?;
     json(200, &serde_json::json!({ "success": true }))
 }

@@ -3,6 +3,7 @@
 //! decided in one place and unit-tested natively.
 
 use crate::error::ApiError;
+use crate::ids::is_valid_instance_id;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -39,15 +40,6 @@ pub enum Route {
     Transform,
     GenerateImage,
     AnalyzeImage,
-}
-
-/// Instance ids: 1–128 characters of `[A-Za-z0-9_-]` (protocol.md §1).
-pub fn is_valid_instance_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {

@@ -3,14 +3,16 @@
 
 use worker::{Request, Response};
 
-use super::access::{self, denied, new_id};
 use super::body::{read_object, MAX_BODY_BYTES};
-use super::{json, Ctx};
+use super::json;
 use crate::auth::caller::Caller;
 use crate::auth::roles::{authorize, check_grant, Action};
+use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
 use crate::permission::Permission;
+use crate::services::access::{self, denied};
+use crate::services::new_id;
 
 /// A shared resource, as named in the `shares` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,24 +45,24 @@ impl Kind {
     }
 }
 
-/// The caller's role on the resource; 404 when it cannot see it.
+/// The caller's role on the resource if it may take `action` there; 404
+/// when it cannot see it.
 async fn role_on(
     ctx: &Ctx,
     caller: &Caller,
     kind: Kind,
     id: &str,
-) -> Result<Option<Permission>, ApiError> {
+    action: Action,
+) -> Result<Permission, ApiError> {
     Ok(match kind {
-        Kind::Project => access::project(ctx, caller, id).await?.1,
-        Kind::Instance => access::instance(ctx, caller, id).await?.1,
+        Kind::Project => access::project(ctx, caller, id, action).await?.role,
+        Kind::Instance => access::instance(ctx, caller, id, action).await?.role,
     })
 }
 
 pub async fn list(ctx: &Ctx, caller: &Caller, kind: Kind, id: &str) -> Result<Response, ApiError> {
-    let role = role_on(ctx, caller, kind, id).await?;
-    authorize(&caller.principal, Action::ManageShares, role)
-        .map_err(|d| denied(d, kind.label()))?;
-    let shares = db::shares::list(&db::database(&ctx.env)?, kind.as_str(), id).await?;
+    role_on(ctx, caller, kind, id, Action::ManageShares).await?;
+    let shares = db::shares::list(&ctx.db()?, kind.as_str(), id).await?;
     json(200, &serde_json::json!({ "shares": shares }))
 }
 
@@ -71,9 +73,7 @@ pub async fn create(
     kind: Kind,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let role = role_on(ctx, caller, kind, id).await?;
-    authorize(&caller.principal, Action::ManageShares, role)
-        .map_err(|d| denied(d, kind.label()))?;
+    let role = role_on(ctx, caller, kind, id, Action::ManageShares).await?;
     let body = read_object(req, MAX_BODY_BYTES).await?;
     let target_type = body
         .opt_str("targetType", 16)?
@@ -83,11 +83,9 @@ pub async fn create(
         .ok_or_else(|| ApiError::bad_request("permission is required"))?;
     let permission = Permission::parse_grantable(permission)
         .ok_or_else(|| ApiError::bad_request("permission must be read, write or admin"))?;
-    if let Some(role) = role {
-        check_grant(role, permission).map_err(|d| denied(d, kind.label()))?;
-    }
+    check_grant(role, permission).map_err(|d| denied(d, kind.label()))?;
 
-    let db = db::database(&ctx.env)?;
+    let db = ctx.db()?;
     let target_id = match target_type {
         "public" => None,
         "user" => {
@@ -146,17 +144,18 @@ pub async fn create(
 }
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, share_id: &str) -> Result<Response, ApiError> {
-    let db = db::database(&ctx.env)?;
+    let db = ctx.db()?;
     let not_found = || ApiError::not_found("Share not found");
     let share = db::shares::get(&db, share_id)
         .await?
         .ok_or_else(not_found)?;
     let kind = Kind::parse(&share.resource_type).ok_or_else(not_found)?;
     // A share on a resource the caller cannot see does not exist for it.
-    let role = role_on(ctx, caller, kind, &share.resource_id)
+    let role = role_on(ctx, caller, kind, &share.resource_id, Action::View)
         .await
         .map_err(|_| not_found())?;
-    authorize(&caller.principal, Action::ManageShares, role).map_err(|d| denied(d, "Share"))?;
+    authorize(&caller.principal, Action::ManageShares, Some(role))
+        .map_err(|d| denied(d, "Share"))?;
     db::shares::delete(&db, &share.id).await?;
     json(200, &serde_json::json!({ "success": true }))
 }

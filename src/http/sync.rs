@@ -4,14 +4,15 @@
 
 use worker::{Request, Response};
 
-use super::{access, Ctx};
-use crate::auth::caller::identify;
 use crate::auth::secrets::hash_ws_token;
+use crate::auth::verify;
 use crate::auth::DEV_USER;
+use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
 use crate::instance::client::{Identity, InstanceClient};
 use crate::permission::Permission;
+use crate::services::access;
 
 pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Response, ApiError> {
     let upgrade = req.headers().get("Upgrade")?.unwrap_or_default();
@@ -28,15 +29,15 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Respo
     let (identity, read_only) = if let Some(token) = token {
         token_identity(ctx, &token, instance_id).await?
     } else if authorization.is_some() {
-        let caller = identify(authorization.as_deref(), ctx).await?;
-        let (role, read_only) = access::instance_data(ctx, &caller, instance_id)
+        let caller = verify::from_header(ctx, authorization.as_deref()).await?;
+        let access = access::instance_data(ctx, &caller, instance_id)
             .await
             .map_err(|_| ApiError::Forbidden("Instance not found or access denied".into()))?;
         let identity = Identity::User {
             user_id: caller.user_id,
-            permission: role.for_session(),
+            permission: access.role.for_session(),
         };
-        (identity, Some(read_only))
+        (identity, Some(access.read_only))
     } else {
         // No D1 round trip here: the object keeps the read-only flag it was
         // last told (see `InstanceClient::configure`).
@@ -61,7 +62,7 @@ async fn token_identity(
     token: &str,
     instance_id: &str,
 ) -> Result<(Identity, Option<bool>), ApiError> {
-    let db = db::database(&ctx.env)?;
+    let db = ctx.db()?;
     let row = db::ws_tokens::take(&db, &hash_ws_token(token))
         .await?
         .ok_or_else(|| ApiError::Unauthorized("Invalid token".into()))?;

@@ -2,16 +2,17 @@
 
 use worker::{Request, Response};
 
-use super::access::{self, denied};
 use super::body::{read_object, MAX_BODY_BYTES};
-use super::{json, Ctx};
+use super::json;
 use crate::auth::caller::Caller;
 use crate::auth::roles::ws_token_permission;
 use crate::auth::secrets::{generate_ws_token, hash_ws_token};
+use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
-use crate::http::routes::is_valid_instance_id;
+use crate::ids::is_valid_instance_id;
 use crate::permission::Permission;
+use crate::services::access::{self, denied};
 
 pub const TOKEN_LIFETIME_SECS: i64 = 60;
 
@@ -32,15 +33,15 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
                 .ok_or_else(|| ApiError::bad_request("permission must be read, write or admin"))?,
         ),
     };
-    let (role, _) = access::instance_data(ctx, caller, instance_id).await?;
+    let access = access::instance_data(ctx, caller, instance_id).await?;
     let permission =
-        ws_token_permission(Some(role), requested).map_err(|d| denied(d, "Instance"))?;
+        ws_token_permission(Some(access.role), requested).map_err(|d| denied(d, "Instance"))?;
 
     let token =
         generate_ws_token().map_err(|e| ApiError::internal(format!("random token: {e}")))?;
     let expires_at = db::now_seconds() + TOKEN_LIFETIME_SECS;
     db::ws_tokens::insert(
-        &db::database(&ctx.env)?,
+        &ctx.db()?,
         &hash_ws_token(&token),
         &caller.user_id,
         instance_id,

@@ -25,6 +25,15 @@ use super::protocol::{
 };
 use super::store::{load_meta, migrate, save_meta, InstanceMeta};
 use crate::permission::Permission;
+use crate::services::access::{socket_grant, SocketRefusal};
+
+/// Who an in-band `auth` proved the socket to be; `read_only` when D1 was
+/// asked (production).
+struct InBandGrant {
+    user_id: String,
+    permission: Permission,
+    read_only: Option<bool>,
+}
 
 use super::mirror::Mirrored;
 use super::sql_store::SqlStore;
@@ -399,11 +408,11 @@ impl Instance {
         id: Option<MessageId>,
     ) -> Result<bool> {
         match self.verify_in_band(session, api_key).await {
-            Ok((user_id, permission, read_only)) => {
-                if let Some(read_only) = read_only {
+            Ok(grant) => {
+                if let Some(read_only) = grant.read_only {
                     self.set_read_only(read_only)?;
                 }
-                let mut updated = Session::authenticated(user_id, permission);
+                let mut updated = Session::authenticated(grant.user_id, grant.permission);
                 updated.development = session.development;
                 updated.connection = session.connection;
                 write_session(ws, &updated)?;
@@ -452,12 +461,21 @@ impl Instance {
         &self,
         session: &Session,
         credential: &str,
-    ) -> std::result::Result<(String, Permission, Option<bool>), (AuthErrorCode, String)> {
+    ) -> std::result::Result<InBandGrant, SocketRefusal> {
         if session.development {
-            return Ok((crate::auth::DEV_USER.to_string(), Permission::Admin, None));
+            return Ok(InBandGrant {
+                user_id: crate::auth::DEV_USER.to_string(),
+                permission: Permission::Admin,
+                read_only: None,
+            });
         }
         let instance_id = self.meta.borrow().instance_id.clone();
-        crate::auth::socket::verify_in_band(&self.env, credential, &instance_id).await
+        let grant = socket_grant(&self.env, credential, &instance_id).await?;
+        Ok(InBandGrant {
+            user_id: grant.user_id,
+            permission: grant.permission,
+            read_only: Some(grant.read_only),
+        })
     }
 
     /// Sends one pre-serialised frame to every authenticated socket. The

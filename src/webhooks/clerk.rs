@@ -1,29 +1,26 @@
-//! `POST /webhooks/clerk`: Svix-signed user events from Clerk, kept in sync
-//! with the `users` table.
-
-use worker::{Request, Response};
+//! Clerk's Svix-signed user events, kept in sync with the `users` table.
+//! The HTTP adapter hands over the raw body and a header lookup.
 
 use super::svix::{parse_clerk_event, verify, ClerkEvent};
 use crate::config::setting;
+use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
-use crate::http::body::MAX_BODY_BYTES;
-use crate::http::{json, Ctx};
-use crate::instance::client::InstanceClient;
+use crate::services::lifecycle::{self, Doomed};
 
-pub async fn handle(req: &mut Request, ctx: &Ctx) -> Result<Response, ApiError> {
+/// Verifies (unless development mode allows unsigned events) and applies
+/// one webhook delivery.
+pub async fn receive(
+    ctx: &Ctx,
+    header: impl Fn(&str) -> Option<String>,
+    body: &[u8],
+) -> Result<(), ApiError> {
     let secret = setting(&ctx.env, "CLERK_WEBHOOK_SECRET")
         .or_else(|| setting(&ctx.env, "CLERK_WEBHOOK_SIGNING_SECRET"));
-    let body = req.bytes().await?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge("Webhook body too large".into()));
-    }
     match secret {
         Some(secret) => {
-            let headers = req.headers();
-            let lookup = |name: &str| headers.get(name).ok().flatten();
             let now = (worker::Date::now().as_millis() / 1000) as i64;
-            verify(lookup, &body, &secret, now).map_err(|e| {
+            verify(header, body, &secret, now).map_err(|e| {
                 if e.status() == 500 {
                     worker::console_error!("CLERK_WEBHOOK_SECRET is not a valid whsec_ secret");
                     ApiError::Misconfigured("Webhook secret is misconfigured".into())
@@ -42,23 +39,18 @@ pub async fn handle(req: &mut Request, ctx: &Ctx) -> Result<Response, ApiError> 
         }
     }
 
-    let event = parse_clerk_event(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let db = db::database(&ctx.env)?;
+    let event = parse_clerk_event(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     match event {
         ClerkEvent::UserUpserted(user) => {
-            db::users::upsert(&db, &user.id, user.email.as_deref(), user.name.as_deref()).await?
+            db::users::upsert(
+                &ctx.db()?,
+                &user.id,
+                user.email.as_deref(),
+                user.name.as_deref(),
+            )
+            .await
         }
-        ClerkEvent::UserDeleted { id } => {
-            // Objects first: their storage must go even though the rows
-            // that name them are about to disappear.
-            for instance_id in db::users::owned_instance_ids(&db, &id).await? {
-                InstanceClient::new(&ctx.env, &instance_id, false)?
-                    .destroy()
-                    .await?;
-            }
-            db::users::delete_everything(&db, &id).await?;
-        }
-        ClerkEvent::Ignored { .. } => {}
+        ClerkEvent::UserDeleted { id } => lifecycle::destroy(ctx, Doomed::User(&id)).await,
+        ClerkEvent::Ignored { .. } => Ok(()),
     }
-    json(200, &serde_json::json!({ "received": true }))
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use worker::{AbortController, AbortSignal, Delay, Env, Fetch, Headers, Method, Request};
 use worker::{RequestInit, Response};
 
-use super::openai_stream::http_error_message;
+use crate::ai::core::openai_stream::http_error_message;
 use crate::config::setting;
 use crate::error::ApiError;
 

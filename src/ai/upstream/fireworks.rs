@@ -7,11 +7,11 @@ use std::time::Duration;
 use base64::Engine;
 use worker::{Date, Delay, Env, Method, Request, RequestInit};
 
-use super::fireworks::{
+use super::net::{exchange_bytes, image_timeout, Endpoint, Service};
+use crate::ai::core::fireworks_wire::{
     parse_result_response, parse_submit_response, result_body, ImageRequest, PollStatus, Sample,
     RESULT_PATH, SUBMIT_PATH,
 };
-use super::net::{exchange_bytes, image_timeout, Endpoint, Service};
 use crate::error::ApiError;
 
 const POLL_INTERVAL: Duration = Duration::from_secs(1);

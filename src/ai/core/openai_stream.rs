@@ -300,7 +300,7 @@ pub fn http_error_message(status: u16, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ai::sse::{SseEvent, SseParser};
+    use crate::ai::core::sse::{SseEvent, SseParser};
 
     /// A recorded tool-calling step, as OpenAI streams it.
     const TOOL_STEP: &str = concat!(

@@ -5,8 +5,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use worker::{ByteStream, Env};
 
-use super::messages::completion_text;
 use super::net::{within, AbortGuard, Endpoint, Service};
+use crate::ai::core::messages::completion_text;
 use crate::error::ApiError;
 
 const COMPLETIONS_PATH: &str = "/chat/completions";

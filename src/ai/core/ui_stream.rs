@@ -486,8 +486,8 @@ mod tests {
     /// encoder, then tool execution, all in an order the client accepts.
     #[test]
     fn relay_recorded_upstream_step() {
-        use crate::ai::openai_stream::{StepDecoder, StreamEvent};
-        use crate::ai::sse::{SseEvent, SseParser};
+        use crate::ai::core::openai_stream::{StepDecoder, StreamEvent};
+        use crate::ai::core::sse::{SseEvent, SseParser};
         let upstream: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"On it\"}}]}\r\n\r\n\
             data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_9\",\"function\":{\"name\":\"list_keys\",\"arguments\":\"{\\\"ta\"}}]}}]}\r\n\r\n\
             data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"g\\\":\\\"x\\\"}\"}}]},\"finish_reason\":\"tool_calls\"}]}\r\n\r\n\

@@ -1,0 +1,165 @@
+//! Request bodies as JSON objects with typed accessors whose errors name the
+//! field (400) and a size limit (413). Pure: the HTTP layer reads the bytes,
+//! everything above parses them here.
+
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// Body limit of the REST routes; the AI routes allow more.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const MAX_AI_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+pub fn parse_object(bytes: &[u8], limit: usize) -> Result<Fields, ApiError> {
+    if bytes.len() > limit {
+        return Err(too_large(limit));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("Request body must be a JSON object"));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(Fields(map)),
+        Ok(_) => Err(ApiError::bad_request("Request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!("Invalid JSON body: {e}"))),
+    }
+}
+
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "Request body too large (limit {} MiB)",
+        limit / (1024 * 1024)
+    ))
+}
+
+/// A request body's fields, with typed accessors whose errors name the field.
+#[derive(Debug)]
+pub struct Fields(pub Map<String, Value>);
+
+impl Fields {
+    fn present(&self, name: &str) -> Option<&Value> {
+        self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.present(name).is_some()
+    }
+
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        self.present(name)
+    }
+
+    /// An optional string; `max_chars` bounds its length in characters.
+    pub fn opt_str(&self, name: &str, max_chars: usize) -> Result<Option<&str>, ApiError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.chars().count() <= max_chars => Ok(Some(s)),
+            Some(Value::String(_)) => Err(ApiError::bad_request(format!(
+                "{name} must be at most {max_chars} characters"
+            ))),
+            Some(_) => Err(ApiError::bad_request(format!("{name} must be a string"))),
+        }
+    }
+
+    /// A required non-blank string of 1..=`max_chars` characters.
+    pub fn name(&self, name: &str, max_chars: usize) -> Result<String, ApiError> {
+        match self.opt_name(name, max_chars)? {
+            Some(s) => Ok(s),
+            None => Err(ApiError::bad_request(format!("{name} is required"))),
+        }
+    }
+
+    /// An optional name: when present, 1..=`max_chars` characters, trimmed.
+    pub fn opt_name(&self, name: &str, max_chars: usize) -> Result<Option<String>, ApiError> {
+        let Some(s) = self.opt_str(name, usize::MAX)? else {
+            return Ok(None);
+        };
+        let trimmed = s.trim();
+        let n = trimmed.chars().count();
+        if n == 0 || n > max_chars {
+            return Err(ApiError::bad_request(format!(
+                "{name} must be 1-{max_chars} characters"
+            )));
+        }
+        Ok(Some(trimmed.to_string()))
+    }
+
+    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            // Accept the 0/1 spelling D1 rows use.
+            Some(Value::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
+            Some(Value::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
+            Some(_) => Err(ApiError::bad_request(format!("{name} must be a boolean"))),
+        }
+    }
+
+    pub fn str_list(&self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        ApiError::bad_request(format!("{name} must be an array of strings"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "{name} must be an array of strings"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(json: &str) -> Fields {
+        parse_object(json.as_bytes(), MAX_BODY_BYTES).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn err(r: Result<impl std::fmt::Debug, ApiError>) -> (u16, String) {
+        let e = r.expect_err("expected an error");
+        (e.status(), e.to_string())
+    }
+
+    #[test]
+    fn bodies_must_be_json_objects_within_the_limit() {
+        assert_eq!(err(parse_object(b"{nope", 100)).0, 400);
+        assert_eq!(err(parse_object(b"[1]", 100)).0, 400);
+        assert_eq!(err(parse_object(b"", 100)).0, 400);
+        assert_eq!(err(parse_object(&[b' '; 101], 100)).0, 413);
+    }
+
+    #[test]
+    fn names_are_checked_and_named() {
+        let f = fields(r#"{"name":"  Notes  ","blank":"   ","n":3,"long":"abcdef"}"#);
+        assert_eq!(f.name("name", 200).unwrap(), "Notes");
+        assert_eq!(
+            err(f.name("missing", 200)),
+            (400, "missing is required".into())
+        );
+        assert_eq!(
+            err(f.name("blank", 200)).1,
+            "blank must be 1-200 characters"
+        );
+        assert_eq!(err(f.name("n", 200)).1, "n must be a string");
+        assert_eq!(err(f.name("long", 5)).1, "long must be 1-5 characters");
+    }
+
+    #[test]
+    fn optional_fields() {
+        let f = fields(r#"{"a":true,"b":1,"c":"x","d":null,"l":["r","w"],"bad":[1]}"#);
+        assert_eq!(f.opt_bool("a").unwrap(), Some(true));
+        assert_eq!(f.opt_bool("b").unwrap(), Some(true));
+        assert_eq!(err(f.opt_bool("c")).1, "c must be a boolean");
+        assert_eq!(f.opt_bool("d").unwrap(), None);
+        assert_eq!(f.str_list("l").unwrap(), Some(vec!["r".into(), "w".into()]));
+        assert_eq!(err(f.str_list("bad")).1, "bad must be an array of strings");
+        assert_eq!(f.opt_str("c", 1).unwrap(), Some("x"));
+        assert_eq!(err(f.opt_str("c", 0)).1, "c must be at most 0 characters");
+    }
+}

@@ -1,0 +1,16 @@
+//! `POST /webhooks/clerk`: the body (within the REST limit) and the Svix
+//! headers go to `webhooks::clerk`.
+
+use worker::{Request, Response};
+
+use super::body::{read_bytes, MAX_BODY_BYTES};
+use super::json;
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+
+pub async fn clerk(req: &mut Request, ctx: &Ctx) -> Result<Response, ApiError> {
+    let body = read_bytes(req, MAX_BODY_BYTES).await?;
+    let headers = req.headers();
+    crate::webhooks::clerk::receive(ctx, |name| headers.get(name).ok().flatten(), &body).await?;
+    json(200, &serde_json::json!({ "received": true }))
+}

@@ -1,0 +1,166 @@
+//! Who may do what to which resource: loaders that fetch a row together with
+//! the caller's role on it and check the action in one step, so a handler
+//! holds an [`Authorized`] row or an error, never a role it forgot to check.
+//! A resource the caller cannot see is a 404; a visible one it may not act
+//! on is a 403.
+
+use crate::auth::caller::Caller;
+use crate::auth::error::AuthError;
+use crate::auth::roles::{self, authorize, effective_role, Action, Denied, Resource};
+use crate::auth::verify;
+use crate::ctx::Ctx;
+use crate::db;
+use crate::db::instances::InstanceRow;
+use crate::db::projects::ProjectRow;
+use crate::error::ApiError;
+use crate::instance::protocol::AuthErrorCode;
+use crate::permission::Permission;
+
+/// A row the caller was proved to see, with its role there (never absent).
+#[derive(Debug)]
+pub struct Authorized<T> {
+    pub row: T,
+    pub role: Permission,
+}
+
+impl<T> Authorized<T> {
+    /// Checks a further action on the same resource (`what` names it in a 404).
+    pub fn require(self, caller: &Caller, action: Action, what: &str) -> Result<Self, ApiError> {
+        authorize(&caller.principal, action, Some(self.role)).map_err(|d| denied(d, what))?;
+        Ok(self)
+    }
+}
+
+/// Maps a refusal from the role rules to its response.
+pub fn denied(d: Denied, what: &str) -> ApiError {
+    match d {
+        Denied::NotFound => ApiError::not_found(format!("{what} not found")),
+        other => ApiError::Forbidden(other.to_string()),
+    }
+}
+
+/// The project `project_id` if the caller may take `action` on it.
+pub async fn project(
+    ctx: &Ctx,
+    caller: &Caller,
+    project_id: &str,
+    action: Action,
+) -> Result<Authorized<ProjectRow>, ApiError> {
+    let not_found = || ApiError::not_found("Project not found");
+    let row = db::projects::get(&ctx.db()?, project_id, &caller.user_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let role = effective_role(
+        &caller.principal,
+        Resource::Project { id: &row.id },
+        row.role(&caller.user_id),
+    )
+    .ok_or_else(not_found)?;
+    Authorized { row, role }.require(caller, action, "Project")
+}
+
+/// The caller's role on an instance row. In development mode `dev-user` is
+/// at least `admin` on every instance (rest-api.md, Roles).
+pub fn instance_role(ctx: &Ctx, caller: &Caller, row: &InstanceRow) -> Option<Permission> {
+    let role = effective_role(
+        &caller.principal,
+        Resource::Instance {
+            id: &row.id,
+            project_id: &row.project_id,
+        },
+        roles::instance_role(&row.facts(&caller.user_id)),
+    );
+    if ctx.development && caller.is_dev_user() {
+        return Some(role.map_or(Permission::Admin, |r| r.max(Permission::Admin)));
+    }
+    role
+}
+
+/// The instance `instance_id` if the caller may take `action` on it.
+pub async fn instance(
+    ctx: &Ctx,
+    caller: &Caller,
+    instance_id: &str,
+    action: Action,
+) -> Result<Authorized<InstanceRow>, ApiError> {
+    let not_found = || ApiError::not_found("Instance not found");
+    let row = db::instances::get(&ctx.db()?, instance_id, &caller.user_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let role = instance_role(ctx, caller, &row).ok_or_else(not_found)?;
+    Authorized { row, role }.require(caller, action, "Instance")
+}
+
+/// What a caller may do with an instance's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataAccess {
+    pub role: Permission,
+    /// The instance's `is_readonly` as D1 has it (false for an id D1 does
+    /// not know, which only development mode's `dev-user` may use).
+    pub read_only: bool,
+}
+
+/// Access to an instance's data (WebSocket, ws-token, AI): like
+/// [`instance`], but in development mode `dev-user` may use any instance
+/// id, registered or not.
+pub async fn instance_data(
+    ctx: &Ctx,
+    caller: &Caller,
+    instance_id: &str,
+) -> Result<DataAccess, ApiError> {
+    let refused = || ApiError::not_found("Instance not found or access denied");
+    match db::instances::get(&ctx.db()?, instance_id, &caller.user_id).await? {
+        Some(row) => Ok(DataAccess {
+            role: instance_role(ctx, caller, &row).ok_or_else(refused)?,
+            read_only: row.read_only(),
+        }),
+        None if ctx.development && caller.is_dev_user() => Ok(DataAccess {
+            role: Permission::Admin,
+            read_only: false,
+        }),
+        None => Err(refused()),
+    }
+}
+
+/// What an in-band `auth` proved: who the socket acts as and how far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketGrant {
+    pub user_id: String,
+    pub permission: Permission,
+    pub read_only: bool,
+}
+
+/// Why an in-band `auth` was refused: the `auth_error` code and text.
+pub type SocketRefusal = (AuthErrorCode, String);
+
+/// Verifies the credential of an in-band `auth` (protocol.md §3) for
+/// `instance_id`. In-band auth only happens on sockets opened in
+/// production mode.
+pub async fn socket_grant(
+    env: &worker::Env,
+    credential: &str,
+    instance_id: &str,
+) -> Result<SocketGrant, SocketRefusal> {
+    let ctx = Ctx::production(env);
+    let caller = verify::from_in_band(&ctx, credential)
+        .await
+        .map_err(|e: AuthError| {
+            if let AuthError::Internal(detail) | AuthError::Upstream(detail) = &e {
+                worker::console_error!("in-band auth failed: {detail}");
+            }
+            (e.ws_code(), e.ws_message())
+        })?;
+    let access = instance_data(&ctx, &caller, instance_id)
+        .await
+        .map_err(|_| {
+            (
+                AuthErrorCode::NoAccess,
+                "Instance not found or access denied".to_string(),
+            )
+        })?;
+    Ok(SocketGrant {
+        user_id: caller.user_id,
+        permission: access.role.for_session(),
+        read_only: access.read_only,
+    })
+}
