@@ -20,9 +20,7 @@ use super::attributes::Attributes;
 use super::engine::{Engine, Outbound, Outcome, Session, CLOSE_POLICY_VIOLATION};
 use super::error::{ErrorCode, MessageId, ProtocolError};
 use super::internal::{self, DeleteRequest, ImportRequest, Refusal, SetRequest, WriteResult};
-use super::protocol::{
-    encode_ack, encode_auth_error, encode_auth_success, encode_error, AuthErrorCode,
-};
+use super::protocol::{encode_ack, encode_auth_error, encode_auth_success, encode_error};
 use super::store::{load_meta, migrate, save_meta, InstanceMeta};
 use crate::permission::Permission;
 use crate::services::access::{socket_grant, SocketRefusal};
