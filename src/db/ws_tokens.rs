@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{int, now_seconds, text};
+use super::{now_seconds, run_batch, Arg, Statement};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -14,6 +14,57 @@ pub struct TokenRow {
     pub expires_at: i64,
 }
 
+// --- SQL --------------------------------------------------------------------
+
+/// `?1` now: purges tokens that expired before it.
+pub const DELETE_EXPIRED: &str = "DELETE FROM ws_tokens WHERE expires_at < ?1";
+
+/// `?1` token hash, `?2` user id, `?3` instance id, `?4` permission,
+/// `?5` expires at, `?6` now.
+pub const INSERT_TOKEN: &str =
+    "INSERT INTO ws_tokens (token_hash, user_id, instance_id, permission, expires_at, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// `?1` token hash: deletes the token, returning what it granted.
+pub const TAKE_TOKEN: &str = "DELETE FROM ws_tokens WHERE token_hash = ?1
+     RETURNING user_id, instance_id, permission, expires_at";
+
+/// The statements with their parameters bound in order.
+pub mod stmt {
+    use super::*;
+
+    /// One batch: the purge, then the insert.
+    pub fn insert<'a>(
+        token_hash: &'a str,
+        user_id: &'a str,
+        instance_id: &'a str,
+        permission: &'a str,
+        expires_at: i64,
+        now: i64,
+    ) -> Vec<Statement<'a>> {
+        vec![
+            Statement::new(DELETE_EXPIRED, [Arg::Int(now)]),
+            Statement::new(
+                INSERT_TOKEN,
+                [
+                    Arg::Text(token_hash),
+                    Arg::Text(user_id),
+                    Arg::Text(instance_id),
+                    Arg::Text(permission),
+                    Arg::Int(expires_at),
+                    Arg::Int(now),
+                ],
+            ),
+        ]
+    }
+
+    pub fn take(token_hash: &str) -> Statement<'_> {
+        Statement::new(TAKE_TOKEN, [Arg::Text(token_hash)])
+    }
+}
+
+// --- D1 ---------------------------------------------------------------------
+
 /// Stores a token and purges expired ones (opportunistically, here).
 pub async fn insert(
     db: &D1Database,
@@ -23,36 +74,19 @@ pub async fn insert(
     permission: &str,
     expires_at: i64,
 ) -> Result<(), ApiError> {
-    let now = now_seconds();
-    db.batch(vec![
-        db.prepare("DELETE FROM ws_tokens WHERE expires_at < ?1")
-            .bind(&[int(now)])?,
-        db.prepare(
-            "INSERT INTO ws_tokens (token_hash, user_id, instance_id, permission, expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(&[
-            text(token_hash),
-            text(user_id),
-            text(instance_id),
-            text(permission),
-            int(expires_at),
-            int(now),
-        ])?,
-    ])
-    .await?;
-    Ok(())
+    let batch = stmt::insert(
+        token_hash,
+        user_id,
+        instance_id,
+        permission,
+        expires_at,
+        now_seconds(),
+    );
+    run_batch(db, &batch).await
 }
 
 /// Takes a token: deletes it and returns what it granted, so a second use
 /// finds nothing (one statement, so two racing uses cannot both win).
 pub async fn take(db: &D1Database, token_hash: &str) -> Result<Option<TokenRow>, ApiError> {
-    Ok(db
-        .prepare(
-            "DELETE FROM ws_tokens WHERE token_hash = ?1
-             RETURNING user_id, instance_id, permission, expires_at",
-        )
-        .bind(&[text(token_hash)])?
-        .first(None)
-        .await?)
+    stmt::take(token_hash).first(db).await
 }
