@@ -224,3 +224,185 @@ pub async fn read_only(db: &D1Database, instance_id: &str) -> Result<Option<bool
     let row: Option<ReadOnlyFlag> = stmt::read_only(instance_id).first(db).await?;
     Ok(row.map(|r| r.is_readonly != 0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::roles::instance_role;
+    use crate::db::testing::{TestDb, NOW};
+    use crate::permission::Permission::{self, Admin, Owner, Read, Write};
+
+    fn role(db: &TestDb, instance: &str, user: &str) -> Option<Permission> {
+        let row: InstanceRow = db.first(&stmt::get(instance, user))?;
+        instance_role(&row.facts(user))
+    }
+
+    /// alice owns project `p` (instances `p-main`, `x`); bob owns `q`.
+    fn seeded() -> TestDb {
+        let db = TestDb::new();
+        for u in ["alice", "bob", "carol", "dave", "erin"] {
+            db.user(u);
+        }
+        db.project("p", "alice");
+        db.instance("x", "p", "alice");
+        db.project("q", "bob");
+        db
+    }
+
+    #[test]
+    fn role_resolution() {
+        let db = seeded();
+        db.share("s1", "project:p", "user:bob", "write", "alice");
+        db.share("s2", "instance:x", "user:carol", "admin", "alice");
+        db.group("g", "erin");
+        db.member("g", "dave");
+        db.share("s3", "instance:x", "group:g", "read", "alice");
+        // Not to anyone here: another resource, another user, an API key.
+        db.share("s4", "project:q", "user:carol", "admin", "bob");
+        db.share("s5", "instance:p-main", "user:erin", "admin", "alice");
+        db.share("s6", "instance:x", "api_key:k", "admin", "alice");
+
+        // (instance, user, role)
+        let cases = [
+            ("p-main", "alice", Some(Owner)),
+            ("x", "alice", Some(Owner)),
+            ("p-main", "bob", Some(Write)),   // project share
+            ("x", "bob", Some(Write)),        // project share reaches its instances
+            ("x", "carol", Some(Admin)),      // instance share
+            ("p-main", "carol", None),        // only on x
+            ("x", "dave", Some(Read)),        // group member
+            ("x", "erin", Some(Read)),        // group owner
+            ("p-main", "erin", Some(Admin)),  // user share
+            ("p-main", "dave", None),         // no share at all
+            ("q-main", "alice", None),        // someone else's project
+            ("q-main", "carol", Some(Admin)), // project share on q
+            ("q-main", "bob", Some(Owner)),
+        ];
+        for (instance, user, expected) in cases {
+            assert_eq!(role(&db, instance, user), expected, "{user} on {instance}");
+        }
+
+        // The highest share wins: bob's write on p and read on x is write,
+        // carol's admin on x and write on p stays admin.
+        db.share("s7", "instance:x", "user:bob", "read", "alice");
+        db.share("s8", "project:p", "user:carol", "write", "alice");
+        assert_eq!(role(&db, "x", "bob"), Some(Write));
+        assert_eq!(role(&db, "x", "carol"), Some(Admin));
+        let row: InstanceRow = db.first(&stmt::get("x", "carol")).unwrap();
+        assert_eq!((row.project_level, row.instance_level), (Some(2), Some(3)));
+        assert_eq!(row.project_owner, "alice");
+    }
+
+    #[test]
+    fn public_share_reaches_everyone_even_without_a_user_row() {
+        let db = seeded();
+        assert_eq!(role(&db, "x", "nobody"), None);
+        db.share("pub", "instance:x", "public", "read", "alice");
+        assert_eq!(role(&db, "x", "nobody"), Some(Read));
+        assert_eq!(role(&db, "p-main", "nobody"), None);
+        db.share("pub2", "project:p", "public", "write", "alice");
+        assert_eq!(role(&db, "p-main", "nobody"), Some(Write));
+        assert_eq!(role(&db, "x", "nobody"), Some(Write));
+    }
+
+    #[test]
+    fn unknown_instance_is_none() {
+        let db = seeded();
+        assert!(db
+            .first::<InstanceRow>(&stmt::get("nope", "alice"))
+            .is_none());
+        assert_eq!(
+            db.first::<ReadOnlyFlag>(&stmt::read_only("nope"))
+                .map(|r| r.is_readonly),
+            None
+        );
+    }
+
+    #[test]
+    fn list_for_project_newest_first_with_each_rows_levels() {
+        let db = seeded();
+        db.instance("y", "p", "alice");
+        db.share("s", "instance:y", "user:bob", "write", "alice");
+        let rows: Vec<InstanceRow> = db.all(&stmt::list_for_project("p", "bob"));
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["y", "x", "p-main"]); // same second: later insert first
+        let roles: Vec<_> = rows
+            .iter()
+            .map(|r| instance_role(&r.facts("bob")))
+            .collect();
+        assert_eq!(roles, [Some(Write), None, None]);
+        assert!(db
+            .all::<InstanceRow>(&stmt::list_for_project("nope", "bob"))
+            .is_empty());
+    }
+
+    #[test]
+    fn create_update_and_read_only() {
+        let db = seeded();
+        db.run(&stmt::create("c", "p", "alice", "clone", Some("x"), NOW));
+        let row: InstanceRow = db.first(&stmt::get("c", "alice")).unwrap();
+        assert_eq!(row.parent_instance_id.as_deref(), Some("x"));
+        assert_eq!((row.name.as_str(), row.read_only()), ("clone", false));
+        assert_eq!((row.created_at, row.updated_at), (NOW, NOW));
+
+        db.run(&stmt::update("c", None, Some(true), NOW + 5));
+        let row: InstanceRow = db.first(&stmt::get("c", "alice")).unwrap();
+        assert_eq!(
+            (row.name.as_str(), row.read_only(), row.updated_at),
+            ("clone", true, NOW + 5)
+        );
+        let flag: ReadOnlyFlag = db.first(&stmt::read_only("c")).unwrap();
+        assert_eq!(flag.is_readonly, 1);
+
+        db.run(&stmt::update("c", Some("renamed"), None, NOW + 6));
+        let row: InstanceRow = db.first(&stmt::get("c", "alice")).unwrap();
+        assert_eq!((row.name.as_str(), row.read_only()), ("renamed", true));
+        db.run(&stmt::update("c", None, Some(false), NOW + 7));
+        let flag: ReadOnlyFlag = db.first(&stmt::read_only("c")).unwrap();
+        assert_eq!(flag.is_readonly, 0);
+
+        // An instance needs an existing project (foreign key).
+        assert!(db
+            .try_rows(&stmt::create("z", "nope", "alice", "z", None, NOW))
+            .is_err());
+    }
+
+    #[test]
+    fn delete_removes_the_instance_its_shares_tokens_and_scoped_keys() {
+        let db = seeded();
+        db.instance("c", "p", "alice");
+        db.run(&stmt::update("c", None, None, NOW)); // no-op update
+        db.conn
+            .execute(
+                "UPDATE instances SET parent_instance_id = 'x' WHERE id = 'c'",
+                [],
+            )
+            .unwrap();
+        db.share("on-x", "instance:x", "user:bob", "read", "alice");
+        db.share("on-main", "instance:p-main", "user:bob", "read", "alice");
+        db.share("on-p", "project:p", "user:carol", "read", "alice");
+        db.ws_token("t-x", "bob", "x");
+        db.ws_token("t-main", "bob", "p-main");
+        db.api_key("k-x", "bob", "instance:x");
+        db.api_key("k-main", "bob", "instance:p-main");
+        db.api_key("k-p", "bob", "project:p");
+        db.api_key("k-acct", "bob", "account");
+        db.webhook("w-x", "x", "alice");
+        db.webhook("w-main", "p-main", "alice");
+
+        db.batch(&stmt::delete("x"));
+
+        assert_eq!(db.ids("instances"), ["c", "p-main", "q-main"]);
+        assert_eq!(db.ids("shares"), ["on-main", "on-p"]);
+        assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["t-main"]);
+        assert_eq!(db.ids("api_keys"), ["k-acct", "k-main", "k-p"]);
+        assert_eq!(db.ids("webhooks"), ["w-main"]); // ON DELETE CASCADE
+        let clone: InstanceRow = db.first(&stmt::get("c", "alice")).unwrap();
+        assert_eq!(clone.parent_instance_id, None); // ON DELETE SET NULL
+        assert_eq!(db.ids("projects"), ["p", "q"]);
+
+        // Deleting again (or an unknown id) is harmless.
+        db.batch(&stmt::delete("x"));
+        assert_eq!(db.count("instances"), 3);
+    }
+}

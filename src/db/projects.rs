@@ -245,3 +245,254 @@ pub async fn instance_ids(db: &D1Database, project_id: &str) -> Result<Vec<Strin
 pub async fn delete(db: &D1Database, project_id: &str) -> Result<(), ApiError> {
     run_batch(db, &stmt::delete(project_id)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{TestDb, NOW};
+    use crate::db::IdRow;
+    use crate::permission::Permission::{Admin, Owner, Read, Write};
+
+    fn role(db: &TestDb, project: &str, user: &str) -> Option<Permission> {
+        let row: ProjectRow = db.first(&stmt::get(project, user))?;
+        row.role(user)
+    }
+
+    fn visible(db: &TestDb, user: &str) -> Vec<(String, Option<Permission>)> {
+        db.all::<ProjectRow>(&stmt::list_visible(user))
+            .into_iter()
+            .map(|r| {
+                let role = r.role(user);
+                (r.id, role)
+            })
+            .collect()
+    }
+
+    fn seeded() -> TestDb {
+        let db = TestDb::new();
+        for u in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+            db.user(u);
+        }
+        db
+    }
+
+    #[test]
+    fn role_resolution() {
+        let db = seeded();
+        db.project("p", "alice");
+        db.instance("x", "p", "alice");
+        db.share("s1", "project:p", "user:bob", "admin", "alice");
+        db.share("s2", "instance:x", "user:carol", "admin", "alice");
+        db.group("g", "erin");
+        db.member("g", "dave");
+        db.share("s3", "project:p", "group:g", "write", "alice");
+
+        let cases = [
+            ("alice", Some(Owner)),
+            ("bob", Some(Admin)),  // project share
+            ("carol", Some(Read)), // only an instance share: sees the project as read
+            ("dave", Some(Write)), // group member
+            ("erin", Some(Write)), // group owner
+            ("frank", None),
+        ];
+        for (user, expected) in cases {
+            assert_eq!(role(&db, "p", user), expected, "{user}");
+        }
+        let carol: ProjectRow = db.first(&stmt::get("p", "carol")).unwrap();
+        assert_eq!((carol.project_level, carol.via_instance), (None, 1));
+        let dave: ProjectRow = db.first(&stmt::get("p", "dave")).unwrap();
+        assert_eq!((dave.project_level, dave.via_instance), (Some(2), 0));
+        assert!(db
+            .first::<ProjectRow>(&stmt::get("nope", "alice"))
+            .is_none());
+    }
+
+    #[test]
+    fn public_shares_reach_by_id_but_do_not_list() {
+        let db = seeded();
+        db.project("p", "alice");
+        db.project("q", "alice");
+        db.share("pub-p", "project:p", "public", "read", "alice");
+        db.share("pub-q", "instance:q-main", "public", "write", "alice");
+        assert_eq!(role(&db, "p", "frank"), Some(Read));
+        assert_eq!(role(&db, "q", "frank"), Some(Read)); // via a public instance
+        assert_eq!(role(&db, "p", "ghost"), Some(Read)); // no users row needed
+        assert!(visible(&db, "frank").is_empty());
+    }
+
+    #[test]
+    fn list_visible_owned_and_shared_newest_update_first() {
+        let db = seeded();
+        db.project("own", "bob");
+        db.project("by-user", "alice");
+        db.project("by-group", "alice");
+        db.project("by-owned-group", "carol");
+        db.project("by-instance", "alice");
+        db.project("by-group-instance", "carol");
+        db.project("unrelated", "alice");
+        db.project("other-user", "alice");
+        db.group("g", "alice");
+        db.member("g", "bob");
+        db.group("h", "bob");
+        db.share("s1", "project:by-user", "user:bob", "write", "alice");
+        db.share("s2", "project:by-group", "group:g", "read", "alice");
+        db.share("s3", "project:by-owned-group", "group:h", "admin", "carol");
+        db.share(
+            "s4",
+            "instance:by-instance-main",
+            "user:bob",
+            "read",
+            "alice",
+        );
+        db.share(
+            "s5",
+            "instance:by-group-instance-main",
+            "group:g",
+            "write",
+            "carol",
+        );
+        db.share("s6", "project:other-user", "user:carol", "admin", "alice");
+        db.share("s7", "project:unrelated", "public", "admin", "alice");
+        // Distinct update times give the order.
+        let order = [
+            "by-group",
+            "own",
+            "by-instance",
+            "by-owned-group",
+            "by-user",
+            "by-group-instance",
+        ];
+        for (i, id) in order.iter().rev().enumerate() {
+            db.run(&stmt::update(id, None, None, NOW + 10 + i as i64));
+        }
+
+        let expected = [
+            ("by-group", Some(Read)),
+            ("own", Some(Owner)),
+            ("by-instance", Some(Read)),
+            ("by-owned-group", Some(Admin)),
+            ("by-user", Some(Write)),
+            ("by-group-instance", Some(Read)),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(id, r)| (id.to_string(), *r))
+            .collect();
+        assert_eq!(visible(&db, "bob"), expected);
+        assert!(visible(&db, "frank").is_empty());
+        assert_eq!(visible(&db, "carol").len(), 3); // two owned, one shared
+    }
+
+    #[test]
+    fn create_makes_the_project_and_its_main_instance_atomically() {
+        let db = seeded();
+        db.batch(&stmt::create("p", "p-main", "alice", "P", Some("d"), NOW));
+        let row: ProjectRow = db.first(&stmt::get("p", "alice")).unwrap();
+        assert_eq!(
+            (
+                row.name.as_str(),
+                row.description.as_deref(),
+                row.created_at,
+                row.updated_at
+            ),
+            ("P", Some("d"), NOW, NOW)
+        );
+        let ids: Vec<IdRow> = db.all(&stmt::instance_ids("p"));
+        assert_eq!(
+            ids.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["p-main"]
+        );
+        assert_eq!(db.column("SELECT name FROM instances"), ["main"]);
+
+        // A failing second statement (instance id taken) rolls back the first.
+        assert!(db
+            .try_batch(&stmt::create("p2", "p-main", "alice", "P2", None, NOW))
+            .is_err());
+        assert_eq!(db.ids("projects"), ["p"]);
+        // The owner must exist (foreign key).
+        assert!(db
+            .try_batch(&stmt::create("p3", "p3-main", "ghost", "P3", None, NOW))
+            .is_err());
+        assert_eq!(db.ids("projects"), ["p"]);
+    }
+
+    #[test]
+    fn update_keeps_sets_or_clears_the_description() {
+        let db = seeded();
+        db.batch(&stmt::create("p", "p-main", "alice", "P", Some("d"), NOW));
+        let get = || db.first::<ProjectRow>(&stmt::get("p", "alice")).unwrap();
+
+        db.run(&stmt::update("p", Some("P2"), None, NOW + 1));
+        let row = get();
+        assert_eq!(
+            (row.name.as_str(), row.description.as_deref()),
+            ("P2", Some("d"))
+        );
+        assert_eq!(row.updated_at, NOW + 1);
+
+        db.run(&stmt::update("p", None, Some(Some("e")), NOW + 2));
+        let row = get();
+        assert_eq!(
+            (row.name.as_str(), row.description.as_deref()),
+            ("P2", Some("e"))
+        );
+
+        db.run(&stmt::update("p", None, Some(None), NOW + 3));
+        let row = get();
+        assert_eq!(
+            (row.description.as_deref(), row.updated_at),
+            (None, NOW + 3)
+        );
+    }
+
+    #[test]
+    fn delete_removes_instances_shares_tokens_and_scoped_keys() {
+        let db = seeded();
+        db.project("p", "alice");
+        db.instance("x", "p", "alice");
+        db.project("q", "alice");
+        db.instance("c", "q", "alice");
+        db.conn
+            .execute(
+                "UPDATE instances SET parent_instance_id = 'x' WHERE id = 'c'",
+                [],
+            )
+            .unwrap();
+        db.group("g", "alice");
+        db.share("on-p", "project:p", "user:bob", "read", "alice");
+        db.share("on-x", "instance:x", "group:g", "read", "alice");
+        db.share("on-main", "instance:p-main", "public", "read", "alice");
+        db.share("on-q", "project:q", "user:bob", "read", "alice");
+        db.share("on-q-main", "instance:q-main", "user:bob", "read", "alice");
+        db.ws_token("t-x", "bob", "x");
+        db.ws_token("t-q", "bob", "q-main");
+        db.api_key("k-p", "bob", "project:p");
+        db.api_key("k-x", "alice", "instance:x");
+        db.api_key("k-q", "bob", "project:q");
+        db.api_key("k-acct", "bob", "account");
+        db.webhook("w-x", "x", "alice");
+        db.webhook("w-q", "q-main", "alice");
+
+        let ids: Vec<IdRow> = db.all(&stmt::instance_ids("p"));
+        let mut ids: Vec<String> = ids.into_iter().map(|r| r.id).collect();
+        ids.sort();
+        assert_eq!(ids, ["p-main", "x"]);
+
+        db.batch(&stmt::delete("p"));
+
+        assert_eq!(db.ids("projects"), ["q"]);
+        assert_eq!(db.ids("instances"), ["c", "q-main"]);
+        assert_eq!(db.ids("shares"), ["on-q", "on-q-main"]);
+        assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["t-q"]);
+        assert_eq!(db.ids("api_keys"), ["k-acct", "k-q"]);
+        assert_eq!(db.ids("webhooks"), ["w-q"]);
+        assert_eq!(db.ids("groups"), ["g"]);
+        assert_eq!(
+            db.column("SELECT COALESCE(parent_instance_id, '-') FROM instances WHERE id = 'c'"),
+            ["-"]
+        );
+        assert!(db.all::<IdRow>(&stmt::instance_ids("p")).is_empty());
+        db.batch(&stmt::delete("p")); // replay is harmless
+        assert_eq!(db.ids("projects"), ["q"]);
+    }
+}
