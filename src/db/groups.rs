@@ -161,3 +161,133 @@ pub async fn remove_member(
         stmt::remove_member(group_id, user_id).first(db).await?;
     Ok(removed.is_some())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::roles::instance_role;
+    use crate::db::instances::{self, InstanceRow};
+    use crate::db::testing::{TestDb, NOW};
+    use crate::permission::Permission;
+
+    fn seeded() -> TestDb {
+        let db = TestDb::new();
+        for u in ["alice", "bob", "carol"] {
+            db.user(u);
+        }
+        db
+    }
+
+    fn instance_role_of(db: &TestDb, instance: &str, user: &str) -> Option<Permission> {
+        let row: InstanceRow = db.first(&instances::stmt::get(instance, user))?;
+        instance_role(&row.facts(user))
+    }
+
+    #[test]
+    fn list_for_user_owned_and_member_groups_newest_first() {
+        let db = seeded();
+        db.group("g1", "alice");
+        db.group("g2", "bob");
+        db.group("g3", "bob");
+        db.run(&stmt::create("g4", "Later", "carol", NOW + 1));
+        db.member("g2", "alice");
+        db.member("g4", "alice");
+        db.member("g1", "bob"); // bob in alice's group: not alice's business
+
+        let rows: Vec<GroupListRow> = db.all(&stmt::list_for_user("alice"));
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.id.as_str(), r.role.as_str(), r.owner_id.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("g4", "member", "carol"),
+                ("g2", "member", "bob"),
+                ("g1", "owner", "alice")
+            ]
+        );
+        assert_eq!(rows[0].name, "Later");
+        assert!(db
+            .all::<GroupListRow>(&stmt::list_for_user("nobody"))
+            .is_empty());
+    }
+
+    #[test]
+    fn get_reports_membership_of_the_caller() {
+        let db = seeded();
+        db.group("g", "alice");
+        db.member("g", "bob");
+        let get = |user| db.first::<GroupRow>(&stmt::get("g", user)).unwrap();
+        assert_eq!(get("bob").is_member, 1);
+        assert_eq!(get("carol").is_member, 0);
+        assert_eq!(get("alice").is_member, 0); // the owner is not a member row
+        let row = get("alice");
+        assert_eq!(
+            (row.name.as_str(), row.owner_id.as_str(), row.created_at),
+            ("g", "alice", NOW)
+        );
+        assert!(db.first::<GroupRow>(&stmt::get("nope", "alice")).is_none());
+    }
+
+    #[test]
+    fn members_add_and_remove() {
+        let db = seeded();
+        db.group("g", "alice");
+        db.member("g", "carol");
+        db.member("g", "bob");
+        db.member("g", "carol"); // again: no-op
+        let rows: Vec<MemberRow> = db.all(&stmt::members("g"));
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.user_id.as_str(), r.email.as_deref(), r.name.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("carol", Some("carol@example.com"), Some("carol")),
+                ("bob", Some("bob@example.com"), Some("bob"))
+            ]
+        );
+        // Members must be users (foreign key).
+        assert!(db.try_rows(&stmt::add_member("g", "ghost", NOW)).is_err());
+
+        let removed: Option<serde_json::Value> = db.first(&stmt::remove_member("g", "carol"));
+        assert_eq!(removed, Some(serde_json::json!({ "user_id": "carol" })));
+        let again: Option<serde_json::Value> = db.first(&stmt::remove_member("g", "carol"));
+        assert_eq!(again, None);
+        assert_eq!(db.column("SELECT user_id FROM group_members"), ["bob"]);
+    }
+
+    #[test]
+    fn delete_removes_memberships_and_shares_so_access_stops() {
+        let db = seeded();
+        db.project("p", "alice");
+        db.group("g", "alice");
+        db.group("h", "alice");
+        db.member("g", "bob");
+        db.member("h", "bob");
+        db.share("to-g", "instance:p-main", "group:g", "write", "alice");
+        db.share("to-g2", "project:p", "group:g", "read", "alice");
+        db.share("to-h", "project:p", "group:h", "read", "alice");
+        db.share("to-carol", "project:p", "user:carol", "read", "alice");
+        assert_eq!(
+            instance_role_of(&db, "p-main", "bob"),
+            Some(Permission::Write)
+        );
+
+        db.batch(&stmt::delete("g"));
+
+        assert_eq!(db.ids("groups"), ["h"]);
+        assert_eq!(db.column("SELECT group_id FROM group_members"), ["h"]);
+        assert_eq!(db.ids("shares"), ["to-carol", "to-h"]);
+        assert_eq!(
+            instance_role_of(&db, "p-main", "bob"),
+            Some(Permission::Read)
+        );
+        db.batch(&stmt::delete("h"));
+        assert_eq!(instance_role_of(&db, "p-main", "bob"), None);
+        assert_eq!(db.count("group_members"), 0);
+        db.batch(&stmt::delete("h")); // replay is harmless
+    }
+}

@@ -185,3 +185,227 @@ pub async fn grant(
 pub async fn delete(db: &D1Database, id: &str) -> Result<(), ApiError> {
     stmt::delete(id).run(db).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{TestDb, NOW};
+
+    /// `grant` over the native database, step for step.
+    #[allow(clippy::too_many_arguments)]
+    fn grant(
+        db: &TestDb,
+        new_id: &str,
+        resource_type: &str,
+        resource_id: &str,
+        target_type: &str,
+        target_id: Option<&str>,
+        permission: &str,
+        created_by: &str,
+        now: i64,
+    ) -> String {
+        let existing: Option<IdRow> = db.first(&stmt::find_existing(
+            resource_type,
+            resource_id,
+            target_type,
+            target_id,
+        ));
+        if let Some(IdRow { id }) = existing {
+            assert_eq!(db.run(&stmt::set_permission(&id, permission)), 1);
+            return id;
+        }
+        let share = stmt::NewShare {
+            id: new_id,
+            resource_type,
+            resource_id,
+            target_type,
+            target_id,
+            permission,
+            created_by,
+        };
+        db.run(&stmt::insert(&share, now));
+        new_id.to_string()
+    }
+
+    fn seeded() -> TestDb {
+        let db = TestDb::new();
+        db.user("alice");
+        db.user("bob");
+        db.project("p", "alice");
+        db.group("g", "alice");
+        db
+    }
+
+    #[test]
+    fn grant_inserts_then_updates_the_same_target() {
+        let db = seeded();
+        let a = grant(
+            &db,
+            "a",
+            "project",
+            "p",
+            "user",
+            Some("bob"),
+            "read",
+            "alice",
+            NOW,
+        );
+        let b = grant(
+            &db,
+            "b",
+            "project",
+            "p",
+            "user",
+            Some("bob"),
+            "admin",
+            "alice",
+            NOW + 1,
+        );
+        assert_eq!((a.as_str(), b.as_str()), ("a", "a"));
+        let row: ShareRow = db.first(&stmt::get("a")).unwrap();
+        assert_eq!(
+            (row.resource_type.as_str(), row.resource_id.as_str()),
+            ("project", "p")
+        );
+        assert_eq!(
+            (
+                row.target_type.as_str(),
+                row.target_id.as_deref(),
+                row.permission.as_str()
+            ),
+            ("user", Some("bob"), "admin")
+        );
+
+        // Public shares have no target id; a second one is the same share.
+        let c = grant(
+            &db, "c", "project", "p", "public", None, "read", "alice", NOW,
+        );
+        let d = grant(
+            &db, "d", "project", "p", "public", None, "write", "alice", NOW,
+        );
+        assert_eq!((c.as_str(), d.as_str()), ("c", "c"));
+        // Other targets and resources are other shares.
+        grant(
+            &db,
+            "e",
+            "project",
+            "p",
+            "group",
+            Some("g"),
+            "read",
+            "alice",
+            NOW,
+        );
+        grant(
+            &db, "f", "instance", "p-main", "public", None, "read", "alice", NOW,
+        );
+        assert_eq!(db.ids("shares"), ["a", "c", "e", "f"]);
+        assert!(db.first::<ShareRow>(&stmt::get("b")).is_none());
+
+        // The unique index backs this up for racing grants.
+        let dup = stmt::NewShare {
+            id: "dup",
+            resource_type: "project",
+            resource_id: "p",
+            target_type: "public",
+            target_id: None,
+            permission: "read",
+            created_by: "alice",
+        };
+        assert!(db.try_rows(&stmt::insert(&dup, NOW)).is_err());
+    }
+
+    #[test]
+    fn list_names_each_target_oldest_first() {
+        let db = seeded();
+        grant(
+            &db,
+            "s1",
+            "project",
+            "p",
+            "group",
+            Some("g"),
+            "write",
+            "alice",
+            NOW + 1,
+        );
+        grant(
+            &db,
+            "s2",
+            "project",
+            "p",
+            "user",
+            Some("bob"),
+            "read",
+            "alice",
+            NOW,
+        );
+        grant(
+            &db,
+            "s3",
+            "project",
+            "p",
+            "public",
+            None,
+            "read",
+            "alice",
+            NOW + 1,
+        );
+        grant(
+            &db,
+            "s4",
+            "instance",
+            "p-main",
+            "user",
+            Some("bob"),
+            "admin",
+            "alice",
+            NOW,
+        );
+        let rows: Vec<ShareListRow> = db.all(&stmt::list("project", "p"));
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.id.as_str(),
+                    r.target_type.as_str(),
+                    r.target_id.as_deref(),
+                    r.permission.as_str(),
+                    r.target_email.as_deref(),
+                    r.target_name.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "s2",
+                    "user",
+                    Some("bob"),
+                    "read",
+                    Some("bob@example.com"),
+                    Some("bob")
+                ),
+                ("s1", "group", Some("g"), "write", None, Some("g")),
+                ("s3", "public", None, "read", None, None),
+            ]
+        );
+        assert_eq!(rows[0].created_at, NOW);
+        let on_instance: Vec<ShareListRow> = db.all(&stmt::list("instance", "p-main"));
+        assert_eq!(on_instance.len(), 1);
+        assert!(db
+            .all::<ShareListRow>(&stmt::list("instance", "p"))
+            .is_empty());
+    }
+
+    #[test]
+    fn delete_removes_one_share() {
+        let db = seeded();
+        db.share("s1", "project:p", "user:bob", "read", "alice");
+        db.share("s2", "project:p", "public", "read", "alice");
+        assert_eq!(db.run(&stmt::delete("s1")), 1);
+        assert_eq!(db.run(&stmt::delete("s1")), 0);
+        assert_eq!(db.ids("shares"), ["s2"]);
+    }
+}
