@@ -133,3 +133,108 @@ pub async fn delete_owned(db: &D1Database, id: &str, user_id: &str) -> Result<bo
     let deleted: Option<serde_json::Value> = stmt::delete_owned(id, user_id).first(db).await?;
     Ok(deleted.is_some())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{TestDb, NOW};
+
+    fn seeded() -> TestDb {
+        let db = TestDb::new();
+        db.user("alice");
+        db.user("bob");
+        db.project("p", "alice");
+        db
+    }
+
+    #[test]
+    fn find_by_hash_returns_the_whole_row() {
+        let db = seeded();
+        db.api_key("k1", "alice", "project:p");
+        db.api_key("k2", "bob", "account");
+        let row: ApiKeyRow = db.first(&stmt::find_by_hash("hash-k1")).unwrap();
+        assert_eq!(
+            (row.id.as_str(), row.user_id.as_str(), row.name.as_str()),
+            ("k1", "alice", "k1")
+        );
+        assert_eq!(
+            (row.scope_type.as_str(), row.scope_id.as_deref()),
+            ("project", Some("p"))
+        );
+        assert_eq!(
+            (row.key_prefix.as_str(), row.permissions.as_str()),
+            ("mc_live_abcd", r#"["read"]"#)
+        );
+        assert_eq!((row.created_at, row.last_used_at), (NOW, None));
+        let row: ApiKeyRow = db.first(&stmt::find_by_hash("hash-k2")).unwrap();
+        assert_eq!((row.scope_type.as_str(), row.scope_id), ("account", None));
+        assert!(db
+            .first::<ApiKeyRow>(&stmt::find_by_hash("hash-k3"))
+            .is_none());
+        assert!(db.first::<ApiKeyRow>(&stmt::find_by_hash("k1")).is_none());
+    }
+
+    #[test]
+    fn hashes_are_unique_and_owners_must_exist() {
+        let db = seeded();
+        db.api_key("k1", "alice", "account");
+        let clash = NewKey {
+            id: "k2",
+            user_id: "bob",
+            name: "clash",
+            key_hash: "hash-k1",
+            key_prefix: "mc_live_abcd",
+            scope_type: "account",
+            scope_id: None,
+            permissions_json: "[]",
+        };
+        assert!(db.try_rows(&stmt::insert(&clash, NOW)).is_err());
+        let orphan = NewKey {
+            user_id: "ghost",
+            key_hash: "hash-k3",
+            ..clash
+        };
+        assert!(db.try_rows(&stmt::insert(&orphan, NOW)).is_err());
+        assert_eq!(db.ids("api_keys"), ["k1"]);
+    }
+
+    #[test]
+    fn touch_records_last_use() {
+        let db = seeded();
+        db.api_key("k1", "alice", "account");
+        db.api_key("k2", "alice", "account");
+        assert_eq!(db.run(&stmt::touch("k1", NOW + 100)), 1);
+        let row: ApiKeyRow = db.first(&stmt::find_by_hash("hash-k1")).unwrap();
+        assert_eq!(row.last_used_at, Some(NOW + 100));
+        let other: ApiKeyRow = db.first(&stmt::find_by_hash("hash-k2")).unwrap();
+        assert_eq!(other.last_used_at, None);
+    }
+
+    #[test]
+    fn list_for_user_newest_first() {
+        let db = seeded();
+        db.api_key("k1", "alice", "account");
+        db.api_key("k2", "bob", "account");
+        db.api_key("k3", "alice", "instance:p-main");
+        let rows: Vec<ApiKeyRow> = db.all(&stmt::list_for_user("alice"));
+        let ids: Vec<_> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["k3", "k1"]);
+        assert!(db
+            .all::<ApiKeyRow>(&stmt::list_for_user("nobody"))
+            .is_empty());
+    }
+
+    #[test]
+    fn delete_owned_only_deletes_the_owners_key() {
+        let db = seeded();
+        db.api_key("k1", "alice", "account");
+        let by_other: Option<serde_json::Value> = db.first(&stmt::delete_owned("k1", "bob"));
+        assert_eq!(by_other, None);
+        assert_eq!(db.ids("api_keys"), ["k1"]);
+        let by_owner: Option<serde_json::Value> = db.first(&stmt::delete_owned("k1", "alice"));
+        assert_eq!(by_owner, Some(serde_json::json!({ "id": "k1" })));
+        assert_eq!(db.count("api_keys"), 0);
+        let again: Option<serde_json::Value> = db.first(&stmt::delete_owned("k1", "alice"));
+        assert_eq!(again, None);
+    }
+}

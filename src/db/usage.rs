@@ -46,3 +46,32 @@ pub async fn record(
         .run(db)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{TestDb, NOW};
+
+    #[test]
+    fn record_appends_a_row() {
+        let db = TestDb::new();
+        db.run(&stmt::record(
+            "alice",
+            Some("k1"),
+            "/api/ai/x",
+            Some("i1"),
+            NOW,
+        ));
+        db.run(&stmt::record("alice", None, "/api/ai/y", None, NOW));
+        assert_eq!(
+            db.column(
+                "SELECT user_id || ',' || COALESCE(api_key_id, '-') || ',' || endpoint || ','
+                        || COALESCE(instance_id, '-') || ',' || created_at FROM usage_logs ORDER BY id"
+            ),
+            [
+                format!("alice,k1,/api/ai/x,i1,{NOW}"),
+                format!("alice,-,/api/ai/y,-,{NOW}")
+            ]
+        );
+    }
+}

@@ -90,3 +90,68 @@ pub async fn insert(
 pub async fn take(db: &D1Database, token_hash: &str) -> Result<Option<TokenRow>, ApiError> {
     stmt::take(token_hash).first(db).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{TestDb, NOW};
+
+    fn seeded() -> TestDb {
+        let db = TestDb::new();
+        db.user("alice");
+        db
+    }
+
+    #[test]
+    fn a_token_is_taken_once() {
+        let db = seeded();
+        db.batch(&stmt::insert("h1", "alice", "i1", "read", NOW + 60, NOW));
+        db.batch(&stmt::insert("h2", "alice", "i2", "admin", NOW + 60, NOW));
+        let row: TokenRow = db.first(&stmt::take("h1")).unwrap();
+        assert_eq!(
+            (
+                row.user_id.as_str(),
+                row.instance_id.as_str(),
+                row.permission.as_str()
+            ),
+            ("alice", "i1", "read")
+        );
+        assert_eq!(row.expires_at, NOW + 60);
+        assert!(db.first::<TokenRow>(&stmt::take("h1")).is_none());
+        assert!(db.first::<TokenRow>(&stmt::take("unknown")).is_none());
+        assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["h2"]);
+    }
+
+    #[test]
+    fn insert_purges_tokens_expired_before_now() {
+        let db = seeded();
+        db.batch(&stmt::insert(
+            "old",
+            "alice",
+            "i",
+            "read",
+            NOW - 1,
+            NOW - 61,
+        ));
+        db.batch(&stmt::insert("edge", "alice", "i", "read", NOW, NOW - 60));
+        db.batch(&stmt::insert("new", "alice", "i", "read", NOW + 60, NOW));
+        let mut left = db.column("SELECT token_hash FROM ws_tokens");
+        left.sort();
+        // Expiring this very second still counts as valid (`take`'s caller
+        // refuses only `expires_at < now`).
+        assert_eq!(left, ["edge", "new"]);
+        // The batch is atomic: a bad insert keeps the expired ones too.
+        db.batch(&stmt::insert(
+            "old2",
+            "alice",
+            "i",
+            "read",
+            NOW - 1,
+            NOW - 61,
+        ));
+        assert!(db
+            .try_batch(&stmt::insert("x", "ghost", "i", "read", NOW + 60, NOW))
+            .is_err());
+        assert_eq!(db.count("ws_tokens"), 3);
+    }
+}
