@@ -287,6 +287,27 @@ mod tests {
         }
     }
 
+    /// storage.md: what runs on every request (API key lookup, role
+    /// resolution, token use) finds its rows by index, never by a scan.
+    #[test]
+    fn per_request_statements_use_indexes() {
+        let db = TestDb::new();
+        for sql in [
+            api_keys::SELECT_BY_HASH,
+            api_keys::UPDATE_LAST_USED,
+            instances::SELECT_INSTANCE,
+            instances::SELECT_READ_ONLY,
+            projects::SELECT_PROJECT,
+            ws_tokens::TAKE_TOKEN,
+        ] {
+            let plan = db.query_plan(sql);
+            assert!(
+                plan.iter().all(|line| !line.starts_with("SCAN")),
+                "{plan:#?}\n{sql}"
+            );
+        }
+    }
+
     #[test]
     fn share_level_sql_is_the_fragment_the_statements_embed() {
         assert!(instances::SELECT_INSTANCE.contains(&share_level_sql("project", "i.project_id")));

@@ -148,6 +148,19 @@ impl TestDb {
         self.column(&format!("SELECT id FROM {table} ORDER BY id"))
     }
 
+    /// The `EXPLAIN QUERY PLAN` lines of a statement (any arguments).
+    pub fn query_plan(&self, sql: &str) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut stmt = self.conn.prepare(&explain).expect(sql);
+        let args = vec![Arg::Text("x"); stmt.parameter_count()];
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                r.get::<_, String>(3)
+            })
+            .expect(sql);
+        rows.map(|r| r.expect(sql)).collect()
+    }
+
     pub fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         self.conn.query_row(&sql, [], |r| r.get(0)).expect(&sql)
