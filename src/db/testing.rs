@@ -59,6 +59,12 @@ pub struct TestDb {
     pub conn: Connection,
 }
 
+impl Default for TestDb {
+    fn default() -> Self {
+        TestDb::new()
+    }
+}
+
 impl TestDb {
     /// A fresh database with the schema of every migration.
     pub fn new() -> Self {
@@ -84,7 +90,7 @@ impl TestDb {
                 st.sql
             );
         }
-        let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let names: Vec<String> = stmt.column_names().map(String::from).collect();
         let mut rows = stmt.query(rusqlite::params_from_iter(st.args.iter()))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
