@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{int, now_seconds, opt_text, text};
+use super::{now_seconds, Arg, Statement};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -20,17 +20,83 @@ pub struct ApiKeyRow {
     pub last_used_at: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, user_id, name, key_prefix, scope_type, scope_id, permissions, created_at, last_used_at";
+// --- SQL --------------------------------------------------------------------
+
+/// The columns of `ApiKeyRow`, in its order.
+macro_rules! key_columns {
+    () => {
+        "id, user_id, name, key_prefix, scope_type, scope_id, permissions, created_at, last_used_at"
+    };
+}
+
+/// `?1` key hash.
+pub const SELECT_BY_HASH: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM api_keys WHERE key_hash = ?1"
+);
+
+/// `?1` key id, `?2` now.
+pub const UPDATE_LAST_USED: &str = "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1";
+
+/// `?1` user id; newest first.
+pub const SELECT_FOR_USER: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM api_keys WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC"
+);
+
+/// `?1` id … `?8` permissions JSON, `?9` now.
+pub const INSERT_KEY: &str =
+    "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, scope_type, scope_id,
+                           permissions, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// `?1` key id, `?2` user id (the owner); returns the id if it deleted.
+pub const DELETE_OWNED: &str = "DELETE FROM api_keys WHERE id = ?1 AND user_id = ?2 RETURNING id";
+
+/// The statements with their parameters bound in order.
+pub mod stmt {
+    use super::*;
+
+    pub fn find_by_hash(key_hash: &str) -> Statement<'_> {
+        Statement::new(SELECT_BY_HASH, [Arg::Text(key_hash)])
+    }
+
+    pub fn touch(id: &str, now: i64) -> Statement<'_> {
+        Statement::new(UPDATE_LAST_USED, [Arg::Text(id), Arg::Int(now)])
+    }
+
+    pub fn list_for_user(user_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_FOR_USER, [Arg::Text(user_id)])
+    }
+
+    pub fn insert<'a>(key: &NewKey<'a>, now: i64) -> Statement<'a> {
+        Statement::new(
+            INSERT_KEY,
+            [
+                Arg::Text(key.id),
+                Arg::Text(key.user_id),
+                Arg::Text(key.name),
+                Arg::Text(key.key_hash),
+                Arg::Text(key.key_prefix),
+                Arg::Text(key.scope_type),
+                Arg::opt_text(key.scope_id),
+                Arg::Text(key.permissions_json),
+                Arg::Int(now),
+            ],
+        )
+    }
+
+    pub fn delete_owned<'a>(id: &'a str, user_id: &'a str) -> Statement<'a> {
+        Statement::new(DELETE_OWNED, [Arg::Text(id), Arg::Text(user_id)])
+    }
+}
+
+// --- D1 ---------------------------------------------------------------------
 
 pub async fn find_by_hash(db: &D1Database, key_hash: &str) -> Result<Option<ApiKeyRow>, ApiError> {
-    Ok(db
-        .prepare(format!(
-            "SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?1"
-        ))
-        .bind(&[text(key_hash)])?
-        .first(None)
-        .await?)
+    stmt::find_by_hash(key_hash).first(db).await
 }
 
 /// Records use, at most once a minute per key (a write per request would
@@ -40,22 +106,11 @@ pub async fn touch(db: &D1Database, row: &ApiKeyRow) -> Result<(), ApiError> {
     if row.last_used_at.is_some_and(|t| now - t < 60) {
         return Ok(());
     }
-    db.prepare("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1")
-        .bind(&[text(&row.id), int(now)])?
-        .run()
-        .await?;
-    Ok(())
+    stmt::touch(&row.id, now).run(db).await
 }
 
 pub async fn list_for_user(db: &D1Database, user_id: &str) -> Result<Vec<ApiKeyRow>, ApiError> {
-    Ok(db
-        .prepare(format!(
-            "SELECT {COLUMNS} FROM api_keys WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC"
-        ))
-        .bind(&[text(user_id)])?
-        .all()
-        .await?
-        .results()?)
+    stmt::list_for_user(user_id).all(db).await
 }
 
 pub struct NewKey<'a> {
@@ -70,33 +125,116 @@ pub struct NewKey<'a> {
 }
 
 pub async fn insert(db: &D1Database, key: &NewKey<'_>) -> Result<(), ApiError> {
-    db.prepare(
-        "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, scope_type, scope_id,
-                               permissions, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .bind(&[
-        text(key.id),
-        text(key.user_id),
-        text(key.name),
-        text(key.key_hash),
-        text(key.key_prefix),
-        text(key.scope_type),
-        opt_text(key.scope_id),
-        text(key.permissions_json),
-        int(now_seconds()),
-    ])?
-    .run()
-    .await?;
-    Ok(())
+    stmt::insert(key, now_seconds()).run(db).await
 }
 
 /// Deletes the key if `user_id` owns it; returns whether it did.
 pub async fn delete_owned(db: &D1Database, id: &str, user_id: &str) -> Result<bool, ApiError> {
-    let deleted: Option<serde_json::Value> = db
-        .prepare("DELETE FROM api_keys WHERE id = ?1 AND user_id = ?2 RETURNING id")
-        .bind(&[text(id), text(user_id)])?
-        .first(None)
-        .await?;
+    let deleted: Option<serde_json::Value> = stmt::delete_owned(id, user_id).first(db).await?;
     Ok(deleted.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{TestDb, NOW};
+
+    fn seeded() -> TestDb {
+        let db = TestDb::new();
+        db.user("alice");
+        db.user("bob");
+        db.project("p", "alice");
+        db
+    }
+
+    #[test]
+    fn find_by_hash_returns_the_whole_row() {
+        let db = seeded();
+        db.api_key("k1", "alice", "project:p");
+        db.api_key("k2", "bob", "account");
+        let row: ApiKeyRow = db.first(&stmt::find_by_hash("hash-k1")).unwrap();
+        assert_eq!(
+            (row.id.as_str(), row.user_id.as_str(), row.name.as_str()),
+            ("k1", "alice", "k1")
+        );
+        assert_eq!(
+            (row.scope_type.as_str(), row.scope_id.as_deref()),
+            ("project", Some("p"))
+        );
+        assert_eq!(
+            (row.key_prefix.as_str(), row.permissions.as_str()),
+            ("mc_live_abcd", r#"["read"]"#)
+        );
+        assert_eq!((row.created_at, row.last_used_at), (NOW, None));
+        let row: ApiKeyRow = db.first(&stmt::find_by_hash("hash-k2")).unwrap();
+        assert_eq!((row.scope_type.as_str(), row.scope_id), ("account", None));
+        assert!(db
+            .first::<ApiKeyRow>(&stmt::find_by_hash("hash-k3"))
+            .is_none());
+        assert!(db.first::<ApiKeyRow>(&stmt::find_by_hash("k1")).is_none());
+    }
+
+    #[test]
+    fn hashes_are_unique_and_owners_must_exist() {
+        let db = seeded();
+        db.api_key("k1", "alice", "account");
+        let clash = NewKey {
+            id: "k2",
+            user_id: "bob",
+            name: "clash",
+            key_hash: "hash-k1",
+            key_prefix: "mc_live_abcd",
+            scope_type: "account",
+            scope_id: None,
+            permissions_json: "[]",
+        };
+        assert!(db.try_rows(&stmt::insert(&clash, NOW)).is_err());
+        let orphan = NewKey {
+            user_id: "ghost",
+            key_hash: "hash-k3",
+            ..clash
+        };
+        assert!(db.try_rows(&stmt::insert(&orphan, NOW)).is_err());
+        assert_eq!(db.ids("api_keys"), ["k1"]);
+    }
+
+    #[test]
+    fn touch_records_last_use() {
+        let db = seeded();
+        db.api_key("k1", "alice", "account");
+        db.api_key("k2", "alice", "account");
+        assert_eq!(db.run(&stmt::touch("k1", NOW + 100)), 1);
+        let row: ApiKeyRow = db.first(&stmt::find_by_hash("hash-k1")).unwrap();
+        assert_eq!(row.last_used_at, Some(NOW + 100));
+        let other: ApiKeyRow = db.first(&stmt::find_by_hash("hash-k2")).unwrap();
+        assert_eq!(other.last_used_at, None);
+    }
+
+    #[test]
+    fn list_for_user_newest_first() {
+        let db = seeded();
+        db.api_key("k1", "alice", "account");
+        db.api_key("k2", "bob", "account");
+        db.api_key("k3", "alice", "instance:p-main");
+        let rows: Vec<ApiKeyRow> = db.all(&stmt::list_for_user("alice"));
+        let ids: Vec<_> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["k3", "k1"]);
+        assert!(db
+            .all::<ApiKeyRow>(&stmt::list_for_user("nobody"))
+            .is_empty());
+    }
+
+    #[test]
+    fn delete_owned_only_deletes_the_owners_key() {
+        let db = seeded();
+        db.api_key("k1", "alice", "account");
+        let by_other: Option<serde_json::Value> = db.first(&stmt::delete_owned("k1", "bob"));
+        assert_eq!(by_other, None);
+        assert_eq!(db.ids("api_keys"), ["k1"]);
+        let by_owner: Option<serde_json::Value> = db.first(&stmt::delete_owned("k1", "alice"));
+        assert_eq!(by_owner, Some(serde_json::json!({ "id": "k1" })));
+        assert_eq!(db.count("api_keys"), 0);
+        let again: Option<serde_json::Value> = db.first(&stmt::delete_owned("k1", "alice"));
+        assert_eq!(again, None);
+    }
 }

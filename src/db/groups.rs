@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use worker::D1Database;
 
-use super::{int, now_seconds, text};
+use super::{now_seconds, run_batch, Arg, Statement};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -32,79 +32,123 @@ pub struct MemberRow {
     pub name: Option<String>,
 }
 
-pub async fn list_for_user(db: &D1Database, user_id: &str) -> Result<Vec<GroupListRow>, ApiError> {
-    Ok(db
-        .prepare(
-            "SELECT g.id, g.name, g.owner_id, g.created_at,
-                    CASE WHEN g.owner_id = ?1 THEN 'owner' ELSE 'member' END AS role
-               FROM groups g
-              WHERE g.owner_id = ?1
-                 OR g.id IN (SELECT group_id FROM group_members WHERE user_id = ?1)
-              ORDER BY g.created_at DESC, g.rowid DESC",
+// --- SQL --------------------------------------------------------------------
+
+/// `?1` user id: the groups it owns or belongs to, newest first.
+pub const SELECT_FOR_USER: &str = "SELECT g.id, g.name, g.owner_id, g.created_at,
+        CASE WHEN g.owner_id = ?1 THEN 'owner' ELSE 'member' END AS role
+   FROM groups g
+  WHERE g.owner_id = ?1
+     OR g.id IN (SELECT group_id FROM group_members WHERE user_id = ?1)
+  ORDER BY g.created_at DESC, g.rowid DESC";
+
+/// `?1` id, `?2` name, `?3` owner id, `?4` now.
+pub const INSERT_GROUP: &str =
+    "INSERT INTO groups (id, name, owner_id, created_at) VALUES (?1, ?2, ?3, ?4)";
+
+/// `?1` group id, `?2` caller (for `is_member`).
+pub const SELECT_GROUP: &str = "SELECT g.id, g.name, g.owner_id, g.created_at,
+        EXISTS (SELECT 1 FROM group_members m
+                 WHERE m.group_id = g.id AND m.user_id = ?2) AS is_member
+   FROM groups g WHERE g.id = ?1";
+
+/// `?1` group id; oldest membership first.
+pub const SELECT_MEMBERS: &str = "SELECT m.user_id, u.email, u.name FROM group_members m
+   LEFT JOIN users u ON u.id = m.user_id
+  WHERE m.group_id = ?1 ORDER BY m.created_at, m.rowid";
+
+/// Group deletion, in batch order; each takes `?1` group id.
+pub const DELETE_SHARES_TO_GROUP: &str =
+    "DELETE FROM shares WHERE target_type = 'group' AND target_id = ?1";
+pub const DELETE_GROUP_MEMBERS: &str = "DELETE FROM group_members WHERE group_id = ?1";
+pub const DELETE_GROUP: &str = "DELETE FROM groups WHERE id = ?1";
+
+/// `?1` group id, `?2` user id, `?3` now; adding a member twice is a no-op.
+pub const INSERT_MEMBER: &str =
+    "INSERT INTO group_members (group_id, user_id, created_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT(group_id, user_id) DO NOTHING";
+
+/// `?1` group id, `?2` user id; returns the user id if there was a membership.
+pub const DELETE_MEMBER: &str =
+    "DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2 RETURNING user_id";
+
+/// The statements with their parameters bound in order.
+pub mod stmt {
+    use super::*;
+
+    pub fn list_for_user(user_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_FOR_USER, [Arg::Text(user_id)])
+    }
+
+    pub fn create<'a>(id: &'a str, name: &'a str, owner_id: &'a str, now: i64) -> Statement<'a> {
+        Statement::new(
+            INSERT_GROUP,
+            [
+                Arg::Text(id),
+                Arg::Text(name),
+                Arg::Text(owner_id),
+                Arg::Int(now),
+            ],
         )
-        .bind(&[text(user_id)])?
-        .all()
-        .await?
-        .results()?)
+    }
+
+    pub fn get<'a>(id: &'a str, user_id: &'a str) -> Statement<'a> {
+        Statement::new(SELECT_GROUP, [Arg::Text(id), Arg::Text(user_id)])
+    }
+
+    pub fn members(group_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_MEMBERS, [Arg::Text(group_id)])
+    }
+
+    /// One batch.
+    pub fn delete(id: &str) -> Vec<Statement<'_>> {
+        [DELETE_SHARES_TO_GROUP, DELETE_GROUP_MEMBERS, DELETE_GROUP]
+            .into_iter()
+            .map(|sql| Statement::new(sql, [Arg::Text(id)]))
+            .collect()
+    }
+
+    pub fn add_member<'a>(group_id: &'a str, user_id: &'a str, now: i64) -> Statement<'a> {
+        Statement::new(
+            INSERT_MEMBER,
+            [Arg::Text(group_id), Arg::Text(user_id), Arg::Int(now)],
+        )
+    }
+
+    pub fn remove_member<'a>(group_id: &'a str, user_id: &'a str) -> Statement<'a> {
+        Statement::new(DELETE_MEMBER, [Arg::Text(group_id), Arg::Text(user_id)])
+    }
+}
+
+// --- D1 ---------------------------------------------------------------------
+
+pub async fn list_for_user(db: &D1Database, user_id: &str) -> Result<Vec<GroupListRow>, ApiError> {
+    stmt::list_for_user(user_id).all(db).await
 }
 
 pub async fn create(db: &D1Database, id: &str, name: &str, owner_id: &str) -> Result<(), ApiError> {
-    db.prepare("INSERT INTO groups (id, name, owner_id, created_at) VALUES (?1, ?2, ?3, ?4)")
-        .bind(&[text(id), text(name), text(owner_id), int(now_seconds())])?
-        .run()
-        .await?;
-    Ok(())
+    stmt::create(id, name, owner_id, now_seconds())
+        .run(db)
+        .await
 }
 
 pub async fn get(db: &D1Database, id: &str, user_id: &str) -> Result<Option<GroupRow>, ApiError> {
-    Ok(db
-        .prepare(
-            "SELECT g.id, g.name, g.owner_id, g.created_at,
-                    EXISTS (SELECT 1 FROM group_members m
-                             WHERE m.group_id = g.id AND m.user_id = ?2) AS is_member
-               FROM groups g WHERE g.id = ?1",
-        )
-        .bind(&[text(id), text(user_id)])?
-        .first(None)
-        .await?)
+    stmt::get(id, user_id).first(db).await
 }
 
 pub async fn members(db: &D1Database, group_id: &str) -> Result<Vec<MemberRow>, ApiError> {
-    Ok(db
-        .prepare(
-            "SELECT m.user_id, u.email, u.name FROM group_members m
-               LEFT JOIN users u ON u.id = m.user_id
-              WHERE m.group_id = ?1 ORDER BY m.created_at, m.rowid",
-        )
-        .bind(&[text(group_id)])?
-        .all()
-        .await?
-        .results()?)
+    stmt::members(group_id).all(db).await
 }
 
 /// Deletes the group, its memberships and every share to it.
 pub async fn delete(db: &D1Database, id: &str) -> Result<(), ApiError> {
-    db.batch(vec![
-        db.prepare("DELETE FROM shares WHERE target_type = 'group' AND target_id = ?1")
-            .bind(&[text(id)])?,
-        db.prepare("DELETE FROM group_members WHERE group_id = ?1")
-            .bind(&[text(id)])?,
-        db.prepare("DELETE FROM groups WHERE id = ?1")
-            .bind(&[text(id)])?,
-    ])
-    .await?;
-    Ok(())
+    run_batch(db, &stmt::delete(id)).await
 }
 
 pub async fn add_member(db: &D1Database, group_id: &str, user_id: &str) -> Result<(), ApiError> {
-    db.prepare(
-        "INSERT INTO group_members (group_id, user_id, created_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT(group_id, user_id) DO NOTHING",
-    )
-    .bind(&[text(group_id), text(user_id), int(now_seconds())])?
-    .run()
-    .await?;
-    Ok(())
+    stmt::add_member(group_id, user_id, now_seconds())
+        .run(db)
+        .await
 }
 
 /// Removes a membership; returns whether there was one.
@@ -113,10 +157,137 @@ pub async fn remove_member(
     group_id: &str,
     user_id: &str,
 ) -> Result<bool, ApiError> {
-    let removed: Option<serde_json::Value> = db
-        .prepare("DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2 RETURNING user_id")
-        .bind(&[text(group_id), text(user_id)])?
-        .first(None)
-        .await?;
+    let removed: Option<serde_json::Value> =
+        stmt::remove_member(group_id, user_id).first(db).await?;
     Ok(removed.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::roles::instance_role;
+    use crate::db::instances::{self, InstanceRow};
+    use crate::db::testing::{TestDb, NOW};
+    use crate::permission::Permission;
+
+    fn seeded() -> TestDb {
+        let db = TestDb::new();
+        for u in ["alice", "bob", "carol"] {
+            db.user(u);
+        }
+        db
+    }
+
+    fn instance_role_of(db: &TestDb, instance: &str, user: &str) -> Option<Permission> {
+        let row: InstanceRow = db.first(&instances::stmt::get(instance, user))?;
+        instance_role(&row.facts(user))
+    }
+
+    #[test]
+    fn list_for_user_owned_and_member_groups_newest_first() {
+        let db = seeded();
+        db.group("g1", "alice");
+        db.group("g2", "bob");
+        db.group("g3", "bob");
+        db.run(&stmt::create("g4", "Later", "carol", NOW + 1));
+        db.member("g2", "alice");
+        db.member("g4", "alice");
+        db.member("g1", "bob"); // bob in alice's group: not alice's business
+
+        let rows: Vec<GroupListRow> = db.all(&stmt::list_for_user("alice"));
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.id.as_str(), r.role.as_str(), r.owner_id.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("g4", "member", "carol"),
+                ("g2", "member", "bob"),
+                ("g1", "owner", "alice")
+            ]
+        );
+        assert_eq!(rows[0].name, "Later");
+        assert!(db
+            .all::<GroupListRow>(&stmt::list_for_user("nobody"))
+            .is_empty());
+    }
+
+    #[test]
+    fn get_reports_membership_of_the_caller() {
+        let db = seeded();
+        db.group("g", "alice");
+        db.member("g", "bob");
+        let get = |user| db.first::<GroupRow>(&stmt::get("g", user)).unwrap();
+        assert_eq!(get("bob").is_member, 1);
+        assert_eq!(get("carol").is_member, 0);
+        assert_eq!(get("alice").is_member, 0); // the owner is not a member row
+        let row = get("alice");
+        assert_eq!(
+            (row.name.as_str(), row.owner_id.as_str(), row.created_at),
+            ("g", "alice", NOW)
+        );
+        assert!(db.first::<GroupRow>(&stmt::get("nope", "alice")).is_none());
+    }
+
+    #[test]
+    fn members_add_and_remove() {
+        let db = seeded();
+        db.group("g", "alice");
+        db.member("g", "carol");
+        db.member("g", "bob");
+        db.member("g", "carol"); // again: no-op
+        let rows: Vec<MemberRow> = db.all(&stmt::members("g"));
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.user_id.as_str(), r.email.as_deref(), r.name.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("carol", Some("carol@example.com"), Some("carol")),
+                ("bob", Some("bob@example.com"), Some("bob"))
+            ]
+        );
+        // Members must be users (foreign key).
+        assert!(db.try_rows(&stmt::add_member("g", "ghost", NOW)).is_err());
+
+        let removed: Option<serde_json::Value> = db.first(&stmt::remove_member("g", "carol"));
+        assert_eq!(removed, Some(serde_json::json!({ "user_id": "carol" })));
+        let again: Option<serde_json::Value> = db.first(&stmt::remove_member("g", "carol"));
+        assert_eq!(again, None);
+        assert_eq!(db.column("SELECT user_id FROM group_members"), ["bob"]);
+    }
+
+    #[test]
+    fn delete_removes_memberships_and_shares_so_access_stops() {
+        let db = seeded();
+        db.project("p", "alice");
+        db.group("g", "alice");
+        db.group("h", "alice");
+        db.member("g", "bob");
+        db.member("h", "bob");
+        db.share("to-g", "instance:p-main", "group:g", "write", "alice");
+        db.share("to-g2", "project:p", "group:g", "read", "alice");
+        db.share("to-h", "project:p", "group:h", "read", "alice");
+        db.share("to-carol", "project:p", "user:carol", "read", "alice");
+        assert_eq!(
+            instance_role_of(&db, "p-main", "bob"),
+            Some(Permission::Write)
+        );
+
+        db.batch(&stmt::delete("g"));
+
+        assert_eq!(db.ids("groups"), ["h"]);
+        assert_eq!(db.column("SELECT group_id FROM group_members"), ["h"]);
+        assert_eq!(db.ids("shares"), ["to-carol", "to-h"]);
+        assert_eq!(
+            instance_role_of(&db, "p-main", "bob"),
+            Some(Permission::Read)
+        );
+        db.batch(&stmt::delete("h"));
+        assert_eq!(instance_role_of(&db, "p-main", "bob"), None);
+        assert_eq!(db.count("group_members"), 0);
+        db.batch(&stmt::delete("h")); // replay is harmless
+    }
 }

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{int, level_to_permission, now_seconds, opt_text, share_level_sql, text};
+use super::{level_to_permission, now_seconds, run_batch, Arg, Statement};
 use crate::auth::roles::AccessFacts;
 use crate::error::ApiError;
 
@@ -40,17 +40,130 @@ impl InstanceRow {
     }
 }
 
-fn select_sql(filter: &str) -> String {
-    format!(
-        "SELECT i.id, i.project_id, i.name, i.is_readonly, i.parent_instance_id,
-                i.created_at, i.updated_at, p.owner_id AS project_owner,
-                {} AS project_level, {} AS instance_level
-           FROM instances i JOIN projects p ON p.id = i.project_id
-          WHERE {filter}",
-        share_level_sql("project", "i.project_id"),
-        share_level_sql("instance", "i.id"),
-    )
+// --- SQL --------------------------------------------------------------------
+
+/// `InstanceRow` for the caller `?2`, up to the `WHERE` keyword.
+macro_rules! select_instance_rows {
+    () => {
+        concat!(
+            "SELECT i.id, i.project_id, i.name, i.is_readonly, i.parent_instance_id, ",
+            "i.created_at, i.updated_at, p.owner_id AS project_owner, ",
+            share_level!("project", "i.project_id", "?2"),
+            " AS project_level, ",
+            share_level!("instance", "i.id", "?2"),
+            " AS instance_level FROM instances i JOIN projects p ON p.id = i.project_id WHERE "
+        )
+    };
 }
+
+/// `?1` instance id, `?2` caller.
+pub const SELECT_INSTANCE: &str = concat!(select_instance_rows!(), "i.id = ?1");
+
+/// `?1` project id, `?2` caller; newest first.
+pub const SELECT_FOR_PROJECT: &str = concat!(
+    select_instance_rows!(),
+    "i.project_id = ?1 ORDER BY i.created_at DESC, i.rowid DESC"
+);
+
+/// `?1` id, `?2` project id, `?3` owner id, `?4` name, `?5` parent or NULL,
+/// `?6` now.
+pub const INSERT_INSTANCE: &str =
+    "INSERT INTO instances (id, project_id, owner_id, name, parent_instance_id, is_readonly,
+                            created_at, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6)";
+
+/// `?1` id, `?2` new name or NULL, `?3` new read-only flag (0/1) or NULL,
+/// `?4` now.
+pub const UPDATE_INSTANCE: &str = "UPDATE instances SET name = COALESCE(?2, name),
+        is_readonly = COALESCE(?3, is_readonly), updated_at = ?4
+  WHERE id = ?1";
+
+/// Instance deletion, in batch order; each takes `?1` instance id.
+pub const DELETE_INSTANCE_SHARES: &str =
+    "DELETE FROM shares WHERE resource_type = 'instance' AND resource_id = ?1";
+pub const DELETE_INSTANCE_TOKENS: &str = "DELETE FROM ws_tokens WHERE instance_id = ?1";
+pub const DELETE_INSTANCE_KEYS: &str =
+    "DELETE FROM api_keys WHERE scope_type = 'instance' AND scope_id = ?1";
+pub const DELETE_INSTANCE: &str = "DELETE FROM instances WHERE id = ?1";
+
+/// `?1` instance id.
+pub const SELECT_READ_ONLY: &str = "SELECT is_readonly FROM instances WHERE id = ?1";
+
+/// The statements with their parameters bound in order.
+pub mod stmt {
+    use super::*;
+
+    pub fn get<'a>(instance_id: &'a str, user_id: &'a str) -> Statement<'a> {
+        Statement::new(
+            SELECT_INSTANCE,
+            [Arg::Text(instance_id), Arg::Text(user_id)],
+        )
+    }
+
+    pub fn list_for_project<'a>(project_id: &'a str, user_id: &'a str) -> Statement<'a> {
+        Statement::new(
+            SELECT_FOR_PROJECT,
+            [Arg::Text(project_id), Arg::Text(user_id)],
+        )
+    }
+
+    pub fn create<'a>(
+        id: &'a str,
+        project_id: &'a str,
+        owner_id: &'a str,
+        name: &'a str,
+        parent: Option<&'a str>,
+        now: i64,
+    ) -> Statement<'a> {
+        Statement::new(
+            INSERT_INSTANCE,
+            [
+                Arg::Text(id),
+                Arg::Text(project_id),
+                Arg::Text(owner_id),
+                Arg::Text(name),
+                Arg::opt_text(parent),
+                Arg::Int(now),
+            ],
+        )
+    }
+
+    pub fn update<'a>(
+        id: &'a str,
+        name: Option<&'a str>,
+        read_only: Option<bool>,
+        now: i64,
+    ) -> Statement<'a> {
+        Statement::new(
+            UPDATE_INSTANCE,
+            [
+                Arg::Text(id),
+                Arg::opt_text(name),
+                Arg::opt_int(read_only.map(i64::from)),
+                Arg::Int(now),
+            ],
+        )
+    }
+
+    /// One batch.
+    pub fn delete(id: &str) -> Vec<Statement<'_>> {
+        [
+            DELETE_INSTANCE_SHARES,
+            DELETE_INSTANCE_TOKENS,
+            DELETE_INSTANCE_KEYS,
+            DELETE_INSTANCE,
+        ]
+        .into_iter()
+        .map(|sql| Statement::new(sql, [Arg::Text(id)]))
+        .collect()
+    }
+
+    pub fn read_only(instance_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_READ_ONLY, [Arg::Text(instance_id)])
+    }
+}
+
+// --- D1 ---------------------------------------------------------------------
 
 /// One instance with the caller's (`user_id`) share facts.
 pub async fn get(
@@ -58,11 +171,7 @@ pub async fn get(
     instance_id: &str,
     user_id: &str,
 ) -> Result<Option<InstanceRow>, ApiError> {
-    Ok(db
-        .prepare(select_sql("i.id = ?1"))
-        .bind(&[text(instance_id), text(user_id)])?
-        .first(None)
-        .await?)
+    stmt::get(instance_id, user_id).first(db).await
 }
 
 /// The project's instances with the caller's share facts, newest first.
@@ -71,14 +180,7 @@ pub async fn list_for_project(
     project_id: &str,
     user_id: &str,
 ) -> Result<Vec<InstanceRow>, ApiError> {
-    Ok(db
-        .prepare(select_sql(
-            "i.project_id = ?1 ORDER BY i.created_at DESC, i.rowid DESC",
-        ))
-        .bind(&[text(project_id), text(user_id)])?
-        .all()
-        .await?
-        .results()?)
+    stmt::list_for_project(project_id, user_id).all(db).await
 }
 
 pub async fn create(
@@ -90,21 +192,9 @@ pub async fn create(
     parent: Option<&str>,
 ) -> Result<i64, ApiError> {
     let now = now_seconds();
-    db.prepare(
-        "INSERT INTO instances (id, project_id, owner_id, name, parent_instance_id, is_readonly,
-                                created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6)",
-    )
-    .bind(&[
-        text(id),
-        text(project_id),
-        text(owner_id),
-        text(name),
-        opt_text(parent),
-        int(now),
-    ])?
-    .run()
-    .await?;
+    stmt::create(id, project_id, owner_id, name, parent, now)
+        .run(db)
+        .await?;
     Ok(now)
 }
 
@@ -114,36 +204,14 @@ pub async fn update(
     name: Option<&str>,
     read_only: Option<bool>,
 ) -> Result<(), ApiError> {
-    db.prepare(
-        "UPDATE instances SET name = COALESCE(?2, name),
-                is_readonly = COALESCE(?3, is_readonly), updated_at = ?4
-          WHERE id = ?1",
-    )
-    .bind(&[
-        text(id),
-        opt_text(name),
-        read_only.map_or(worker::wasm_bindgen::JsValue::NULL, |r| int(i64::from(r))),
-        int(now_seconds()),
-    ])?
-    .run()
-    .await?;
-    Ok(())
+    stmt::update(id, name, read_only, now_seconds())
+        .run(db)
+        .await
 }
 
 /// Deletes the instance row, its shares, its tokens and keys scoped to it.
 pub async fn delete(db: &D1Database, id: &str) -> Result<(), ApiError> {
-    db.batch(vec![
-        db.prepare("DELETE FROM shares WHERE resource_type = 'instance' AND resource_id = ?1")
-            .bind(&[text(id)])?,
-        db.prepare("DELETE FROM ws_tokens WHERE instance_id = ?1")
-            .bind(&[text(id)])?,
-        db.prepare("DELETE FROM api_keys WHERE scope_type = 'instance' AND scope_id = ?1")
-            .bind(&[text(id)])?,
-        db.prepare("DELETE FROM instances WHERE id = ?1")
-            .bind(&[text(id)])?,
-    ])
-    .await?;
-    Ok(())
+    run_batch(db, &stmt::delete(id)).await
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,10 +221,188 @@ pub struct ReadOnlyFlag {
 
 /// The instance's read-only flag, or `None` when no such instance exists.
 pub async fn read_only(db: &D1Database, instance_id: &str) -> Result<Option<bool>, ApiError> {
-    let row: Option<ReadOnlyFlag> = db
-        .prepare("SELECT is_readonly FROM instances WHERE id = ?1")
-        .bind(&[text(instance_id)])?
-        .first(None)
-        .await?;
+    let row: Option<ReadOnlyFlag> = stmt::read_only(instance_id).first(db).await?;
     Ok(row.map(|r| r.is_readonly != 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::roles::instance_role;
+    use crate::db::testing::{TestDb, NOW};
+    use crate::permission::Permission::{self, Admin, Owner, Read, Write};
+
+    fn role(db: &TestDb, instance: &str, user: &str) -> Option<Permission> {
+        let row: InstanceRow = db.first(&stmt::get(instance, user))?;
+        instance_role(&row.facts(user))
+    }
+
+    /// alice owns project `p` (instances `p-main`, `x`); bob owns `q`.
+    fn seeded() -> TestDb {
+        let db = TestDb::new();
+        for u in ["alice", "bob", "carol", "dave", "erin"] {
+            db.user(u);
+        }
+        db.project("p", "alice");
+        db.instance("x", "p", "alice");
+        db.project("q", "bob");
+        db
+    }
+
+    #[test]
+    fn role_resolution() {
+        let db = seeded();
+        db.share("s1", "project:p", "user:bob", "write", "alice");
+        db.share("s2", "instance:x", "user:carol", "admin", "alice");
+        db.group("g", "erin");
+        db.member("g", "dave");
+        db.share("s3", "instance:x", "group:g", "read", "alice");
+        // Not to anyone here: another resource, another user, an API key.
+        db.share("s4", "project:q", "user:carol", "admin", "bob");
+        db.share("s5", "instance:p-main", "user:erin", "admin", "alice");
+        db.share("s6", "instance:x", "api_key:k", "admin", "alice");
+
+        // (instance, user, role)
+        let cases = [
+            ("p-main", "alice", Some(Owner)),
+            ("x", "alice", Some(Owner)),
+            ("p-main", "bob", Some(Write)),   // project share
+            ("x", "bob", Some(Write)),        // project share reaches its instances
+            ("x", "carol", Some(Admin)),      // instance share
+            ("p-main", "carol", None),        // only on x
+            ("x", "dave", Some(Read)),        // group member
+            ("x", "erin", Some(Read)),        // group owner
+            ("p-main", "erin", Some(Admin)),  // user share
+            ("p-main", "dave", None),         // no share at all
+            ("q-main", "alice", None),        // someone else's project
+            ("q-main", "carol", Some(Admin)), // project share on q
+            ("q-main", "bob", Some(Owner)),
+        ];
+        for (instance, user, expected) in cases {
+            assert_eq!(role(&db, instance, user), expected, "{user} on {instance}");
+        }
+
+        // The highest share wins: bob's write on p and read on x is write,
+        // carol's admin on x and write on p stays admin.
+        db.share("s7", "instance:x", "user:bob", "read", "alice");
+        db.share("s8", "project:p", "user:carol", "write", "alice");
+        assert_eq!(role(&db, "x", "bob"), Some(Write));
+        assert_eq!(role(&db, "x", "carol"), Some(Admin));
+        let row: InstanceRow = db.first(&stmt::get("x", "carol")).unwrap();
+        assert_eq!((row.project_level, row.instance_level), (Some(2), Some(3)));
+        assert_eq!(row.project_owner, "alice");
+    }
+
+    #[test]
+    fn public_share_reaches_everyone_even_without_a_user_row() {
+        let db = seeded();
+        assert_eq!(role(&db, "x", "nobody"), None);
+        db.share("pub", "instance:x", "public", "read", "alice");
+        assert_eq!(role(&db, "x", "nobody"), Some(Read));
+        assert_eq!(role(&db, "p-main", "nobody"), None);
+        db.share("pub2", "project:p", "public", "write", "alice");
+        assert_eq!(role(&db, "p-main", "nobody"), Some(Write));
+        assert_eq!(role(&db, "x", "nobody"), Some(Write));
+    }
+
+    #[test]
+    fn unknown_instance_is_none() {
+        let db = seeded();
+        assert!(db
+            .first::<InstanceRow>(&stmt::get("nope", "alice"))
+            .is_none());
+        assert_eq!(
+            db.first::<ReadOnlyFlag>(&stmt::read_only("nope"))
+                .map(|r| r.is_readonly),
+            None
+        );
+    }
+
+    #[test]
+    fn list_for_project_newest_first_with_each_rows_levels() {
+        let db = seeded();
+        db.instance("y", "p", "alice");
+        db.share("s", "instance:y", "user:bob", "write", "alice");
+        let rows: Vec<InstanceRow> = db.all(&stmt::list_for_project("p", "bob"));
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["y", "x", "p-main"]); // same second: later insert first
+        let roles: Vec<_> = rows
+            .iter()
+            .map(|r| instance_role(&r.facts("bob")))
+            .collect();
+        assert_eq!(roles, [Some(Write), None, None]);
+        assert!(db
+            .all::<InstanceRow>(&stmt::list_for_project("nope", "bob"))
+            .is_empty());
+    }
+
+    #[test]
+    fn create_update_and_read_only() {
+        let db = seeded();
+        db.run(&stmt::create("c", "p", "alice", "clone", Some("x"), NOW));
+        let row: InstanceRow = db.first(&stmt::get("c", "alice")).unwrap();
+        assert_eq!(row.parent_instance_id.as_deref(), Some("x"));
+        assert_eq!((row.name.as_str(), row.read_only()), ("clone", false));
+        assert_eq!((row.created_at, row.updated_at), (NOW, NOW));
+
+        db.run(&stmt::update("c", None, Some(true), NOW + 5));
+        let row: InstanceRow = db.first(&stmt::get("c", "alice")).unwrap();
+        assert_eq!(
+            (row.name.as_str(), row.read_only(), row.updated_at),
+            ("clone", true, NOW + 5)
+        );
+        let flag: ReadOnlyFlag = db.first(&stmt::read_only("c")).unwrap();
+        assert_eq!(flag.is_readonly, 1);
+
+        db.run(&stmt::update("c", Some("renamed"), None, NOW + 6));
+        let row: InstanceRow = db.first(&stmt::get("c", "alice")).unwrap();
+        assert_eq!((row.name.as_str(), row.read_only()), ("renamed", true));
+        db.run(&stmt::update("c", None, Some(false), NOW + 7));
+        let flag: ReadOnlyFlag = db.first(&stmt::read_only("c")).unwrap();
+        assert_eq!(flag.is_readonly, 0);
+
+        // An instance needs an existing project (foreign key).
+        assert!(db
+            .try_rows(&stmt::create("z", "nope", "alice", "z", None, NOW))
+            .is_err());
+    }
+
+    #[test]
+    fn delete_removes_the_instance_its_shares_tokens_and_scoped_keys() {
+        let db = seeded();
+        db.instance("c", "p", "alice");
+        db.run(&stmt::update("c", None, None, NOW)); // no-op update
+        db.conn
+            .execute(
+                "UPDATE instances SET parent_instance_id = 'x' WHERE id = 'c'",
+                [],
+            )
+            .unwrap();
+        db.share("on-x", "instance:x", "user:bob", "read", "alice");
+        db.share("on-main", "instance:p-main", "user:bob", "read", "alice");
+        db.share("on-p", "project:p", "user:carol", "read", "alice");
+        db.ws_token("t-x", "bob", "x");
+        db.ws_token("t-main", "bob", "p-main");
+        db.api_key("k-x", "bob", "instance:x");
+        db.api_key("k-main", "bob", "instance:p-main");
+        db.api_key("k-p", "bob", "project:p");
+        db.api_key("k-acct", "bob", "account");
+        db.webhook("w-x", "x", "alice");
+        db.webhook("w-main", "p-main", "alice");
+
+        db.batch(&stmt::delete("x"));
+
+        assert_eq!(db.ids("instances"), ["c", "p-main", "q-main"]);
+        assert_eq!(db.ids("shares"), ["on-main", "on-p"]);
+        assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["t-main"]);
+        assert_eq!(db.ids("api_keys"), ["k-acct", "k-main", "k-p"]);
+        assert_eq!(db.ids("webhooks"), ["w-main"]); // ON DELETE CASCADE
+        let clone: InstanceRow = db.first(&stmt::get("c", "alice")).unwrap();
+        assert_eq!(clone.parent_instance_id, None); // ON DELETE SET NULL
+        assert_eq!(db.ids("projects"), ["p", "q"]);
+
+        // Deleting again (or an unknown id) is harmless.
+        db.batch(&stmt::delete("x"));
+        assert_eq!(db.count("instances"), 3);
+    }
 }

@@ -1,6 +1,60 @@
 //! Typed D1 access: every SQL statement the Worker runs against D1 lives
-//! under this module, as a prepared statement with bound parameters (SQL
-//! text is only ever assembled from constants, never from input).
+//! under this module, as a named constant with `?N` placeholders (SQL text is
+//! only ever assembled at compile time from constants, never from input).
+//!
+//! Each module pairs its constants with statement builders (`stmt::*`) that
+//! bind the parameters in order; the D1 functions run those [`Statement`]s
+//! and the native unit tests run the very same ones on rusqlite with the
+//! migrations applied (see `testing`), like the instance store does.
+
+// Shared SQL fragments. They are macros, not constants, so that every
+// statement is a single `&'static str` built with `concat!`. Defined before
+// the submodules so that these can use them.
+
+/// The groups whose shares reach user `$user` (a `?N`): the groups it
+/// belongs to and the groups it owns (docs/decisions.md).
+macro_rules! groups_of_user {
+    ($user:literal) => {
+        concat!(
+            "SELECT group_id FROM group_members WHERE user_id = ",
+            $user,
+            " UNION SELECT id FROM groups WHERE owner_id = ",
+            $user
+        )
+    };
+}
+
+/// A condition on share `s`: it targets user `$user` itself or one of its
+/// groups (public shares excluded).
+macro_rules! personal_share {
+    ($user:literal) => {
+        concat!(
+            "((s.target_type = 'user' AND s.target_id = ",
+            $user,
+            ") OR (s.target_type = 'group' AND s.target_id IN (",
+            groups_of_user!($user),
+            ")))"
+        )
+    };
+}
+
+/// `MAX(level)` (read 1, write 2, admin 3; NULL for none) of the shares on
+/// resource `$kind`/`$id` that reach user `$user`: public shares, shares to
+/// the user and shares to its groups. `$id` is an SQL expression.
+macro_rules! share_level {
+    ($kind:literal, $id:literal, $user:literal) => {
+        concat!(
+            "(SELECT MAX(CASE s.permission WHEN 'admin' THEN 3 WHEN 'write' THEN 2 ",
+            "WHEN 'read' THEN 1 END) FROM shares s WHERE s.resource_type = '",
+            $kind,
+            "' AND s.resource_id = ",
+            $id,
+            " AND (s.target_type = 'public' OR ",
+            personal_share!($user),
+            "))"
+        )
+    };
+}
 
 pub mod api_keys;
 pub mod groups;
@@ -11,8 +65,13 @@ pub mod usage;
 pub mod users;
 pub mod ws_tokens;
 
+#[cfg(test)]
+pub mod testing;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use worker::wasm_bindgen::JsValue;
-use worker::{D1Database, Env};
+use worker::{D1Database, D1PreparedStatement, Env};
 
 use crate::error::ApiError;
 use crate::permission::Permission;
@@ -48,18 +107,221 @@ pub fn level_to_permission(level: Option<i64>) -> Option<Permission> {
     }
 }
 
+/// The share-level fragment with the user as `?2`, for `{kind}`/`{id}`.
+const SHARE_LEVEL_TEMPLATE: &str = share_level!("{kind}", "{id}", "?2");
+
 /// `MAX(level)` of the shares on one resource that reach user `?2`:
 /// public shares, shares to the user, and shares to a group the user
 /// belongs to or owns. `{kind}` and `{id}` are SQL expressions (constants).
+///
+/// The statements of this module embed the same fragment at compile time
+/// (`share_level!`); this stays for callers that assemble their own SQL.
 pub fn share_level_sql(kind: &str, id: &str) -> String {
-    format!(
-        "(SELECT MAX(CASE s.permission WHEN 'admin' THEN 3 WHEN 'write' THEN 2 WHEN 'read' THEN 1 END)
-           FROM shares s
-          WHERE s.resource_type = '{kind}' AND s.resource_id = {id}
-            AND (s.target_type = 'public'
-                 OR (s.target_type = 'user' AND s.target_id = ?2)
-                 OR (s.target_type = 'group' AND s.target_id IN
-                       (SELECT group_id FROM group_members WHERE user_id = ?2
-                        UNION SELECT id FROM groups WHERE owner_id = ?2))))"
-    )
+    SHARE_LEVEL_TEMPLATE
+        .replace("{kind}", kind)
+        .replace("{id}", id)
+}
+
+/// A row of a `SELECT id …`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdRow {
+    pub id: String,
+}
+
+/// One bound parameter; the n-th of a statement's list is its `?n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+    Null,
+}
+
+impl<'a> Arg<'a> {
+    pub fn opt_text(s: Option<&'a str>) -> Self {
+        s.map_or(Arg::Null, Arg::Text)
+    }
+
+    pub fn opt_int(i: Option<i64>) -> Self {
+        i.map_or(Arg::Null, Arg::Int)
+    }
+
+    pub fn to_js(self) -> JsValue {
+        match self {
+            Arg::Text(s) => text(s),
+            // Seconds, flags and levels are far inside 2^53.
+            Arg::Int(i) => int(i),
+            Arg::Null => JsValue::NULL,
+        }
+    }
+}
+
+/// An SQL constant with its parameters in `?1..?N` order: what a D1
+/// function runs, and what the native tests run on SQLite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement<'a> {
+    pub sql: &'static str,
+    pub args: Vec<Arg<'a>>,
+}
+
+impl<'a> Statement<'a> {
+    pub fn new(sql: &'static str, args: impl Into<Vec<Arg<'a>>>) -> Self {
+        Statement {
+            sql,
+            args: args.into(),
+        }
+    }
+
+    pub fn prepare(&self, db: &D1Database) -> Result<D1PreparedStatement, ApiError> {
+        let args: Vec<JsValue> = self.args.iter().map(|a| a.to_js()).collect();
+        Ok(db.prepare(self.sql).bind(&args)?)
+    }
+
+    /// The first row, if any.
+    pub async fn first<T: DeserializeOwned>(&self, db: &D1Database) -> Result<Option<T>, ApiError> {
+        Ok(self.prepare(db)?.first(None).await?)
+    }
+
+    /// Every row.
+    pub async fn all<T: DeserializeOwned>(&self, db: &D1Database) -> Result<Vec<T>, ApiError> {
+        Ok(self.prepare(db)?.all().await?.results()?)
+    }
+
+    /// Runs it for its effect.
+    pub async fn run(&self, db: &D1Database) -> Result<(), ApiError> {
+        self.prepare(db)?.run().await?;
+        Ok(())
+    }
+}
+
+/// Runs the statements in order as one D1 batch (one transaction: all or
+/// nothing).
+pub async fn run_batch(db: &D1Database, statements: &[Statement<'_>]) -> Result<(), ApiError> {
+    let prepared = statements
+        .iter()
+        .map(|s| s.prepare(db))
+        .collect::<Result<Vec<_>, _>>()?;
+    db.batch(prepared).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::TestDb;
+    use super::*;
+
+    /// Every SQL constant, so each is at least compiled against the schema.
+    const ALL_SQL: &[&str] = &[
+        api_keys::SELECT_BY_HASH,
+        api_keys::UPDATE_LAST_USED,
+        api_keys::SELECT_FOR_USER,
+        api_keys::INSERT_KEY,
+        api_keys::DELETE_OWNED,
+        groups::SELECT_FOR_USER,
+        groups::INSERT_GROUP,
+        groups::SELECT_GROUP,
+        groups::SELECT_MEMBERS,
+        groups::DELETE_SHARES_TO_GROUP,
+        groups::DELETE_GROUP_MEMBERS,
+        groups::DELETE_GROUP,
+        groups::INSERT_MEMBER,
+        groups::DELETE_MEMBER,
+        instances::SELECT_INSTANCE,
+        instances::SELECT_FOR_PROJECT,
+        instances::INSERT_INSTANCE,
+        instances::UPDATE_INSTANCE,
+        instances::DELETE_INSTANCE_SHARES,
+        instances::DELETE_INSTANCE_TOKENS,
+        instances::DELETE_INSTANCE_KEYS,
+        instances::DELETE_INSTANCE,
+        instances::SELECT_READ_ONLY,
+        projects::SELECT_PROJECT,
+        projects::SELECT_VISIBLE,
+        projects::INSERT_PROJECT,
+        projects::INSERT_MAIN_INSTANCE,
+        projects::UPDATE_PROJECT,
+        projects::SELECT_INSTANCE_IDS,
+        projects::DELETE_PROJECT_SHARES,
+        projects::DELETE_PROJECT_TOKENS,
+        projects::DELETE_PROJECT_KEYS,
+        projects::DELETE_PROJECT_INSTANCES,
+        projects::DELETE_PROJECT,
+        shares::SELECT_FOR_RESOURCE,
+        shares::SELECT_SHARE,
+        shares::SELECT_EXISTING,
+        shares::UPDATE_PERMISSION,
+        shares::INSERT_SHARE,
+        shares::DELETE_SHARE,
+        usage::INSERT_USAGE,
+        users::INSERT_IF_MISSING,
+        users::SELECT_USER,
+        users::SELECT_BY_EMAIL,
+        users::UPSERT_USER,
+        users::SELECT_OWNED_INSTANCE_IDS,
+        users::DELETE_SHARES_ON_OWNED,
+        users::DELETE_SHARES_TO_OWNED_GROUPS,
+        users::DELETE_SHARES_TO_AND_BY_USER,
+        users::DELETE_TOKENS,
+        users::DELETE_KEYS,
+        users::DELETE_MEMBERSHIPS,
+        users::DELETE_OWNED_GROUPS,
+        users::DELETE_OWNED_INSTANCES,
+        users::DELETE_OWNED_PROJECTS,
+        users::DELETE_USER,
+        ws_tokens::DELETE_EXPIRED,
+        ws_tokens::INSERT_TOKEN,
+        ws_tokens::TAKE_TOKEN,
+    ];
+
+    #[test]
+    fn every_statement_compiles_and_uses_each_parameter() {
+        let db = TestDb::new();
+        for sql in ALL_SQL {
+            let stmt = db
+                .conn
+                .prepare(sql)
+                .unwrap_or_else(|e| panic!("{e}: {sql}"));
+            for i in 1..=stmt.parameter_count() {
+                assert!(stmt.parameter_name(i).is_some(), "?{i} unused in: {sql}");
+            }
+            assert!(!sql.contains("?1 = ?1"), "placeholder trick in: {sql}");
+        }
+    }
+
+    /// storage.md: what runs on every request (API key lookup, role
+    /// resolution, token use) finds its rows by index, never by a scan.
+    #[test]
+    fn per_request_statements_use_indexes() {
+        let db = TestDb::new();
+        for sql in [
+            api_keys::SELECT_BY_HASH,
+            api_keys::UPDATE_LAST_USED,
+            instances::SELECT_INSTANCE,
+            instances::SELECT_READ_ONLY,
+            projects::SELECT_PROJECT,
+            ws_tokens::TAKE_TOKEN,
+        ] {
+            let plan = db.query_plan(sql);
+            assert!(
+                plan.iter().all(|line| !line.starts_with("SCAN")),
+                "{plan:#?}\n{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn share_level_sql_is_the_fragment_the_statements_embed() {
+        assert!(instances::SELECT_INSTANCE.contains(&share_level_sql("project", "i.project_id")));
+        assert!(instances::SELECT_INSTANCE.contains(&share_level_sql("instance", "i.id")));
+        assert!(projects::SELECT_PROJECT.contains(&share_level_sql("project", "p.id")));
+        assert!(!share_level_sql("project", "p.id").contains('{'));
+    }
+
+    #[test]
+    fn levels_map_to_permissions() {
+        assert_eq!(level_to_permission(None), None);
+        assert_eq!(level_to_permission(Some(0)), None);
+        assert_eq!(level_to_permission(Some(1)), Some(Permission::Read));
+        assert_eq!(level_to_permission(Some(2)), Some(Permission::Write));
+        assert_eq!(level_to_permission(Some(3)), Some(Permission::Admin));
+    }
 }

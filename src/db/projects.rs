@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{int, level_to_permission, now_seconds, opt_text, share_level_sql, text};
+use super::{level_to_permission, now_seconds, run_batch, Arg, IdRow, Statement};
 use crate::auth::roles::AccessFacts;
 use crate::error::ApiError;
 use crate::permission::Permission;
@@ -42,17 +42,155 @@ impl ProjectRow {
     }
 }
 
-fn select_sql(filter: &str) -> String {
-    format!(
-        "SELECT p.id, p.owner_id, p.name, p.description, p.created_at, p.updated_at,
-                {} AS project_level,
-                EXISTS (SELECT 1 FROM instances i WHERE i.project_id = p.id
-                        AND {} IS NOT NULL) AS via_instance
-           FROM projects p WHERE {filter}",
-        share_level_sql("project", "p.id"),
-        share_level_sql("instance", "i.id"),
-    )
+// --- SQL --------------------------------------------------------------------
+
+/// `ProjectRow` for the caller `$user` (a `?N`), up to the `WHERE` keyword.
+macro_rules! select_project_rows {
+    ($user:literal) => {
+        concat!(
+            "SELECT p.id, p.owner_id, p.name, p.description, p.created_at, p.updated_at, ",
+            share_level!("project", "p.id", $user),
+            " AS project_level, EXISTS (SELECT 1 FROM instances i WHERE i.project_id = p.id AND ",
+            share_level!("instance", "i.id", $user),
+            " IS NOT NULL) AS via_instance FROM projects p WHERE "
+        )
+    };
 }
+
+/// `?1` project id, `?2` caller.
+pub const SELECT_PROJECT: &str = concat!(select_project_rows!("?2"), "p.id = ?1");
+
+/// `?1` caller: the projects it owns or reaches by a user or group share on
+/// the project or one of its instances (not by public shares), newest
+/// `updated_at` first.
+pub const SELECT_VISIBLE: &str = concat!(
+    select_project_rows!("?1"),
+    "(p.owner_id = ?1 OR p.id IN (",
+    "SELECT s.resource_id FROM shares s WHERE s.resource_type = 'project' AND ",
+    personal_share!("?1"),
+    " UNION SELECT i.project_id FROM shares s JOIN instances i ON i.id = s.resource_id",
+    " WHERE s.resource_type = 'instance' AND ",
+    personal_share!("?1"),
+    ")) ORDER BY p.updated_at DESC, p.created_at DESC"
+);
+
+/// Project creation, in batch order. `?1` project id, `?2` owner id,
+/// `?3` name, `?4` description or NULL, `?5` now.
+pub const INSERT_PROJECT: &str =
+    "INSERT INTO projects (id, owner_id, name, description, created_at, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?5)";
+/// `?1` instance id, `?2` project id, `?3` owner id, `?4` now.
+pub const INSERT_MAIN_INSTANCE: &str =
+    "INSERT INTO instances (id, project_id, owner_id, name, is_readonly, created_at, updated_at)
+     VALUES (?1, ?2, ?3, 'main', 0, ?4, ?4)";
+
+/// `?1` project id, `?2` new name or NULL, `?3` 1 to keep the description
+/// (else it becomes `?4`, NULL clearing it), `?5` now.
+pub const UPDATE_PROJECT: &str = "UPDATE projects SET name = COALESCE(?2, name),
+        description = CASE WHEN ?3 THEN description ELSE ?4 END,
+        updated_at = ?5
+  WHERE id = ?1";
+
+/// `?1` project id.
+pub const SELECT_INSTANCE_IDS: &str = "SELECT id FROM instances WHERE project_id = ?1";
+
+/// Project deletion, in batch order; each takes `?1` project id.
+pub const DELETE_PROJECT_SHARES: &str =
+    "DELETE FROM shares WHERE (resource_type = 'project' AND resource_id = ?1)
+        OR (resource_type = 'instance' AND resource_id IN
+            (SELECT id FROM instances WHERE project_id = ?1))";
+pub const DELETE_PROJECT_TOKENS: &str =
+    "DELETE FROM ws_tokens WHERE instance_id IN (SELECT id FROM instances WHERE project_id = ?1)";
+pub const DELETE_PROJECT_KEYS: &str =
+    "DELETE FROM api_keys WHERE (scope_type = 'project' AND scope_id = ?1)
+        OR (scope_type = 'instance' AND scope_id IN
+            (SELECT id FROM instances WHERE project_id = ?1))";
+pub const DELETE_PROJECT_INSTANCES: &str = "DELETE FROM instances WHERE project_id = ?1";
+pub const DELETE_PROJECT: &str = "DELETE FROM projects WHERE id = ?1";
+
+/// The statements with their parameters bound in order.
+pub mod stmt {
+    use super::*;
+
+    pub fn get<'a>(project_id: &'a str, user_id: &'a str) -> Statement<'a> {
+        Statement::new(SELECT_PROJECT, [Arg::Text(project_id), Arg::Text(user_id)])
+    }
+
+    pub fn list_visible(user_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_VISIBLE, [Arg::Text(user_id)])
+    }
+
+    /// One batch: the project and its `main` instance.
+    pub fn create<'a>(
+        project_id: &'a str,
+        instance_id: &'a str,
+        owner_id: &'a str,
+        name: &'a str,
+        description: Option<&'a str>,
+        now: i64,
+    ) -> Vec<Statement<'a>> {
+        vec![
+            Statement::new(
+                INSERT_PROJECT,
+                [
+                    Arg::Text(project_id),
+                    Arg::Text(owner_id),
+                    Arg::Text(name),
+                    Arg::opt_text(description),
+                    Arg::Int(now),
+                ],
+            ),
+            Statement::new(
+                INSERT_MAIN_INSTANCE,
+                [
+                    Arg::Text(instance_id),
+                    Arg::Text(project_id),
+                    Arg::Text(owner_id),
+                    Arg::Int(now),
+                ],
+            ),
+        ]
+    }
+
+    /// `description`: `None` keeps it, `Some(None)` clears it.
+    pub fn update<'a>(
+        project_id: &'a str,
+        name: Option<&'a str>,
+        description: Option<Option<&'a str>>,
+        now: i64,
+    ) -> Statement<'a> {
+        Statement::new(
+            UPDATE_PROJECT,
+            [
+                Arg::Text(project_id),
+                Arg::opt_text(name),
+                Arg::Int(i64::from(description.is_none())),
+                Arg::opt_text(description.flatten()),
+                Arg::Int(now),
+            ],
+        )
+    }
+
+    pub fn instance_ids(project_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_INSTANCE_IDS, [Arg::Text(project_id)])
+    }
+
+    /// One batch.
+    pub fn delete(project_id: &str) -> Vec<Statement<'_>> {
+        [
+            DELETE_PROJECT_SHARES,
+            DELETE_PROJECT_TOKENS,
+            DELETE_PROJECT_KEYS,
+            DELETE_PROJECT_INSTANCES,
+            DELETE_PROJECT,
+        ]
+        .into_iter()
+        .map(|sql| Statement::new(sql, [Arg::Text(project_id)]))
+        .collect()
+    }
+}
+
+// --- D1 ---------------------------------------------------------------------
 
 /// One project with the caller's (`user_id`) share facts.
 pub async fn get(
@@ -60,35 +198,14 @@ pub async fn get(
     project_id: &str,
     user_id: &str,
 ) -> Result<Option<ProjectRow>, ApiError> {
-    Ok(db
-        .prepare(select_sql("p.id = ?1"))
-        .bind(&[text(project_id), text(user_id)])?
-        .first(None)
-        .await?)
+    stmt::get(project_id, user_id).first(db).await
 }
 
 /// Projects the caller owns or reaches by a user or group share (on the
 /// project or one of its instances), newest `updated_at` first. Public
 /// shares do not list a project in everyone's list; it stays reachable by id.
 pub async fn list_visible(db: &D1Database, user_id: &str) -> Result<Vec<ProjectRow>, ApiError> {
-    let personal = "((s.target_type = 'user' AND s.target_id = ?2)
-                     OR (s.target_type = 'group' AND s.target_id IN
-                          (SELECT group_id FROM group_members WHERE user_id = ?2
-                           UNION SELECT id FROM groups WHERE owner_id = ?2)))";
-    let filter = format!(
-        "?1 = ?1 AND (p.owner_id = ?2 OR p.id IN (
-            SELECT s.resource_id FROM shares s WHERE s.resource_type = 'project' AND {personal}
-            UNION
-            SELECT i.project_id FROM shares s JOIN instances i ON i.id = s.resource_id
-             WHERE s.resource_type = 'instance' AND {personal}))
-         ORDER BY p.updated_at DESC, p.created_at DESC"
-    );
-    Ok(db
-        .prepare(select_sql(&filter))
-        .bind(&[text(""), text(user_id)])?
-        .all()
-        .await?
-        .results()?)
+    stmt::list_visible(user_id).all(db).await
 }
 
 /// Creates a project and its default `main` instance in one batch.
@@ -101,25 +218,8 @@ pub async fn create(
     description: Option<&str>,
 ) -> Result<i64, ApiError> {
     let now = now_seconds();
-    db.batch(vec![
-        db.prepare(
-            "INSERT INTO projects (id, owner_id, name, description, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        )
-        .bind(&[
-            text(project_id),
-            text(owner_id),
-            text(name),
-            opt_text(description),
-            int(now),
-        ])?,
-        db.prepare(
-            "INSERT INTO instances (id, project_id, owner_id, name, is_readonly, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'main', 0, ?4, ?4)",
-        )
-        .bind(&[text(instance_id), text(project_id), text(owner_id), int(now)])?,
-    ])
-    .await?;
+    let batch = stmt::create(project_id, instance_id, owner_id, name, description, now);
+    run_batch(db, &batch).await?;
     Ok(now)
 }
 
@@ -129,62 +229,270 @@ pub async fn update(
     name: Option<&str>,
     description: Option<Option<&str>>,
 ) -> Result<(), ApiError> {
-    let keep_description = description.is_none();
-    db.prepare(
-        "UPDATE projects SET name = COALESCE(?2, name),
-                description = CASE WHEN ?3 THEN description ELSE ?4 END,
-                updated_at = ?5
-          WHERE id = ?1",
-    )
-    .bind(&[
-        text(project_id),
-        opt_text(name),
-        int(i64::from(keep_description)),
-        opt_text(description.flatten()),
-        int(now_seconds()),
-    ])?
-    .run()
-    .await?;
-    Ok(())
+    stmt::update(project_id, name, description, now_seconds())
+        .run(db)
+        .await
 }
 
 /// Ids of the project's instances (to destroy their objects).
 pub async fn instance_ids(db: &D1Database, project_id: &str) -> Result<Vec<String>, ApiError> {
-    #[derive(Deserialize)]
-    struct Id {
-        id: String,
-    }
-    let rows: Vec<Id> = db
-        .prepare("SELECT id FROM instances WHERE project_id = ?1")
-        .bind(&[text(project_id)])?
-        .all()
-        .await?
-        .results()?;
+    let rows: Vec<IdRow> = stmt::instance_ids(project_id).all(db).await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
 /// Deletes the project, its instances, every share on either, tokens and
 /// keys scoped to them, in one batch.
 pub async fn delete(db: &D1Database, project_id: &str) -> Result<(), ApiError> {
-    let id = || text(project_id);
-    db.batch(vec![
-        db.prepare(
-            "DELETE FROM shares WHERE (resource_type = 'project' AND resource_id = ?1)
-                OR (resource_type = 'instance' AND resource_id IN
-                    (SELECT id FROM instances WHERE project_id = ?1))",
-        )
-        .bind(&[id()])?,
-        db.prepare("DELETE FROM ws_tokens WHERE instance_id IN (SELECT id FROM instances WHERE project_id = ?1)")
-            .bind(&[id()])?,
-        db.prepare(
-            "DELETE FROM api_keys WHERE (scope_type = 'project' AND scope_id = ?1)
-                OR (scope_type = 'instance' AND scope_id IN
-                    (SELECT id FROM instances WHERE project_id = ?1))",
-        )
-        .bind(&[id()])?,
-        db.prepare("DELETE FROM instances WHERE project_id = ?1").bind(&[id()])?,
-        db.prepare("DELETE FROM projects WHERE id = ?1").bind(&[id()])?,
-    ])
-    .await?;
-    Ok(())
+    run_batch(db, &stmt::delete(project_id)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{TestDb, NOW};
+    use crate::db::IdRow;
+    use crate::permission::Permission::{Admin, Owner, Read, Write};
+
+    fn role(db: &TestDb, project: &str, user: &str) -> Option<Permission> {
+        let row: ProjectRow = db.first(&stmt::get(project, user))?;
+        row.role(user)
+    }
+
+    fn visible(db: &TestDb, user: &str) -> Vec<(String, Option<Permission>)> {
+        db.all::<ProjectRow>(&stmt::list_visible(user))
+            .into_iter()
+            .map(|r| {
+                let role = r.role(user);
+                (r.id, role)
+            })
+            .collect()
+    }
+
+    fn seeded() -> TestDb {
+        let db = TestDb::new();
+        for u in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+            db.user(u);
+        }
+        db
+    }
+
+    #[test]
+    fn role_resolution() {
+        let db = seeded();
+        db.project("p", "alice");
+        db.instance("x", "p", "alice");
+        db.share("s1", "project:p", "user:bob", "admin", "alice");
+        db.share("s2", "instance:x", "user:carol", "admin", "alice");
+        db.group("g", "erin");
+        db.member("g", "dave");
+        db.share("s3", "project:p", "group:g", "write", "alice");
+
+        let cases = [
+            ("alice", Some(Owner)),
+            ("bob", Some(Admin)),  // project share
+            ("carol", Some(Read)), // only an instance share: sees the project as read
+            ("dave", Some(Write)), // group member
+            ("erin", Some(Write)), // group owner
+            ("frank", None),
+        ];
+        for (user, expected) in cases {
+            assert_eq!(role(&db, "p", user), expected, "{user}");
+        }
+        let carol: ProjectRow = db.first(&stmt::get("p", "carol")).unwrap();
+        assert_eq!((carol.project_level, carol.via_instance), (None, 1));
+        let dave: ProjectRow = db.first(&stmt::get("p", "dave")).unwrap();
+        assert_eq!((dave.project_level, dave.via_instance), (Some(2), 0));
+        assert!(db
+            .first::<ProjectRow>(&stmt::get("nope", "alice"))
+            .is_none());
+    }
+
+    #[test]
+    fn public_shares_reach_by_id_but_do_not_list() {
+        let db = seeded();
+        db.project("p", "alice");
+        db.project("q", "alice");
+        db.share("pub-p", "project:p", "public", "read", "alice");
+        db.share("pub-q", "instance:q-main", "public", "write", "alice");
+        assert_eq!(role(&db, "p", "frank"), Some(Read));
+        assert_eq!(role(&db, "q", "frank"), Some(Read)); // via a public instance
+        assert_eq!(role(&db, "p", "ghost"), Some(Read)); // no users row needed
+        assert!(visible(&db, "frank").is_empty());
+    }
+
+    #[test]
+    fn list_visible_owned_and_shared_newest_update_first() {
+        let db = seeded();
+        db.project("own", "bob");
+        db.project("by-user", "alice");
+        db.project("by-group", "alice");
+        db.project("by-owned-group", "carol");
+        db.project("by-instance", "alice");
+        db.project("by-group-instance", "carol");
+        db.project("unrelated", "alice");
+        db.project("other-user", "alice");
+        db.group("g", "alice");
+        db.member("g", "bob");
+        db.group("h", "bob");
+        db.share("s1", "project:by-user", "user:bob", "write", "alice");
+        db.share("s2", "project:by-group", "group:g", "read", "alice");
+        db.share("s3", "project:by-owned-group", "group:h", "admin", "carol");
+        db.share(
+            "s4",
+            "instance:by-instance-main",
+            "user:bob",
+            "read",
+            "alice",
+        );
+        db.share(
+            "s5",
+            "instance:by-group-instance-main",
+            "group:g",
+            "write",
+            "carol",
+        );
+        db.share("s6", "project:other-user", "user:carol", "admin", "alice");
+        db.share("s7", "project:unrelated", "public", "admin", "alice");
+        // Distinct update times give the order.
+        let order = [
+            "by-group",
+            "own",
+            "by-instance",
+            "by-owned-group",
+            "by-user",
+            "by-group-instance",
+        ];
+        for (i, id) in order.iter().rev().enumerate() {
+            db.run(&stmt::update(id, None, None, NOW + 10 + i as i64));
+        }
+
+        let expected = [
+            ("by-group", Some(Read)),
+            ("own", Some(Owner)),
+            ("by-instance", Some(Read)),
+            ("by-owned-group", Some(Admin)),
+            ("by-user", Some(Write)),
+            ("by-group-instance", Some(Read)),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(id, r)| (id.to_string(), *r))
+            .collect();
+        assert_eq!(visible(&db, "bob"), expected);
+        assert!(visible(&db, "frank").is_empty());
+        assert_eq!(visible(&db, "carol").len(), 3); // two owned, one shared
+    }
+
+    #[test]
+    fn create_makes_the_project_and_its_main_instance_atomically() {
+        let db = seeded();
+        db.batch(&stmt::create("p", "p-main", "alice", "P", Some("d"), NOW));
+        let row: ProjectRow = db.first(&stmt::get("p", "alice")).unwrap();
+        assert_eq!(
+            (
+                row.name.as_str(),
+                row.description.as_deref(),
+                row.created_at,
+                row.updated_at
+            ),
+            ("P", Some("d"), NOW, NOW)
+        );
+        let ids: Vec<IdRow> = db.all(&stmt::instance_ids("p"));
+        assert_eq!(
+            ids.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["p-main"]
+        );
+        assert_eq!(db.column("SELECT name FROM instances"), ["main"]);
+
+        // A failing second statement (instance id taken) rolls back the first.
+        assert!(db
+            .try_batch(&stmt::create("p2", "p-main", "alice", "P2", None, NOW))
+            .is_err());
+        assert_eq!(db.ids("projects"), ["p"]);
+        // The owner must exist (foreign key).
+        assert!(db
+            .try_batch(&stmt::create("p3", "p3-main", "ghost", "P3", None, NOW))
+            .is_err());
+        assert_eq!(db.ids("projects"), ["p"]);
+    }
+
+    #[test]
+    fn update_keeps_sets_or_clears_the_description() {
+        let db = seeded();
+        db.batch(&stmt::create("p", "p-main", "alice", "P", Some("d"), NOW));
+        let get = || db.first::<ProjectRow>(&stmt::get("p", "alice")).unwrap();
+
+        db.run(&stmt::update("p", Some("P2"), None, NOW + 1));
+        let row = get();
+        assert_eq!(
+            (row.name.as_str(), row.description.as_deref()),
+            ("P2", Some("d"))
+        );
+        assert_eq!(row.updated_at, NOW + 1);
+
+        db.run(&stmt::update("p", None, Some(Some("e")), NOW + 2));
+        let row = get();
+        assert_eq!(
+            (row.name.as_str(), row.description.as_deref()),
+            ("P2", Some("e"))
+        );
+
+        db.run(&stmt::update("p", None, Some(None), NOW + 3));
+        let row = get();
+        assert_eq!(
+            (row.description.as_deref(), row.updated_at),
+            (None, NOW + 3)
+        );
+    }
+
+    #[test]
+    fn delete_removes_instances_shares_tokens_and_scoped_keys() {
+        let db = seeded();
+        db.project("p", "alice");
+        db.instance("x", "p", "alice");
+        db.project("q", "alice");
+        db.instance("c", "q", "alice");
+        db.conn
+            .execute(
+                "UPDATE instances SET parent_instance_id = 'x' WHERE id = 'c'",
+                [],
+            )
+            .unwrap();
+        db.group("g", "alice");
+        db.share("on-p", "project:p", "user:bob", "read", "alice");
+        db.share("on-x", "instance:x", "group:g", "read", "alice");
+        db.share("on-main", "instance:p-main", "public", "read", "alice");
+        db.share("on-q", "project:q", "user:bob", "read", "alice");
+        db.share("on-q-main", "instance:q-main", "user:bob", "read", "alice");
+        db.ws_token("t-x", "bob", "x");
+        db.ws_token("t-q", "bob", "q-main");
+        db.api_key("k-p", "bob", "project:p");
+        db.api_key("k-x", "alice", "instance:x");
+        db.api_key("k-q", "bob", "project:q");
+        db.api_key("k-acct", "bob", "account");
+        db.webhook("w-x", "x", "alice");
+        db.webhook("w-q", "q-main", "alice");
+
+        let ids: Vec<IdRow> = db.all(&stmt::instance_ids("p"));
+        let mut ids: Vec<String> = ids.into_iter().map(|r| r.id).collect();
+        ids.sort();
+        assert_eq!(ids, ["p-main", "x"]);
+
+        db.batch(&stmt::delete("p"));
+
+        assert_eq!(db.ids("projects"), ["q"]);
+        assert_eq!(db.ids("instances"), ["c", "q-main"]);
+        assert_eq!(db.ids("shares"), ["on-q", "on-q-main"]);
+        assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["t-q"]);
+        assert_eq!(db.ids("api_keys"), ["k-acct", "k-q"]);
+        assert_eq!(db.ids("webhooks"), ["w-q"]);
+        assert_eq!(db.ids("groups"), ["g"]);
+        assert_eq!(
+            db.column("SELECT COALESCE(parent_instance_id, '-') FROM instances WHERE id = 'c'"),
+            ["-"]
+        );
+        assert!(db.all::<IdRow>(&stmt::instance_ids("p")).is_empty());
+        db.batch(&stmt::delete("p")); // replay is harmless
+        assert_eq!(db.ids("projects"), ["q"]);
+    }
 }

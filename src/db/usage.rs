@@ -2,8 +2,38 @@
 
 use worker::D1Database;
 
-use super::{int, now_seconds, opt_text, text};
+use super::{now_seconds, Arg, Statement};
 use crate::error::ApiError;
+
+/// `?1` user id, `?2` API key id or NULL, `?3` endpoint, `?4` instance id or
+/// NULL, `?5` now.
+pub const INSERT_USAGE: &str =
+    "INSERT INTO usage_logs (user_id, api_key_id, endpoint, instance_id, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// The statements with their parameters bound in order.
+pub mod stmt {
+    use super::*;
+
+    pub fn record<'a>(
+        user_id: &'a str,
+        api_key_id: Option<&'a str>,
+        endpoint: &'a str,
+        instance_id: Option<&'a str>,
+        now: i64,
+    ) -> Statement<'a> {
+        Statement::new(
+            INSERT_USAGE,
+            [
+                Arg::Text(user_id),
+                Arg::opt_text(api_key_id),
+                Arg::Text(endpoint),
+                Arg::opt_text(instance_id),
+                Arg::Int(now),
+            ],
+        )
+    }
+}
 
 pub async fn record(
     db: &D1Database,
@@ -12,18 +42,36 @@ pub async fn record(
     endpoint: &str,
     instance_id: Option<&str>,
 ) -> Result<(), ApiError> {
-    db.prepare(
-        "INSERT INTO usage_logs (user_id, api_key_id, endpoint, instance_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )
-    .bind(&[
-        text(user_id),
-        opt_text(api_key_id),
-        text(endpoint),
-        opt_text(instance_id),
-        int(now_seconds()),
-    ])?
-    .run()
-    .await?;
-    Ok(())
+    stmt::record(user_id, api_key_id, endpoint, instance_id, now_seconds())
+        .run(db)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{TestDb, NOW};
+
+    #[test]
+    fn record_appends_a_row() {
+        let db = TestDb::new();
+        db.run(&stmt::record(
+            "alice",
+            Some("k1"),
+            "/api/ai/x",
+            Some("i1"),
+            NOW,
+        ));
+        db.run(&stmt::record("alice", None, "/api/ai/y", None, NOW));
+        assert_eq!(
+            db.column(
+                "SELECT user_id || ',' || COALESCE(api_key_id, '-') || ',' || endpoint || ','
+                        || COALESCE(instance_id, '-') || ',' || created_at FROM usage_logs ORDER BY id"
+            ),
+            [
+                format!("alice,k1,/api/ai/x,i1,{NOW}"),
+                format!("alice,-,/api/ai/y,-,{NOW}")
+            ]
+        );
+    }
 }

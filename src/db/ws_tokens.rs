@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{int, now_seconds, text};
+use super::{now_seconds, run_batch, Arg, Statement};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -14,6 +14,57 @@ pub struct TokenRow {
     pub expires_at: i64,
 }
 
+// --- SQL --------------------------------------------------------------------
+
+/// `?1` now: purges tokens that expired before it.
+pub const DELETE_EXPIRED: &str = "DELETE FROM ws_tokens WHERE expires_at < ?1";
+
+/// `?1` token hash, `?2` user id, `?3` instance id, `?4` permission,
+/// `?5` expires at, `?6` now.
+pub const INSERT_TOKEN: &str =
+    "INSERT INTO ws_tokens (token_hash, user_id, instance_id, permission, expires_at, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// `?1` token hash: deletes the token, returning what it granted.
+pub const TAKE_TOKEN: &str = "DELETE FROM ws_tokens WHERE token_hash = ?1
+     RETURNING user_id, instance_id, permission, expires_at";
+
+/// The statements with their parameters bound in order.
+pub mod stmt {
+    use super::*;
+
+    /// One batch: the purge, then the insert.
+    pub fn insert<'a>(
+        token_hash: &'a str,
+        user_id: &'a str,
+        instance_id: &'a str,
+        permission: &'a str,
+        expires_at: i64,
+        now: i64,
+    ) -> Vec<Statement<'a>> {
+        vec![
+            Statement::new(DELETE_EXPIRED, [Arg::Int(now)]),
+            Statement::new(
+                INSERT_TOKEN,
+                [
+                    Arg::Text(token_hash),
+                    Arg::Text(user_id),
+                    Arg::Text(instance_id),
+                    Arg::Text(permission),
+                    Arg::Int(expires_at),
+                    Arg::Int(now),
+                ],
+            ),
+        ]
+    }
+
+    pub fn take(token_hash: &str) -> Statement<'_> {
+        Statement::new(TAKE_TOKEN, [Arg::Text(token_hash)])
+    }
+}
+
+// --- D1 ---------------------------------------------------------------------
+
 /// Stores a token and purges expired ones (opportunistically, here).
 pub async fn insert(
     db: &D1Database,
@@ -23,36 +74,84 @@ pub async fn insert(
     permission: &str,
     expires_at: i64,
 ) -> Result<(), ApiError> {
-    let now = now_seconds();
-    db.batch(vec![
-        db.prepare("DELETE FROM ws_tokens WHERE expires_at < ?1")
-            .bind(&[int(now)])?,
-        db.prepare(
-            "INSERT INTO ws_tokens (token_hash, user_id, instance_id, permission, expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(&[
-            text(token_hash),
-            text(user_id),
-            text(instance_id),
-            text(permission),
-            int(expires_at),
-            int(now),
-        ])?,
-    ])
-    .await?;
-    Ok(())
+    let batch = stmt::insert(
+        token_hash,
+        user_id,
+        instance_id,
+        permission,
+        expires_at,
+        now_seconds(),
+    );
+    run_batch(db, &batch).await
 }
 
 /// Takes a token: deletes it and returns what it granted, so a second use
 /// finds nothing (one statement, so two racing uses cannot both win).
 pub async fn take(db: &D1Database, token_hash: &str) -> Result<Option<TokenRow>, ApiError> {
-    Ok(db
-        .prepare(
-            "DELETE FROM ws_tokens WHERE token_hash = ?1
-             RETURNING user_id, instance_id, permission, expires_at",
-        )
-        .bind(&[text(token_hash)])?
-        .first(None)
-        .await?)
+    stmt::take(token_hash).first(db).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{TestDb, NOW};
+
+    fn seeded() -> TestDb {
+        let db = TestDb::new();
+        db.user("alice");
+        db
+    }
+
+    #[test]
+    fn a_token_is_taken_once() {
+        let db = seeded();
+        db.batch(&stmt::insert("h1", "alice", "i1", "read", NOW + 60, NOW));
+        db.batch(&stmt::insert("h2", "alice", "i2", "admin", NOW + 60, NOW));
+        let row: TokenRow = db.first(&stmt::take("h1")).unwrap();
+        assert_eq!(
+            (
+                row.user_id.as_str(),
+                row.instance_id.as_str(),
+                row.permission.as_str()
+            ),
+            ("alice", "i1", "read")
+        );
+        assert_eq!(row.expires_at, NOW + 60);
+        assert!(db.first::<TokenRow>(&stmt::take("h1")).is_none());
+        assert!(db.first::<TokenRow>(&stmt::take("unknown")).is_none());
+        assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["h2"]);
+    }
+
+    #[test]
+    fn insert_purges_tokens_expired_before_now() {
+        let db = seeded();
+        db.batch(&stmt::insert(
+            "old",
+            "alice",
+            "i",
+            "read",
+            NOW - 1,
+            NOW - 61,
+        ));
+        db.batch(&stmt::insert("edge", "alice", "i", "read", NOW, NOW - 60));
+        db.batch(&stmt::insert("new", "alice", "i", "read", NOW + 60, NOW));
+        let mut left = db.column("SELECT token_hash FROM ws_tokens");
+        left.sort();
+        // Expiring this very second still counts as valid (`take`'s caller
+        // refuses only `expires_at < now`).
+        assert_eq!(left, ["edge", "new"]);
+        // The batch is atomic: a bad insert keeps the expired ones too.
+        db.batch(&stmt::insert(
+            "old2",
+            "alice",
+            "i",
+            "read",
+            NOW - 1,
+            NOW - 61,
+        ));
+        assert!(db
+            .try_batch(&stmt::insert("x", "ghost", "i", "read", NOW + 60, NOW))
+            .is_err());
+        assert_eq!(db.count("ws_tokens"), 3);
+    }
 }
