@@ -47,6 +47,26 @@ impl Permission {
     }
 }
 
+/// What a session's access rests on besides its user (protocol.md §8): the
+/// API key or the delegate secret it authenticated with. When one of them is
+/// deleted or revoked, the sockets that name it are re-evaluated. A user's
+/// own access (shares, groups) is re-evaluated through the user id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AccessBasis {
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub delegate: Option<String>,
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl AccessBasis {
+    pub fn is_user(&self) -> bool {
+        self.api_key.is_none() && self.delegate.is_none()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,7 +129,7 @@ pub async fn record_usage(
     db::usage::record(
         &ctx.db()?,
         &caller.user_id,
-        caller.api_key_id.as_deref(),
+        caller.basis.api_key.as_deref(),
         endpoint,
         Some(instance_id),
     )

@@ -2,13 +2,16 @@
 
 use super::roles::Principal;
 use super::DEV_USER;
+use crate::permission::AccessBasis;
 
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The user acted for (a delegate's creator, an API key's owner).
     pub user_id: String,
-    /// A signed-in user, or an API key with its scope and permissions.
+    /// A signed-in user, an API key with its limits, or a delegate.
     pub principal: Principal,
-    pub api_key_id: Option<String>,
+    /// The API key or delegate secret the caller authenticated with.
+    pub basis: AccessBasis,
 }
 
 impl Caller {
@@ -16,12 +19,16 @@ impl Caller {
         Caller {
             user_id: user_id.into(),
             principal: Principal::User,
-            api_key_id: None,
+            basis: AccessBasis::default(),
         }
     }
 
     pub fn dev_user() -> Caller {
         Caller::user(DEV_USER)
+    }
+
+    pub fn is_delegate(&self) -> bool {
+        matches!(self.principal, Principal::Delegate(_))
     }
 
     pub fn is_dev_user(&self) -> bool {

@@ -137,13 +137,52 @@ impl KeyLimits {
     }
 }
 
+/// A delegate's own capabilities (delegates.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DelegateCaps {
+    pub can_read: bool,
+    pub can_write: bool,
+    pub can_system: bool,
+}
+
+impl DelegateCaps {
+    /// The highest role the capabilities allow: `can_system` → admin, else
+    /// `can_write` → write, else `can_read` → read, none → nothing.
+    pub fn cap(self) -> Option<Permission> {
+        if self.can_system {
+            Some(Permission::Admin)
+        } else if self.can_write {
+            Some(Permission::Write)
+        } else if self.can_read {
+            Some(Permission::Read)
+        } else {
+            None
+        }
+    }
+}
+
+/// A delegate's role on an instance: the lowest of its grant there, its
+/// capabilities and its creator's role there **now**; `None` (the instance
+/// does not exist for it) when any of the three is missing.
+pub fn delegate_role(
+    grant: Option<Permission>,
+    caps: DelegateCaps,
+    creator_role: Option<Permission>,
+) -> Option<Permission> {
+    let grant = grant?.min(Permission::Admin);
+    Some(grant.min(caps.cap()?).min(creator_role?))
+}
+
 /// Who is acting, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// A signed-in user: a Clerk JWT, or `dev-user` in development mode.
     User,
-    /// An API key or a delegate credential, acting for its user.
+    /// An API key, acting for its user.
     Key(KeyLimits),
+    /// A delegate, acting for its creator on the instances granted to it
+    /// (its role comes from [`delegate_role`], never from [`effective_role`]).
+    Delegate(DelegateCaps),
 }
 
 impl Principal {
@@ -153,6 +192,7 @@ impl Principal {
         match self {
             Principal::User => true,
             Principal::Key(k) => k.acts_as_user(),
+            Principal::Delegate(_) => false,
         }
     }
 }
@@ -185,6 +225,8 @@ pub fn effective_role(
             // The cap is at most `Admin`, so an owner is narrowed to admin.
             key.cap().map(|cap| role.min(cap))
         }
+        // A delegate's role needs its grant: see `delegate_role`.
+        Principal::Delegate(_) => None,
     }
 }
 
@@ -203,6 +245,9 @@ pub enum Denied {
     /// API keys are managed only by a signed-in user.
     #[error("API keys can only be managed by a signed-in user, not with an API key")]
     SignInRequired,
+    /// Delegates are managed only by a signed-in user.
+    #[error("Delegates can only be managed by a signed-in user, not with an API key")]
+    DelegatesNeedSignIn,
     /// A share or token above the granter's own role.
     #[error("Cannot grant a permission above your own role")]
     AboveOwnRole,
@@ -316,11 +361,20 @@ pub fn ws_token_permission(
     }
 }
 
-/// Listing, creating or deleting API keys: signed-in users only.
+/// Listing, creating or deleting API keys or delegates: signed-in users
+/// only (delegates never reach these routes: `Route::delegate_refusal`).
 pub fn authorize_api_key_management(principal: &Principal) -> Result<(), Denied> {
     match principal {
         Principal::User => Ok(()),
-        Principal::Key(_) => Err(Denied::SignInRequired),
+        Principal::Key(_) | Principal::Delegate(_) => Err(Denied::SignInRequired),
+    }
+}
+
+/// Managing delegates: signed-in users only.
+pub fn authorize_delegate_management(principal: &Principal) -> Result<(), Denied> {
+    match principal {
+        Principal::User => Ok(()),
+        Principal::Key(_) | Principal::Delegate(_) => Err(Denied::DelegatesNeedSignIn),
     }
 }
 
@@ -584,6 +638,72 @@ mod tests {
                 "{role:?} {requested:?}"
             );
         }
+    }
+
+    #[test]
+    fn delegate_role_is_the_lowest_of_grant_capabilities_and_creator() {
+        let caps = |r: bool, w: bool, s: bool| DelegateCaps {
+            can_read: r,
+            can_write: w,
+            can_system: s,
+        };
+        let all = caps(true, true, true);
+        let cases = [
+            // (grant, capabilities, creator's role now) → role
+            (Some(Admin), all, Some(Owner), Some(Admin)),
+            (Some(Write), all, Some(Owner), Some(Write)),
+            (
+                Some(Admin),
+                caps(true, false, false),
+                Some(Owner),
+                Some(Read),
+            ),
+            (
+                Some(Admin),
+                caps(true, true, false),
+                Some(Admin),
+                Some(Write),
+            ),
+            (
+                Some(Admin),
+                caps(false, true, false),
+                Some(Admin),
+                Some(Write),
+            ),
+            (
+                Some(Admin),
+                caps(false, false, true),
+                Some(Write),
+                Some(Write),
+            ),
+            (Some(Write), all, Some(Read), Some(Read)),
+            // No grant, no capability, or a creator without access: nothing.
+            (None, all, Some(Owner), None),
+            (Some(Admin), caps(false, false, false), Some(Owner), None),
+            (Some(Admin), all, None, None),
+            // A corrupt grant row claiming owner stays admin at most.
+            (Some(Owner), all, Some(Owner), Some(Admin)),
+        ];
+        for (grant, c, creator, expected) in cases {
+            assert_eq!(
+                delegate_role(grant, c, creator),
+                expected,
+                "grant {grant:?}, caps {c:?}, creator {creator:?}"
+            );
+        }
+        let d = Principal::Delegate(all);
+        assert!(!d.acts_as_user());
+        let project = Resource::Project { id: "p" };
+        assert_eq!(effective_role(&d, project, Some(Owner)), None);
+        assert_eq!(
+            authorize_delegate_management(&d),
+            Err(Denied::DelegatesNeedSignIn)
+        );
+        assert_eq!(authorize_delegate_management(&Principal::User), Ok(()));
+        assert_eq!(
+            authorize_delegate_management(&key(KeyScope::Account, &[Admin])),
+            Err(Denied::DelegatesNeedSignIn)
+        );
     }
 
     #[test]

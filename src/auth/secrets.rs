@@ -109,6 +109,35 @@ pub fn hash_ws_token(token: &str) -> String {
     sha256_hex(token)
 }
 
+/// A delegate id: `del_` + 32 lowercase hex (128 random bits).
+pub fn generate_delegate_id() -> Result<String, getrandom::Error> {
+    random_hex_id("del_")
+}
+
+/// A delegate secret's id: `sec_` + 32 lowercase hex.
+pub fn generate_secret_id() -> Result<String, getrandom::Error> {
+    random_hex_id("sec_")
+}
+
+fn random_hex_id(prefix: &str) -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    os_fill(&mut bytes)?;
+    Ok(format!("{prefix}{}", hex::encode(bytes)))
+}
+
+/// A delegate secret: `sec_` + 32 characters of `[A-Za-z0-9]`, shown once.
+pub fn generate_delegate_secret() -> Result<String, getrandom::Error> {
+    Ok(format!(
+        "sec_{}",
+        random_alphanumeric(API_KEY_RANDOM_LEN, &mut os_fill)?
+    ))
+}
+
+/// The value stored in `delegate_secrets.secret_hash` for `secret`.
+pub fn hash_delegate_secret(secret: &str) -> String {
+    sha256_hex(secret)
+}
+
 /// Compares two byte strings in time that depends only on their lengths,
 /// so a mismatch position cannot be learnt by timing.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -1,18 +1,20 @@
 //! Verifying a credential: the one function behind the `Authorization`
 //! header of every request, WebSocket upgrades and the in-band `auth`
 //! message. Each entry point only recognises the credential's form; the
-//! checks against D1 and the JWKS are shared.
-
-use worker::D1Database;
+//! checks against D1 and the JWKS are shared. The `*_by_id` functions
+//! re-evaluate a live session's credential (protocol.md §8).
 
 use super::caller::Caller;
 use super::clerk;
 use super::credentials::{classify_in_band, parse_authorization_header, Credential};
 use super::error::AuthError;
-use super::roles::{KeyLimits, Principal};
-use super::secrets::hash_api_key;
+use super::roles::{DelegateCaps, KeyLimits, Principal};
+use super::secrets::{hash_api_key, hash_delegate_secret};
 use crate::ctx::Ctx;
 use crate::db;
+use crate::db::api_keys::ApiKeyRow;
+use crate::db::delegates::CredentialRow;
+use crate::permission::AccessBasis;
 
 /// The caller behind an `Authorization` header (`None` when absent),
 /// with development mode's `dev-user` rules (auth.md).
@@ -36,31 +38,88 @@ pub async fn from_in_band(ctx: &Ctx, api_key: &str) -> Result<Caller, AuthError>
 /// Verifies a recognised credential.
 async fn credential_caller(ctx: &Ctx, credential: Credential) -> Result<Caller, AuthError> {
     match credential {
-        Credential::ApiKey(key) => api_key_caller(&ctx.db()?, &key).await,
+        Credential::ApiKey(key) => {
+            let db = ctx.db()?;
+            let row = db::api_keys::find_by_hash(&db, &hash_api_key(&key))
+                .await?
+                .ok_or(AuthError::UnknownApiKey)?;
+            db::api_keys::touch(&db, &row).await?;
+            api_key_caller(row)
+        }
         Credential::Jwt(_) if ctx.development && !clerk::is_configured(&ctx.env) => {
             Ok(Caller::dev_user())
         }
         Credential::Jwt(token) => Ok(Caller::user(clerk::verify(&ctx.env, &token).await?)),
-        Credential::Delegate { .. } => Err(AuthError::UnknownDelegate),
+        Credential::Delegate { id, secret } => {
+            let db = ctx.db()?;
+            let row = db::delegates::credential(&db, &id, &hash_delegate_secret(&secret))
+                .await?
+                .ok_or(AuthError::UnknownDelegate)?;
+            let caller = delegate_caller(row.clone(), db::now_seconds())?;
+            db::delegates::touch_secret(&db, &row).await?;
+            Ok(caller)
+        }
     }
 }
 
-/// Looks the key up by its hash; a deleted key (or one of a deleted user)
-/// fails at once because the row is gone.
-async fn api_key_caller(db: &D1Database, key: &str) -> Result<Caller, AuthError> {
-    let row = db::api_keys::find_by_hash(db, &hash_api_key(key))
-        .await?
-        .ok_or(AuthError::UnknownApiKey)?;
+/// A key acts as its user, within its limits. A deleted key (or one of a
+/// deleted user) fails at once because the row is gone.
+fn api_key_caller(row: ApiKeyRow) -> Result<Caller, AuthError> {
     let limits =
         KeyLimits::from_columns(&row.scope_type, row.scope_id.as_deref(), &row.permissions)
             .ok_or_else(|| {
                 worker::console_error!("api key {} has an unreadable scope or permissions", row.id);
                 AuthError::UnknownApiKey
             })?;
-    db::api_keys::touch(db, &row).await?;
     Ok(Caller {
-        user_id: row.user_id.clone(),
+        user_id: row.user_id,
         principal: Principal::Key(limits),
-        api_key_id: Some(row.id),
+        basis: AccessBasis {
+            api_key: Some(row.id),
+            ..AccessBasis::default()
+        },
     })
+}
+
+/// A live secret's delegate acts for its creator, unless it has expired.
+fn delegate_caller(row: CredentialRow, now: i64) -> Result<Caller, AuthError> {
+    if row.expires_at.is_some_and(|t| t <= now) {
+        return Err(AuthError::DelegateExpired);
+    }
+    Ok(Caller {
+        user_id: row.created_by_user_id,
+        principal: Principal::Delegate(DelegateCaps {
+            can_read: row.can_read != 0,
+            can_write: row.can_write != 0,
+            can_system: row.can_system != 0,
+        }),
+        basis: AccessBasis {
+            api_key: None,
+            delegate: Some(row.delegate_id),
+            secret: Some(row.secret_id),
+        },
+    })
+}
+
+/// The caller a live session stands for now, from what its access rests
+/// on; `None` when that credential is gone, revoked or expired.
+pub async fn from_basis(
+    ctx: &Ctx,
+    user_id: &str,
+    basis: &AccessBasis,
+) -> Result<Option<Caller>, AuthError> {
+    let db = ctx.db()?;
+    if let (Some(delegate), Some(secret)) = (&basis.delegate, &basis.secret) {
+        let Some(row) = db::delegates::credential_by_ids(&db, delegate, secret).await? else {
+            return Ok(None);
+        };
+        return Ok(delegate_caller(row, db::now_seconds()).ok());
+    }
+    if let Some(key_id) = &basis.api_key {
+        let Some(row) = db::api_keys::find_by_id(&db, key_id).await? else {
+            return Ok(None);
+        };
+        return Ok(api_key_caller(row).ok());
+    }
+    Ok(Some(Caller::user(user_id)))
 }

@@ -36,6 +36,9 @@ pub const SELECT_BY_HASH: &str = concat!(
     " FROM api_keys WHERE key_hash = ?1"
 );
 
+/// `?1` key id (re-evaluating a live session).
+pub const SELECT_BY_ID: &str = concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = ?1");
+
 /// `?1` key id, `?2` now.
 pub const UPDATE_LAST_USED: &str = "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1";
 
@@ -61,6 +64,10 @@ pub mod stmt {
 
     pub fn find_by_hash(key_hash: &str) -> Statement<'_> {
         Statement::new(SELECT_BY_HASH, [Arg::Text(key_hash)])
+    }
+
+    pub fn find_by_id(id: &str) -> Statement<'_> {
+        Statement::new(SELECT_BY_ID, [Arg::Text(id)])
     }
 
     pub fn touch(id: &str, now: i64) -> Statement<'_> {
@@ -97,6 +104,10 @@ pub mod stmt {
 
 pub async fn find_by_hash(db: &D1Database, key_hash: &str) -> Result<Option<ApiKeyRow>, ApiError> {
     stmt::find_by_hash(key_hash).first(db).await
+}
+
+pub async fn find_by_id(db: &D1Database, id: &str) -> Result<Option<ApiKeyRow>, ApiError> {
+    stmt::find_by_id(id).first(db).await
 }
 
 /// Records use, at most once a minute per key (a write per request would

@@ -57,6 +57,7 @@ macro_rules! share_level {
 }
 
 pub mod api_keys;
+pub mod delegates;
 pub mod groups;
 pub mod instances;
 pub mod projects;
@@ -212,10 +213,31 @@ mod tests {
     /// Every SQL constant, so each is at least compiled against the schema.
     const ALL_SQL: &[&str] = &[
         api_keys::SELECT_BY_HASH,
+        api_keys::SELECT_BY_ID,
         api_keys::UPDATE_LAST_USED,
         api_keys::SELECT_FOR_USER,
         api_keys::INSERT_KEY,
         api_keys::DELETE_OWNED,
+        delegates::INSERT_DELEGATE,
+        delegates::SELECT_FOR_USER,
+        delegates::SELECT_OWNED,
+        delegates::DELETE_GRANTS_OF,
+        delegates::DELETE_SECRETS_OF,
+        delegates::DELETE_DELEGATE,
+        delegates::INSERT_SECRET,
+        delegates::SELECT_SECRETS,
+        delegates::REVOKE_SECRET,
+        delegates::SELECT_CREDENTIAL,
+        delegates::SELECT_CREDENTIAL_BY_IDS,
+        delegates::TOUCH_SECRET,
+        delegates::UPSERT_GRANT,
+        delegates::SELECT_GRANTS,
+        delegates::SELECT_GRANT,
+        delegates::DELETE_GRANT,
+        delegates::DELETE_USER_GRANTS,
+        delegates::DELETE_USER_SECRETS,
+        delegates::DELETE_USER_DELEGATES,
+        delegates::DELETE_INSTANCE_GRANTS,
         groups::SELECT_FOR_USER,
         groups::INSERT_GROUP,
         groups::SELECT_GROUP,
@@ -294,6 +316,7 @@ mod tests {
         let db = TestDb::new();
         for sql in [
             api_keys::SELECT_BY_HASH,
+            api_keys::SELECT_BY_ID,
             api_keys::UPDATE_LAST_USED,
             instances::SELECT_INSTANCE,
             instances::SELECT_READ_ONLY,

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{api_keys, groups, instances, projects, shares, users, ws_tokens, Arg, Statement};
+use crate::permission::AccessBasis;
 
 /// The time every seeded row is written at.
 pub const NOW: i64 = 1_700_000_000;
@@ -250,6 +251,7 @@ impl TestDb {
             "write",
             NOW + 60,
             NOW,
+            &AccessBasis::default(),
         ));
     }
 

@@ -5,6 +5,7 @@ use worker::D1Database;
 
 use super::{now_seconds, run_batch, Arg, Statement};
 use crate::error::ApiError;
+use crate::permission::AccessBasis;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TokenRow {
@@ -12,6 +13,20 @@ pub struct TokenRow {
     pub instance_id: String,
     pub permission: String,
     pub expires_at: i64,
+    /// The credential that obtained the token (protocol.md §8).
+    pub api_key_id: Option<String>,
+    pub delegate_id: Option<String>,
+    pub secret_id: Option<String>,
+}
+
+impl TokenRow {
+    pub fn basis(&self) -> AccessBasis {
+        AccessBasis {
+            api_key: self.api_key_id.clone(),
+            delegate: self.delegate_id.clone(),
+            secret: self.secret_id.clone(),
+        }
+    }
 }
 
 // --- SQL --------------------------------------------------------------------
@@ -20,14 +35,16 @@ pub struct TokenRow {
 pub const DELETE_EXPIRED: &str = "DELETE FROM ws_tokens WHERE expires_at < ?1";
 
 /// `?1` token hash, `?2` user id, `?3` instance id, `?4` permission,
-/// `?5` expires at, `?6` now.
+/// `?5` expires at, `?6` now, `?7`–`?9` the API key, delegate and secret
+/// the caller authenticated with.
 pub const INSERT_TOKEN: &str =
-    "INSERT INTO ws_tokens (token_hash, user_id, instance_id, permission, expires_at, created_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT INTO ws_tokens (token_hash, user_id, instance_id, permission, expires_at, created_at,
+                            api_key_id, delegate_id, secret_id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 /// `?1` token hash: deletes the token, returning what it granted.
 pub const TAKE_TOKEN: &str = "DELETE FROM ws_tokens WHERE token_hash = ?1
-     RETURNING user_id, instance_id, permission, expires_at";
+     RETURNING user_id, instance_id, permission, expires_at, api_key_id, delegate_id, secret_id";
 
 /// The statements with their parameters bound in order.
 pub mod stmt {
@@ -41,6 +58,7 @@ pub mod stmt {
         permission: &'a str,
         expires_at: i64,
         now: i64,
+        basis: &'a AccessBasis,
     ) -> Vec<Statement<'a>> {
         vec![
             Statement::new(DELETE_EXPIRED, [Arg::Int(now)]),
@@ -53,6 +71,9 @@ pub mod stmt {
                     Arg::Text(permission),
                     Arg::Int(expires_at),
                     Arg::Int(now),
+                    Arg::opt_text(basis.api_key.as_deref()),
+                    Arg::opt_text(basis.delegate.as_deref()),
+                    Arg::opt_text(basis.secret.as_deref()),
                 ],
             ),
         ]
@@ -73,6 +94,7 @@ pub async fn insert(
     instance_id: &str,
     permission: &str,
     expires_at: i64,
+    basis: &AccessBasis,
 ) -> Result<(), ApiError> {
     let batch = stmt::insert(
         token_hash,
@@ -81,6 +103,7 @@ pub async fn insert(
         permission,
         expires_at,
         now_seconds(),
+        basis,
     );
     run_batch(db, &batch).await
 }
@@ -105,8 +128,24 @@ mod tests {
     #[test]
     fn a_token_is_taken_once() {
         let db = seeded();
-        db.batch(&stmt::insert("h1", "alice", "i1", "read", NOW + 60, NOW));
-        db.batch(&stmt::insert("h2", "alice", "i2", "admin", NOW + 60, NOW));
+        db.batch(&stmt::insert(
+            "h1",
+            "alice",
+            "i1",
+            "read",
+            NOW + 60,
+            NOW,
+            &AccessBasis::default(),
+        ));
+        db.batch(&stmt::insert(
+            "h2",
+            "alice",
+            "i2",
+            "admin",
+            NOW + 60,
+            NOW,
+            &AccessBasis::default(),
+        ));
         let row: TokenRow = db.first(&stmt::take("h1")).unwrap();
         assert_eq!(
             (
@@ -132,9 +171,26 @@ mod tests {
             "read",
             NOW - 1,
             NOW - 61,
+            &AccessBasis::default(),
         ));
-        db.batch(&stmt::insert("edge", "alice", "i", "read", NOW, NOW - 60));
-        db.batch(&stmt::insert("new", "alice", "i", "read", NOW + 60, NOW));
+        db.batch(&stmt::insert(
+            "edge",
+            "alice",
+            "i",
+            "read",
+            NOW,
+            NOW - 60,
+            &AccessBasis::default(),
+        ));
+        db.batch(&stmt::insert(
+            "new",
+            "alice",
+            "i",
+            "read",
+            NOW + 60,
+            NOW,
+            &AccessBasis::default(),
+        ));
         let mut left = db.column("SELECT token_hash FROM ws_tokens");
         left.sort();
         // Expiring this very second still counts as valid (`take`'s caller
@@ -148,9 +204,18 @@ mod tests {
             "read",
             NOW - 1,
             NOW - 61,
+            &AccessBasis::default(),
         ));
         assert!(db
-            .try_batch(&stmt::insert("x", "ghost", "i", "read", NOW + 60, NOW))
+            .try_batch(&stmt::insert(
+                "x",
+                "ghost",
+                "i",
+                "read",
+                NOW + 60,
+                NOW,
+                &AccessBasis::default()
+            ))
             .is_err());
         assert_eq!(db.count("ws_tokens"), 3);
     }

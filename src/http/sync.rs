@@ -36,6 +36,7 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Respo
         let identity = Identity::User {
             user_id: caller.user_id,
             permission: access.role.for_session(),
+            basis: caller.basis,
         };
         (identity, Some(access.read_only))
     } else {
@@ -45,6 +46,7 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Respo
             Identity::User {
                 user_id: DEV_USER.to_string(),
                 permission: Permission::Admin,
+                basis: Default::default(),
             }
         } else {
             Identity::Unauthenticated
@@ -77,10 +79,12 @@ async fn token_identity(
     let permission = Permission::parse_grantable(&row.permission)
         .ok_or_else(|| ApiError::internal("ws token with an unknown permission"))?;
     let read_only = db::instances::read_only(&db, instance_id).await?;
+    let basis = row.basis();
     Ok((
         Identity::User {
             user_id: row.user_id,
             permission,
+            basis,
         },
         read_only,
     ))

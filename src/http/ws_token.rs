@@ -47,6 +47,7 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
         instance_id,
         permission.as_str(),
         expires_at,
+        &caller.basis,
     )
     .await?;
     json(

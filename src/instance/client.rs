@@ -6,9 +6,11 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
 
-use super::internal::{self, DeleteRequest, ImportRequest, Refusal, SetRequest, WriteResult};
+use super::internal::{
+    self, Affected, DeleteRequest, ImportRequest, RecheckResult, Refusal, SetRequest, WriteResult,
+};
 use crate::error::ApiError;
-use crate::permission::Permission;
+use crate::permission::{AccessBasis, Permission};
 
 /// Who a WebSocket connection is, as established by the Worker.
 pub enum Identity {
@@ -16,6 +18,7 @@ pub enum Identity {
     User {
         user_id: String,
         permission: Permission,
+        basis: AccessBasis,
     },
     /// Production without a credential: must send `auth` within 10 s.
     Unauthenticated,
@@ -100,6 +103,7 @@ impl InstanceClient {
         if let Identity::User {
             user_id,
             permission,
+            basis,
         } = identity
         {
             headers.set(internal::HEADER_USER_ID, &user_id)?;
@@ -107,6 +111,9 @@ impl InstanceClient {
                 internal::HEADER_PERMISSION,
                 permission.for_session().as_str(),
             )?;
+            if !basis.is_user() {
+                headers.set(internal::HEADER_BASIS, &serde_json::to_string(&basis)?)?;
+            }
         }
         if development {
             headers.set(internal::HEADER_DEVELOPMENT, "1")?;
@@ -181,6 +188,16 @@ impl InstanceClient {
         self.call(Method::Post, internal::PATH_CONFIGURE, Some("{}".into()))
             .await
             .map(|_| ())
+    }
+
+    /// Has the object re-evaluate the sockets `affected` may concern
+    /// (protocol.md §8); returns how many it closed and lowered.
+    pub async fn recheck(&self, affected: &Affected) -> Result<RecheckResult, ApiError> {
+        let body = serde_json::to_string(affected)?;
+        let mut resp = self
+            .call(Method::Post, internal::PATH_RECHECK, Some(body))
+            .await?;
+        Ok(resp.json().await?)
     }
 
     async fn write<T: Serialize>(&self, path: &str, body: &T) -> Result<WriteResult, ApiError> {

@@ -12,7 +12,7 @@ use super::protocol::{
     AuthErrorCode, ClientFrame, ClientMessage,
 };
 use super::store::{Entry, InstanceMeta, KeyRow, KeyStore, StoreError};
-use crate::permission::Permission;
+use crate::permission::{AccessBasis, Permission};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -38,6 +38,9 @@ pub struct Session {
     /// Identifies the socket within its object (for per-socket queues).
     #[serde(rename = "conn", default)]
     pub connection: u32,
+    /// The API key or delegate secret the access rests on (protocol.md §8).
+    #[serde(rename = "b", default, skip_serializing_if = "AccessBasis::is_user")]
+    pub basis: AccessBasis,
 }
 
 impl Session {
@@ -53,6 +56,7 @@ impl Session {
             auth_deadline_ms: 0,
             development: false,
             connection: 0,
+            basis: AccessBasis::default(),
         }
     }
 
@@ -66,6 +70,7 @@ impl Session {
             auth_deadline_ms: now_ms.saturating_add(AUTH_TIMEOUT_MS),
             development: false,
             connection: 0,
+            basis: AccessBasis::default(),
         }
     }
 

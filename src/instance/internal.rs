@@ -16,6 +16,9 @@ pub const HEADER_READ_ONLY: &str = "x-mc-internal-read-only";
 pub const HEADER_USER_ID: &str = "x-mc-internal-user-id";
 /// `read`, `write` or `admin` for the user above.
 pub const HEADER_PERMISSION: &str = "x-mc-internal-permission";
+/// What the socket's access rests on (`AccessBasis` as JSON), when it is
+/// an API key or a delegate secret.
+pub const HEADER_BASIS: &str = "x-mc-internal-basis";
 /// `1` when the connection was made in development mode.
 pub const HEADER_DEVELOPMENT: &str = "x-mc-internal-development";
 
@@ -27,6 +30,43 @@ pub const PATH_DELETE: &str = "/internal/delete";
 pub const PATH_IMPORT: &str = "/internal/import";
 pub const PATH_DESTROY: &str = "/internal/destroy";
 pub const PATH_CONFIGURE: &str = "/internal/configure";
+pub const PATH_RECHECK: &str = "/internal/recheck";
+
+/// Which sockets a change of credentials or access may affect
+/// (protocol.md §8): the object re-evaluates those against D1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Affected {
+    /// Every socket (a share or group changed).
+    All,
+    /// Sockets acting for this user.
+    User(String),
+    /// Sockets opened with this API key.
+    ApiKey(String),
+    /// Sockets opened with any secret of this delegate.
+    Delegate(String),
+    /// Sockets opened with this delegate secret.
+    Secret(String),
+}
+
+impl Affected {
+    pub fn matches(&self, user_id: &str, basis: &crate::permission::AccessBasis) -> bool {
+        match self {
+            Affected::All => true,
+            Affected::User(u) => u == user_id,
+            Affected::ApiKey(k) => basis.api_key.as_deref() == Some(k),
+            Affected::Delegate(d) => basis.delegate.as_deref() == Some(d),
+            Affected::Secret(s) => basis.secret.as_deref() == Some(s),
+        }
+    }
+}
+
+/// What a recheck did: sockets closed and sockets lowered.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RecheckResult {
+    pub closed: u32,
+    pub lowered: u32,
+}
 
 /// Set a key on behalf of `actor` (a user id, or `system`).
 #[derive(Debug, Serialize, Deserialize)]

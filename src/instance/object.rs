@@ -19,19 +19,26 @@ use worker::{
 use super::attributes::Attributes;
 use super::engine::{Engine, Outbound, Outcome, Session, CLOSE_POLICY_VIOLATION};
 use super::error::{ErrorCode, MessageId, ProtocolError};
-use super::internal::{self, DeleteRequest, ImportRequest, Refusal, SetRequest, WriteResult};
+use super::internal::{
+    self, Affected, DeleteRequest, ImportRequest, RecheckResult, Refusal, SetRequest, WriteResult,
+};
 use super::protocol::{encode_ack, encode_auth_error, encode_auth_success, encode_error};
 use super::store::{load_meta, migrate, save_meta, InstanceMeta};
+use crate::permission::AccessBasis;
 use crate::permission::Permission;
-use crate::services::access::{socket_grant, SocketRefusal};
+use crate::services::access::{current_permission, socket_grant, SocketRefusal};
 
 /// Who an in-band `auth` proved the socket to be; `read_only` when D1 was
-/// asked (production).
+/// asked.
 struct InBandGrant {
     user_id: String,
     permission: Permission,
     read_only: Option<bool>,
+    basis: AccessBasis,
 }
+
+/// Close code for a socket whose access was revoked (protocol.md §8).
+const CLOSE_ACCESS_REVOKED: u16 = 4003;
 
 use super::mirror::Mirrored;
 use super::sql_store::SqlStore;
@@ -168,6 +175,10 @@ impl Instance {
             }
             (Method::Post, internal::PATH_DESTROY) => self.destroy().await,
             (Method::Post, internal::PATH_CONFIGURE) => json_text("{}".to_string()),
+            (Method::Post, internal::PATH_RECHECK) => {
+                let body = req.text().await?;
+                self.recheck(&body).await
+            }
             _ => Response::error("Not found", 404),
         }
     }
@@ -277,6 +288,11 @@ impl Instance {
             .get(internal::HEADER_PERMISSION)?
             .and_then(|p| Permission::parse_grantable(&p));
         let development = headers.get(internal::HEADER_DEVELOPMENT)?.as_deref() == Some("1");
+        let basis = match headers.get(internal::HEADER_BASIS)? {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| worker::Error::RustError(format!("basis header: {e}")))?,
+            None => AccessBasis::default(),
+        };
         let now = now_ms();
 
         let mut session = match (user, permission) {
@@ -284,6 +300,7 @@ impl Instance {
             _ => Session::pending(now),
         };
         session.development = development;
+        session.basis = basis;
         session.connection = connection_id();
 
         let pair = WebSocketPair::new()?;
@@ -413,6 +430,7 @@ impl Instance {
                 let mut updated = Session::authenticated(grant.user_id, grant.permission);
                 updated.development = session.development;
                 updated.connection = session.connection;
+                updated.basis = grant.basis;
                 write_session(ws, &updated)?;
                 self.welcome(ws, &updated, id, now_ms());
                 Ok(true)
@@ -460,20 +478,74 @@ impl Instance {
         session: &Session,
         credential: &str,
     ) -> std::result::Result<InBandGrant, SocketRefusal> {
-        if session.development {
-            return Ok(InBandGrant {
-                user_id: crate::auth::DEV_USER.to_string(),
-                permission: Permission::Admin,
-                read_only: None,
-            });
-        }
         let instance_id = self.meta.borrow().instance_id.clone();
-        let grant = socket_grant(&self.env, credential, &instance_id).await?;
+        let grant = socket_grant(&self.env, credential, &instance_id, session.development).await?;
         Ok(InBandGrant {
             user_id: grant.user_id,
             permission: grant.permission,
             read_only: Some(grant.read_only),
+            basis: grant.basis,
         })
+    }
+
+    /// Re-evaluates the authenticated sockets a change of access may
+    /// concern (protocol.md §8): closed with 4003 when nothing grants access
+    /// any more, lowered when less does. Each distinct user and credential
+    /// is looked up once. A lookup that fails leaves its sockets as they
+    /// are (logged): D1 being down must not disconnect everyone.
+    async fn recheck(&self, body: &str) -> Result<Response> {
+        let affected: Affected = serde_json::from_str(body)
+            .map_err(|e| worker::Error::RustError(format!("recheck body: {e}")))?;
+        let instance_id = self.meta.borrow().instance_id.clone();
+        let mut verdicts: HashMap<(String, AccessBasis), Option<Permission>> = HashMap::new();
+        let mut result = RecheckResult::default();
+        for ws in self.state.get_websockets_with_tag(TAG_AUTHENTICATED) {
+            let Ok(Some(mut session)) = read_session(&ws) else {
+                continue;
+            };
+            if !session.authenticated || !affected.matches(&session.user_id, &session.basis) {
+                continue;
+            }
+            let key = (session.user_id.clone(), session.basis.clone());
+            let now = match verdicts.get(&key) {
+                Some(v) => *v,
+                None => {
+                    let v = match current_permission(
+                        &self.env,
+                        &session.user_id,
+                        &session.basis,
+                        &instance_id,
+                        session.development,
+                    )
+                    .await
+                    {
+                        Ok(v) => v,
+                        Err(e) => {
+                            worker::console_error!("recheck of a socket failed: {e}");
+                            continue;
+                        }
+                    };
+                    verdicts.insert(key, v);
+                    v
+                }
+            };
+            match now {
+                None => {
+                    // Refuse anything still in flight before the close lands.
+                    session.authenticated = false;
+                    write_session(&ws, &session)?;
+                    let _ = ws.close(Some(CLOSE_ACCESS_REVOKED), Some("Access revoked"));
+                    result.closed += 1;
+                }
+                Some(p) if p < session.permission => {
+                    session.permission = p;
+                    write_session(&ws, &session)?;
+                    result.lowered += 1;
+                }
+                Some(_) => {}
+            }
+        }
+        json_response(&result)
     }
 
     /// Sends one pre-serialised frame to every authenticated socket. The

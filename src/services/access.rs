@@ -6,7 +6,9 @@
 
 use crate::auth::caller::Caller;
 use crate::auth::error::AuthError;
-use crate::auth::roles::{self, authorize, effective_role, Action, Denied, Resource};
+use crate::auth::roles::{
+    self, authorize, delegate_role, effective_role, Action, Denied, Principal, Resource,
+};
 use crate::auth::verify;
 use crate::ctx::Ctx;
 use crate::db;
@@ -14,7 +16,7 @@ use crate::db::instances::InstanceRow;
 use crate::db::projects::ProjectRow;
 use crate::error::ApiError;
 use crate::instance::protocol::AuthErrorCode;
-use crate::permission::Permission;
+use crate::permission::{AccessBasis, Permission};
 
 /// A row the caller was proved to see, with its role there (never absent).
 #[derive(Debug)]
@@ -59,21 +61,46 @@ pub async fn project(
     Authorized { row, role }.require(caller, action, "Project")
 }
 
-/// The caller's role on an instance row. In development mode `dev-user` is
-/// at least `admin` on every instance (rest-api.md, Roles).
+/// The caller's role on an instance row, for callers that are not
+/// delegates (listings). In development mode `dev-user` is at least
+/// `admin` on every instance (rest-api.md, Roles).
 pub fn instance_role(ctx: &Ctx, caller: &Caller, row: &InstanceRow) -> Option<Permission> {
-    let role = effective_role(
+    let user_role = user_instance_role(ctx, &caller.user_id, row);
+    effective_role(
         &caller.principal,
         Resource::Instance {
             id: &row.id,
             project_id: &row.project_id,
         },
-        roles::instance_role(&row.facts(&caller.user_id)),
-    );
-    if ctx.development && caller.is_dev_user() {
+        user_role,
+    )
+}
+
+/// The role user `user_id` itself has on the instance.
+fn user_instance_role(ctx: &Ctx, user_id: &str, row: &InstanceRow) -> Option<Permission> {
+    let role = roles::instance_role(&row.facts(user_id));
+    if ctx.development && user_id == crate::auth::DEV_USER {
         return Some(role.map_or(Permission::Admin, |r| r.max(Permission::Admin)));
     }
     role
+}
+
+/// The caller's role on an instance row, delegates included (their grant
+/// is one more D1 lookup). `row` was loaded with the caller's user id.
+async fn caller_instance_role(
+    ctx: &Ctx,
+    caller: &Caller,
+    row: &InstanceRow,
+) -> Result<Option<Permission>, ApiError> {
+    let Principal::Delegate(caps) = &caller.principal else {
+        return Ok(instance_role(ctx, caller, row));
+    };
+    let Some(delegate_id) = caller.basis.delegate.as_deref() else {
+        return Ok(None);
+    };
+    let grant = db::delegates::grant(&ctx.db()?, delegate_id, &row.id).await?;
+    let creator_role = user_instance_role(ctx, &caller.user_id, row);
+    Ok(delegate_role(grant, *caps, creator_role))
 }
 
 /// The instance `instance_id` if the caller may take `action` on it.
@@ -87,7 +114,9 @@ pub async fn instance(
     let row = db::instances::get(&ctx.db()?, instance_id, &caller.user_id)
         .await?
         .ok_or_else(not_found)?;
-    let role = instance_role(ctx, caller, &row).ok_or_else(not_found)?;
+    let role = caller_instance_role(ctx, caller, &row)
+        .await?
+        .ok_or_else(not_found)?;
     Authorized { row, role }.require(caller, action, "Instance")
 }
 
@@ -111,7 +140,9 @@ pub async fn instance_data(
     let refused = || ApiError::not_found("Instance not found or access denied");
     match db::instances::get(&ctx.db()?, instance_id, &caller.user_id).await? {
         Some(row) => Ok(DataAccess {
-            role: instance_role(ctx, caller, &row).ok_or_else(refused)?,
+            role: caller_instance_role(ctx, caller, &row)
+                .await?
+                .ok_or_else(refused)?,
             read_only: row.read_only(),
         }),
         None if ctx.development && caller.is_dev_user() => Ok(DataAccess {
@@ -128,39 +159,74 @@ pub struct SocketGrant {
     pub user_id: String,
     pub permission: Permission,
     pub read_only: bool,
+    pub basis: AccessBasis,
 }
 
 /// Why an in-band `auth` was refused: the `auth_error` code and text.
 pub type SocketRefusal = (AuthErrorCode, String);
 
 /// Verifies the credential of an in-band `auth` (protocol.md §3) for
-/// `instance_id`. In-band auth only happens on sockets opened in
-/// production mode.
+/// `instance_id`. In development mode API keys, delegates and (when
+/// configured) JWTs are verified as in production, and anything else acts
+/// as `dev-user`.
 pub async fn socket_grant(
     env: &worker::Env,
     credential: &str,
     instance_id: &str,
+    development: bool,
 ) -> Result<SocketGrant, SocketRefusal> {
-    let ctx = Ctx::production(env);
-    let caller = verify::from_in_band(&ctx, credential)
-        .await
-        .map_err(|e: AuthError| {
+    let ctx = Ctx {
+        env: env.clone(),
+        development,
+    };
+    let caller = match verify::from_in_band(&ctx, credential).await {
+        Ok(caller) => caller,
+        Err(AuthError::Malformed(_)) if development => Caller::dev_user(),
+        Err(e) => {
             if let AuthError::Internal(detail) | AuthError::Upstream(detail) = &e {
                 worker::console_error!("in-band auth failed: {detail}");
             }
-            (e.ws_code(), e.ws_message())
-        })?;
+            return Err((e.ws_code(), e.ws_message()));
+        }
+    };
     let access = instance_data(&ctx, &caller, instance_id)
         .await
-        .map_err(|_| {
-            (
-                AuthErrorCode::NoAccess,
-                "Instance not found or access denied".to_string(),
-            )
-        })?;
+        .map_err(|_| no_access())?;
     Ok(SocketGrant {
         user_id: caller.user_id,
         permission: access.role.for_session(),
         read_only: access.read_only,
+        basis: caller.basis,
     })
+}
+
+fn no_access() -> SocketRefusal {
+    (
+        AuthErrorCode::NoAccess,
+        "Instance not found or access denied".to_string(),
+    )
+}
+
+/// The permission a live session has on `instance_id` now (protocol.md §8),
+/// from its user and what its access rests on; `None` when nothing grants
+/// access any more.
+pub async fn current_permission(
+    env: &worker::Env,
+    user_id: &str,
+    basis: &AccessBasis,
+    instance_id: &str,
+    development: bool,
+) -> Result<Option<Permission>, ApiError> {
+    let ctx = Ctx {
+        env: env.clone(),
+        development,
+    };
+    let Some(caller) = verify::from_basis(&ctx, user_id, basis).await? else {
+        return Ok(None);
+    };
+    match instance_data(&ctx, &caller, instance_id).await {
+        Ok(access) => Ok(Some(access.role.for_session())),
+        Err(ApiError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

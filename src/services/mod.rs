@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod lifecycle;
+pub mod revocation;
 
 use crate::error::ApiError;
 

@@ -1,0 +1,42 @@
+-- Delegates (delegates.md): machine identities a user creates, with their
+-- own revocable secrets and explicit grants on instances. Also: what a
+-- one-time WebSocket token's access rests on (protocol.md §8), so a socket
+-- opened with it can be re-evaluated when that credential changes.
+
+CREATE TABLE delegates (
+  delegate_id TEXT PRIMARY KEY,                 -- del_ + 32 hex
+  created_by_user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  can_read INTEGER NOT NULL DEFAULT 0,
+  can_write INTEGER NOT NULL DEFAULT 0,
+  can_system INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER                            -- unix seconds; NULL = never
+);
+CREATE INDEX idx_delegates_creator ON delegates(created_by_user_id, created_at);
+
+CREATE TABLE delegate_secrets (
+  secret_id TEXT PRIMARY KEY,                   -- sec_ + 32 hex
+  delegate_id TEXT NOT NULL REFERENCES delegates(delegate_id) ON DELETE CASCADE,
+  secret_hash TEXT NOT NULL UNIQUE,             -- SHA-256 hex; the secret is never stored
+  name TEXT,
+  created_at INTEGER NOT NULL,
+  last_used_at INTEGER,
+  revoked_at INTEGER
+);
+CREATE INDEX idx_delegate_secrets_delegate ON delegate_secrets(delegate_id, created_at);
+
+CREATE TABLE delegate_grants (
+  delegate_id TEXT NOT NULL REFERENCES delegates(delegate_id) ON DELETE CASCADE,
+  instance_id TEXT NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+  permission TEXT NOT NULL CHECK (permission IN ('read', 'write', 'admin')),
+  granted_by_user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+  granted_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  PRIMARY KEY (delegate_id, instance_id)
+);
+CREATE INDEX idx_delegate_grants_instance ON delegate_grants(instance_id);
+
+ALTER TABLE ws_tokens ADD COLUMN api_key_id TEXT;
+ALTER TABLE ws_tokens ADD COLUMN delegate_id TEXT;
+ALTER TABLE ws_tokens ADD COLUMN secret_id TEXT;

@@ -1,0 +1,662 @@
+//! Rows of `delegates`, `delegate_secrets` and `delegate_grants`
+//! (delegates.md). Secrets are found by the SHA-256 of the presented secret;
+//! the secret itself is never stored.
+
+use serde::Deserialize;
+use worker::D1Database;
+
+use super::{now_seconds, Arg, Statement};
+use crate::error::ApiError;
+use crate::permission::Permission;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DelegateRow {
+    pub delegate_id: String,
+    pub created_by_user_id: String,
+    pub name: String,
+    pub can_read: i64,
+    pub can_write: i64,
+    pub can_system: i64,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecretRow {
+    pub secret_id: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GrantRow {
+    pub instance_id: String,
+    pub permission: String,
+    pub granted_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// A live (unrevoked) secret with its delegate: what a credential proves.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CredentialRow {
+    pub delegate_id: String,
+    pub created_by_user_id: String,
+    pub can_read: i64,
+    pub can_write: i64,
+    pub can_system: i64,
+    pub expires_at: Option<i64>,
+    pub secret_id: String,
+    pub last_used_at: Option<i64>,
+}
+
+// --- SQL --------------------------------------------------------------------
+
+macro_rules! delegate_columns {
+    () => {
+        "delegate_id, created_by_user_id, name, can_read, can_write, can_system, created_at, expires_at"
+    };
+}
+
+macro_rules! credential_select {
+    () => {
+        "SELECT d.delegate_id, d.created_by_user_id, d.can_read, d.can_write, d.can_system,
+                d.expires_at, s.secret_id, s.last_used_at
+           FROM delegate_secrets s JOIN delegates d ON d.delegate_id = s.delegate_id"
+    };
+}
+
+/// `?1` id, `?2` creator, `?3` name, `?4`–`?6` capabilities, `?7` now, `?8` expiry.
+pub const INSERT_DELEGATE: &str = concat!(
+    "INSERT INTO delegates (",
+    delegate_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+);
+
+/// `?1` creator; newest first.
+pub const SELECT_FOR_USER: &str = concat!(
+    "SELECT ",
+    delegate_columns!(),
+    " FROM delegates WHERE created_by_user_id = ?1 ORDER BY created_at DESC, rowid DESC"
+);
+
+/// `?1` delegate id, `?2` creator: the delegate if that user created it.
+pub const SELECT_OWNED: &str = concat!(
+    "SELECT ",
+    delegate_columns!(),
+    " FROM delegates WHERE delegate_id = ?1 AND created_by_user_id = ?2"
+);
+
+/// `?1` delegate id (the three deletes run as one batch).
+pub const DELETE_GRANTS_OF: &str = "DELETE FROM delegate_grants WHERE delegate_id = ?1";
+pub const DELETE_SECRETS_OF: &str = "DELETE FROM delegate_secrets WHERE delegate_id = ?1";
+pub const DELETE_DELEGATE: &str = "DELETE FROM delegates WHERE delegate_id = ?1";
+
+/// `?1` secret id, `?2` delegate id, `?3` hash, `?4` name, `?5` now.
+pub const INSERT_SECRET: &str =
+    "INSERT INTO delegate_secrets (secret_id, delegate_id, secret_hash, name, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// `?1` delegate id; newest first.
+pub const SELECT_SECRETS: &str =
+    "SELECT secret_id, name, created_at, last_used_at, revoked_at FROM delegate_secrets
+      WHERE delegate_id = ?1 ORDER BY created_at DESC, rowid DESC";
+
+/// `?1` secret id, `?2` delegate id, `?3` now; a second revocation keeps
+/// the first time.
+pub const REVOKE_SECRET: &str = "UPDATE delegate_secrets SET revoked_at = COALESCE(revoked_at, ?3)
+      WHERE secret_id = ?1 AND delegate_id = ?2 RETURNING secret_id AS id";
+
+/// `?1` delegate id, `?2` secret hash.
+pub const SELECT_CREDENTIAL: &str = concat!(
+    credential_select!(),
+    " WHERE s.secret_hash = ?2 AND s.delegate_id = ?1 AND s.revoked_at IS NULL"
+);
+
+/// `?1` delegate id, `?2` secret id (re-evaluating a live session).
+pub const SELECT_CREDENTIAL_BY_IDS: &str = concat!(
+    credential_select!(),
+    " WHERE s.secret_id = ?2 AND s.delegate_id = ?1 AND s.revoked_at IS NULL"
+);
+
+/// `?1` secret id, `?2` now.
+pub const TOUCH_SECRET: &str = "UPDATE delegate_secrets SET last_used_at = ?2 WHERE secret_id = ?1";
+
+/// `?1` delegate, `?2` instance, `?3` permission, `?4` granter, `?5` now.
+/// Granting again replaces the permission.
+pub const UPSERT_GRANT: &str =
+    "INSERT INTO delegate_grants (delegate_id, instance_id, permission, granted_by_user_id, granted_at)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (delegate_id, instance_id) DO UPDATE SET
+       permission = excluded.permission,
+       granted_by_user_id = excluded.granted_by_user_id,
+       granted_at = excluded.granted_at";
+
+/// `?1` delegate id; newest first.
+pub const SELECT_GRANTS: &str =
+    "SELECT instance_id, permission, granted_at, expires_at FROM delegate_grants
+      WHERE delegate_id = ?1 ORDER BY granted_at DESC, rowid DESC";
+
+/// `?1` delegate, `?2` instance, `?3` now: the grant's permission if live.
+pub const SELECT_GRANT: &str =
+    "SELECT instance_id, permission, granted_at, expires_at FROM delegate_grants
+      WHERE delegate_id = ?1 AND instance_id = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
+
+/// `?1` delegate, `?2` instance.
+pub const DELETE_GRANT: &str = "DELETE FROM delegate_grants
+      WHERE delegate_id = ?1 AND instance_id = ?2 RETURNING instance_id AS id";
+
+/// `?1` user id: every delegate the user created, with its secrets and
+/// grants (one batch, run before the user's other rows go).
+pub const DELETE_USER_GRANTS: &str = "DELETE FROM delegate_grants WHERE delegate_id IN
+      (SELECT delegate_id FROM delegates WHERE created_by_user_id = ?1)";
+pub const DELETE_USER_SECRETS: &str = "DELETE FROM delegate_secrets WHERE delegate_id IN
+      (SELECT delegate_id FROM delegates WHERE created_by_user_id = ?1)";
+pub const DELETE_USER_DELEGATES: &str = "DELETE FROM delegates WHERE created_by_user_id = ?1";
+
+/// `?1` instance id: the grants on an instance about to be deleted.
+pub const DELETE_INSTANCE_GRANTS: &str = "DELETE FROM delegate_grants WHERE instance_id = ?1";
+
+/// A new delegate's columns.
+pub struct NewDelegate<'a> {
+    pub delegate_id: &'a str,
+    pub created_by_user_id: &'a str,
+    pub name: &'a str,
+    pub can_read: bool,
+    pub can_write: bool,
+    pub can_system: bool,
+    pub expires_at: Option<i64>,
+}
+
+/// The statements with their parameters bound in order.
+pub mod stmt {
+    use super::*;
+
+    pub fn insert_delegate<'a>(d: &NewDelegate<'a>, now: i64) -> Statement<'a> {
+        Statement::new(
+            INSERT_DELEGATE,
+            [
+                Arg::Text(d.delegate_id),
+                Arg::Text(d.created_by_user_id),
+                Arg::Text(d.name),
+                Arg::Int(i64::from(d.can_read)),
+                Arg::Int(i64::from(d.can_write)),
+                Arg::Int(i64::from(d.can_system)),
+                Arg::Int(now),
+                Arg::opt_int(d.expires_at),
+            ],
+        )
+    }
+
+    pub fn list_for_user(user_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_FOR_USER, [Arg::Text(user_id)])
+    }
+
+    pub fn owned<'a>(delegate_id: &'a str, user_id: &'a str) -> Statement<'a> {
+        Statement::new(SELECT_OWNED, [Arg::Text(delegate_id), Arg::Text(user_id)])
+    }
+
+    pub fn delete(delegate_id: &str) -> [Statement<'_>; 3] {
+        let id = [Arg::Text(delegate_id)];
+        [
+            Statement::new(DELETE_GRANTS_OF, id),
+            Statement::new(DELETE_SECRETS_OF, id),
+            Statement::new(DELETE_DELEGATE, id),
+        ]
+    }
+
+    pub fn insert_secret<'a>(
+        secret_id: &'a str,
+        delegate_id: &'a str,
+        hash: &'a str,
+        name: Option<&'a str>,
+        now: i64,
+    ) -> Statement<'a> {
+        Statement::new(
+            INSERT_SECRET,
+            [
+                Arg::Text(secret_id),
+                Arg::Text(delegate_id),
+                Arg::Text(hash),
+                Arg::opt_text(name),
+                Arg::Int(now),
+            ],
+        )
+    }
+
+    pub fn secrets(delegate_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_SECRETS, [Arg::Text(delegate_id)])
+    }
+
+    pub fn revoke_secret<'a>(secret_id: &'a str, delegate_id: &'a str, now: i64) -> Statement<'a> {
+        Statement::new(
+            REVOKE_SECRET,
+            [Arg::Text(secret_id), Arg::Text(delegate_id), Arg::Int(now)],
+        )
+    }
+
+    pub fn credential<'a>(delegate_id: &'a str, hash: &'a str) -> Statement<'a> {
+        Statement::new(SELECT_CREDENTIAL, [Arg::Text(delegate_id), Arg::Text(hash)])
+    }
+
+    pub fn credential_by_ids<'a>(delegate_id: &'a str, secret_id: &'a str) -> Statement<'a> {
+        Statement::new(
+            SELECT_CREDENTIAL_BY_IDS,
+            [Arg::Text(delegate_id), Arg::Text(secret_id)],
+        )
+    }
+
+    pub fn touch_secret(secret_id: &str, now: i64) -> Statement<'_> {
+        Statement::new(TOUCH_SECRET, [Arg::Text(secret_id), Arg::Int(now)])
+    }
+
+    pub fn upsert_grant<'a>(
+        delegate_id: &'a str,
+        instance_id: &'a str,
+        permission: Permission,
+        granted_by: &'a str,
+        now: i64,
+    ) -> Statement<'a> {
+        Statement::new(
+            UPSERT_GRANT,
+            [
+                Arg::Text(delegate_id),
+                Arg::Text(instance_id),
+                Arg::Text(permission.as_str()),
+                Arg::Text(granted_by),
+                Arg::Int(now),
+            ],
+        )
+    }
+
+    pub fn grants(delegate_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_GRANTS, [Arg::Text(delegate_id)])
+    }
+
+    pub fn grant<'a>(delegate_id: &'a str, instance_id: &'a str, now: i64) -> Statement<'a> {
+        Statement::new(
+            SELECT_GRANT,
+            [
+                Arg::Text(delegate_id),
+                Arg::Text(instance_id),
+                Arg::Int(now),
+            ],
+        )
+    }
+
+    pub fn delete_grant<'a>(delegate_id: &'a str, instance_id: &'a str) -> Statement<'a> {
+        Statement::new(
+            DELETE_GRANT,
+            [Arg::Text(delegate_id), Arg::Text(instance_id)],
+        )
+    }
+
+    pub fn delete_for_user(user_id: &str) -> [Statement<'_>; 3] {
+        let id = [Arg::Text(user_id)];
+        [
+            Statement::new(DELETE_USER_GRANTS, id),
+            Statement::new(DELETE_USER_SECRETS, id),
+            Statement::new(DELETE_USER_DELEGATES, id),
+        ]
+    }
+
+    pub fn delete_instance_grants(instance_id: &str) -> Statement<'_> {
+        Statement::new(DELETE_INSTANCE_GRANTS, [Arg::Text(instance_id)])
+    }
+}
+
+// --- D1 ---------------------------------------------------------------------
+
+pub async fn insert(db: &D1Database, d: &NewDelegate<'_>) -> Result<i64, ApiError> {
+    let now = now_seconds();
+    stmt::insert_delegate(d, now).run(db).await?;
+    Ok(now)
+}
+
+pub async fn list_for_user(db: &D1Database, user_id: &str) -> Result<Vec<DelegateRow>, ApiError> {
+    stmt::list_for_user(user_id).all(db).await
+}
+
+/// The delegate if `user_id` created it (else it does not exist for them).
+pub async fn owned(
+    db: &D1Database,
+    delegate_id: &str,
+    user_id: &str,
+) -> Result<Option<DelegateRow>, ApiError> {
+    stmt::owned(delegate_id, user_id).first(db).await
+}
+
+/// Deletes a delegate with its secrets and grants, in one batch.
+pub async fn delete(db: &D1Database, delegate_id: &str) -> Result<(), ApiError> {
+    super::run_batch(db, &stmt::delete(delegate_id)).await
+}
+
+pub async fn insert_secret(
+    db: &D1Database,
+    secret_id: &str,
+    delegate_id: &str,
+    hash: &str,
+    name: Option<&str>,
+) -> Result<i64, ApiError> {
+    let now = now_seconds();
+    stmt::insert_secret(secret_id, delegate_id, hash, name, now)
+        .run(db)
+        .await?;
+    Ok(now)
+}
+
+pub async fn secrets(db: &D1Database, delegate_id: &str) -> Result<Vec<SecretRow>, ApiError> {
+    stmt::secrets(delegate_id).all(db).await
+}
+
+/// Revokes a secret of the delegate; whether such a secret exists.
+pub async fn revoke_secret(
+    db: &D1Database,
+    secret_id: &str,
+    delegate_id: &str,
+) -> Result<bool, ApiError> {
+    let row: Option<super::IdRow> = stmt::revoke_secret(secret_id, delegate_id, now_seconds())
+        .first(db)
+        .await?;
+    Ok(row.is_some())
+}
+
+pub async fn credential(
+    db: &D1Database,
+    delegate_id: &str,
+    secret_hash: &str,
+) -> Result<Option<CredentialRow>, ApiError> {
+    stmt::credential(delegate_id, secret_hash).first(db).await
+}
+
+pub async fn credential_by_ids(
+    db: &D1Database,
+    delegate_id: &str,
+    secret_id: &str,
+) -> Result<Option<CredentialRow>, ApiError> {
+    stmt::credential_by_ids(delegate_id, secret_id)
+        .first(db)
+        .await
+}
+
+/// Records use of a secret, at most once a minute.
+pub async fn touch_secret(db: &D1Database, row: &CredentialRow) -> Result<(), ApiError> {
+    let now = now_seconds();
+    if row.last_used_at.is_some_and(|t| now - t < 60) {
+        return Ok(());
+    }
+    stmt::touch_secret(&row.secret_id, now).run(db).await
+}
+
+pub async fn upsert_grant(
+    db: &D1Database,
+    delegate_id: &str,
+    instance_id: &str,
+    permission: Permission,
+    granted_by: &str,
+) -> Result<(), ApiError> {
+    stmt::upsert_grant(
+        delegate_id,
+        instance_id,
+        permission,
+        granted_by,
+        now_seconds(),
+    )
+    .run(db)
+    .await
+}
+
+pub async fn grants(db: &D1Database, delegate_id: &str) -> Result<Vec<GrantRow>, ApiError> {
+    stmt::grants(delegate_id).all(db).await
+}
+
+/// The live grant's permission on the instance, if any.
+pub async fn grant(
+    db: &D1Database,
+    delegate_id: &str,
+    instance_id: &str,
+) -> Result<Option<Permission>, ApiError> {
+    let row: Option<GrantRow> = stmt::grant(delegate_id, instance_id, now_seconds())
+        .first(db)
+        .await?;
+    Ok(row.and_then(|g| Permission::parse_grantable(&g.permission)))
+}
+
+/// Removes a grant; whether there was one.
+pub async fn delete_grant(
+    db: &D1Database,
+    delegate_id: &str,
+    instance_id: &str,
+) -> Result<bool, ApiError> {
+    let row: Option<super::IdRow> = stmt::delete_grant(delegate_id, instance_id)
+        .first(db)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Deletes every delegate `user_id` created (account deletion).
+pub async fn delete_for_user(db: &D1Database, user_id: &str) -> Result<(), ApiError> {
+    super::run_batch(db, &stmt::delete_for_user(user_id)).await
+}
+
+/// Deletes the grants on an instance (instance deletion).
+pub async fn delete_instance_grants(db: &D1Database, instance_id: &str) -> Result<(), ApiError> {
+    stmt::delete_instance_grants(instance_id).run(db).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{TestDb, NOW};
+
+    fn world() -> TestDb {
+        let db = TestDb::new();
+        db.user("u1");
+        db.user("u2");
+        db.project("p1", "u1");
+        db.instance("i1", "p1", "u1");
+        db.instance("i2", "p1", "u1");
+        db
+    }
+
+    fn delegate(db: &TestDb, id: &str, user: &str, at: i64, expires: Option<i64>) {
+        db.run(&stmt::insert_delegate(
+            &NewDelegate {
+                delegate_id: id,
+                created_by_user_id: user,
+                name: "agent",
+                can_read: true,
+                can_write: true,
+                can_system: false,
+                expires_at: expires,
+            },
+            at,
+        ));
+    }
+
+    #[test]
+    fn delegates_are_listed_newest_first_and_only_for_their_creator() {
+        let db = world();
+        delegate(&db, "del_a", "u1", NOW - 10, None);
+        delegate(&db, "del_b", "u1", NOW, Some(NOW + 100));
+        delegate(&db, "del_c", "u2", NOW, None);
+        let rows: Vec<DelegateRow> = db.all(&stmt::list_for_user("u1"));
+        let ids: Vec<_> = rows.iter().map(|r| r.delegate_id.as_str()).collect();
+        assert_eq!(ids, ["del_b", "del_a"]);
+        assert_eq!(rows[0].expires_at, Some(NOW + 100));
+        assert_eq!(
+            (rows[0].can_read, rows[0].can_write, rows[0].can_system),
+            (1, 1, 0)
+        );
+        assert!(db
+            .first::<DelegateRow>(&stmt::owned("del_c", "u1"))
+            .is_none());
+        assert!(db
+            .first::<DelegateRow>(&stmt::owned("del_c", "u2"))
+            .is_some());
+    }
+
+    #[test]
+    fn credentials_match_live_secrets_only() {
+        let db = world();
+        delegate(&db, "del_a", "u1", NOW, None);
+        delegate(&db, "del_b", "u1", NOW, None);
+        db.run(&stmt::insert_secret(
+            "sec_1",
+            "del_a",
+            "h1",
+            Some("ci"),
+            NOW,
+        ));
+        db.run(&stmt::insert_secret("sec_2", "del_a", "h2", None, NOW + 1));
+        let found: CredentialRow = db.first(&stmt::credential("del_a", "h1")).unwrap();
+        assert_eq!(found.secret_id, "sec_1");
+        assert_eq!(found.created_by_user_id, "u1");
+        // The hash of another delegate's secret does not authenticate.
+        assert!(db
+            .first::<CredentialRow>(&stmt::credential("del_b", "h1"))
+            .is_none());
+        assert!(db
+            .first::<CredentialRow>(&stmt::credential_by_ids("del_a", "sec_2"))
+            .is_some());
+
+        let revoked: Option<crate::db::IdRow> =
+            db.first(&stmt::revoke_secret("sec_1", "del_a", NOW + 5));
+        assert!(revoked.is_some());
+        assert!(db
+            .first::<CredentialRow>(&stmt::credential("del_a", "h1"))
+            .is_none());
+        assert!(db
+            .first::<CredentialRow>(&stmt::credential_by_ids("del_a", "sec_1"))
+            .is_none());
+        // Revoking again keeps the first time; another delegate's secret is not found.
+        db.first::<crate::db::IdRow>(&stmt::revoke_secret("sec_1", "del_a", NOW + 50));
+        let secrets: Vec<SecretRow> = db.all(&stmt::secrets("del_a"));
+        assert_eq!(secrets[0].secret_id, "sec_2");
+        assert_eq!(secrets[1].revoked_at, Some(NOW + 5));
+        assert!(db
+            .first::<crate::db::IdRow>(&stmt::revoke_secret("sec_2", "del_b", NOW))
+            .is_none());
+
+        db.run(&stmt::touch_secret("sec_2", NOW + 9));
+        let row: CredentialRow = db.first(&stmt::credential("del_a", "h2")).unwrap();
+        assert_eq!(row.last_used_at, Some(NOW + 9));
+    }
+
+    #[test]
+    fn grants_replace_expire_and_delete() {
+        let db = world();
+        delegate(&db, "del_a", "u1", NOW, None);
+        db.run(&stmt::upsert_grant(
+            "del_a",
+            "i1",
+            Permission::Write,
+            "u1",
+            NOW,
+        ));
+        db.run(&stmt::upsert_grant(
+            "del_a",
+            "i2",
+            Permission::Read,
+            "u1",
+            NOW + 1,
+        ));
+        db.run(&stmt::upsert_grant(
+            "del_a",
+            "i1",
+            Permission::Read,
+            "u1",
+            NOW + 2,
+        ));
+        let grants: Vec<GrantRow> = db.all(&stmt::grants("del_a"));
+        let listed: Vec<_> = grants
+            .iter()
+            .map(|g| (g.instance_id.as_str(), g.permission.as_str()))
+            .collect();
+        assert_eq!(listed, [("i1", "read"), ("i2", "read")]);
+        assert!(db
+            .first::<GrantRow>(&stmt::grant("del_a", "i1", NOW))
+            .is_some());
+        db.conn
+            .execute_batch("UPDATE delegate_grants SET expires_at = 5 WHERE instance_id = 'i2'")
+            .unwrap();
+        assert!(db
+            .first::<GrantRow>(&stmt::grant("del_a", "i2", NOW))
+            .is_none());
+
+        let gone: Option<crate::db::IdRow> = db.first(&stmt::delete_grant("del_a", "i1"));
+        assert!(gone.is_some());
+        assert!(db
+            .first::<crate::db::IdRow>(&stmt::delete_grant("del_a", "i1"))
+            .is_none());
+        // A grant on a missing instance is refused by the foreign key.
+        assert!(db
+            .try_rows(&stmt::upsert_grant(
+                "del_a",
+                "nope",
+                Permission::Read,
+                "u1",
+                NOW
+            ))
+            .is_err());
+    }
+
+    #[test]
+    fn deletions_take_secrets_and_grants_with_them() {
+        let db = world();
+        delegate(&db, "del_a", "u1", NOW, None);
+        delegate(&db, "del_b", "u1", NOW, None);
+        delegate(&db, "del_c", "u2", NOW, None);
+        for d in ["del_a", "del_b", "del_c"] {
+            db.run(&stmt::insert_secret(
+                &format!("sec_{d}"),
+                d,
+                &format!("h_{d}"),
+                None,
+                NOW,
+            ));
+            db.run(&stmt::upsert_grant(d, "i1", Permission::Read, "u1", NOW));
+        }
+        db.batch(&stmt::delete("del_a"));
+        assert_eq!(
+            db.column("SELECT delegate_id FROM delegates ORDER BY delegate_id"),
+            ["del_b", "del_c"]
+        );
+        assert_eq!(db.count("delegate_secrets"), 2);
+        assert_eq!(db.count("delegate_grants"), 2);
+
+        db.run(&stmt::delete_instance_grants("i1"));
+        assert_eq!(db.count("delegate_grants"), 0);
+
+        db.batch(&stmt::delete_for_user("u1"));
+        assert_eq!(
+            db.column("SELECT delegate_id FROM delegates ORDER BY delegate_id"),
+            ["del_c"]
+        );
+        assert_eq!(db.count("delegate_secrets"), 1);
+    }
+
+    #[test]
+    fn the_foreign_keys_cascade() {
+        let db = world();
+        delegate(&db, "del_a", "u1", NOW, None);
+        db.run(&stmt::insert_secret("sec_1", "del_a", "h1", None, NOW));
+        db.run(&stmt::upsert_grant(
+            "del_a",
+            "i1",
+            Permission::Read,
+            "u1",
+            NOW,
+        ));
+        db.conn
+            .execute_batch("DELETE FROM instances WHERE id = 'i1'")
+            .unwrap();
+        assert_eq!(db.count("delegate_grants"), 0);
+        db.conn
+            .execute_batch("DELETE FROM users WHERE id = 'u1'")
+            .unwrap();
+        assert_eq!(db.count("delegates"), 0);
+        assert_eq!(db.count("delegate_secrets"), 0);
+    }
+}

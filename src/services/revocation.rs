@@ -1,0 +1,32 @@
+//! Telling instances that access changed (protocol.md §8). After D1 has
+//! been updated, each object that may hold an affected socket is asked to
+//! re-evaluate it; the request returns once the objects have closed or
+//! lowered those sockets, so a revocation is in force when its `200` leaves.
+//! The calls to several objects run concurrently.
+
+use futures_util::future::join_all;
+
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+use crate::instance::client::InstanceClient;
+use crate::instance::internal::Affected;
+
+/// Asks every instance in `instance_ids` to re-evaluate the sockets
+/// `affected` concerns. An object that cannot be reached is logged and
+/// skipped: the D1 change already stops new access, and failing the
+/// caller's request would not undo it.
+pub async fn recheck(ctx: &Ctx, instance_ids: &[String], affected: Affected) {
+    let calls = instance_ids.iter().map(|id| {
+        let affected = &affected;
+        async move {
+            let client = InstanceClient::with_read_only(&ctx.env, id, None)?;
+            client.recheck(affected).await
+        }
+    });
+    for (id, outcome) in instance_ids.iter().zip(join_all(calls).await) {
+        if let Err(e) = outcome {
+            let e: ApiError = e;
+            worker::console_error!("revocation did not reach instance {id}: {e}");
+        }
+    }
+}
