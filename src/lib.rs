@@ -14,6 +14,7 @@ pub mod ids;
 pub mod instance;
 pub mod permission;
 pub mod services;
+pub mod time;
 pub mod webhooks;
 
 #[cfg(target_arch = "wasm32")]

@@ -285,6 +285,8 @@ pub enum Action {
     ManageShares,
     /// Create an API key scoped to the resource (a signed-in user only).
     ScopeKey,
+    /// Grant the instance to a delegate (a signed-in user only).
+    GrantDelegate,
 }
 
 impl Action {
@@ -298,7 +300,8 @@ impl Action {
             | Action::CreateInstance
             | Action::DeleteInstance
             | Action::ManageShares
-            | Action::ScopeKey => Permission::Admin,
+            | Action::ScopeKey
+            | Action::GrantDelegate => Permission::Admin,
             Action::DeleteProject => Permission::Owner,
         }
     }

@@ -22,8 +22,7 @@ const MAX_NAME: usize = 200;
 #[derive(Serialize)]
 struct InstanceView<'a> {
     id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    project_id: Option<&'a str>,
+    project_id: &'a str,
     name: &'a str,
     is_readonly: bool,
     created_at: i64,
@@ -36,7 +35,7 @@ impl<'a> InstanceView<'a> {
     fn of(row: &'a InstanceRow) -> Self {
         InstanceView {
             id: &row.id,
-            project_id: None,
+            project_id: &row.project_id,
             name: &row.name,
             is_readonly: row.read_only(),
             created_at: row.created_at,
@@ -120,7 +119,6 @@ struct KeysDocument<'a> {
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     let instance = access::instance(ctx, caller, id, Action::View).await?;
     let view = InstanceView {
-        project_id: Some(&instance.row.project_id),
         role: Some(instance.role.as_str()),
         ..InstanceView::of(&instance.row)
     };

@@ -7,6 +7,7 @@ pub mod ai;
 pub mod api_keys;
 pub mod body;
 pub mod cors;
+pub mod delegates;
 pub mod groups;
 pub mod instances;
 pub mod projects;
@@ -67,6 +68,11 @@ pub async fn handle(mut req: Request, env: Env) -> Result<Response, ApiError> {
         Route::ClerkWebhook => webhooks::clerk(&mut req, &ctx).await,
         route => {
             let caller = authenticate(&req, &ctx).await?;
+            if caller.is_delegate() {
+                if let Some(refusal) = route.delegate_refusal() {
+                    return Err(ApiError::Forbidden(refusal.into()));
+                }
+            }
             api(route, &mut req, &ctx, &caller).await
         }
     }
@@ -121,6 +127,19 @@ async fn api(
         Route::ListApiKeys => api_keys::list(ctx, caller).await,
         Route::CreateApiKey => api_keys::create(req, ctx, caller).await,
         Route::DeleteApiKey(id) => api_keys::delete(ctx, caller, &id).await,
+        Route::ListDelegates => delegates::list(ctx, caller).await,
+        Route::CreateDelegate => delegates::create(req, ctx, caller).await,
+        Route::DeleteDelegate(id) => delegates::delete(ctx, caller, &id).await,
+        Route::CreateDelegateSecret(id) => delegates::create_secret(req, ctx, caller, &id).await,
+        Route::ListDelegateSecrets(id) => delegates::list_secrets(ctx, caller, &id).await,
+        Route::RevokeDelegateSecret(id, secret) => {
+            delegates::revoke_secret(ctx, caller, &id, &secret).await
+        }
+        Route::GrantDelegate(id) => delegates::grant(req, ctx, caller, &id).await,
+        Route::ListDelegateGrants(id) => delegates::list_grants(ctx, caller, &id).await,
+        Route::RevokeDelegateGrant(id, instance) => {
+            delegates::revoke_grant(ctx, caller, &id, &instance).await
+        }
         Route::Chat => ai::chat(req, ctx, caller).await,
         Route::Transform => ai::transform(req, ctx, caller).await,
         Route::GenerateImage => ai::generate_image(req, ctx, caller).await,

@@ -36,10 +36,70 @@ pub enum Route {
     ListApiKeys,
     CreateApiKey,
     DeleteApiKey(String),
+    ListDelegates,
+    CreateDelegate,
+    DeleteDelegate(String),
+    CreateDelegateSecret(String),
+    ListDelegateSecrets(String),
+    RevokeDelegateSecret(String, String),
+    GrantDelegate(String),
+    ListDelegateGrants(String),
+    RevokeDelegateGrant(String, String),
     Chat,
     Transform,
     GenerateImage,
     AnalyzeImage,
+}
+
+impl Route {
+    /// Why a delegate may not use this route (delegates.md: "Delegates
+    /// cannot <verb> <thing>"), or `None` for the instance-data routes it
+    /// may use.
+    pub fn delegate_refusal(&self) -> Option<&'static str> {
+        use Route::*;
+        Some(match self {
+            Health
+            | Sync { .. }
+            | AdminDo { .. }
+            | ClerkWebhook
+            | WsToken
+            | GetInstance(_)
+            | Chat
+            | Transform
+            | GenerateImage
+            | AnalyzeImage => return None,
+            ListProjects => "Delegates cannot list projects",
+            CreateProject => "Delegates cannot create projects",
+            GetProject(_) => "Delegates cannot read projects",
+            UpdateProject(_) => "Delegates cannot update projects",
+            DeleteProject(_) => "Delegates cannot delete projects",
+            ListInstances(_) => "Delegates cannot list instances",
+            CreateInstance(_) => "Delegates cannot create instances",
+            UpdateInstance(_) => "Delegates cannot update instances",
+            DeleteInstance(_) => "Delegates cannot delete instances",
+            ListProjectShares(_) | ListInstanceShares(_) => "Delegates cannot list shares",
+            CreateProjectShare(_) | CreateInstanceShare(_) => "Delegates cannot create shares",
+            DeleteShare(_) => "Delegates cannot delete shares",
+            ListGroups => "Delegates cannot list groups",
+            CreateGroup => "Delegates cannot create groups",
+            GetGroup(_) => "Delegates cannot read groups",
+            DeleteGroup(_) => "Delegates cannot delete groups",
+            AddGroupMember(_) => "Delegates cannot add group members",
+            RemoveGroupMember(..) => "Delegates cannot remove group members",
+            ListApiKeys => "Delegates cannot list API keys",
+            CreateApiKey => "Delegates cannot create API keys",
+            DeleteApiKey(_) => "Delegates cannot delete API keys",
+            ListDelegates => "Delegates cannot list delegates",
+            CreateDelegate => "Delegates cannot create delegates",
+            DeleteDelegate(_) => "Delegates cannot delete delegates",
+            CreateDelegateSecret(_) => "Delegates cannot create delegate secrets",
+            ListDelegateSecrets(_) => "Delegates cannot list delegate secrets",
+            RevokeDelegateSecret(..) => "Delegates cannot revoke delegate secrets",
+            GrantDelegate(_) => "Delegates cannot grant instances to delegates",
+            ListDelegateGrants(_) => "Delegates cannot list delegate grants",
+            RevokeDelegateGrant(..) => "Delegates cannot revoke delegate grants",
+        })
+    }
 }
 
 pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
@@ -101,6 +161,27 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         }
         ["api", "keys"] => vec![("GET", Route::ListApiKeys), ("POST", Route::CreateApiKey)],
         ["api", "keys", id] if !id.is_empty() => vec![("DELETE", Route::DeleteApiKey(s(2)))],
+        ["api", "delegates"] => vec![
+            ("GET", Route::ListDelegates),
+            ("POST", Route::CreateDelegate),
+        ],
+        ["api", "delegates", id] if !id.is_empty() => {
+            vec![("DELETE", Route::DeleteDelegate(s(2)))]
+        }
+        ["api", "delegates", id, "secrets"] if !id.is_empty() => vec![
+            ("GET", Route::ListDelegateSecrets(s(2))),
+            ("POST", Route::CreateDelegateSecret(s(2))),
+        ],
+        ["api", "delegates", id, "secrets", sec] if !id.is_empty() && !sec.is_empty() => {
+            vec![("DELETE", Route::RevokeDelegateSecret(s(2), s(4)))]
+        }
+        ["api", "delegates", id, "grants"] if !id.is_empty() => vec![
+            ("GET", Route::ListDelegateGrants(s(2))),
+            ("POST", Route::GrantDelegate(s(2))),
+        ],
+        ["api", "delegates", id, "grants", inst] if !id.is_empty() && !inst.is_empty() => {
+            vec![("DELETE", Route::RevokeDelegateGrant(s(2), s(4)))]
+        }
         ["api", "chat"] => vec![("POST", Route::Chat)],
         ["api", "transform"] => vec![("POST", Route::Transform)],
         ["api", "generate-image"] => vec![("POST", Route::GenerateImage)],
@@ -159,6 +240,47 @@ mod tests {
         assert_eq!(status("PUT", "/api/instances/i1"), 405);
         assert_eq!(status("GET", "/api/projects/p1/nope"), 404);
         assert_eq!(status("GET", "/api/chat"), 405);
+    }
+
+    #[test]
+    fn delegate_routes_and_what_delegates_may_use() {
+        assert_eq!(
+            resolve("DELETE", "/api/delegates/del_1/grants/i-1").ok(),
+            Some(Route::RevokeDelegateGrant("del_1".into(), "i-1".into()))
+        );
+        assert_eq!(
+            resolve("POST", "/api/delegates/del_1/secrets").ok(),
+            Some(Route::CreateDelegateSecret("del_1".into()))
+        );
+        assert_eq!(status("PUT", "/api/delegates/del_1"), 405);
+        assert_eq!(status("GET", "/api/delegates/del_1/nope"), 404);
+        for (method, path) in [
+            ("POST", "/api/ws-token"),
+            ("GET", "/api/instances/i"),
+            ("POST", "/api/chat"),
+            ("POST", "/api/transform"),
+        ] {
+            let route = resolve(method, path).unwrap();
+            assert_eq!(route.delegate_refusal(), None, "{method} {path}");
+        }
+        for (method, path, message) in [
+            (
+                "POST",
+                "/api/delegates",
+                "Delegates cannot create delegates",
+            ),
+            ("GET", "/api/projects/p", "Delegates cannot read projects"),
+            (
+                "PATCH",
+                "/api/instances/i",
+                "Delegates cannot update instances",
+            ),
+            ("GET", "/api/keys", "Delegates cannot list API keys"),
+            ("DELETE", "/api/shares/s", "Delegates cannot delete shares"),
+        ] {
+            let route = resolve(method, path).unwrap();
+            assert_eq!(route.delegate_refusal(), Some(message), "{method} {path}");
+        }
     }
 
     #[test]

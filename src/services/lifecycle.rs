@@ -6,6 +6,8 @@ use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
+use crate::instance::internal::Affected;
+use crate::services::revocation;
 
 /// What is being removed, and so which rows go after the objects.
 pub enum Doomed<'a> {
@@ -29,8 +31,26 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
             .await?;
     }
     match doomed {
-        Doomed::Instance(id) => db::instances::delete(&db, id).await,
+        Doomed::Instance(id) => {
+            db::delegates::delete_instance_grants(&db, id).await?;
+            db::instances::delete(&db, id).await
+        }
+        // Grants on the project's instances go with them (foreign keys).
         Doomed::Project(id) => db::projects::delete(&db, id).await,
-        Doomed::User(id) => db::users::delete_everything(&db, id).await,
+        Doomed::User(id) => {
+            // The user's delegates may hold sockets on instances others own.
+            let mut reached = Vec::new();
+            for delegate in db::delegates::list_for_user(&db, id).await? {
+                for grant in db::delegates::grants(&db, &delegate.delegate_id).await? {
+                    if !reached.contains(&grant.instance_id) {
+                        reached.push(grant.instance_id);
+                    }
+                }
+            }
+            db::delegates::delete_for_user(&db, id).await?;
+            db::users::delete_everything(&db, id).await?;
+            revocation::recheck(ctx, &reached, Affected::User(id.to_owned())).await;
+            Ok(())
+        }
     }
 }

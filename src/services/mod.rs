@@ -3,6 +3,7 @@
 //! knows about `Request`/`Response`.
 
 pub mod access;
+pub mod delegates;
 pub mod lifecycle;
 pub mod revocation;
 

@@ -1,0 +1,167 @@
+//! Reading ISO-8601 date-times into Unix seconds, without a date library
+//! (the wasm stays small). A value without a zone is UTC: the dashboard
+//! sends `datetime-local` values such as `2027-12-02T15:54` (delegates.md).
+
+/// `YYYY-MM-DD`, optionally followed by `T` (or a space) and `HH:MM`,
+/// `HH:MM:SS` or `HH:MM:SS.fraction`, optionally followed by `Z` or an
+/// offset (`+HH:MM`, `+HHMM`, `+HH`). Returns Unix seconds (the fraction is
+/// dropped), or `None` for anything else or an impossible date.
+pub fn parse_datetime(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, rest) = (s.get(..10)?, &s[10..]);
+    let days = parse_date(date)?;
+    let mut seconds = days * 86_400;
+    if rest.is_empty() {
+        return Some(seconds);
+    }
+    let rest = rest
+        .strip_prefix('T')
+        .or_else(|| rest.strip_prefix('t'))
+        .or_else(|| rest.strip_prefix(' '))?;
+    let (time, zone) = split_zone(rest);
+    seconds += parse_time(time)?;
+    Some(seconds - parse_offset(zone)?)
+}
+
+fn digits(s: &str) -> Option<i64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+fn parse_date(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (digits(&s[..4])?, digits(&s[5..7])?, digits(&s[8..])?);
+    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Howard Hinnant's days-from-civil for the proleptic Gregorian calendar.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The time part and the zone part (empty when there is none).
+fn split_zone(s: &str) -> (&str, &str) {
+    match s.find(['Z', 'z', '+', '-']) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    }
+}
+
+/// Seconds into the day of `HH:MM[:SS[.fraction]]`.
+fn parse_time(s: &str) -> Option<i64> {
+    let mut parts = s.splitn(3, ':');
+    let h = digits(parts.next().filter(|p| p.len() == 2)?)?;
+    let m = digits(parts.next().filter(|p| p.len() == 2)?)?;
+    let sec = match parts.next() {
+        None => 0,
+        Some(p) => {
+            let whole = match p.split_once('.') {
+                Some((w, frac)) => {
+                    digits(frac)?;
+                    w
+                }
+                None => p,
+            };
+            if whole.len() != 2 {
+                return None;
+            }
+            digits(whole)?
+        }
+    };
+    if h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    Some(h * 3600 + m * 60 + sec)
+}
+
+/// The zone's offset east of UTC, in seconds.
+fn parse_offset(zone: &str) -> Option<i64> {
+    if zone.is_empty() || zone.eq_ignore_ascii_case("z") {
+        return Some(0);
+    }
+    let (sign, rest) = match zone.as_bytes()[0] {
+        b'+' => (1, &zone[1..]),
+        b'-' => (-1, &zone[1..]),
+        _ => return None,
+    };
+    let (h, m) = match rest.len() {
+        2 => (digits(rest)?, 0),
+        4 => (digits(&rest[..2])?, digits(&rest[2..])?),
+        5 if rest.as_bytes()[2] == b':' => (digits(&rest[..2])?, digits(&rest[3..])?),
+        _ => return None,
+    };
+    if h > 23 || m > 59 {
+        return None;
+    }
+    Some(sign * (h * 3600 + m * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_forms() {
+        let cases = [
+            ("1970-01-01", 0),
+            ("1970-01-01T00:00:00Z", 0),
+            ("2027-12-02T15:54", 1_827_762_840),
+            ("2027-12-02T15:54:00Z", 1_827_762_840),
+            ("2027-12-02T15:54:00.123Z", 1_827_762_840),
+            ("2027-12-02 15:54:00", 1_827_762_840),
+            ("2027-12-02T17:54:00+02:00", 1_827_762_840),
+            ("2027-12-02T13:54:00-0200", 1_827_762_840),
+            ("2027-12-02T16:54+01", 1_827_762_840),
+            ("2000-02-29T00:00:00Z", 951_782_400),
+            (" 2027-12-02T15:54 ", 1_827_762_840),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_datetime(text), Some(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn refused_forms() {
+        for text in [
+            "",
+            "tomorrow",
+            "2027-13-01",
+            "2027-02-29",
+            "2027-12-32T00:00",
+            "2027-12-02T24:00",
+            "2027-12-02T15:60",
+            "2027-12-02T15",
+            "2027-12-02T15:54:5",
+            "2027-12-02T15:54+2",
+            "2027-12-02X15:54",
+            "2027/12/02",
+            "1733154840",
+        ] {
+            assert_eq!(parse_datetime(text), None, "{text:?}");
+        }
+    }
+}
