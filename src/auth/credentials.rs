@@ -43,6 +43,10 @@ pub enum CredentialError {
     /// verification unconfigured, lets such a token act as `dev-user`.
     #[error("Invalid authorization header")]
     UnrecognizedBearer,
+    /// `ApiKey <value>` whose value is not `<delegateId>:<secret>` with
+    /// exactly one colon and both parts non-empty (delegates.md).
+    #[error("Invalid delegate credential")]
+    InvalidDelegate,
     /// An in-band `auth` message whose `apiKey` has no recognisable form.
     #[error("Invalid credential: expected an API key, a delegate credential or a session JWT")]
     UnrecognizedInBand,
@@ -67,7 +71,7 @@ pub fn parse_authorization_header(header: Option<&str>) -> Result<Credential, Cr
     if scheme.eq_ignore_ascii_case("Bearer") {
         parse_bearer(value)
     } else if scheme.eq_ignore_ascii_case("ApiKey") {
-        parse_delegate(value).ok_or(CredentialError::InvalidHeader)
+        parse_delegate(value).ok_or(CredentialError::InvalidDelegate)
     } else {
         Err(CredentialError::InvalidHeader)
     }
@@ -87,10 +91,10 @@ fn parse_bearer(token: &str) -> Result<Credential, CredentialError> {
     }
 }
 
-/// `<id>:<secret>`, both non-empty, split at the first colon.
+/// `<id>:<secret>`: exactly one colon, both parts non-empty.
 fn parse_delegate(value: &str) -> Option<Credential> {
     let (id, secret) = value.split_once(':')?;
-    if id.is_empty() || secret.is_empty() {
+    if id.is_empty() || secret.is_empty() || secret.contains(':') {
         return None;
     }
     Some(Credential::Delegate {
@@ -157,12 +161,13 @@ mod tests {
             ),
             (format!("Bearer {JWT}"), Ok(Credential::Jwt(JWT.into()))),
             (
-                "ApiKey del_1:s3cr:et".into(),
+                "ApiKey del_1:s3cret".into(),
                 Ok(Credential::Delegate {
                     id: "del_1".into(),
-                    secret: "s3cr:et".into(),
+                    secret: "s3cret".into(),
                 }),
             ),
+            ("ApiKey del_1:s3cr:et".into(), Err(InvalidDelegate)),
             (
                 "apikey a:b".into(),
                 Ok(Credential::Delegate {
@@ -170,9 +175,9 @@ mod tests {
                     secret: "b".into(),
                 }),
             ),
-            ("ApiKey :secret".into(), Err(InvalidHeader)),
-            ("ApiKey id:".into(), Err(InvalidHeader)),
-            ("ApiKey nocolon".into(), Err(InvalidHeader)),
+            ("ApiKey :secret".into(), Err(InvalidDelegate)),
+            ("ApiKey id:".into(), Err(InvalidDelegate)),
+            ("ApiKey nocolon".into(), Err(InvalidDelegate)),
             ("Bearer".into(), Err(InvalidHeader)),
             ("Bearer ".into(), Err(InvalidHeader)),
             ("Basic dXNlcjpwYXNz".into(), Err(InvalidHeader)),

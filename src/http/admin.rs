@@ -1,5 +1,7 @@
-//! `GET /admin/do/:objectId`: an instance's keys by Durable Object id, for
-//! operators holding `ADMIN_TOKEN`.
+//! `GET /admin/do/:objectId`: an instance's keys by Durable Object id, and
+//! `GET /admin/do/:objectId/storage`: what the object stores at all (its
+//! tables, whether an alarm is set, whether it is a deleted instance's
+//! tombstone), for operators holding `ADMIN_TOKEN`.
 
 use worker::{Request, Response};
 
@@ -10,6 +12,23 @@ use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
 
 pub async fn object_keys(req: &Request, ctx: &Ctx, object_id: &str) -> Result<Response, ApiError> {
+    let doc = object(req, ctx, object_id)?.keys_document().await?;
+    let mut resp = Response::ok(doc)?;
+    resp.headers_mut().set("Content-Type", "application/json")?;
+    Ok(resp)
+}
+
+pub async fn object_storage(
+    req: &Request,
+    ctx: &Ctx,
+    object_id: &str,
+) -> Result<Response, ApiError> {
+    let report = object(req, ctx, object_id)?.storage_report().await?;
+    super::json(200, &report)
+}
+
+/// The object, once the caller proved it holds the admin token.
+fn object(req: &Request, ctx: &Ctx, object_id: &str) -> Result<InstanceClient, ApiError> {
     // Without a configured token the route does not exist.
     let Some(expected) = config::setting(&ctx.env, "ADMIN_TOKEN") else {
         return Err(ApiError::not_found("Not found"));
@@ -23,12 +42,7 @@ pub async fn object_keys(req: &Request, ctx: &Ctx, object_id: &str) -> Result<Re
             "objectId must be a Durable Object id of 64 hexadecimal characters",
         ));
     }
-    let doc = InstanceClient::from_object_id(&ctx.env, object_id)?
-        .keys_document()
-        .await?;
-    let mut resp = Response::ok(doc)?;
-    resp.headers_mut().set("Content-Type", "application/json")?;
-    Ok(resp)
+    InstanceClient::from_object_id(&ctx.env, object_id)
 }
 
 fn is_object_id(id: &str) -> bool {

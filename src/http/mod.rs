@@ -65,6 +65,7 @@ pub async fn handle(mut req: Request, env: Env) -> Result<Response, ApiError> {
         ),
         Route::Sync { instance_id } => sync::handle(&req, &ctx, &instance_id).await,
         Route::AdminDo { object_id } => admin::object_keys(&req, &ctx, &object_id).await,
+        Route::AdminDoStorage { object_id } => admin::object_storage(&req, &ctx, &object_id).await,
         Route::ClerkWebhook => webhooks::clerk(&mut req, &ctx).await,
         route => {
             let caller = authenticate(&req, &ctx).await?;
@@ -144,8 +145,10 @@ async fn api(
         Route::Transform => ai::transform(req, ctx, caller).await,
         Route::GenerateImage => ai::generate_image(req, ctx, caller).await,
         Route::AnalyzeImage => ai::analyze_image(req, ctx, caller).await,
-        Route::Health | Route::Sync { .. } | Route::AdminDo { .. } | Route::ClerkWebhook => {
-            Err(ApiError::not_found("Not found"))
-        }
+        Route::Health
+        | Route::Sync { .. }
+        | Route::AdminDo { .. }
+        | Route::AdminDoStorage { .. }
+        | Route::ClerkWebhook => Err(ApiError::not_found("Not found")),
     }
 }

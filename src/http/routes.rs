@@ -10,6 +10,7 @@ pub enum Route {
     Health,
     Sync { instance_id: String },
     AdminDo { object_id: String },
+    AdminDoStorage { object_id: String },
     ClerkWebhook,
     WsToken,
     ListProjects,
@@ -61,6 +62,7 @@ impl Route {
             Health
             | Sync { .. }
             | AdminDo { .. }
+            | AdminDoStorage { .. }
             | ClerkWebhook
             | WsToken
             | GetInstance(_)
@@ -124,6 +126,9 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
         ["health"] => vec![("GET", Route::Health)],
         ["sync"] => return Err(ApiError::bad_request("Invalid instance id")),
         ["admin", "do", _] => vec![("GET", Route::AdminDo { object_id: s(2) })],
+        ["admin", "do", _, "storage"] => {
+            vec![("GET", Route::AdminDoStorage { object_id: s(2) })]
+        }
         ["webhooks", "clerk"] => vec![("POST", Route::ClerkWebhook)],
         ["api", "ws-token"] => vec![("POST", Route::WsToken)],
         ["api", "projects"] => vec![("GET", Route::ListProjects), ("POST", Route::CreateProject)],

@@ -10,9 +10,11 @@ use crate::auth::roles::{authorize, check_grant, Action};
 use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
+use crate::instance::internal::Affected;
 use crate::permission::Permission;
 use crate::services::access::{self, denied};
 use crate::services::new_id;
+use crate::services::revocation;
 
 /// A shared resource, as named in the `shares` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,9 +123,10 @@ pub async fn create(
             ))
         }
     };
+    let fresh_id = new_id()?;
     let share_id = db::shares::grant(
         &db,
-        &new_id()?,
+        &fresh_id,
         kind.as_str(),
         id,
         target_type,
@@ -132,6 +135,11 @@ pub async fn create(
         &caller.user_id,
     )
     .await?;
+    if share_id != fresh_id {
+        // An existing share changed permission: a lowered one lowers sockets.
+        let reached = revocation::instances_under(ctx, kind.as_str(), id).await?;
+        revocation::recheck(ctx, &reached, Affected::All).await;
+    }
     json(
         201,
         &serde_json::json!({
@@ -157,5 +165,8 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, share_id: &str) -> Result<Respon
     authorize(&caller.principal, Action::ManageShares, Some(role))
         .map_err(|d| denied(d, "Share"))?;
     db::shares::delete(&db, &share.id).await?;
+    // Whoever this share reached is re-evaluated on the resource's instances.
+    let reached = revocation::instances_under(ctx, kind.as_str(), &share.resource_id).await?;
+    revocation::recheck(ctx, &reached, Affected::All).await;
     json(200, &serde_json::json!({ "success": true }))
 }

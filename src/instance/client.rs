@@ -190,6 +190,17 @@ impl InstanceClient {
             .map(|_| ())
     }
 
+    /// Whether the object holds a deleted instance's tombstone.
+    pub async fn is_deleted(&self) -> Result<bool, ApiError> {
+        Ok(self.storage_report().await?["deleted"] == serde_json::Value::Bool(true))
+    }
+
+    /// What the object stores: `{"tables": [...], "alarm": bool, "deleted": bool}`.
+    pub async fn storage_report(&self) -> Result<serde_json::Value, ApiError> {
+        let mut resp = self.call(Method::Get, internal::PATH_STORAGE, None).await?;
+        Ok(resp.json().await?)
+    }
+
     /// Has the object re-evaluate the sockets `affected` may concern
     /// (protocol.md §8); returns how many it closed and lowered.
     pub async fn recheck(&self, affected: &Affected) -> Result<RecheckResult, ApiError> {
@@ -223,6 +234,8 @@ impl InstanceClient {
         let mut resp = self.stub.fetch_with_request(req).await?;
         match resp.status_code() {
             200..=299 => Ok(resp),
+            // A deleted instance's tombstone (protocol.md §8).
+            404 => Err(ApiError::not_found("Instance not found")),
             422 => {
                 let refusal: Refusal = resp.json().await?;
                 Err(refusal_error(refusal))

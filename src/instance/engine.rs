@@ -466,8 +466,10 @@ fn too_many_keys(max: u64) -> ProtocolError {
     ))
 }
 
-fn internal(e: StoreError) -> ProtocolError {
-    ProtocolError::internal(format!("the change was not applied: {e}"))
+/// The storage error's text stays in the server's log (the store logs it);
+/// the client learns only that nothing was applied.
+fn internal(_e: StoreError) -> ProtocolError {
+    ProtocolError::internal("the change was not applied: the instance's storage failed")
 }
 
 fn ack(id: Option<&MessageId>, now_ms: i64) -> Option<Outbound> {

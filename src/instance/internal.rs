@@ -31,6 +31,7 @@ pub const PATH_IMPORT: &str = "/internal/import";
 pub const PATH_DESTROY: &str = "/internal/destroy";
 pub const PATH_CONFIGURE: &str = "/internal/configure";
 pub const PATH_RECHECK: &str = "/internal/recheck";
+pub const PATH_STORAGE: &str = "/internal/storage";
 
 /// Which sockets a change of credentials or access may affect
 /// (protocol.md §8): the object re-evaluates those against D1.

@@ -4,7 +4,7 @@
 //! strictly in arrival order, and serves the Worker's internal interface.
 //! It exists only on wasm32: natively the engine is tested over rusqlite.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
@@ -12,8 +12,8 @@ use std::time::Duration;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{
-    durable_object, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
-    WebSocketPair, WebSocketRequestResponsePair,
+    durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State,
+    WebSocket, WebSocketPair, WebSocketRequestResponsePair,
 };
 
 use super::attributes::Attributes;
@@ -37,8 +37,60 @@ struct InBandGrant {
     basis: AccessBasis,
 }
 
+/// Frames that may wait behind an `auth` being verified, and their bytes.
+const MAX_QUEUED_FRAMES: usize = 1_000;
+const MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
+/// RFC 6455 "message too big": the queue behind an `auth` overflowed.
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// A socket's frames that arrived while its `auth` was being verified.
+#[derive(Default)]
+struct Pending {
+    frames: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Pending {
+    /// Queues a frame; false (and nothing queued) when over the caps.
+    fn push(&mut self, frame: String) -> bool {
+        if self.frames.len() >= MAX_QUEUED_FRAMES || self.bytes + frame.len() > MAX_QUEUED_BYTES {
+            self.frames.clear();
+            self.bytes = 0;
+            return false;
+        }
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+        true
+    }
+
+    fn pop(&mut self) -> Option<String> {
+        let frame = self.frames.pop_front()?;
+        self.bytes -= frame.len();
+        Some(frame)
+    }
+}
+
 /// Close code for a socket whose access was revoked (protocol.md §8).
 const CLOSE_ACCESS_REVOKED: u16 = 4003;
+/// Close code for a connect to a deleted instance (protocol.md §8).
+const CLOSE_INSTANCE_NOT_FOUND: u16 = 4004;
+/// The one table a deleted instance keeps.
+const TOMBSTONE_TABLE: &str = "tombstone";
+
+#[derive(serde::Deserialize)]
+struct TableName {
+    name: String,
+}
+
+/// Whether the object's SQLite has a table of that name (a read).
+fn has_table(sql: &worker::SqlStorage, name: &str) -> bool {
+    sql.exec(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+        Some(vec![SqlStorageValue::String(name.to_string())]),
+    )
+    .and_then(|c| c.to_array::<TableName>())
+    .is_ok_and(|rows| !rows.is_empty())
+}
 
 use super::mirror::Mirrored;
 use super::sql_store::SqlStore;
@@ -70,7 +122,7 @@ impl DurableObject for MindCacheInstance {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        self.inner.fetch(req).await
+        Instance::fetch(&self.inner, req).await
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -119,65 +171,124 @@ pub struct Instance {
     env: Env,
     store: Store,
     meta: RefCell<InstanceMeta>,
+    /// Whether the schema exists and `meta` was loaded. Set up lazily: a
+    /// connect that never authenticates must write nothing (protocol.md §8).
+    ready: Cell<bool>,
+    /// The instance was deleted: a tombstone is all its storage holds, and
+    /// every connect, read and write is refused from then on.
+    deleted: Cell<bool>,
     /// Why the schema could not be set up, if it could not (then every
     /// request is refused rather than risking data).
-    setup_error: Option<String>,
+    setup_error: RefCell<Option<String>>,
     /// Frames that arrived for a socket while an earlier frame of the same
     /// socket was still being handled (an `auth` being verified).
-    queues: RefCell<HashMap<u32, VecDeque<String>>>,
+    queues: RefCell<HashMap<u32, Pending>>,
 }
 
 impl Instance {
     fn new(state: State, env: Env) -> Self {
-        let store = Mirrored::new(SqlStore::new(state.storage().sql()));
-        let (meta, setup_error) = match migrate(&store).and_then(|_| load_meta(&store)) {
-            Ok(meta) => (meta.unwrap_or_default(), None),
-            Err(e) => (InstanceMeta::default(), Some(e.0)),
-        };
+        let sql = state.storage().sql();
+        let deleted = has_table(&sql, TOMBSTONE_TABLE);
+        let existing = !deleted && has_table(&sql, "meta");
+        let store = Mirrored::new(SqlStore::new(sql));
         // `{"type":"ping"}` is answered by the runtime without waking us.
         if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
             state.set_websocket_auto_response(&pair);
         }
-        Instance {
+        let instance = Instance {
             state,
             env,
             store,
-            meta: RefCell::new(meta),
-            setup_error,
+            meta: RefCell::new(InstanceMeta::default()),
+            ready: Cell::new(false),
+            deleted: Cell::new(deleted),
+            setup_error: RefCell::new(None),
             queues: RefCell::new(HashMap::new()),
+        };
+        if existing {
+            instance.ensure_ready();
+        }
+        instance
+    }
+
+    /// Creates the schema (once) and loads the object's record; the first
+    /// write to storage an object ever makes happens here.
+    fn ensure_ready(&self) -> bool {
+        if self.ready.get() {
+            return true;
+        }
+        match migrate(&self.store).and_then(|_| load_meta(&self.store)) {
+            Ok(stored) => {
+                let mut meta = self.meta.borrow_mut();
+                if let Some(stored) = stored {
+                    // What the Worker said in this request (kept in memory
+                    // until now) is newer than the record.
+                    if meta.instance_id.is_empty() {
+                        *meta = stored;
+                    }
+                }
+                if !meta.instance_id.is_empty() {
+                    if let Err(e) = save_meta(&self.store, &meta) {
+                        *self.setup_error.borrow_mut() = Some(e.0);
+                        return false;
+                    }
+                }
+                self.ready.set(true);
+                true
+            }
+            Err(e) => {
+                *self.setup_error.borrow_mut() = Some(e.0);
+                false
+            }
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        if let Some(e) = &self.setup_error {
-            worker::console_error!("instance storage setup failed: {e}");
+    async fn fetch(this: &Rc<Self>, mut req: Request) -> Result<Response> {
+        let path = req.path();
+        if this.deleted.get() {
+            return this.refuse_deleted(&req, &path);
+        }
+        // Nothing is stored for a connect that has yet to authenticate, nor
+        // to answer a read of an object that holds nothing.
+        let needs_storage = match path.as_str() {
+            internal::PATH_SYNC => req.headers().get(internal::HEADER_USER_ID)?.is_some(),
+            internal::PATH_KEYS | internal::PATH_STORAGE | internal::PATH_RECHECK => false,
+            _ => true,
+        };
+        this.refresh_meta(&req)?;
+        if needs_storage && !this.ensure_ready() {
+            if let Some(e) = this.setup_error.borrow().as_ref() {
+                worker::console_error!("instance storage setup failed: {e}");
+            }
             return refusal(&ProtocolError::internal("instance storage unavailable"));
         }
-        self.refresh_meta(&req)?;
-        let path = req.path();
         match (req.method(), path.as_str()) {
-            (Method::Get, internal::PATH_SYNC) => self.accept(&req).await,
-            (Method::Get, internal::PATH_KEYS) => match self.engine_data() {
+            (Method::Get, internal::PATH_SYNC) => Instance::accept(this, &req).await,
+            (Method::Get, internal::PATH_KEYS) if !this.ready.get() => {
+                json_text(r#"{"keys":{}}"#.to_string())
+            }
+            (Method::Get, internal::PATH_KEYS) => match this.engine_data() {
                 Ok(data) => json_text(format!(r#"{{"keys":{data}}}"#)),
                 Err(e) => refusal(&e),
             },
             (Method::Post, internal::PATH_SET) => {
                 let body = req.text().await?;
-                self.internal_set(&body)
+                this.internal_set(&body)
             }
             (Method::Post, internal::PATH_DELETE) => {
                 let body = req.text().await?;
-                self.internal_delete(&body)
+                this.internal_delete(&body)
             }
             (Method::Post, internal::PATH_IMPORT) => {
                 let body = req.text().await?;
-                self.internal_import(&body)
+                this.internal_import(&body)
             }
-            (Method::Post, internal::PATH_DESTROY) => self.destroy().await,
+            (Method::Post, internal::PATH_DESTROY) => this.destroy().await,
+            (Method::Get, internal::PATH_STORAGE) => this.storage_report().await,
             (Method::Post, internal::PATH_CONFIGURE) => json_text("{}".to_string()),
             (Method::Post, internal::PATH_RECHECK) => {
                 let body = req.text().await?;
-                self.recheck(&body).await
+                this.recheck(&body).await
             }
             _ => Response::error("Not found", 404),
         }
@@ -200,8 +311,19 @@ impl Instance {
         }
     }
 
-    /// Times out sockets that did not authenticate within 10 seconds.
+    /// The alarm is the backstop of the in-memory auth timer (an object
+    /// evicted during those 10 s loses its timer).
     async fn alarm(&self) -> Result<Response> {
+        if let Some(deadline) = self.close_expired() {
+            self.schedule_alarm(deadline).await?;
+        }
+        Response::empty()
+    }
+
+    /// Times out sockets that did not authenticate within 10 seconds: the
+    /// `AUTH_TIMEOUT` error and the close go out together. Returns the next
+    /// deadline of a socket still pending.
+    fn close_expired(&self) -> Option<i64> {
         let now = now_ms();
         let mut next_deadline: Option<i64> = None;
         for ws in self.state.get_websockets_with_tag(TAG_PENDING) {
@@ -226,10 +348,7 @@ impl Instance {
                 next_deadline = Some(next_deadline.map_or(d, |n| n.min(d)));
             }
         }
-        if let Some(deadline) = next_deadline {
-            self.schedule_alarm(deadline).await?;
-        }
-        Response::empty()
+        next_deadline
     }
 
     /// The Worker sends the instance id and read-only flag with every
@@ -251,14 +370,17 @@ impl Instance {
             read_only,
         };
         if *self.meta.borrow() != fresh {
-            save_meta(&self.store, &fresh).map_err(|e| worker::Error::RustError(e.0))?;
+            if self.ready.get() {
+                save_meta(&self.store, &fresh).map_err(|e| worker::Error::RustError(e.0))?;
+            }
             *self.meta.borrow_mut() = fresh;
         }
         Ok(())
     }
 
     fn set_read_only(&self, read_only: bool) -> Result<()> {
-        if self.meta.borrow().read_only == read_only {
+        if self.meta.borrow().read_only == read_only || !self.ready.get() {
+            self.meta.borrow_mut().read_only = read_only;
             return Ok(());
         }
         let fresh = InstanceMeta {
@@ -281,7 +403,7 @@ impl Instance {
     }
 
     /// Accepts a WebSocket the Worker forwarded, with the identity it set.
-    async fn accept(&self, req: &Request) -> Result<Response> {
+    async fn accept(this: &Rc<Self>, req: &Request) -> Result<Response> {
         let headers = req.headers();
         let user = headers.get(internal::HEADER_USER_ID)?;
         let permission = headers
@@ -310,13 +432,24 @@ impl Instance {
         } else {
             TAG_PENDING
         };
-        self.state.accept_websocket_with_tags(&server, &[tag]);
+        this.state.accept_websocket_with_tags(&server, &[tag]);
         write_session(&server, &session)?;
 
         if session.authenticated {
-            self.welcome(&server, &session, None, now);
+            this.welcome(&server, &session, None, now);
         } else {
-            self.schedule_alarm(session.auth_deadline_ms).await?;
+            // A timer closes it on time; an alarm (storage) only backs the
+            // timer up where the object already has storage (§8: none is
+            // created before authentication).
+            let timer = Rc::clone(this);
+            let wait = (session.auth_deadline_ms - now).max(0) as u64 + 20;
+            worker::wasm_bindgen_futures::spawn_local(async move {
+                worker::Delay::from(Duration::from_millis(wait)).await;
+                timer.close_expired();
+            });
+            if this.ready.get() {
+                this.schedule_alarm(session.auth_deadline_ms).await?;
+            }
         }
         Response::from_websocket(pair.client)
     }
@@ -332,14 +465,20 @@ impl Instance {
         };
         let conn = session.connection;
         if let Some(queue) = this.queues.borrow_mut().get_mut(&conn) {
-            queue.push_back(frame);
+            if !queue.push(frame) {
+                // A client flooding a socket whose `auth` is being verified.
+                let _ = ws.close(
+                    Some(CLOSE_TOO_BIG),
+                    Some("Too many messages before authentication"),
+                );
+            }
             return JsValue::UNDEFINED;
         }
         let Some((api_key, id)) = this.handle_sync(&ws, &session, &frame) else {
             return JsValue::UNDEFINED;
         };
         // An `auth`: hold this socket's later frames until it is settled.
-        this.queues.borrow_mut().insert(conn, VecDeque::new());
+        this.queues.borrow_mut().insert(conn, Pending::default());
         let this = Rc::clone(this);
         let done = async move {
             let result = this.settle_auth(&ws, session, api_key, id).await;
@@ -364,7 +503,7 @@ impl Instance {
                 .queues
                 .borrow_mut()
                 .get_mut(&conn)
-                .and_then(VecDeque::pop_front);
+                .and_then(Pending::pop);
             let Some(frame) = next else { break };
             let Some(session) = read_session(ws)? else {
                 break;
@@ -423,6 +562,15 @@ impl Instance {
         id: Option<MessageId>,
     ) -> Result<bool> {
         match self.verify_in_band(session, api_key).await {
+            Ok(_) if self.deleted.get() => {
+                let _ = ws.close(Some(CLOSE_INSTANCE_NOT_FOUND), Some("Instance not found"));
+                Ok(false)
+            }
+            Ok(_) if !self.ensure_ready() => {
+                let e = ProtocolError::internal("instance storage unavailable").with_id(id);
+                send(ws, &encode_error(&e));
+                Ok(true)
+            }
             Ok(grant) => {
                 if let Some(read_only) = grant.read_only {
                     self.set_read_only(read_only)?;
@@ -642,8 +790,11 @@ impl Instance {
         }
     }
 
-    /// Closes every socket (1000, "Instance deleted") and deletes all keys.
+    /// Closes every socket (1000, "Instance deleted"), deletes all of the
+    /// object's storage and leaves a tombstone (protocol.md §8): instance
+    /// ids are never reused, so from now on everything is refused.
     async fn destroy(&self) -> Result<Response> {
+        self.deleted.set(true);
         for ws in self.state.get_websockets() {
             let _ = ws.close(Some(1000), Some("Instance deleted"));
         }
@@ -655,9 +806,66 @@ impl Instance {
         if let Err(e) = wiped {
             return refusal(&e);
         }
-        let _ = self.state.storage().delete_alarm().await;
-        self.set_read_only(false)?;
+        let storage = self.state.storage();
+        let _ = storage.delete_alarm().await;
+        storage.delete_all().await?;
+        let sql = storage.sql();
+        sql.exec(
+            &format!("CREATE TABLE IF NOT EXISTS {TOMBSTONE_TABLE} (deleted_at INTEGER NOT NULL)"),
+            None,
+        )?;
+        sql.exec(
+            &format!("INSERT INTO {TOMBSTONE_TABLE} (deleted_at) VALUES (?)"),
+            Some(vec![SqlStorageValue::Float(now_ms() as f64)]),
+        )?;
         json_text(r#"{"destroyed":true}"#.to_string())
+    }
+
+    /// A deleted instance: a connect gets a socket closed with 4004, a
+    /// repeated destroy succeeds, anything else is `404`.
+    fn refuse_deleted(&self, req: &Request, path: &str) -> Result<Response> {
+        match path {
+            internal::PATH_SYNC => {
+                let pair = WebSocketPair::new()?;
+                pair.server.accept()?;
+                let _ = pair
+                    .server
+                    .close(Some(CLOSE_INSTANCE_NOT_FOUND), Some("Instance not found"));
+                Response::from_websocket(pair.client)
+            }
+            internal::PATH_DESTROY => json_text(r#"{"destroyed":true}"#.to_string()),
+            internal::PATH_RECHECK => json_response(&RecheckResult::default()),
+            internal::PATH_STORAGE => json_text(format!(
+                r#"{{"tables":["{TOMBSTONE_TABLE}"],"deleted":true}}"#
+            )),
+            _ => {
+                let _ = req;
+                Response::error(r#"{"error":"Instance not found"}"#, 404)
+            }
+        }
+    }
+
+    /// What the object holds, for operators: its tables and whether an
+    /// alarm is set (it writes nothing to answer).
+    async fn storage_report(&self) -> Result<Response> {
+        let names: Vec<String> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                None,
+            )?
+            .to_array::<TableName>()?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        let alarm = self.state.storage().get_alarm().await?.is_some();
+        json_response(&serde_json::json!({
+            "tables": names,
+            "alarm": alarm,
+            "deleted": false,
+        }))
     }
 }
 
@@ -696,8 +904,14 @@ fn now_ms() -> i64 {
 }
 
 /// A random id for a socket, unique enough within one object.
+/// A socket's id within the object, from the CSPRNG (a predictable id
+/// would let one socket's queue be confused with another's).
 fn connection_id() -> u32 {
-    (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        return (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32;
+    }
+    u32::from_le_bytes(bytes)
 }
 
 /// The socket's session, kept in its attachment as compact JSON text: one

@@ -15,6 +15,7 @@ use crate::db;
 use crate::db::instances::InstanceRow;
 use crate::db::projects::ProjectRow;
 use crate::error::ApiError;
+use crate::instance::client::InstanceClient;
 use crate::instance::protocol::AuthErrorCode;
 use crate::permission::{AccessBasis, Permission};
 
@@ -145,10 +146,17 @@ pub async fn instance_data(
                 .ok_or_else(refused)?,
             read_only: row.read_only(),
         }),
-        None if ctx.development && caller.is_dev_user() => Ok(DataAccess {
-            role: Permission::Admin,
-            read_only: false,
-        }),
+        // A deleted id stays deleted, development mode or not (§8).
+        None if ctx.development && caller.is_dev_user() => {
+            let client = InstanceClient::with_read_only(&ctx.env, instance_id, None)?;
+            if client.is_deleted().await? {
+                return Err(refused());
+            }
+            Ok(DataAccess {
+                role: Permission::Admin,
+                read_only: false,
+            })
+        }
         None => Err(refused()),
     }
 }

@@ -7,6 +7,7 @@
 use futures_util::future::join_all;
 
 use crate::ctx::Ctx;
+use crate::db;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
 use crate::instance::internal::Affected;
@@ -28,5 +29,18 @@ pub async fn recheck(ctx: &Ctx, instance_ids: &[String], affected: Affected) {
             let e: ApiError = e;
             worker::console_error!("revocation did not reach instance {id}: {e}");
         }
+    }
+}
+
+/// The instances a share on `resource_type`/`resource_id` reaches: the
+/// instance itself, or every instance of the project.
+pub async fn instances_under(
+    ctx: &Ctx,
+    resource_type: &str,
+    resource_id: &str,
+) -> Result<Vec<String>, ApiError> {
+    match resource_type {
+        "project" => db::projects::instance_ids(&ctx.db()?, resource_id).await,
+        _ => Ok(vec![resource_id.to_owned()]),
     }
 }
