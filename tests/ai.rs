@@ -6,233 +6,38 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::api::{seed_sql, Api, TestUser};
-use common::fake::{FakeResponse, FakeUpstream, RecordedRequest};
-use common::server::{repo_root, ServerOptions, TestServer};
-use common::ws::{unique_id, WsClient};
+use common::api::Api;
+use common::fake::FakeResponse;
+use common::scripted::{
+    completion, delta, fake, pending, ready, script, sent, sent_requests, silent, sse, tag,
+    text_step, tool_step, upstream_error, upstream_messages, with_upstreams, COMPLETIONS, RESULT,
+    SUBMIT, TIMEOUT_SECS,
+};
+use common::server::{dev_server, repo_root, shared, ServerOptions, TestServer};
+use common::unique_id;
+use common::world::World;
+use common::ws::WsClient;
 use serde_json::{json, Value};
-
-const COMPLETIONS: &str = "/v1/chat/completions";
-const SUBMIT: &str = "/fw/workflows/accounts/fireworks/models/flux-kontext-pro";
-const RESULT: &str = "/fw/workflows/accounts/fireworks/models/flux-kontext-pro/get_result";
-/// The servers' upstream timeout and image deadline (seconds), short so the
-/// timeout tests are quick.
-const TIMEOUT_SECS: u64 = 3;
-
-// ---------------------------------------------------------------- the fake
-
-/// Scripted answers by tag: the n-th request carrying a tag gets the n-th
-/// answer (the last one repeats).
-#[derive(Default)]
-struct Scripts {
-    answers: HashMap<String, Vec<FakeResponse>>,
-    served: HashMap<String, usize>,
-}
-
-fn scripts() -> &'static Mutex<Scripts> {
-    static S: OnceLock<Mutex<Scripts>> = OnceLock::new();
-    S.get_or_init(Mutex::default)
-}
-
-fn script(tag: &str, answers: Vec<FakeResponse>) {
-    scripts()
-        .lock()
-        .unwrap()
-        .answers
-        .insert(tag.to_string(), answers);
-}
-
-fn answer(req: &RecordedRequest, key: &str) -> FakeResponse {
-    let mut s = scripts().lock().unwrap();
-    let tag = s.answers.keys().find(|t| key.contains(t.as_str())).cloned();
-    let Some(tag) = tag else {
-        let _ = req;
-        return FakeResponse::json(
-            500,
-            &json!({"error": {"message": "no script for this request"}}),
-        );
-    };
-    let n = *s.served.get(&tag).unwrap_or(&0);
-    s.served.insert(tag.clone(), n + 1);
-    let answers = &s.answers[&tag];
-    answers[n.min(answers.len() - 1)].clone()
-}
-
-fn fake() -> &'static FakeUpstream {
-    static F: OnceLock<FakeUpstream> = OnceLock::new();
-    F.get_or_init(|| {
-        let f = FakeUpstream::start();
-        f.on("POST", COMPLETIONS, |req| {
-            answer(req, &String::from_utf8_lossy(&req.body))
-        });
-        // Submit: the request id names the prompt, so polls find the script.
-        f.on("POST", SUBMIT, |req| {
-            let prompt = req.json()["prompt"].as_str().unwrap_or("").to_string();
-            if prompt.contains("refuse-submit") {
-                return FakeResponse::json(
-                    422,
-                    &json!({"detail": "Prompt refused by the service"}),
-                );
-            }
-            FakeResponse::json(200, &json!({"request_id": format!("req:{prompt}")}))
-        });
-        f.on("POST", RESULT, |req| {
-            let id = req.json()["id"].as_str().unwrap_or("").to_string();
-            answer(req, &id)
-        });
-        f
-    })
-}
-
-/// The requests the server sent that carry `tag`.
-fn sent(path: &str, tag: &str) -> Vec<Value> {
-    fake()
-        .requests_to(path)
-        .into_iter()
-        .filter(|r| String::from_utf8_lossy(&r.body).contains(tag))
-        .map(|r| r.json())
-        .collect()
-}
-
-fn tag() -> String {
-    format!("T{}T", unique_id("tag"))
-}
-
-/// A streamed completion: each chunk one SSE event, then `[DONE]`.
-fn sse(chunks: Vec<Value>, pause: Duration) -> FakeResponse {
-    let mut frames: Vec<Vec<u8>> = chunks
-        .into_iter()
-        .map(|c| format!("data: {c}\n\n").into_bytes())
-        .collect();
-    frames.push(b"data: [DONE]\n\n".to_vec());
-    FakeResponse::stream("text/event-stream", frames, pause)
-}
-
-fn delta(d: Value, finish: Option<&str>) -> Value {
-    json!({"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":d,"finish_reason":finish}]})
-}
-
-fn text_step(parts: &[&str]) -> FakeResponse {
-    let mut chunks = vec![delta(json!({"role":"assistant","content":""}), None)];
-    chunks.extend(parts.iter().map(|p| delta(json!({"content": p}), None)));
-    chunks.push(delta(json!({}), Some("stop")));
-    sse(chunks, Duration::from_millis(40))
-}
-
-/// A step that calls tools; each call's arguments arrive in three fragments.
-fn tool_step(calls: &[(&str, &str, Value)]) -> FakeResponse {
-    let mut chunks = Vec::new();
-    for (i, (id, name, args)) in calls.iter().enumerate() {
-        chunks.push(delta(
-            json!({"tool_calls":[{"index":i,"id":id,"type":"function","function":{"name":name,"arguments":""}}]}),
-            None,
-        ));
-        let text = args.to_string();
-        let chars: Vec<char> = text.chars().collect();
-        let third = chars.len().div_ceil(3).max(1);
-        for piece in chars.chunks(third) {
-            let piece: String = piece.iter().collect();
-            chunks.push(delta(
-                json!({"tool_calls":[{"index":i,"function":{"arguments":piece}}]}),
-                None,
-            ));
-        }
-    }
-    chunks.push(delta(json!({}), Some("tool_calls")));
-    sse(chunks, Duration::from_millis(10))
-}
-
-fn completion(text: &str) -> FakeResponse {
-    FakeResponse::json(
-        200,
-        &json!({"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":text},"finish_reason":"stop"}]}),
-    )
-}
-
-fn upstream_error(status: u16, message: &str) -> FakeResponse {
-    FakeResponse::json(
-        status,
-        &json!({"error": {"message": message, "type": "server_error"}}),
-    )
-}
-
-/// Headers at once, then silence longer than the server's timeout.
-fn silent() -> FakeResponse {
-    FakeResponse::stream(
-        "application/json",
-        vec![Vec::new(), b"{}".to_vec()],
-        Duration::from_secs(TIMEOUT_SECS + 3),
-    )
-}
 
 // ---------------------------------------------------------------- servers
 
-fn with_upstreams(options: ServerOptions) -> ServerOptions {
-    let f = fake();
-    options
-        .var("OPENAI_API_KEY", "test-key")
-        .var("OPENAI_BASE_URL", &f.url("/v1"))
-        .var("FIREWORKS_API_KEY", "fw-test-key")
-        .var("FIREWORKS_BASE_URL", &f.url("/fw/"))
-        .var("AI_REQUEST_TIMEOUT_SECONDS", &TIMEOUT_SECS.to_string())
-        .var("IMAGE_RESULT_TIMEOUT_SECONDS", &TIMEOUT_SECS.to_string())
-}
-
 /// Development mode with both providers configured.
 fn dev() -> &'static TestServer {
-    static S: OnceLock<TestServer> = OnceLock::new();
-    S.get_or_init(|| TestServer::start(with_upstreams(ServerOptions::development())))
+    shared(with_upstreams(ServerOptions::development()))
 }
 
-/// Development mode without any provider key.
-fn bare() -> &'static TestServer {
-    static S: OnceLock<TestServer> = OnceLock::new();
-    S.get_or_init(|| TestServer::start(ServerOptions::development()))
-}
-
-struct Prod {
-    server: TestServer,
-    alice: TestUser,
-    bob: TestUser,
-    eve: TestUser,
-}
-
-/// Production mode with seeded users (API keys).
-fn prod() -> &'static Prod {
-    static S: OnceLock<Prod> = OnceLock::new();
-    S.get_or_init(|| {
-        let server = TestServer::start(with_upstreams(ServerOptions::production()));
-        let (alice, bob, eve) = (
-            TestUser::new("ai_alice"),
-            TestUser::new("ai_bob"),
-            TestUser::new("ai_eve"),
-        );
-        server.d1_execute(&seed_sql(&[&alice, &bob, &eve]));
-        Prod {
-            server,
-            alice,
-            bob,
-            eve,
-        }
-    })
+/// Production mode with both providers configured and seeded users.
+fn prod() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| World::seed(shared(with_upstreams(ServerOptions::production())), "ai"))
 }
 
 // ---------------------------------------------------------------- helpers
-
-async fn ws(server: &TestServer, instance: &str, key: Option<&str>) -> WsClient {
-    let url = server.ws_url(&format!("/sync/{instance}"));
-    let auth = key.map(|k| format!("Bearer {k}"));
-    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    let mut c = WsClient::connect_with_headers(&url, &headers).await;
-    c.handshake().await;
-    c
-}
 
 /// Sets keys over a WebSocket as a client would.
 async fn seed(
@@ -241,7 +46,7 @@ async fn seed(
     key: Option<&str>,
     keys: &[(&str, Value, Value)],
 ) {
-    let mut c = ws(server, instance, key).await;
+    let (mut c, _) = WsClient::join(server, instance, key).await;
     for (k, v, attrs) in keys {
         c.send(&json!({"type":"set","key":k,"value":v,"attributes":attrs}))
             .await;
@@ -252,12 +57,7 @@ async fn seed(
 
 /// Every key of an instance (`sync.data`).
 async fn stored(server: &TestServer, instance: &str, key: Option<&str>) -> Value {
-    let url = server.ws_url(&format!("/sync/{instance}"));
-    let auth = key.map(|k| format!("Bearer {k}"));
-    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    let mut c = WsClient::connect_with_headers(&url, &headers).await;
-    c.recv_type("auth_success").await;
-    c.recv_type("sync").await["data"].clone()
+    WsClient::join(server, instance, key).await.1["data"].clone()
 }
 
 fn text_attrs(tags: &[&str]) -> Value {
@@ -354,20 +154,10 @@ fn user(text: &str) -> Value {
     json!({"id": unique_id("u"), "role": "user", "parts": [{"type":"text","text": text}]})
 }
 
-/// The `messages` of the n-th completion request carrying `tag`.
-fn upstream_messages(tag: &str, n: usize) -> Vec<Value> {
-    let reqs = sent(COMPLETIONS, tag);
-    assert!(reqs.len() > n, "only {} upstream requests", reqs.len());
-    reqs[n]["messages"].as_array().cloned().unwrap_or_default()
-}
-
 fn usage_rows(server: &TestServer, instance: &str) -> Vec<Value> {
-    let out = server.d1_execute(&format!(
+    server.d1_rows(&format!(
         "SELECT user_id, api_key_id, endpoint, instance_id FROM usage_logs WHERE instance_id = '{instance}'"
-    ));
-    let start = out.find('[').expect("json output");
-    let parsed: Value = serde_json::from_str(&out[start..]).expect("d1 json");
-    parsed[0]["results"].as_array().cloned().unwrap_or_default()
+    ))
 }
 
 // ---------------------------------------------------------------- chat
@@ -444,11 +234,7 @@ async fn chat_streams_text_as_it_arrives() {
     );
 
     // What the upstream was asked.
-    let reqs = fake()
-        .requests_to(COMPLETIONS)
-        .into_iter()
-        .filter(|r| String::from_utf8_lossy(&r.body).contains(&t))
-        .collect::<Vec<_>>();
+    let reqs = sent_requests(COMPLETIONS, &t);
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].header("authorization"), Some("Bearer test-key"));
     let body = reqs[0].json();
@@ -484,7 +270,7 @@ async fn chat_tool_call_writes_the_key_and_the_next_step_sees_the_result() {
         )],
     )
     .await;
-    let mut watcher = ws(server, &id, None).await;
+    let (mut watcher, _) = WsClient::join(server, &id, None).await;
     script(
         &t,
         vec![
@@ -1101,7 +887,7 @@ async fn transform_resolves_placeholders_and_stores_the_answer() {
         ],
     )
     .await;
-    let mut watcher = ws(server, &id, None).await;
+    let (mut watcher, _) = WsClient::join(server, &id, None).await;
     script(&t, vec![completion("Ada was born in 1815.")]);
     let (s, body) = api
         .post(
@@ -1242,17 +1028,6 @@ fn image_bytes(seed: u8) -> (Vec<u8>, String) {
     (bytes, b64)
 }
 
-fn ready(sample: &str) -> FakeResponse {
-    FakeResponse::json(
-        200,
-        &json!({"id":"x","status":"Ready","result":{"sample": sample}}),
-    )
-}
-
-fn pending() -> FakeResponse {
-    FakeResponse::json(200, &json!({"id":"x","status":"Pending","result":null}))
-}
-
 #[tokio::test]
 async fn generate_image_from_a_prompt_key() {
     let server = dev();
@@ -1275,7 +1050,7 @@ async fn generate_image_from_a_prompt_key() {
         pause: Duration::ZERO,
     });
     script(&t, vec![pending(), ready(&fake().url(&file))]);
-    let mut watcher = ws(server, &id, None).await;
+    let (mut watcher, _) = WsClient::join(server, &id, None).await;
     let (s, body) = api
         .post(
             "/api/generate-image",
@@ -1293,11 +1068,7 @@ async fn generate_image_from_a_prompt_key() {
         submits,
         vec![json!({"prompt": prompt, "seed": 7, "aspect_ratio": "16:9"})]
     );
-    let submit = fake()
-        .requests_to(SUBMIT)
-        .into_iter()
-        .find(|r| String::from_utf8_lossy(&r.body).contains(&t))
-        .unwrap();
+    let submit = &sent_requests(SUBMIT, &t)[0];
     assert_eq!(submit.header("authorization"), Some("Bearer fw-test-key"));
     let polls = sent(RESULT, &t);
     assert_eq!(polls.len(), 2);
@@ -1615,7 +1386,7 @@ async fn bad_bodies_name_the_field() {
 
 #[tokio::test]
 async fn missing_provider_keys_are_reported_after_body_checks() {
-    let server = bare();
+    let server = dev_server();
     let api = Api::new(server);
     let id = unique_id("nokey");
     let openai = json!({"error":"OpenAI API key not configured"});
@@ -1662,14 +1433,18 @@ async fn missing_provider_keys_are_reported_after_body_checks() {
         (500, openai.clone())
     );
     // A bad body is still a 400 first.
-    let (s, _) = api
-        .post("/api/transform", None, json!({"instanceId": id}))
-        .await;
-    assert_eq!(s, 400);
-    let (s, _) = api
-        .post("/api/generate-image", None, json!({"outputKey": "o"}))
-        .await;
-    assert_eq!(s, 400);
+    assert_eq!(
+        api.post("/api/transform", None, json!({"instanceId": id}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        api.post("/api/generate-image", None, json!({"outputKey": "o"}))
+            .await
+            .0,
+        400
+    );
 }
 
 // ---------------------------------------------------------------- access
@@ -1677,23 +1452,17 @@ async fn missing_provider_keys_are_reported_after_body_checks() {
 #[tokio::test]
 async fn production_authorization() {
     let w = prod();
-    let api = Api::new(&w.server);
-    let (s, project) = api
-        .post("/api/projects", Some(&w.alice.key), json!({"name": "AI"}))
-        .await;
-    assert_eq!(s, 201, "{project}");
-    let instance = project["defaultInstanceId"].as_str().unwrap().to_string();
-    let pid = project["id"].as_str().unwrap();
-    let (s, _) = api
-        .post(
-            &format!("/api/projects/{pid}/shares"),
-            Some(&w.alice.key),
-            json!({"targetType":"user","targetId": w.bob.id,"permission":"read"}),
-        )
-        .await;
-    assert_eq!(s, 201);
+    let api = w.api();
+    let project = w.project(&w.alice, "AI").await;
+    let instance = project.main;
+    w.share(
+        &w.alice,
+        &format!("/api/projects/{}/shares", project.id),
+        json!({"targetType":"user","targetId": w.bob.id,"permission":"read"}),
+    )
+    .await;
     seed(
-        &w.server,
+        w.server,
         &instance,
         Some(&w.alice.key),
         &[("topic", json!("owls"), text_attrs(&[]))],
@@ -1701,14 +1470,16 @@ async fn production_authorization() {
     .await;
 
     // No credentials at all.
-    let (s, _) = api
-        .post(
+    assert_eq!(
+        api.post(
             "/api/transform",
             None,
-            json!({"instanceId": instance, "template": "x", "outputKey": "o"}),
+            json!({"instanceId": instance, "template": "x", "outputKey": "o"})
         )
-        .await;
-    assert_eq!(s, 401);
+        .await
+        .0,
+        401
+    );
 
     // Bob can read but not write; Eve cannot see the instance.
     let writes = |t: &str| {
@@ -1755,7 +1526,7 @@ async fn production_authorization() {
         ],
     );
     let reply = post_chat(
-        &w.server,
+        w.server,
         Some(&w.bob.key),
         &json!({"instanceId": instance, "messages": [user("Change the topic")], "model": t}),
     )
@@ -1768,7 +1539,7 @@ async fn production_authorization() {
         .unwrap()
         .contains("read access"));
     assert_eq!(
-        stored(&w.server, &instance, Some(&w.alice.key)).await["topic"]["value"],
+        stored(w.server, &instance, Some(&w.alice.key)).await["topic"]["value"],
         "owls"
     );
 
@@ -1779,9 +1550,9 @@ async fn production_authorization() {
         .post("/api/transform", Some(&w.alice.key), json!({"instanceId": instance, "template": format!("{t} {{{{topic}}}}"), "outputKey": "fact"}))
         .await;
     assert_eq!(s, 200, "{b}");
-    let keys = stored(&w.server, &instance, Some(&w.alice.key)).await;
+    let keys = stored(w.server, &instance, Some(&w.alice.key)).await;
     assert_eq!(keys["fact"]["value"], "Owls are birds.");
-    let rows = usage_rows(&w.server, &instance);
+    let rows = usage_rows(w.server, &instance);
     let endpoints: Vec<&str> = rows
         .iter()
         .map(|r| r["endpoint"].as_str().unwrap())
@@ -1794,15 +1565,17 @@ async fn production_authorization() {
     // A read-only instance refuses AI writes up front, even to its owner.
     // (A fresh client: the pooled connection may have idled out during the
     // D1 query above, and reusing it races the server closing it.)
-    let api = Api::new(&w.server);
-    let (s, _) = api
-        .patch(
+    let api = w.api();
+    assert_eq!(
+        api.patch(
             &format!("/api/instances/{instance}"),
             Some(&w.alice.key),
-            json!({"is_readonly": true}),
+            json!({"is_readonly": true})
         )
-        .await;
-    assert_eq!(s, 200);
+        .await
+        .0,
+        200
+    );
     let (s, b) = api
         .post(
             "/api/transform",
