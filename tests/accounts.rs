@@ -157,14 +157,8 @@ async fn bad_bodies_name_the_field() {
     // Not JSON at all, then too large.
     let too_large = format!("{{\"name\":\"{}\"}}", "x".repeat(1_100_000));
     for (body, status) in [("{name:".to_string(), 400), (too_large, 413)] {
-        let resp = reqwest::Client::new()
-            .post(w.server.local_url("/api/projects"))
-            .header("Authorization", format!("Bearer {}", w.alice.key))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), status);
+        let got = api.post_raw("/api/projects", w.alice.auth(), None, body);
+        assert_eq!(got.await, status);
     }
     // Nothing was created by any of it.
     let (_, list) = api.get("/api/projects", w.alice.auth()).await;

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::api::Api;
+use common::api::{lists, Api};
 use common::fake::{FakeResponse, FakeUpstream};
 use common::server::{shared, ServerOptions, TestServer};
 use common::unique_id;
@@ -137,30 +137,15 @@ async fn a_valid_token_is_accepted_and_users_are_isolated() {
         .post("/api/projects", Some(&ann), json!({"name":"ann's"}))
         .await;
     assert_eq!(s, 201, "{p}");
+    let id = p["id"].as_str().unwrap();
     let (s, list) = status_with(&ann).await;
     assert_eq!(s, 200);
-    assert!(list["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|x| x["id"] == p["id"]));
+    assert!(lists(&list, "projects", id));
     let (s, list) = status_with(&ben).await;
     assert_eq!(s, 200);
-    assert!(!list["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|x| x["id"] == p["id"]));
-    assert_eq!(
-        api()
-            .get(
-                &format!("/api/projects/{}", p["id"].as_str().unwrap()),
-                Some(&ben)
-            )
-            .await
-            .0,
-        404
-    );
+    assert!(!lists(&list, "projects", id));
+    let project = format!("/api/projects/{id}");
+    assert_eq!(api().get(&project, Some(&ben)).await.0, 404);
 }
 
 #[tokio::test]
@@ -475,16 +460,9 @@ async fn a_full_journey_and_a_deleted_user_leaves_nothing() {
         assert!(b["error"].as_str().unwrap().contains(field), "{b}");
     }
     // A scope the caller does not administer is refused.
-    assert_eq!(
-        api.post(
-            "/api/keys",
-            Some(&stranger),
-            json!({"name":"x","scopeType":"instance","scopeId":instance,"permissions":["read"]})
-        )
-        .await
-        .0,
-        404
-    );
+    let scoped =
+        json!({"name":"x","scopeType":"instance","scopeId":instance,"permissions":["read"]});
+    assert_eq!(api.post("/api/keys", Some(&stranger), scoped).await.0, 404);
 
     // The agent writes with its key; the user sees it live.
     let mut agent = WsClient::connect_to(w.server, &instance, None).await;

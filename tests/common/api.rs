@@ -55,6 +55,25 @@ impl<'a> Api<'a> {
         (status, value)
     }
 
+    /// POSTs `body` as it is (not necessarily JSON), with `content_type`
+    /// when given; the status.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: String,
+    ) -> u16 {
+        let mut req = self.client.post(self.server.local_url(path)).body(body);
+        if let Some(key) = key {
+            req = req.header("Authorization", format!("Bearer {key}"));
+        }
+        if let Some(content_type) = content_type {
+            req = req.header("content-type", content_type);
+        }
+        req.send().await.expect("request").status().as_u16()
+    }
+
     pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, key, None).await
     }

@@ -123,23 +123,30 @@ pub fn text_step(parts: &[&str]) -> FakeResponse {
     sse(chunks, Duration::from_millis(40))
 }
 
+/// The chunk that starts tool call `index`, with the first `arguments`.
+pub fn tool_call(index: usize, id: &str, name: &str, arguments: &str) -> Value {
+    let function = json!({"name": name, "arguments": arguments});
+    let call = json!({"index": index, "id": id, "type": "function", "function": function});
+    delta(json!({ "tool_calls": [call] }), None)
+}
+
+/// A chunk with more `arguments` of tool call `index`.
+pub fn tool_arguments(index: usize, arguments: &str) -> Value {
+    let call = json!({"index": index, "function": {"arguments": arguments}});
+    delta(json!({ "tool_calls": [call] }), None)
+}
+
 /// A step that calls tools; each call's arguments arrive in three fragments.
 pub fn tool_step(calls: &[(&str, &str, Value)]) -> FakeResponse {
     let mut chunks = Vec::new();
     for (i, (id, name, args)) in calls.iter().enumerate() {
-        chunks.push(delta(
-            json!({"tool_calls":[{"index":i,"id":id,"type":"function","function":{"name":name,"arguments":""}}]}),
-            None,
-        ));
+        chunks.push(tool_call(i, id, name, ""));
         let text = args.to_string();
         let chars: Vec<char> = text.chars().collect();
         let third = chars.len().div_ceil(3).max(1);
         for piece in chars.chunks(third) {
             let piece: String = piece.iter().collect();
-            chunks.push(delta(
-                json!({"tool_calls":[{"index":i,"function":{"arguments":piece}}]}),
-                None,
-            ));
+            chunks.push(tool_arguments(i, &piece));
         }
     }
     chunks.push(delta(json!({}), Some("tool_calls")));
