@@ -10,7 +10,7 @@ use super::api::Api;
 use super::server::TestServer;
 use super::ws::WsClient;
 
-pub fn sha256_hex(s: &str) -> String {
+fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 

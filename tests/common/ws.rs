@@ -29,10 +29,6 @@ pub enum Event {
 }
 
 impl WsClient {
-    pub async fn connect(url: &str) -> WsClient {
-        Self::connect_with_headers(url, &[]).await
-    }
-
     pub async fn connect_with_headers(url: &str, headers: &[(&str, &str)]) -> WsClient {
         Self::try_connect(url, headers)
             .await
