@@ -6,233 +6,38 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::api::{seed_sql, Api, TestUser};
-use common::fake::{FakeResponse, FakeUpstream, RecordedRequest};
-use common::server::{repo_root, ServerOptions, TestServer};
-use common::ws::{unique_id, WsClient};
+use common::api::Api;
+use common::fake::FakeResponse;
+use common::scripted::{
+    completion, delta, fake, pending, ready, script, sent, sent_requests, silent, sse, tag,
+    text_step, tool_arguments, tool_call, tool_step, upstream_error, upstream_messages,
+    with_upstreams, COMPLETIONS, RESULT, SUBMIT, TIMEOUT_SECS,
+};
+use common::server::{dev_server, repo_root, shared, ServerOptions, TestServer};
+use common::unique_id;
+use common::world::{grant, World};
+use common::ws::WsClient;
 use serde_json::{json, Value};
-
-const COMPLETIONS: &str = "/v1/chat/completions";
-const SUBMIT: &str = "/fw/workflows/accounts/fireworks/models/flux-kontext-pro";
-const RESULT: &str = "/fw/workflows/accounts/fireworks/models/flux-kontext-pro/get_result";
-/// The servers' upstream timeout and image deadline (seconds), short so the
-/// timeout tests are quick.
-const TIMEOUT_SECS: u64 = 3;
-
-// ---------------------------------------------------------------- the fake
-
-/// Scripted answers by tag: the n-th request carrying a tag gets the n-th
-/// answer (the last one repeats).
-#[derive(Default)]
-struct Scripts {
-    answers: HashMap<String, Vec<FakeResponse>>,
-    served: HashMap<String, usize>,
-}
-
-fn scripts() -> &'static Mutex<Scripts> {
-    static S: OnceLock<Mutex<Scripts>> = OnceLock::new();
-    S.get_or_init(Mutex::default)
-}
-
-fn script(tag: &str, answers: Vec<FakeResponse>) {
-    scripts()
-        .lock()
-        .unwrap()
-        .answers
-        .insert(tag.to_string(), answers);
-}
-
-fn answer(req: &RecordedRequest, key: &str) -> FakeResponse {
-    let mut s = scripts().lock().unwrap();
-    let tag = s.answers.keys().find(|t| key.contains(t.as_str())).cloned();
-    let Some(tag) = tag else {
-        let _ = req;
-        return FakeResponse::json(
-            500,
-            &json!({"error": {"message": "no script for this request"}}),
-        );
-    };
-    let n = *s.served.get(&tag).unwrap_or(&0);
-    s.served.insert(tag.clone(), n + 1);
-    let answers = &s.answers[&tag];
-    answers[n.min(answers.len() - 1)].clone()
-}
-
-fn fake() -> &'static FakeUpstream {
-    static F: OnceLock<FakeUpstream> = OnceLock::new();
-    F.get_or_init(|| {
-        let f = FakeUpstream::start();
-        f.on("POST", COMPLETIONS, |req| {
-            answer(req, &String::from_utf8_lossy(&req.body))
-        });
-        // Submit: the request id names the prompt, so polls find the script.
-        f.on("POST", SUBMIT, |req| {
-            let prompt = req.json()["prompt"].as_str().unwrap_or("").to_string();
-            if prompt.contains("refuse-submit") {
-                return FakeResponse::json(
-                    422,
-                    &json!({"detail": "Prompt refused by the service"}),
-                );
-            }
-            FakeResponse::json(200, &json!({"request_id": format!("req:{prompt}")}))
-        });
-        f.on("POST", RESULT, |req| {
-            let id = req.json()["id"].as_str().unwrap_or("").to_string();
-            answer(req, &id)
-        });
-        f
-    })
-}
-
-/// The requests the server sent that carry `tag`.
-fn sent(path: &str, tag: &str) -> Vec<Value> {
-    fake()
-        .requests_to(path)
-        .into_iter()
-        .filter(|r| String::from_utf8_lossy(&r.body).contains(tag))
-        .map(|r| r.json())
-        .collect()
-}
-
-fn tag() -> String {
-    format!("T{}T", unique_id("tag"))
-}
-
-/// A streamed completion: each chunk one SSE event, then `[DONE]`.
-fn sse(chunks: Vec<Value>, pause: Duration) -> FakeResponse {
-    let mut frames: Vec<Vec<u8>> = chunks
-        .into_iter()
-        .map(|c| format!("data: {c}\n\n").into_bytes())
-        .collect();
-    frames.push(b"data: [DONE]\n\n".to_vec());
-    FakeResponse::stream("text/event-stream", frames, pause)
-}
-
-fn delta(d: Value, finish: Option<&str>) -> Value {
-    json!({"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":d,"finish_reason":finish}]})
-}
-
-fn text_step(parts: &[&str]) -> FakeResponse {
-    let mut chunks = vec![delta(json!({"role":"assistant","content":""}), None)];
-    chunks.extend(parts.iter().map(|p| delta(json!({"content": p}), None)));
-    chunks.push(delta(json!({}), Some("stop")));
-    sse(chunks, Duration::from_millis(40))
-}
-
-/// A step that calls tools; each call's arguments arrive in three fragments.
-fn tool_step(calls: &[(&str, &str, Value)]) -> FakeResponse {
-    let mut chunks = Vec::new();
-    for (i, (id, name, args)) in calls.iter().enumerate() {
-        chunks.push(delta(
-            json!({"tool_calls":[{"index":i,"id":id,"type":"function","function":{"name":name,"arguments":""}}]}),
-            None,
-        ));
-        let text = args.to_string();
-        let chars: Vec<char> = text.chars().collect();
-        let third = chars.len().div_ceil(3).max(1);
-        for piece in chars.chunks(third) {
-            let piece: String = piece.iter().collect();
-            chunks.push(delta(
-                json!({"tool_calls":[{"index":i,"function":{"arguments":piece}}]}),
-                None,
-            ));
-        }
-    }
-    chunks.push(delta(json!({}), Some("tool_calls")));
-    sse(chunks, Duration::from_millis(10))
-}
-
-fn completion(text: &str) -> FakeResponse {
-    FakeResponse::json(
-        200,
-        &json!({"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":text},"finish_reason":"stop"}]}),
-    )
-}
-
-fn upstream_error(status: u16, message: &str) -> FakeResponse {
-    FakeResponse::json(
-        status,
-        &json!({"error": {"message": message, "type": "server_error"}}),
-    )
-}
-
-/// Headers at once, then silence longer than the server's timeout.
-fn silent() -> FakeResponse {
-    FakeResponse::stream(
-        "application/json",
-        vec![Vec::new(), b"{}".to_vec()],
-        Duration::from_secs(TIMEOUT_SECS + 3),
-    )
-}
 
 // ---------------------------------------------------------------- servers
 
-fn with_upstreams(options: ServerOptions) -> ServerOptions {
-    let f = fake();
-    options
-        .var("OPENAI_API_KEY", "test-key")
-        .var("OPENAI_BASE_URL", &f.url("/v1"))
-        .var("FIREWORKS_API_KEY", "fw-test-key")
-        .var("FIREWORKS_BASE_URL", &f.url("/fw/"))
-        .var("AI_REQUEST_TIMEOUT_SECONDS", &TIMEOUT_SECS.to_string())
-        .var("IMAGE_RESULT_TIMEOUT_SECONDS", &TIMEOUT_SECS.to_string())
-}
-
 /// Development mode with both providers configured.
 fn dev() -> &'static TestServer {
-    static S: OnceLock<TestServer> = OnceLock::new();
-    S.get_or_init(|| TestServer::start(with_upstreams(ServerOptions::development())))
+    shared(with_upstreams(ServerOptions::development()))
 }
 
-/// Development mode without any provider key.
-fn bare() -> &'static TestServer {
-    static S: OnceLock<TestServer> = OnceLock::new();
-    S.get_or_init(|| TestServer::start(ServerOptions::development()))
-}
-
-struct Prod {
-    server: TestServer,
-    alice: TestUser,
-    bob: TestUser,
-    eve: TestUser,
-}
-
-/// Production mode with seeded users (API keys).
-fn prod() -> &'static Prod {
-    static S: OnceLock<Prod> = OnceLock::new();
-    S.get_or_init(|| {
-        let server = TestServer::start(with_upstreams(ServerOptions::production()));
-        let (alice, bob, eve) = (
-            TestUser::new("ai_alice"),
-            TestUser::new("ai_bob"),
-            TestUser::new("ai_eve"),
-        );
-        server.d1_execute(&seed_sql(&[&alice, &bob, &eve]));
-        Prod {
-            server,
-            alice,
-            bob,
-            eve,
-        }
-    })
+/// Production mode with both providers configured and seeded users.
+fn prod() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| World::seed(shared(with_upstreams(ServerOptions::production())), "ai"))
 }
 
 // ---------------------------------------------------------------- helpers
-
-async fn ws(server: &TestServer, instance: &str, key: Option<&str>) -> WsClient {
-    let url = server.ws_url(&format!("/sync/{instance}"));
-    let auth = key.map(|k| format!("Bearer {k}"));
-    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    let mut c = WsClient::connect_with_headers(&url, &headers).await;
-    c.handshake().await;
-    c
-}
 
 /// Sets keys over a WebSocket as a client would.
 async fn seed(
@@ -241,7 +46,7 @@ async fn seed(
     key: Option<&str>,
     keys: &[(&str, Value, Value)],
 ) {
-    let mut c = ws(server, instance, key).await;
+    let (mut c, _) = WsClient::join(server, instance, key).await;
     for (k, v, attrs) in keys {
         c.send(&json!({"type":"set","key":k,"value":v,"attributes":attrs}))
             .await;
@@ -252,16 +57,35 @@ async fn seed(
 
 /// Every key of an instance (`sync.data`).
 async fn stored(server: &TestServer, instance: &str, key: Option<&str>) -> Value {
-    let url = server.ws_url(&format!("/sync/{instance}"));
-    let auth = key.map(|k| format!("Bearer {k}"));
-    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    let mut c = WsClient::connect_with_headers(&url, &headers).await;
-    c.recv_type("auth_success").await;
-    c.recv_type("sync").await["data"].clone()
+    WsClient::join(server, instance, key).await.1["data"].clone()
 }
 
 fn text_attrs(tags: &[&str]) -> Value {
     json!({"type":"text","tags":tags})
+}
+
+/// Asserts that each POST answers `status` with exactly `{"error": error}`.
+async fn assert_refused(api: &Api<'_>, status: u16, cases: Vec<(&str, Value, &str)>) {
+    for (path, body, error) in cases {
+        assert_eq!(
+            api.post(path, None, body.clone()).await,
+            (status, json!({ "error": error })),
+            "{path} {body}"
+        );
+    }
+}
+
+/// The next update a watcher gets: of `key` to `value`, by dev-user.
+async fn expect_update(watcher: &mut WsClient, key: &str, value: &str) -> Value {
+    let update = watcher.recv_type("key_updated").await;
+    assert_eq!(update["key"], key);
+    assert_eq!(update["value"], value);
+    assert_eq!(update["updatedBy"], "dev-user");
+    update
+}
+
+fn readonly_text() -> Value {
+    json!({"type":"text","readonly":true})
 }
 
 struct ChatReply {
@@ -285,6 +109,11 @@ impl ChatReply {
 
     fn of_type(&self, ty: &str) -> Vec<&Value> {
         self.chunks.iter().filter(|c| c["type"] == ty).collect()
+    }
+
+    /// The last chunk.
+    fn last(&self) -> &Value {
+        self.chunks.last().unwrap()
     }
 
     fn text(&self) -> String {
@@ -354,45 +183,114 @@ fn user(text: &str) -> Value {
     json!({"id": unique_id("u"), "role": "user", "parts": [{"type":"text","text": text}]})
 }
 
-/// The `messages` of the n-th completion request carrying `tag`.
-fn upstream_messages(tag: &str, n: usize) -> Vec<Value> {
-    let reqs = sent(COMPLETIONS, tag);
-    assert!(reqs.len() > n, "only {} upstream requests", reqs.len());
-    reqs[n]["messages"].as_array().cloned().unwrap_or_default()
+fn usage_rows(server: &TestServer, instance: &str) -> Vec<Value> {
+    server.d1_rows(&format!(
+        "SELECT user_id, api_key_id, endpoint, instance_id FROM usage_logs WHERE instance_id = '{instance}'"
+    ))
 }
 
-fn usage_rows(server: &TestServer, instance: &str) -> Vec<Value> {
-    let out = server.d1_execute(&format!(
-        "SELECT user_id, api_key_id, endpoint, instance_id FROM usage_logs WHERE instance_id = '{instance}'"
-    ));
-    let start = out.find('[').expect("json output");
-    let parsed: Value = serde_json::from_str(&out[start..]).expect("d1 json");
-    parsed[0]["results"].as_array().cloned().unwrap_or_default()
+/// One test's own instance on the development server with both providers
+/// configured, and its own tag for the fake's scripts; requests go without
+/// credentials (as dev-user).
+struct Case {
+    server: &'static TestServer,
+    api: Api<'static>,
+    /// The tag: the model name of chats, or text inside prompts.
+    t: String,
+    /// The instance id.
+    id: String,
+}
+
+impl Case {
+    fn new(instance_prefix: &str) -> Case {
+        let server = dev();
+        Case {
+            server,
+            api: Api::new(server),
+            t: tag(),
+            id: unique_id(instance_prefix),
+        }
+    }
+
+    /// The same instance with a fresh tag.
+    fn retagged(&self) -> Case {
+        Case {
+            server: self.server,
+            api: Api::new(self.server),
+            t: tag(),
+            id: self.id.clone(),
+        }
+    }
+
+    /// What the fake answers this case's requests, one answer a request.
+    fn script(&self, answers: Vec<FakeResponse>) {
+        script(&self.t, answers);
+    }
+
+    async fn seed(&self, keys: &[(&str, Value, Value)]) {
+        seed(self.server, &self.id, None, keys).await;
+    }
+
+    async fn stored(&self) -> Value {
+        stored(self.server, &self.id, None).await
+    }
+
+    /// A client on the instance, to watch its updates.
+    async fn watch(&self) -> WsClient {
+        WsClient::join(self.server, &self.id, None).await.0
+    }
+
+    /// A chat body on this instance, the tag as the model.
+    fn chat_body(&self, messages: Value) -> Value {
+        json!({"messages": messages, "instanceId": self.id, "model": self.t})
+    }
+
+    async fn chat(&self, body: &Value) -> ChatReply {
+        post_chat(self.server, None, body).await
+    }
+
+    /// A chat of one user message.
+    async fn say(&self, text: &str) -> ChatReply {
+        self.chat(&self.chat_body(json!([user(text)]))).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.api.post(path, None, body).await
+    }
+
+    /// The usage rows of the instance.
+    fn usage(&self) -> Vec<Value> {
+        usage_rows(self.server, &self.id)
+    }
+
+    /// The bodies of the requests to `path` that carry the tag.
+    fn sent(&self, path: &str) -> Vec<Value> {
+        sent(path, &self.t)
+    }
+
+    /// The system prompt of the n-th completion request.
+    fn system_prompt(&self, n: usize) -> String {
+        upstream_messages(&self.t, n)[0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
 }
 
 // ---------------------------------------------------------------- chat
 
 #[tokio::test]
 async fn chat_streams_text_as_it_arrives() {
-    let server = dev();
-    let (t, id) = (tag(), unique_id("chat-text"));
-    script(
-        &t,
-        vec![sse(
-            ["Hel", "lo ", "the", "re", "!"]
-                .iter()
-                .map(|p| delta(json!({"content": p}), None))
-                .chain([delta(json!({}), Some("stop"))])
-                .collect(),
-            Duration::from_millis(300),
-        )],
-    );
-    let reply = post_chat(
-        server,
-        None,
-        &json!({"messages":[user("Hi")],"instanceId":id,"model":t}),
-    )
-    .await;
+    let case = Case::new("chat-text");
+    case.script(vec![sse(
+        ["Hel", "lo ", "the", "re", "!"]
+            .iter()
+            .map(|p| delta(json!({"content": p}), None))
+            .chain([delta(json!({}), Some("stop"))])
+            .collect(),
+        Duration::from_millis(300),
+    )]);
+    let reply = case.say("Hi").await;
     assert_eq!(reply.status, 200, "{}", reply.raw);
     for (name, value) in [
         ("content-type", "text/event-stream"),
@@ -444,16 +342,12 @@ async fn chat_streams_text_as_it_arrives() {
     );
 
     // What the upstream was asked.
-    let reqs = fake()
-        .requests_to(COMPLETIONS)
-        .into_iter()
-        .filter(|r| String::from_utf8_lossy(&r.body).contains(&t))
-        .collect::<Vec<_>>();
+    let reqs = sent_requests(COMPLETIONS, &case.t);
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].header("authorization"), Some("Bearer test-key"));
     let body = reqs[0].json();
     assert_eq!(body["stream"], true);
-    assert_eq!(body["model"], t.as_str());
+    assert_eq!(body["model"], case.t.as_str());
     let tools: Vec<&str> = body["tools"]
         .as_array()
         .unwrap()
@@ -463,7 +357,7 @@ async fn chat_streams_text_as_it_arrives() {
     assert_eq!(tools, ["read_key", "write_key", "delete_key", "list_keys"]);
     assert_eq!(body["messages"][1], json!({"role":"user","content":"Hi"}));
 
-    let rows = usage_rows(server, &id);
+    let rows = case.usage();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["endpoint"], "/api/chat");
     assert_eq!(rows[0]["user_id"], "dev-user");
@@ -471,37 +365,18 @@ async fn chat_streams_text_as_it_arrives() {
 
 #[tokio::test]
 async fn chat_tool_call_writes_the_key_and_the_next_step_sees_the_result() {
-    let server = dev();
-    let (t, id) = (tag(), unique_id("chat-tool"));
-    seed(
-        server,
-        &id,
-        None,
-        &[(
-            "name",
-            json!(""),
-            json!({"type":"text","tags":["profile"],"contentTags":["kept"]}),
-        )],
-    )
-    .await;
-    let mut watcher = ws(server, &id, None).await;
-    script(
-        &t,
-        vec![
-            tool_step(&[(
-                "call_w1",
-                "write_key",
-                json!({"key":"name","value":"Ada Lovelace"}),
-            )]),
-            text_step(&["Saved ", "your name."]),
-        ],
-    );
-    let reply = post_chat(
-        server,
-        None,
-        &json!({"messages":[user("My name is Ada Lovelace")],"instanceId":id,"mode":"use","model":t}),
-    )
-    .await;
+    let case = Case::new("chat-tool");
+    let profile = json!({"type":"text","tags":["profile"],"contentTags":["kept"]});
+    case.seed(&[("name", json!(""), profile)]).await;
+    let mut watcher = case.watch().await;
+    let ada = json!({"key":"name","value":"Ada Lovelace"});
+    case.script(vec![
+        tool_step(&[("call_w1", "write_key", ada)]),
+        text_step(&["Saved ", "your name."]),
+    ]);
+    let mut body = case.chat_body(json!([user("My name is Ada Lovelace")]));
+    body["mode"] = json!("use");
+    let reply = case.chat(&body).await;
     assert_eq!(reply.status, 200, "{}", reply.raw);
     assert_eq!(
         reply.types(),
@@ -547,20 +422,17 @@ async fn chat_tool_call_writes_the_key_and_the_next_step_sees_the_result() {
     );
     assert_eq!(reply.text(), "Saved your name.");
     assert_eq!(
-        reply.chunks.last().unwrap(),
+        reply.last(),
         &json!({"type":"finish","finishReason":"stop"})
     );
 
     // The write went through the instance like any other.
-    let update = watcher.recv_type("key_updated").await;
-    assert_eq!(update["key"], "name");
-    assert_eq!(update["value"], "Ada Lovelace");
-    assert_eq!(update["updatedBy"], "dev-user");
+    let update = expect_update(&mut watcher, "name", "Ada Lovelace").await;
     assert_eq!(update["attributes"]["tags"], json!(["profile"]));
     assert_eq!(update["attributes"]["contentTags"], json!(["kept"]));
 
     // The second call carried the assistant's call and the tool's result.
-    let second = upstream_messages(&t, 1);
+    let second = upstream_messages(&case.t, 1);
     let n = second.len();
     assert_eq!(second[n - 2]["role"], "assistant");
     assert_eq!(second[n - 2]["tool_calls"][0]["id"], "call_w1");
@@ -576,61 +448,37 @@ async fn chat_tool_call_writes_the_key_and_the_next_step_sees_the_result() {
         json!({"success":true,"key":"name","value":"Ada Lovelace"})
     );
     // The first call's system prompt listed the key by its exact name.
-    let system = upstream_messages(&t, 0)[0]["content"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let system = case.system_prompt(0);
     assert!(
         system.contains("- name (type: text; tags: profile)"),
         "{system}"
     );
-    assert_eq!(usage_rows(server, &id).len(), 1);
+    assert_eq!(case.usage().len(), 1);
 }
 
 #[tokio::test]
 async fn chat_use_mode_protects_readonly_and_system_prompt_keys() {
-    let server = dev();
-    let (t, id) = (tag(), unique_id("chat-protect"));
-    seed(
-        server,
-        &id,
-        None,
-        &[
-            (
-                "locked",
-                json!("original"),
-                json!({"type":"text","readonly":true}),
-            ),
-            (
-                "persona",
-                json!("Always answer in French."),
-                text_attrs(&["SystemPrompt"]),
-            ),
-            ("notes", json!("n"), text_attrs(&[])),
-        ],
-    )
+    let case = Case::new("chat-protect");
+    case.seed(&[
+        ("locked", json!("original"), readonly_text()),
+        (
+            "persona",
+            json!("Always answer in French."),
+            text_attrs(&["SystemPrompt"]),
+        ),
+        ("notes", json!("n"), text_attrs(&[])),
+    ])
     .await;
-    script(
-        &t,
-        vec![
-            tool_step(&[
-                (
-                    "call_a",
-                    "write_key",
-                    json!({"key":"locked","value":"hacked"}),
-                ),
-                ("call_b", "delete_key", json!({"key":"persona"})),
-                ("call_c", "read_key", json!({"key":"notes"})),
-            ]),
-            text_step(&["Je ne peux pas."]),
-        ],
-    );
-    let reply = post_chat(
-        server,
-        None,
-        &json!({"messages":[user("Change everything")],"instanceId":id,"model":t}),
-    )
-    .await;
+    let hack = json!({"key":"locked","value":"hacked"});
+    case.script(vec![
+        tool_step(&[
+            ("call_a", "write_key", hack),
+            ("call_b", "delete_key", json!({"key":"persona"})),
+            ("call_c", "read_key", json!({"key":"notes"})),
+        ]),
+        text_step(&["Je ne peux pas."]),
+    ]);
+    let reply = case.say("Change everything").await;
     assert_eq!(reply.status, 200, "{}", reply.raw);
     let outputs = reply.of_type("tool-output-available");
     assert_eq!(outputs.len(), 3, "{}", reply.raw);
@@ -650,25 +498,20 @@ async fn chat_use_mode_protects_readonly_and_system_prompt_keys() {
     );
 
     // The model was told, and the keys did not change.
-    let second = upstream_messages(&t, 1);
+    let second = upstream_messages(&case.t, 1);
     let tool_msgs: Vec<&Value> = second.iter().filter(|m| m["role"] == "tool").collect();
+    let told = |i: usize| tool_msgs[i]["content"].as_str().unwrap();
     assert_eq!(tool_msgs.len(), 3);
     assert_eq!(tool_msgs[0]["tool_call_id"], "call_a");
-    assert!(tool_msgs[0]["content"]
-        .as_str()
-        .unwrap()
-        .contains("readonly"));
+    assert!(told(0).contains("readonly"));
     assert_eq!(tool_msgs[1]["tool_call_id"], "call_b");
-    assert!(tool_msgs[1]["content"]
-        .as_str()
-        .unwrap()
-        .contains("system prompt"));
-    let keys = stored(server, &id, None).await;
+    assert!(told(1).contains("system prompt"));
+    let keys = case.stored().await;
     assert_eq!(keys["locked"]["value"], "original");
     assert_eq!(keys["persona"]["value"], "Always answer in French.");
 
     // The SystemPrompt key's value is in the system message.
-    let first = upstream_messages(&t, 0);
+    let first = upstream_messages(&case.t, 0);
     assert_eq!(first[0]["role"], "system");
     let system = first[0]["content"].as_str().unwrap();
     assert!(
@@ -683,70 +526,45 @@ async fn chat_use_mode_protects_readonly_and_system_prompt_keys() {
 
 #[tokio::test]
 async fn chat_edit_mode_may_change_protected_keys() {
-    let server = dev();
-    let (t, id) = (tag(), unique_id("chat-edit"));
-    seed(
-        server,
-        &id,
-        None,
-        &[(
-            "locked",
-            json!("v1"),
-            json!({"type":"text","readonly":true}),
-        )],
-    )
-    .await;
-    script(
-        &t,
-        vec![
-            tool_step(&[(
-                "call_e",
-                "write_key",
-                json!({"key":"locked","value":"v2","tags":["edited"]}),
-            )]),
-            text_step(&["Done."]),
-        ],
-    );
-    let reply = post_chat(
-        server,
-        None,
-        &json!({"messages":[user("Edit it")],"instanceId":id,"mode":"edit","model":t}),
-    )
-    .await;
+    let case = Case::new("chat-edit");
+    case.seed(&[("locked", json!("v1"), readonly_text())]).await;
+    let edit = json!({"key":"locked","value":"v2","tags":["edited"]});
+    case.script(vec![
+        tool_step(&[("call_e", "write_key", edit)]),
+        text_step(&["Done."]),
+    ]);
+    let mut body = case.chat_body(json!([user("Edit it")]));
+    body["mode"] = json!("edit");
+    let reply = case.chat(&body).await;
     assert_eq!(
         reply.of_type("tool-output-available")[0]["output"],
         json!({"success":true,"key":"locked","value":"v2"})
     );
-    let keys = stored(server, &id, None).await;
+    let keys = case.stored().await;
     assert_eq!(keys["locked"]["value"], "v2");
     assert_eq!(keys["locked"]["attributes"]["tags"], json!(["edited"]));
     assert_eq!(keys["locked"]["attributes"]["readonly"], true);
-    let system = upstream_messages(&t, 0)[0]["content"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(system.contains("editing session"));
+    assert!(case.system_prompt(0).contains("editing session"));
 }
 
 #[tokio::test]
 async fn chat_step_cap_is_honoured() {
-    let server = dev();
     // The model never stops calling tools.
     let loop_step = tool_step(&[("call_l", "list_keys", json!({}))]);
     for (max, expected) in [(None, 8usize), (Some(json!(3)), 3), (Some(json!(99)), 20)] {
-        let (t, id) = (tag(), unique_id("chat-cap"));
-        script(&t, vec![loop_step.clone()]);
-        let mut body = json!({"messages":[user("loop")],"instanceId":id,"model":t});
+        let case = Case::new("chat-cap");
+        case.script(vec![loop_step.clone()]);
+        let mut body = case.chat_body(json!([user("loop")]));
         if let Some(m) = max {
             body["maxSteps"] = m;
         }
-        let reply = post_chat(server, None, &body).await;
+        let reply = case.chat(&body).await;
         assert_eq!(reply.status, 200);
-        assert_eq!(sent(COMPLETIONS, &t).len(), expected);
+        assert_eq!(case.sent(COMPLETIONS).len(), expected);
         assert_eq!(reply.of_type("start-step").len(), expected);
         assert_eq!(reply.of_type("finish-step").len(), expected);
         assert_eq!(
-            reply.chunks.last().unwrap(),
+            reply.last(),
             &json!({"type":"finish","finishReason":"tool-calls"})
         );
         assert!(reply.done);
@@ -755,74 +573,43 @@ async fn chat_step_cap_is_honoured() {
 
 #[tokio::test]
 async fn chat_upstream_failures_end_the_stream_with_an_error() {
-    let server = dev();
     // An HTTP 500 on the first call.
-    let (t, id) = (tag(), unique_id("chat-500"));
-    script(
-        &t,
-        vec![upstream_error(
-            500,
-            "The server had an error while processing your request.",
-        )],
-    );
-    let reply = post_chat(
-        server,
-        None,
-        &json!({"messages":[user("x")],"instanceId":id,"model":t}),
-    )
-    .await;
+    let case = Case::new("chat-500");
+    let message = "The server had an error while processing your request.";
+    case.script(vec![upstream_error(500, message)]);
+    let reply = case.say("x").await;
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        reply.chunks.last().unwrap(),
-        &json!({"type":"error","errorText":"The server had an error while processing your request."})
-    );
+    assert_eq!(reply.last(), &json!({"type":"error","errorText": message}));
     assert!(reply.done && reply.raw.ends_with("data: [DONE]\n\n"));
     assert!(!reply.raw.contains("test-key"));
 
     // An error inside the stream, after a successful tool step.
-    let (t, id) = (tag(), unique_id("chat-midway"));
-    script(
-        &t,
-        vec![
-            tool_step(&[("call_1", "write_key", json!({"key":"k","value":"kept"}))]),
-            sse(
-                vec![
-                    delta(json!({"content":"Part"}), None),
-                    json!({"error":{"message":"Rate limit reached"}}),
-                ],
-                Duration::ZERO,
-            ),
-        ],
-    );
-    let reply = post_chat(
-        server,
-        None,
-        &json!({"messages":[user("x")],"instanceId":id,"model":t}),
-    )
-    .await;
+    let case = Case::new("chat-midway");
+    let kept = json!({"key":"k","value":"kept"});
+    let failing = vec![
+        delta(json!({"content":"Part"}), None),
+        json!({"error":{"message":"Rate limit reached"}}),
+    ];
+    case.script(vec![
+        tool_step(&[("call_1", "write_key", kept)]),
+        sse(failing, Duration::ZERO),
+    ]);
+    let reply = case.say("x").await;
     let types = reply.types();
     assert_eq!(types.last().unwrap(), "error", "{types:?}");
-    assert_eq!(
-        reply.chunks.last().unwrap()["errorText"],
-        "Rate limit reached"
-    );
+    assert_eq!(reply.last()["errorText"], "Rate limit reached");
     assert!(types.contains(&"tool-output-available".to_string()));
     assert!(reply.done);
-    assert_eq!(stored(server, &id, None).await["k"]["value"], "kept");
+    assert_eq!(case.stored().await["k"]["value"], "kept");
 
     // Silence: the upstream timeout ends the stream.
-    let (t, id) = (tag(), unique_id("chat-silent"));
-    script(&t, vec![silent()]);
+    let case = Case::new("chat-silent");
+    case.script(vec![silent()]);
     let started = Instant::now();
-    let reply = post_chat(
-        server,
-        None,
-        &json!({"messages":[user("x")],"instanceId":id,"model":t}),
-    )
-    .await;
+    let reply = case.say("x").await;
     assert!(started.elapsed() < Duration::from_secs(TIMEOUT_SECS + 3));
     assert_eq!(
-        reply.chunks.last().unwrap(),
+        reply.last(),
         &json!({"type":"error","errorText":"OpenAI request timed out"})
     );
     assert!(reply.done);
@@ -830,29 +617,23 @@ async fn chat_upstream_failures_end_the_stream_with_an_error() {
 
 #[tokio::test]
 async fn chat_stops_when_the_client_goes_away() {
-    let server = dev();
-    let (t, id) = (tag(), unique_id("chat-gone"));
+    let case = Case::new("chat-gone");
     // A slow first step that would end with a write, then a second step.
     let mut chunks: Vec<Value> = (0..16)
         .map(|i| delta(json!({"content": format!("w{i} ")}), None))
         .collect();
-    chunks.push(delta(
-        json!({"tool_calls":[{"index":0,"id":"call_late","type":"function","function":{"name":"write_key","arguments":"{\"key\":\"late\",\"value\":1}"}}]}),
-        None,
-    ));
+    let late = r#"{"key":"late","value":1}"#;
+    chunks.push(tool_call(0, "call_late", "write_key", late));
     chunks.push(delta(json!({}), Some("tool_calls")));
-    script(
-        &t,
-        vec![
-            sse(chunks, Duration::from_millis(250)),
-            text_step(&["never"]),
-        ],
-    );
+    case.script(vec![
+        sse(chunks, Duration::from_millis(250)),
+        text_step(&["never"]),
+    ]);
 
     let client = reqwest::Client::new();
     let mut resp = client
-        .post(server.local_url("/api/chat"))
-        .json(&json!({"messages":[user("x")],"instanceId":id,"model":t}))
+        .post(case.server.local_url("/api/chat"))
+        .json(&case.chat_body(json!([user("x")])))
         .send()
         .await
         .unwrap();
@@ -865,55 +646,31 @@ async fn chat_stops_when_the_client_goes_away() {
     drop(client);
     // Longer than the upstream would have taken to finish its step.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    assert_eq!(sent(COMPLETIONS, &t).len(), 1, "a second step ran");
+    assert_eq!(case.sent(COMPLETIONS).len(), 1, "a second step ran");
     assert!(
-        stored(server, &id, None).await.get("late").is_none(),
+        case.stored().await.get("late").is_none(),
         "the late write happened"
     );
 }
 
 #[tokio::test]
 async fn the_ai_package_reads_our_stream() {
-    let server = dev();
-    let (t, id) = (tag(), unique_id("chat-sdk"));
-    seed(
-        server,
-        &id,
-        None,
-        &[("city", json!("Paris"), text_attrs(&[]))],
-    )
-    .await;
-    script(
-        &t,
-        vec![
-            sse(
-                vec![
-                    delta(json!({"content":"Let me check."}), None),
-                    delta(
-                        json!({"tool_calls":[{"index":0,"id":"call_r","type":"function","function":{"name":"read_key","arguments":"{\"key\":"}}]}),
-                        None,
-                    ),
-                    delta(
-                        json!({"tool_calls":[{"index":0,"function":{"arguments":"\"city\"}"}}]}),
-                        None,
-                    ),
-                    delta(
-                        json!({"tool_calls":[{"index":1,"id":"call_w","type":"function","function":{"name":"write_key","arguments":"{\"key\":\"country\",\"value\":\"France\"}"}}]}),
-                        None,
-                    ),
-                    delta(json!({}), Some("tool_calls")),
-                ],
-                Duration::from_millis(10),
-            ),
-            text_step(&["You live in ", "Paris, France."]),
-        ],
-    );
-    let reply = post_chat(
-        server,
-        None,
-        &json!({"messages":[user("Where do I live?")],"instanceId":id,"model":t}),
-    )
-    .await;
+    let case = Case::new("chat-sdk");
+    case.seed(&[("city", json!("Paris"), text_attrs(&[]))])
+        .await;
+    let country = r#"{"key":"country","value":"France"}"#;
+    let first_step = vec![
+        delta(json!({"content":"Let me check."}), None),
+        tool_call(0, "call_r", "read_key", r#"{"key":"#),
+        tool_arguments(0, r#""city"}"#),
+        tool_call(1, "call_w", "write_key", country),
+        delta(json!({}), Some("tool_calls")),
+    ];
+    case.script(vec![
+        sse(first_step, Duration::from_millis(10)),
+        text_step(&["You live in ", "Paris, France."]),
+    ]);
+    let reply = case.say("Where do I live?").await;
     assert_eq!(reply.status, 200, "{}", reply.raw);
 
     let parsed = read_with_ai_package(&reply.raw);
@@ -948,17 +705,12 @@ async fn the_ai_package_reads_our_stream() {
 
     // The message the client keeps is what it sends back next time: our
     // conversion turns it into the same upstream turns.
-    let (t2, _) = (tag(), ());
-    script(&t2, vec![text_step(&["ok"])]);
+    let next = case.retagged();
+    next.script(vec![text_step(&["ok"])]);
     let history = json!([user("Where do I live?"), message, user("Thanks")]);
-    let again = post_chat(
-        server,
-        None,
-        &json!({"messages":history,"instanceId":id,"model":t2}),
-    )
-    .await;
+    let again = next.chat(&next.chat_body(history)).await;
     assert_eq!(again.status, 200);
-    let msgs = upstream_messages(&t2, 0);
+    let msgs = upstream_messages(&next.t, 0);
     let roles: Vec<&str> = msgs.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(
         roles,
@@ -978,14 +730,9 @@ async fn the_ai_package_reads_our_stream() {
     assert_eq!(msgs[5]["content"], "You live in Paris, France.");
 
     // An error stream is read as the client reads it: the error is reported.
-    let (t3, id3) = (tag(), unique_id("chat-sdk-err"));
-    script(&t3, vec![upstream_error(500, "Upstream exploded")]);
-    let failed = post_chat(
-        server,
-        None,
-        &json!({"messages":[user("x")],"instanceId":id3,"model":t3}),
-    )
-    .await;
+    let failing = Case::new("chat-sdk-err");
+    failing.script(vec![upstream_error(500, "Upstream exploded")]);
+    let failed = failing.say("x").await;
     let parsed = read_with_ai_package(&failed.raw);
     assert_eq!(parsed["errors"], json!(["Upstream exploded"]));
 }
@@ -1018,97 +765,70 @@ fn read_with_ai_package(body: &str) -> Value {
 
 #[tokio::test]
 async fn chat_bad_requests() {
-    let server = dev();
-    let api = Api::new(server);
-    let id = unique_id("chat-bad");
-    let m = json!([user("x")]);
-    for (body, error) in [
-        (
-            json!({"instanceId": id}),
-            "instanceId and messages required",
-        ),
-        (json!({"messages": m}), "instanceId and messages required"),
-        (
+    let case = Case::new("chat-bad");
+    let (id, m) = (&case.id, json!([user("x")]));
+    let required = "instanceId and messages required";
+    let chat = |body: Value, error| ("/api/chat", body, error);
+    let cases = vec![
+        chat(json!({"instanceId": id}), required),
+        chat(json!({"messages": m}), required),
+        chat(
             json!({"messages": "hi", "instanceId": id}),
             "messages must be an array",
         ),
-        (
+        chat(
             json!({"messages": m, "instanceId": 7}),
             "instanceId must be a string",
         ),
-        (
+        chat(
             json!({"messages": m, "instanceId": "a b"}),
             "instanceId is not a valid instance id",
         ),
-        (
+        chat(
             json!({"messages": m, "instanceId": id, "mode": "admin"}),
             "mode must be \"edit\" or \"use\"",
         ),
-        (
+        chat(
             json!({"messages": m, "instanceId": id, "model": 4}),
             "model must be a string",
         ),
-        (
+        chat(
             json!({"messages": m, "instanceId": id, "maxSteps": 0}),
             "maxSteps must be an integer of at least 1",
         ),
-    ] {
-        assert_eq!(
-            api.post("/api/chat", None, body.clone()).await,
-            (400, json!({"error": error})),
-            "{body}"
-        );
-    }
-    let client = reqwest::Client::new();
-    let resp = client
-        .post(server.local_url("/api/chat"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 400);
+    ];
+    assert_refused(&case.api, 400, cases).await;
     let big = format!(
         "{{\"messages\":[],\"instanceId\":\"x\",\"pad\":\"{}\"}}",
         "a".repeat(8 * 1024 * 1024 + 10)
     );
-    let resp = client
-        .post(server.local_url("/api/chat"))
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 413);
+    for (body, status) in [("{not json".to_string(), 400), (big, 413)] {
+        let json = Some("application/json");
+        let got = case.api.post_raw("/api/chat", None, json, body).await;
+        assert_eq!(got, status);
+    }
     // Bad requests never reach the upstream nor the usage log.
-    assert!(usage_rows(server, &id).is_empty());
+    assert!(case.usage().is_empty());
 }
 
 // ---------------------------------------------------------------- transform
 
 #[tokio::test]
 async fn transform_resolves_placeholders_and_stores_the_answer() {
-    let server = dev();
-    let api = Api::new(server);
-    let (t, id) = (tag(), unique_id("transform"));
-    seed(
-        server,
-        &id,
-        None,
-        &[
-            ("name", json!("Ada"), text_attrs(&[])),
-            ("facts", json!({"born": 1815}), json!({"type":"json"})),
-        ],
-    )
+    let case = Case::new("transform");
+    let t = &case.t;
+    case.seed(&[
+        ("name", json!("Ada"), text_attrs(&[])),
+        ("facts", json!({"born": 1815}), json!({"type":"json"})),
+    ])
     .await;
-    let mut watcher = ws(server, &id, None).await;
-    script(&t, vec![completion("Ada was born in 1815.")]);
-    let (s, body) = api
+    let mut watcher = case.watch().await;
+    case.script(vec![completion("Ada was born in 1815.")]);
+    let (s, body) = case
         .post(
             "/api/transform",
-            None,
             json!({
-                "instanceId": id,
+                "instanceId": case.id,
                 "template": format!("{t} Name: {{{{ name }}}}; facts: {{{{facts}}}}; {{{{unknown}}}}"),
                 "prompt": "Summarise",
                 "outputKey": "summary",
@@ -1120,117 +840,83 @@ async fn transform_resolves_placeholders_and_stores_the_answer() {
         body,
         json!({"success":true,"outputKey":"summary","result":"Ada was born in 1815."})
     );
-    let req = &sent(COMPLETIONS, &t)[0];
+    let req = &case.sent(COMPLETIONS)[0];
     assert_eq!(req["model"], "gpt-4o-mini");
     assert!(req.get("stream").is_none_or(|s| s == false));
     assert_eq!(
         req["messages"],
         json!([{"role":"user","content": format!("Summarise\n\nInput:\n{t} Name: Ada; facts: {{\"born\":1815}}; {{{{unknown}}}}")}])
     );
-    let update = watcher.recv_type("key_updated").await;
-    assert_eq!(update["key"], "summary");
-    assert_eq!(update["value"], "Ada was born in 1815.");
-    assert_eq!(update["updatedBy"], "dev-user");
+    let update = expect_update(&mut watcher, "summary", "Ada was born in 1815.").await;
     assert_eq!(update["attributes"]["type"], "text");
     assert_eq!(update["attributes"]["tags"], json!(["generated"]));
-    let rows = usage_rows(server, &id);
+    let rows = case.usage();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["endpoint"], "/api/transform");
 }
 
 #[tokio::test]
 async fn transform_reads_template_and_prompt_from_keys() {
-    let server = dev();
-    let api = Api::new(server);
-    let (t, id) = (tag(), unique_id("transform-keys"));
-    seed(
-        server,
-        &id,
-        None,
-        &[
-            (
-                "tpl",
-                json!(format!("{t} Dear {{{{who}}}}")),
-                text_attrs(&[]),
-            ),
-            ("who", json!("Grace"), text_attrs(&[])),
-            ("instructions", json!("Make it formal"), text_attrs(&[])),
-        ],
-    )
+    let case = Case::new("transform-keys");
+    let (t, id) = (&case.t, &case.id);
+    case.seed(&[
+        (
+            "tpl",
+            json!(format!("{t} Dear {{{{who}}}}")),
+            text_attrs(&[]),
+        ),
+        ("who", json!("Grace"), text_attrs(&[])),
+        ("instructions", json!("Make it formal"), text_attrs(&[])),
+    ])
     .await;
-    script(&t, vec![completion("Dear Ms Grace,")]);
-    let (s, body) = api
+    case.script(vec![completion("Dear Ms Grace,")]);
+    let (s, body) = case
         .post(
             "/api/transform",
-            None,
             json!({"instanceId": id, "templateKey": "tpl", "promptKey": "instructions", "outputKey": "letter", "model": "gpt-4.1"}),
         )
         .await;
     assert_eq!(s, 200, "{body}");
-    let req = &sent(COMPLETIONS, &t)[0];
+    let req = &case.sent(COMPLETIONS)[0];
     assert_eq!(req["model"], "gpt-4.1");
     assert_eq!(
         req["messages"][0]["content"],
         format!("Make it formal\n\nInput:\n{t} Dear Grace")
     );
-    assert_eq!(
-        stored(server, &id, None).await["letter"]["value"],
-        "Dear Ms Grace,"
-    );
+    assert_eq!(case.stored().await["letter"]["value"], "Dear Ms Grace,");
 
     // A missing input key: 404, no upstream call, nothing written.
     for (field, key) in [("templateKey", "nope"), ("promptKey", "absent")] {
         let mut b = json!({"instanceId": id, "templateKey": "tpl", "outputKey": "other"});
         b[field] = json!(key);
-        let (s, body) = api.post("/api/transform", None, b).await;
+        let (s, body) = case.post("/api/transform", b).await;
         assert_eq!(
             (s, body),
             (404, json!({"error": format!("Key \"{key}\" not found")}))
         );
     }
-    assert_eq!(sent(COMPLETIONS, &t).len(), 1);
-    assert!(stored(server, &id, None).await.get("other").is_none());
-    assert_eq!(usage_rows(server, &id).len(), 1);
+    assert_eq!(case.sent(COMPLETIONS).len(), 1);
+    assert!(case.stored().await.get("other").is_none());
+    assert_eq!(case.usage().len(), 1);
 }
 
 #[tokio::test]
 async fn transform_upstream_failures() {
-    let server = dev();
-    let api = Api::new(server);
-    let id = unique_id("transform-fail");
-    let t = tag();
-    script(
-        &t,
-        vec![upstream_error(401, "Incorrect API key provided: sk-***")],
-    );
-    let (s, body) = api
-        .post(
-            "/api/transform",
-            None,
-            json!({"instanceId": id, "template": t, "outputKey": "out"}),
-        )
-        .await;
-    assert_eq!(
-        (s, body),
-        (502, json!({"error":"Incorrect API key provided: sk-***"}))
-    );
-
-    let t = tag();
-    script(&t, vec![silent()]);
-    let started = Instant::now();
-    let (s, body) = api
-        .post(
-            "/api/transform",
-            None,
-            json!({"instanceId": id, "template": t, "outputKey": "out"}),
-        )
-        .await;
-    assert_eq!(
-        (s, body),
-        (504, json!({"error":"OpenAI request timed out"}))
-    );
-    assert!(started.elapsed() < Duration::from_secs(TIMEOUT_SECS + 3));
-    assert!(stored(server, &id, None).await.get("out").is_none());
+    let case = Case::new("transform-fail");
+    let wrong_key = "Incorrect API key provided: sk-***";
+    for (answer, status, error) in [
+        (upstream_error(401, wrong_key), 502, wrong_key),
+        (silent(), 504, "OpenAI request timed out"),
+    ] {
+        let t = tag();
+        script(&t, vec![answer]);
+        let started = Instant::now();
+        let body = json!({"instanceId": case.id, "template": t, "outputKey": "out"});
+        let answer = case.post("/api/transform", body).await;
+        assert_eq!(answer, (status, json!({ "error": error })));
+        assert!(started.elapsed() < Duration::from_secs(TIMEOUT_SECS + 3));
+    }
+    assert!(case.stored().await.get("out").is_none());
 }
 
 // ---------------------------------------------------------------- images
@@ -1242,30 +928,11 @@ fn image_bytes(seed: u8) -> (Vec<u8>, String) {
     (bytes, b64)
 }
 
-fn ready(sample: &str) -> FakeResponse {
-    FakeResponse::json(
-        200,
-        &json!({"id":"x","status":"Ready","result":{"sample": sample}}),
-    )
-}
-
-fn pending() -> FakeResponse {
-    FakeResponse::json(200, &json!({"id":"x","status":"Pending","result":null}))
-}
-
 #[tokio::test]
 async fn generate_image_from_a_prompt_key() {
-    let server = dev();
-    let api = Api::new(server);
-    let (t, id) = (tag(), unique_id("gen"));
-    let prompt = format!("a red fox {t}");
-    seed(
-        server,
-        &id,
-        None,
-        &[("idea", json!(prompt), text_attrs(&[]))],
-    )
-    .await;
+    let case = Case::new("gen");
+    let prompt = format!("a red fox {}", case.t);
+    case.seed(&[("idea", json!(prompt), text_attrs(&[]))]).await;
     let (bytes, b64) = image_bytes(7);
     let file = format!("/files/{}.jpg", unique_id("img"));
     fake().on("GET", &file, move |_| FakeResponse {
@@ -1274,13 +941,12 @@ async fn generate_image_from_a_prompt_key() {
         chunks: vec![bytes.clone()],
         pause: Duration::ZERO,
     });
-    script(&t, vec![pending(), ready(&fake().url(&file))]);
-    let mut watcher = ws(server, &id, None).await;
-    let (s, body) = api
+    case.script(vec![pending(), ready(&fake().url(&file))]);
+    let mut watcher = case.watch().await;
+    let (s, body) = case
         .post(
             "/api/generate-image",
-            None,
-            json!({"instanceId": id, "promptKey": "idea", "outputKey": "picture", "seed": 7, "aspectRatio": "16:9"}),
+            json!({"instanceId": case.id, "promptKey": "idea", "outputKey": "picture", "seed": 7, "aspectRatio": "16:9"}),
         )
         .await;
     assert_eq!(s, 200, "{body}");
@@ -1288,113 +954,83 @@ async fn generate_image_from_a_prompt_key() {
         body,
         json!({"success":true,"outputKey":"picture","message":"Image generated and saved to MindCache"})
     );
-    let submits = sent(SUBMIT, &t);
+    let submits = case.sent(SUBMIT);
     assert_eq!(
         submits,
         vec![json!({"prompt": prompt, "seed": 7, "aspect_ratio": "16:9"})]
     );
-    let submit = fake()
-        .requests_to(SUBMIT)
-        .into_iter()
-        .find(|r| String::from_utf8_lossy(&r.body).contains(&t))
-        .unwrap();
+    let submit = &sent_requests(SUBMIT, &case.t)[0];
     assert_eq!(submit.header("authorization"), Some("Bearer fw-test-key"));
-    let polls = sent(RESULT, &t);
+    let polls = case.sent(RESULT);
     assert_eq!(polls.len(), 2);
     assert_eq!(polls[0], json!({"id": format!("req:{prompt}")}));
     // The image went into the key, not into the response.
-    let update = watcher.recv_type("key_updated").await;
-    assert_eq!(update["key"], "picture");
-    assert_eq!(update["value"], format!("data:image/jpeg;base64,{b64}"));
-    assert_eq!(update["updatedBy"], "dev-user");
+    let image = format!("data:image/jpeg;base64,{b64}");
+    let update = expect_update(&mut watcher, "picture", &image).await;
     assert_eq!(update["attributes"]["type"], "image");
     assert_eq!(update["attributes"]["contentType"], "image/jpeg");
     assert_eq!(
         update["attributes"]["tags"],
         json!(["generated", "fireworks"])
     );
-    assert_eq!(
-        usage_rows(server, &id)[0]["endpoint"],
-        "/api/generate-image"
-    );
+    assert_eq!(case.usage()[0]["endpoint"], "/api/generate-image");
 }
 
 #[tokio::test]
 async fn generate_image_edits_source_images_from_keys() {
-    let server = dev();
-    let api = Api::new(server);
-    let (t, id) = (tag(), unique_id("gen-edit"));
+    let case = Case::new("gen-edit");
     let (_, photo) = image_bytes(1);
     let (_, other) = image_bytes(2);
     let (_, result) = image_bytes(3);
-    seed(
-        server,
-        &id,
-        None,
-        &[
-            ("photo", json!(photo), json!({"type":"image"})),
-            (
-                "other",
-                json!(format!("data:image/png;base64,{other}")),
-                json!({"type":"image"}),
-            ),
-        ],
-    )
+    let (photo_url, other_url, result_url) = (
+        format!("data:image/jpeg;base64,{photo}"),
+        format!("data:image/png;base64,{other}"),
+        format!("data:image/jpeg;base64,{result}"),
+    );
+    let image = json!({"type":"image"});
+    case.seed(&[
+        ("photo", json!(photo), image.clone()),
+        ("other", json!(other_url), image),
+    ])
     .await;
-    script(&t, vec![ready(&result)]);
-    let prompt = format!("make it blue {t}");
-    let (s, body) = api
+    case.script(vec![ready(&result)]);
+    let prompt = format!("make it blue {}", case.t);
+    let (s, body) = case
         .post(
             "/api/generate-image",
-            None,
-            json!({"instanceId": id, "prompt": prompt, "imageKey": "photo", "outputKey": "edited"}),
+            json!({"instanceId": case.id, "prompt": prompt, "imageKey": "photo", "outputKey": "edited"}),
         )
         .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(
-        sent(SUBMIT, &t),
+        case.sent(SUBMIT),
         vec![
-            json!({"prompt": prompt, "seed": -1, "input_image": format!("data:image/jpeg;base64,{photo}"), "prompt_upsampling": false, "safety_tolerance": 2})
+            json!({"prompt": prompt, "seed": -1, "input_image": photo_url, "prompt_upsampling": false, "safety_tolerance": 2})
         ]
     );
-    let keys = stored(server, &id, None).await;
-    assert_eq!(
-        keys["edited"]["value"],
-        format!("data:image/jpeg;base64,{result}")
-    );
+    assert_eq!(case.stored().await["edited"]["value"], result_url);
 
     // Several sources go as an array, in order.
-    let t2 = tag();
-    script(
-        &t2,
-        vec![ready(&format!("data:image/jpeg;base64,{result}"))],
-    );
-    let prompt2 = format!("merge {t2}");
-    let (s, body) = api
+    let merge = case.retagged();
+    merge.script(vec![ready(&result_url)]);
+    let prompt2 = format!("merge {}", merge.t);
+    let (s, body) = case
         .post(
             "/api/generate-image",
-            None,
-            json!({"instanceId": id, "prompt": prompt2, "imageKey": "photo", "imageKeys": ["other"], "safetyTolerance": 5, "outputKey": "merged"}),
+            json!({"instanceId": case.id, "prompt": prompt2, "imageKey": "photo", "imageKeys": ["other"], "safetyTolerance": 5, "outputKey": "merged"}),
         )
         .await;
     assert_eq!(s, 200, "{body}");
-    let submit = &sent(SUBMIT, &t2)[0];
-    assert_eq!(
-        submit["input_image"],
-        json!([
-            format!("data:image/jpeg;base64,{photo}"),
-            format!("data:image/png;base64,{other}")
-        ])
-    );
+    let submit = &merge.sent(SUBMIT)[0];
+    assert_eq!(submit["input_image"], json!([photo_url, other_url]));
     assert_eq!(submit["safety_tolerance"], 5);
     assert!(submit.get("aspect_ratio").is_none());
 
     // A missing source key: 404 before anything is submitted.
-    let (s, body) = api
+    let (s, body) = case
         .post(
             "/api/generate-image",
-            None,
-            json!({"instanceId": id, "prompt": "x", "imageKeys": ["ghost"], "outputKey": "o"}),
+            json!({"instanceId": case.id, "prompt": "x", "imageKeys": ["ghost"], "outputKey": "o"}),
         )
         .await;
     assert_eq!((s, body), (404, json!({"error":"Key \"ghost\" not found"})));
@@ -1402,48 +1038,26 @@ async fn generate_image_edits_source_images_from_keys() {
 
 #[tokio::test]
 async fn generate_image_failures() {
-    let server = dev();
-    let api = Api::new(server);
-    let id = unique_id("gen-fail");
+    let case = Case::new("gen-fail");
     let post = |prompt: String| {
-        let api = Api::new(server);
-        let id = id.clone();
-        async move {
-            api.post(
-                "/api/generate-image",
-                None,
-                json!({"instanceId": id, "prompt": prompt, "outputKey": "img"}),
-            )
-            .await
-        }
+        let body = json!({"instanceId": case.id, "prompt": prompt, "outputKey": "img"});
+        case.post("/api/generate-image", body)
     };
-    let t = tag();
-    script(
-        &t,
-        vec![
-            pending(),
-            FakeResponse::json(200, &json!({"status":"Request Moderated"})),
-        ],
-    );
-    assert_eq!(
-        post(format!("p {t}")).await,
+    let moderated = FakeResponse::json(200, &json!({"status":"Request Moderated"}));
+    let failed = FakeResponse::json(200, &json!({"status":"Error","details":"GPU on fire"}));
+    for (answers, status, error) in [
         (
+            vec![pending(), moderated],
             400,
-            json!({"error":"Request blocked by content moderation"})
-        )
-    );
-    let t = tag();
-    script(
-        &t,
-        vec![FakeResponse::json(
-            200,
-            &json!({"status":"Error","details":"GPU on fire"}),
-        )],
-    );
-    assert_eq!(
-        post(format!("p {t}")).await,
-        (502, json!({"error":"Image generation failed: GPU on fire"}))
-    );
+            "Request blocked by content moderation",
+        ),
+        (vec![failed], 502, "Image generation failed: GPU on fire"),
+    ] {
+        let t = tag();
+        script(&t, answers);
+        let answer = post(format!("p {t}")).await;
+        assert_eq!(answer, (status, json!({ "error": error })));
+    }
     assert_eq!(
         post(format!("refuse-submit {}", tag())).await,
         (502, json!({"error":"Prompt refused by the service"}))
@@ -1464,37 +1078,27 @@ async fn generate_image_failures() {
     // About one poll a second.
     let polls = sent(RESULT, &t).len();
     assert!((2..=4).contains(&polls), "{polls} polls");
-    assert!(stored(server, &id, None).await.get("img").is_none());
-    let _ = api;
+    assert!(case.stored().await.get("img").is_none());
 }
 
 // ---------------------------------------------------------------- analysis
 
 #[tokio::test]
 async fn analyze_image_from_a_key_holding_bare_base64() {
-    let server = dev();
-    let api = Api::new(server);
-    let (t, id) = (tag(), unique_id("analyze"));
+    let case = Case::new("analyze");
+    let (t, id) = (&case.t, &case.id);
     let (_, b64) = image_bytes(9);
-    seed(
-        server,
-        &id,
-        None,
-        &[
-            ("photo", json!(b64), json!({"type":"image"})),
-            (
-                "question",
-                json!(format!("What is in it? {t}")),
-                text_attrs(&[]),
-            ),
-        ],
-    )
+    let jpeg = format!("data:image/jpeg;base64,{b64}");
+    let question = format!("What is in it? {t}");
+    case.seed(&[
+        ("photo", json!(b64), json!({"type":"image"})),
+        ("question", json!(question), text_attrs(&[])),
+    ])
     .await;
-    script(&t, vec![completion("A tiny JPEG.")]);
-    let (s, body) = api
+    case.script(vec![completion("A tiny JPEG.")]);
+    let (s, body) = case
         .post(
             "/api/analyze-image",
-            None,
             json!({"instanceId": id, "imageKey": "photo", "promptKey": "question", "outputKey": "analysis"}),
         )
         .await;
@@ -1503,16 +1107,16 @@ async fn analyze_image_from_a_key_holding_bare_base64() {
         body,
         json!({"success":true,"outputKey":"analysis","analysis":"A tiny JPEG."})
     );
-    let req = &sent(COMPLETIONS, &t)[0];
+    let req = &case.sent(COMPLETIONS)[0];
     assert_eq!(req["model"], "gpt-4o");
     assert_eq!(
         req["messages"],
         json!([{"role":"user","content":[
-            {"type":"text","text": format!("What is in it? {t}")},
-            {"type":"image_url","image_url":{"url": format!("data:image/jpeg;base64,{b64}")}}
+            {"type":"text","text": question},
+            {"type":"image_url","image_url":{"url": jpeg}}
         ]}])
     );
-    let keys = stored(server, &id, None).await;
+    let keys = case.stored().await;
     assert_eq!(keys["analysis"]["value"], "A tiny JPEG.");
     assert_eq!(
         keys["analysis"]["attributes"]["tags"],
@@ -1520,33 +1124,22 @@ async fn analyze_image_from_a_key_holding_bare_base64() {
     );
 
     // Inline sources: a URL as is, base64 with the JPEG prefix.
-    for (field, value, url) in [
-        (
-            "imageUrl",
-            "https://example.com/cat.png".to_string(),
-            "https://example.com/cat.png".to_string(),
-        ),
-        (
-            "imageBase64",
-            b64.clone(),
-            format!("data:image/jpeg;base64,{b64}"),
-        ),
-    ] {
+    let cat = "https://example.com/cat.png";
+    for (field, value, url) in [("imageUrl", cat, cat), ("imageBase64", &b64, &jpeg)] {
         let t = tag();
         script(&t, vec![completion("ok")]);
         let mut b =
             json!({"instanceId": id, "prompt": t, "outputKey": "a2", "model": "gpt-4o-mini"});
         b[field] = json!(value);
-        let (s, body) = api.post("/api/analyze-image", None, b).await;
+        let (s, body) = case.post("/api/analyze-image", b).await;
         assert_eq!(s, 200, "{body}");
         let req = &sent(COMPLETIONS, &t)[0];
         assert_eq!(req["model"], "gpt-4o-mini");
         assert_eq!(req["messages"][0]["content"][1]["image_url"]["url"], url);
     }
-    let (s, body) = api
+    let (s, body) = case
         .post(
             "/api/analyze-image",
-            None,
             json!({"instanceId": id, "imageKey": "missing", "prompt": "x", "outputKey": "o"}),
         )
         .await;
@@ -1560,9 +1153,8 @@ async fn analyze_image_from_a_key_holding_bare_base64() {
 
 #[tokio::test]
 async fn bad_bodies_name_the_field() {
-    let server = dev();
-    let api = Api::new(server);
-    let id = unique_id("bad");
+    let case = Case::new("bad");
+    let id = &case.id;
     let cases: Vec<(&str, Value, &str)> = vec![
         ("/api/transform", json!({"template": "x", "outputKey": "o"}), "instanceId and outputKey required"),
         ("/api/transform", json!({"instanceId": id, "template": "x"}), "instanceId and outputKey required"),
@@ -1585,24 +1177,11 @@ async fn bad_bodies_name_the_field() {
         ("/api/analyze-image", json!({"instanceId": id, "outputKey": "o", "prompt": "p", "imageUrl": "ftp://x"}), "imageUrl must be an http(s) or data: URL"),
         ("/api/analyze-image", json!({"instanceId": id, "outputKey": "o", "prompt": "p", "imageBase64": 12}), "imageBase64 must be a string"),
     ];
-    for (path, body, error) in cases {
-        assert_eq!(
-            api.post(path, None, body.clone()).await,
-            (400, json!({"error": error})),
-            "{path} {body}"
-        );
-    }
-    seed(
-        server,
-        &id,
-        None,
-        &[("n", json!(3), json!({"type":"json"}))],
-    )
-    .await;
-    let (s, body) = api
+    assert_refused(&case.api, 400, cases).await;
+    case.seed(&[("n", json!(3), json!({"type":"json"}))]).await;
+    let (s, body) = case
         .post(
             "/api/analyze-image",
-            None,
             json!({"instanceId": id, "outputKey": "o", "prompt": "p", "imageKey": "n"}),
         )
         .await;
@@ -1610,66 +1189,57 @@ async fn bad_bodies_name_the_field() {
         (s, body),
         (400, json!({"error":"Key \"n\" does not hold an image"}))
     );
-    assert!(usage_rows(server, &id).is_empty());
+    assert!(case.usage().is_empty());
 }
 
 #[tokio::test]
 async fn missing_provider_keys_are_reported_after_body_checks() {
-    let server = bare();
-    let api = Api::new(server);
+    let api = Api::new(dev_server());
     let id = unique_id("nokey");
-    let openai = json!({"error":"OpenAI API key not configured"});
-    let fireworks = json!({"error":"Fireworks API key not configured"});
-    for (path, body, expected) in [
+    let openai = "OpenAI API key not configured";
+    let fireworks = "Fireworks API key not configured";
+    let cases = vec![
         (
             "/api/chat",
             json!({"messages":[], "instanceId": id}),
-            &openai,
+            openai,
         ),
         (
             "/api/transform",
             json!({"instanceId": id, "template": "x", "outputKey": "o"}),
-            &openai,
+            openai,
         ),
         (
             "/api/analyze-image",
             json!({"instanceId": id, "imageUrl": "https://x/y.png", "prompt": "p", "outputKey": "o"}),
-            &openai,
+            openai,
         ),
         (
             "/api/generate-image",
             json!({"instanceId": id, "prompt": "p", "outputKey": "o"}),
-            &fireworks,
+            fireworks,
         ),
         // Even input keys that do not exist: the provider key comes first.
         (
             "/api/transform",
             json!({"instanceId": id, "templateKey": "ghost", "outputKey": "o"}),
-            &openai,
+            openai,
         ),
-    ] {
-        assert_eq!(
-            api.post(path, None, body.clone()).await,
-            (500, expected.clone()),
-            "{path}"
-        );
-    }
-    // AI bodies may exceed the 1 MiB of the other routes (images inline).
-    let big = "A".repeat(2 * 1024 * 1024);
-    let body = json!({"instanceId": id, "imageBase64": big, "prompt": "p", "outputKey": "o"});
-    assert_eq!(
-        api.post("/api/analyze-image", None, body).await,
-        (500, openai.clone())
-    );
+        // AI bodies may exceed the 1 MiB of the other routes (images inline).
+        (
+            "/api/analyze-image",
+            json!({"instanceId": id, "imageBase64": "A".repeat(2 * 1024 * 1024), "prompt": "p", "outputKey": "o"}),
+            openai,
+        ),
+    ];
+    assert_refused(&api, 500, cases).await;
     // A bad body is still a 400 first.
-    let (s, _) = api
-        .post("/api/transform", None, json!({"instanceId": id}))
-        .await;
-    assert_eq!(s, 400);
-    let (s, _) = api
-        .post("/api/generate-image", None, json!({"outputKey": "o"}))
-        .await;
-    assert_eq!(s, 400);
+    for (path, body) in [
+        ("/api/transform", json!({"instanceId": id})),
+        ("/api/generate-image", json!({"outputKey": "o"})),
+    ] {
+        assert_eq!(api.post(path, None, body).await.0, 400);
+    }
 }
 
 // ---------------------------------------------------------------- access
@@ -1677,37 +1247,18 @@ async fn missing_provider_keys_are_reported_after_body_checks() {
 #[tokio::test]
 async fn production_authorization() {
     let w = prod();
-    let api = Api::new(&w.server);
-    let (s, project) = api
-        .post("/api/projects", Some(&w.alice.key), json!({"name": "AI"}))
+    let api = w.api();
+    let project = w.project(&w.alice, "AI").await;
+    let instance = project.main;
+    let shares = format!("/api/projects/{}/shares", project.id);
+    w.share(&w.alice, &shares, grant("user", &w.bob.id, "read"))
         .await;
-    assert_eq!(s, 201, "{project}");
-    let instance = project["defaultInstanceId"].as_str().unwrap().to_string();
-    let pid = project["id"].as_str().unwrap();
-    let (s, _) = api
-        .post(
-            &format!("/api/projects/{pid}/shares"),
-            Some(&w.alice.key),
-            json!({"targetType":"user","targetId": w.bob.id,"permission":"read"}),
-        )
-        .await;
-    assert_eq!(s, 201);
-    seed(
-        &w.server,
-        &instance,
-        Some(&w.alice.key),
-        &[("topic", json!("owls"), text_attrs(&[]))],
-    )
-    .await;
+    let owls = [("topic", json!("owls"), text_attrs(&[]))];
+    seed(w.server, &instance, w.alice.auth(), &owls).await;
 
     // No credentials at all.
-    let (s, _) = api
-        .post(
-            "/api/transform",
-            None,
-            json!({"instanceId": instance, "template": "x", "outputKey": "o"}),
-        )
-        .await;
+    let untouched = json!({"instanceId": instance, "template": "x", "outputKey": "o"});
+    let (s, _) = api.post("/api/transform", None, untouched.clone()).await;
     assert_eq!(s, 401);
 
     // Bob can read but not write; Eve cannot see the instance.
@@ -1734,9 +1285,9 @@ async fn production_authorization() {
     let t = tag();
     script(&t, vec![completion("should not be asked")]);
     for (path, body) in writes(&t) {
-        let (s, b) = api.post(path, Some(&w.bob.key), body.clone()).await;
+        let (s, b) = api.post(path, w.bob.auth(), body.clone()).await;
         assert_eq!(s, 403, "{path}: {b}");
-        let (s, b) = api.post(path, Some(&w.eve.key), body).await;
+        let (s, b) = api.post(path, w.eve.auth(), body).await;
         assert_eq!(s, 404, "{path}: {b}");
     }
     assert!(sent(COMPLETIONS, &t).is_empty());
@@ -1744,44 +1295,37 @@ async fn production_authorization() {
 
     // Bob may chat in use mode (reading), but the write tool is refused.
     let t = tag();
+    let cats = json!({"key":"topic","value":"cats"});
     script(
         &t,
         vec![
             tool_step(&[
                 ("call_r", "read_key", json!({"key":"topic"})),
-                ("call_w", "write_key", json!({"key":"topic","value":"cats"})),
+                ("call_w", "write_key", cats),
             ]),
             text_step(&["I can only read."]),
         ],
     );
-    let reply = post_chat(
-        &w.server,
-        Some(&w.bob.key),
-        &json!({"instanceId": instance, "messages": [user("Change the topic")], "model": t}),
-    )
-    .await;
+    let body = json!({"instanceId": instance, "messages": [user("Change the topic")], "model": t});
+    let reply = post_chat(w.server, w.bob.auth(), &body).await;
     assert_eq!(reply.status, 200, "{}", reply.raw);
     let outputs = reply.of_type("tool-output-available");
     assert_eq!(outputs[0]["output"]["value"], "owls");
-    assert!(outputs[1]["output"]["error"]
-        .as_str()
-        .unwrap()
-        .contains("read access"));
-    assert_eq!(
-        stored(&w.server, &instance, Some(&w.alice.key)).await["topic"]["value"],
-        "owls"
-    );
+    let refusal = outputs[1]["output"]["error"].as_str().unwrap();
+    assert!(refusal.contains("read access"));
+    let keys = stored(w.server, &instance, w.alice.auth()).await;
+    assert_eq!(keys["topic"]["value"], "owls");
 
     // Alice writes, as herself; the usage row names her key.
     let t = tag();
     script(&t, vec![completion("Owls are birds.")]);
     let (s, b) = api
-        .post("/api/transform", Some(&w.alice.key), json!({"instanceId": instance, "template": format!("{t} {{{{topic}}}}"), "outputKey": "fact"}))
+        .post("/api/transform", w.alice.auth(), json!({"instanceId": instance, "template": format!("{t} {{{{topic}}}}"), "outputKey": "fact"}))
         .await;
     assert_eq!(s, 200, "{b}");
-    let keys = stored(&w.server, &instance, Some(&w.alice.key)).await;
+    let keys = stored(w.server, &instance, w.alice.auth()).await;
     assert_eq!(keys["fact"]["value"], "Owls are birds.");
-    let rows = usage_rows(&w.server, &instance);
+    let rows = usage_rows(w.server, &instance);
     let endpoints: Vec<&str> = rows
         .iter()
         .map(|r| r["endpoint"].as_str().unwrap())
@@ -1794,21 +1338,10 @@ async fn production_authorization() {
     // A read-only instance refuses AI writes up front, even to its owner.
     // (A fresh client: the pooled connection may have idled out during the
     // D1 query above, and reusing it races the server closing it.)
-    let api = Api::new(&w.server);
-    let (s, _) = api
-        .patch(
-            &format!("/api/instances/{instance}"),
-            Some(&w.alice.key),
-            json!({"is_readonly": true}),
-        )
-        .await;
-    assert_eq!(s, 200);
-    let (s, b) = api
-        .post(
-            "/api/transform",
-            Some(&w.alice.key),
-            json!({"instanceId": instance, "template": "x", "outputKey": "o"}),
-        )
-        .await;
-    assert_eq!((s, b), (403, json!({"error":"Instance is read-only"})));
+    let api = w.api();
+    let readonly = json!({"is_readonly": true});
+    let path = format!("/api/instances/{instance}");
+    assert_eq!(api.patch(&path, w.alice.auth(), readonly).await.0, 200);
+    let answer = api.post("/api/transform", w.alice.auth(), untouched).await;
+    assert_eq!(answer, (403, json!({"error":"Instance is read-only"})));
 }

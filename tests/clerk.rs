@@ -9,10 +9,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::api::Api;
+use common::api::{lists, Api};
 use common::fake::{FakeResponse, FakeUpstream};
-use common::server::{ServerOptions, TestServer};
-use common::ws::{unique_id, WsClient};
+use common::server::{shared, ServerOptions, TestServer};
+use common::unique_id;
+use common::world::Rows;
+use common::ws::WsClient;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs1::EncodeRsaPrivateKey;
@@ -73,7 +75,7 @@ fn claims(sub: &str) -> Value {
 }
 
 struct World {
-    server: TestServer,
+    server: &'static TestServer,
     fake: FakeUpstream,
     old: Key,
     new: Key,
@@ -97,7 +99,7 @@ fn world() -> &'static World {
             "whsec_{}",
             STANDARD.encode(b"a test secret of 32 bytes length")
         );
-        let server = TestServer::start(
+        let server = shared(
             ServerOptions::production()
                 .var("CLERK_JWKS_URL", &fake.url("/jwks"))
                 .var("CLERK_ISSUER", ISSUER)
@@ -119,7 +121,7 @@ fn world() -> &'static World {
 }
 
 fn api() -> Api<'static> {
-    Api::new(&world().server)
+    Api::new(world().server)
 }
 
 async fn status_with(token: &str) -> (u16, Value) {
@@ -135,27 +137,15 @@ async fn a_valid_token_is_accepted_and_users_are_isolated() {
         .post("/api/projects", Some(&ann), json!({"name":"ann's"}))
         .await;
     assert_eq!(s, 201, "{p}");
+    let id = p["id"].as_str().unwrap();
     let (s, list) = status_with(&ann).await;
     assert_eq!(s, 200);
-    assert!(list["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|x| x["id"] == p["id"]));
+    assert!(lists(&list, "projects", id));
     let (s, list) = status_with(&ben).await;
     assert_eq!(s, 200);
-    assert!(!list["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|x| x["id"] == p["id"]));
-    let (s, _) = api()
-        .get(
-            &format!("/api/projects/{}", p["id"].as_str().unwrap()),
-            Some(&ben),
-        )
-        .await;
-    assert_eq!(s, 404);
+    assert!(!lists(&list, "projects", id));
+    let project = format!("/api/projects/{id}");
+    assert_eq!(api().get(&project, Some(&ben)).await.0, 404);
 }
 
 #[tokio::test]
@@ -216,15 +206,13 @@ async fn bad_tokens_are_refused_with_the_reason() {
 async fn rotated_keys_are_picked_up() {
     let w = world();
     // Warm the cache with the old key, then rotate.
-    let (s, _) = status_with(&w.old.sign(&claims("user_rot"))).await;
-    assert_eq!(s, 200);
+    assert_eq!(status_with(&w.old.sign(&claims("user_rot"))).await.0, 200);
     w.served.lock().unwrap().push(w.new.jwk());
     // Unknown kids are refetched at most once a minute.
     tokio::time::sleep(Duration::from_secs(62)).await;
     let (s, b) = status_with(&w.new.sign(&claims("user_rot"))).await;
     assert_eq!(s, 200, "{b}");
-    let (s, _) = status_with(&w.old.sign(&claims("user_rot"))).await;
-    assert_eq!(s, 200);
+    assert_eq!(status_with(&w.old.sign(&claims("user_rot"))).await.0, 200);
     assert!(w.fake.requests_to("/jwks").len() >= 2);
 }
 
@@ -283,18 +271,12 @@ fn user_event(
 async fn send_event(body: &str) -> (u16, Value) {
     let w = world();
     let headers = svix_headers(&w.webhook_secret, &unique_id("msg"), now(), body);
-    post_webhook(&w.server, body, &headers).await
+    post_webhook(w.server, body, &headers).await
 }
 
 fn d1_user(id: &str) -> Option<Value> {
-    let out = world().server.d1_execute(&format!(
-        "SELECT id, email, name FROM users WHERE id = '{id}'"
-    ));
-    let start = out.find('[').expect("json output");
-    let parsed: Value = serde_json::from_str(&out[start..]).expect("d1 json");
-    parsed[0]["results"]
-        .as_array()
-        .and_then(|r| r.first().cloned())
+    let sql = format!("SELECT id, email, name FROM users WHERE id = '{id}'");
+    world().server.d1_rows(&sql).into_iter().next()
 }
 
 #[tokio::test]
@@ -316,22 +298,22 @@ async fn webhook_signatures_are_checked() {
     };
 
     for missing in ["svix-id", "svix-timestamp", "svix-signature"] {
-        let (s, b) = post_webhook(&w.server, &body, &without(missing)).await;
+        let (s, b) = post_webhook(w.server, &body, &without(missing)).await;
         assert_eq!(s, 401, "{missing}: {b}");
     }
     let stale = svix_headers(&w.webhook_secret, "msg_sig", now() - 301, &body);
-    assert_eq!(post_webhook(&w.server, &body, &stale).await.0, 401);
+    assert_eq!(post_webhook(w.server, &body, &stale).await.0, 401);
     let future = svix_headers(&w.webhook_secret, "msg_sig", now() + 301, &body);
-    assert_eq!(post_webhook(&w.server, &body, &future).await.0, 401);
+    assert_eq!(post_webhook(w.server, &body, &future).await.0, 401);
     let tampered = body.replace("sig@example.com", "evil@example.com");
-    assert_eq!(post_webhook(&w.server, &tampered, &good).await.0, 401);
+    assert_eq!(post_webhook(w.server, &tampered, &good).await.0, 401);
     let wrong_secret = svix_headers(
         &format!("whsec_{}", STANDARD.encode(b"another secret")),
         "msg_sig",
         now(),
         &body,
     );
-    assert_eq!(post_webhook(&w.server, &body, &wrong_secret).await.0, 401);
+    assert_eq!(post_webhook(w.server, &body, &wrong_secret).await.0, 401);
     assert!(
         d1_user("user_sig").is_none(),
         "nothing may be written by a refused webhook"
@@ -341,14 +323,14 @@ async fn webhook_signatures_are_checked() {
     let mut multi = good.clone();
     let real = multi[2].1.clone();
     multi[2].1 = format!("v1,AAAAbm90IGl0 v2,ignored {real}");
-    let (s, b) = post_webhook(&w.server, &body, &multi).await;
+    let (s, b) = post_webhook(w.server, &body, &multi).await;
     assert_eq!((s, b), (200, json!({"received": true})));
     assert_eq!(d1_user("user_sig").unwrap()["email"], "sig@example.com");
 
     // A signed body that is not JSON.
     let junk = "{not json";
     let h = svix_headers(&w.webhook_secret, "msg_junk", now(), junk);
-    assert_eq!(post_webhook(&w.server, junk, &h).await.0, 400);
+    assert_eq!(post_webhook(w.server, junk, &h).await.0, 400);
     // Unknown events are acknowledged and ignored.
     let other = json!({"type":"session.created","data":{"id":"sess_1"}}).to_string();
     assert_eq!(send_event(&other).await, (200, json!({"received": true})));
@@ -408,11 +390,8 @@ async fn a_full_journey_and_a_deleted_user_leaves_nothing() {
         .post("/api/ws-token", Some(&jwt), json!({"instanceId": instance}))
         .await;
     assert_eq!(s, 200, "{t}");
-    let mut browser = WsClient::connect(&w.server.ws_url(&format!(
-        "/sync/{instance}?token={}",
-        t["token"].as_str().unwrap()
-    )))
-    .await;
+    let path = format!("{instance}?token={}", t["token"].as_str().unwrap());
+    let mut browser = WsClient::connect_to(w.server, &path, None).await;
     browser.handshake().await;
 
     let (s, k) = api.post("/api/keys", Some(&jwt), json!({"name":"agent","scopeType":"instance","scopeId":instance,"permissions":["read","write"]})).await;
@@ -481,17 +460,12 @@ async fn a_full_journey_and_a_deleted_user_leaves_nothing() {
         assert!(b["error"].as_str().unwrap().contains(field), "{b}");
     }
     // A scope the caller does not administer is refused.
-    let (s, _) = api
-        .post(
-            "/api/keys",
-            Some(&stranger),
-            json!({"name":"x","scopeType":"instance","scopeId":instance,"permissions":["read"]}),
-        )
-        .await;
-    assert_eq!(s, 404);
+    let scoped =
+        json!({"name":"x","scopeType":"instance","scopeId":instance,"permissions":["read"]});
+    assert_eq!(api.post("/api/keys", Some(&stranger), scoped).await.0, 404);
 
     // The agent writes with its key; the user sees it live.
-    let mut agent = WsClient::connect(&w.server.ws_url(&format!("/sync/{instance}"))).await;
+    let mut agent = WsClient::connect_to(w.server, &instance, None).await;
     agent.send(&json!({"type":"auth","apiKey": key})).await;
     agent
         .send(&json!({"type":"set","key":"from-agent","value":"hello"}))
@@ -516,16 +490,13 @@ async fn a_full_journey_and_a_deleted_user_leaves_nothing() {
     );
     assert_eq!(browser.expect_closed().await.map(|c| c.0), Some(1000));
     assert!(d1_user(uid).is_none());
-    let (s, _) = api.get("/api/projects", Some(&key)).await;
-    assert_eq!(s, 401);
-    let out = w.server.d1_execute(&format!(
+    assert_eq!(api.get("/api/projects", Some(&key)).await.0, 401);
+    let counts = w.server.d1_rows(&format!(
         "SELECT (SELECT COUNT(*) FROM projects WHERE owner_id = '{uid}') AS p,
                 (SELECT COUNT(*) FROM instances WHERE id = '{instance}') AS i,
                 (SELECT COUNT(*) FROM api_keys WHERE user_id = '{uid}') AS k"
     ));
-    let start = out.find('[').unwrap();
-    let counts: Value = serde_json::from_str(&out[start..]).unwrap();
-    assert_eq!(counts[0]["results"][0], json!({"p":0,"i":0,"k":0}));
+    assert_eq!(counts[0], json!({"p":0,"i":0,"k":0}));
     // The instance's storage went too: the same id, registered again, is empty.
     assert_eq!(
         send_event(&user_event(
@@ -539,18 +510,16 @@ async fn a_full_journey_and_a_deleted_user_leaves_nothing() {
         .0,
         200
     );
-    w.server.d1_execute(&format!(
-        "INSERT INTO projects (id, owner_id, name, created_at, updated_at) VALUES ('again-{uid}','{uid}','p',0,0);
-         INSERT INTO instances (id, project_id, owner_id, name, created_at, updated_at) VALUES ('{instance}','again-{uid}','{uid}','main',0,0);"
-    ));
+    let project = format!("again-{uid}");
+    Rows::default()
+        .project(uid, &project, "p")
+        .instance(uid, &project, &instance, "main")
+        .write(w.server);
     let (_, t) = api
         .post("/api/ws-token", Some(&jwt), json!({"instanceId": instance}))
         .await;
-    let mut again = WsClient::connect(&w.server.ws_url(&format!(
-        "/sync/{instance}?token={}",
-        t["token"].as_str().unwrap()
-    )))
-    .await;
+    let path = format!("{instance}?token={}", t["token"].as_str().unwrap());
+    let mut again = WsClient::connect_to(w.server, &path, None).await;
     assert_eq!(again.handshake().await["data"], json!({}));
     // Replaying a delete is harmless.
     assert_eq!(
@@ -583,8 +552,7 @@ async fn webhook_secret_rules_by_mode() {
     });
     let dev =
         TestServer::start(ServerOptions::development().var("CLERK_JWKS_URL", &fake.url("/jwks")));
-    let (s, _) = post_webhook(&dev, &body, &[]).await;
-    assert_eq!(s, 200);
+    assert_eq!(post_webhook(&dev, &body, &[]).await.0, 200);
     let api = Api::new(&dev);
     assert_eq!(api.get("/api/projects", None).await.0, 200);
     assert_eq!(api.get("/api/projects", Some("aaa.bbb.ccc")).await.0, 401);

@@ -4,21 +4,9 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::fake::{FakeResponse, FakeUpstream};
-use common::server::{run_wrangler, ServerOptions, TestServer};
+use common::server::{dev_server, prod_server, run_wrangler, ServerOptions, TestServer};
 use serde_json::{json, Value};
-
-fn dev_server() -> &'static TestServer {
-    static SERVER: OnceLock<TestServer> = OnceLock::new();
-    SERVER.get_or_init(|| TestServer::start(ServerOptions::development()))
-}
-
-fn prod_server() -> &'static TestServer {
-    static SERVER: OnceLock<TestServer> = OnceLock::new();
-    SERVER.get_or_init(|| TestServer::start(ServerOptions::production()))
-}
 
 fn assert_cors(resp: &reqwest::Response) {
     let h = resp.headers();

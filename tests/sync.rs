@@ -3,31 +3,22 @@
 
 mod common;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::server::{ServerOptions, TestServer};
-use common::ws::{unique_id, Event, WsClient};
+use common::server::{prod_server, shared, ServerOptions, TestServer};
+use common::unique_id;
+use common::world::Rows;
+use common::ws::{Event, WsClient};
 use serde_json::{json, Value};
 
 const QUIET: Duration = Duration::from_millis(700);
 
 fn dev() -> &'static TestServer {
-    static SERVER: OnceLock<TestServer> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        TestServer::start(ServerOptions::development().var("ADMIN_TOKEN", "admin-secret-123"))
-    })
-}
-
-fn prod() -> &'static TestServer {
-    static SERVER: OnceLock<TestServer> = OnceLock::new();
-    SERVER.get_or_init(|| TestServer::start(ServerOptions::production()))
+    shared(ServerOptions::development().var("ADMIN_TOKEN", "admin-secret-123"))
 }
 
 async fn join(server: &TestServer, instance: &str) -> (WsClient, Value) {
-    let mut c = WsClient::connect(&server.ws_url(&format!("/sync/{instance}"))).await;
-    let sync = c.handshake().await;
-    (c, sync)
+    WsClient::join(server, instance, None).await
 }
 
 fn now_ms() -> i64 {
@@ -44,7 +35,7 @@ fn set(key: &str, value: Value) -> Value {
 #[tokio::test]
 async fn auth_success_then_sync_on_connect() {
     let id = unique_id("hello");
-    let mut c = WsClient::connect(&dev().ws_url(&format!("/sync/{id}"))).await;
+    let mut c = WsClient::connect_to(dev(), &id, None).await;
     let auth = c.recv_type("auth_success").await;
     assert_eq!(auth["instanceId"], id.as_str());
     assert_eq!(auth["userId"], "dev-user");
@@ -265,12 +256,12 @@ async fn pings_are_answered() {
 async fn write_on_a_read_only_instance_is_refused() {
     let server = dev();
     let id = unique_id("ro");
-    server.d1_execute(&format!(
-        "INSERT OR IGNORE INTO users (id, clerk_id, created_at) VALUES ('ro-owner','ro-owner',0);
-         INSERT INTO projects (id, owner_id, name, created_at, updated_at) VALUES ('p-{id}','ro-owner','p',0,0);
-         INSERT INTO instances (id, project_id, owner_id, name, is_readonly, created_at, updated_at)
-           VALUES ('{id}','p-{id}','ro-owner','main',0,0,0);"
-    ));
+    let project = format!("p-{id}");
+    Rows::default()
+        .owner("ro-owner")
+        .project("ro-owner", &project, "p")
+        .instance("ro-owner", &project, &id, "main")
+        .write(server);
     let (mut a, _) = join(server, &id).await;
     a.send(&set("k", json!(1))).await;
     a.recv_type("key_updated").await;
@@ -309,7 +300,7 @@ async fn a_client_supplied_internal_header_does_not_change_identity() {
 
     // In production the same headers leave the socket unauthenticated.
     let mut p =
-        WsClient::connect_with_headers(&prod().ws_url(&format!("/sync/{id}")), &spoof).await;
+        WsClient::connect_with_headers(&prod_server().ws_url(&format!("/sync/{id}")), &spoof).await;
     p.send(&set("k", json!(1))).await;
     expect_error(&mut p, "NOT_AUTHENTICATED").await;
 }
@@ -317,8 +308,7 @@ async fn a_client_supplied_internal_header_does_not_change_identity() {
 #[tokio::test]
 async fn production_sockets_must_authenticate() {
     let id = unique_id("prodauth");
-    let url = prod().ws_url(&format!("/sync/{id}"));
-    let mut c = WsClient::connect(&url).await;
+    let mut c = WsClient::connect_to(prod_server(), &id, None).await;
     c.send(&set("k", json!(1))).await;
     expect_error(&mut c, "NOT_AUTHENTICATED").await;
     c.send_text(r#"{"type":"ping"}"#).await;
@@ -333,7 +323,7 @@ async fn production_sockets_must_authenticate() {
 #[tokio::test]
 async fn unauthenticated_sockets_time_out_after_ten_seconds() {
     let id = unique_id("timeout");
-    let mut c = WsClient::connect(&prod().ws_url(&format!("/sync/{id}"))).await;
+    let mut c = WsClient::connect_to(prod_server(), &id, None).await;
     let started = std::time::Instant::now();
     match c.next_event(Duration::from_secs(20)).await {
         Event::Json(m) => {
@@ -390,7 +380,7 @@ async fn http_errors_before_the_upgrade() {
         resp.json::<Value>().await.unwrap(),
         json!({"error":"Invalid instance id"})
     );
-    match WsClient::try_connect(&dev().ws_url("/sync/bad%20id"), &[]).await {
+    match WsClient::try_connect_to(dev(), "bad%20id", None).await {
         Err(status) => assert!(status.starts_with("400"), "{status}"),
         Ok(_) => panic!("upgrade with an invalid id must be refused"),
     }
@@ -478,7 +468,7 @@ async fn admin_route_needs_the_token() {
 
     // Without ADMIN_TOKEN configured the route does not exist.
     let resp = client
-        .get(prod().local_url(&format!("/admin/do/{object_id}")))
+        .get(prod_server().local_url(&format!("/admin/do/{object_id}")))
         .header("X-Admin-Token", "tok-abc-123")
         .send()
         .await

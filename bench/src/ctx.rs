@@ -385,22 +385,8 @@ impl Out {
                     a.push(json!(w));
                 }
             }
-            if let Some(x) = s_op.as_f64() {
-                self.headline.push(Headline {
-                    key: format!("{}.server_cpu_us_per_op", self.name),
-                    value: x,
-                    unit: "us",
-                    better: Better::Lower,
-                });
-            }
-            if let Some(x) = w_op.as_f64() {
-                self.headline.push(Headline {
-                    key: format!("{}.workerd_cpu_us_per_op", self.name),
-                    value: x,
-                    unit: "us",
-                    better: Better::Lower,
-                });
-            }
+            self.head("server_cpu_us_per_op", s_op.as_f64(), "us", Better::Lower);
+            self.head("workerd_cpu_us_per_op", w_op.as_f64(), "us", Better::Lower);
         }
         (v, self.headline)
     }

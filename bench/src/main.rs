@@ -21,6 +21,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 
 use crate::ctx::{CpuProbe, Ctx, Headline};
+use crate::scenarios::Scenario;
 use crate::target::Target;
 
 const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -196,17 +197,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let names: Vec<&'static str> = match &args.scenarios {
-        None => scenarios::ALL.to_vec(),
+    let chosen: Vec<&'static Scenario> = match &args.scenarios {
+        None => scenarios::ALL.iter().collect(),
         Some(list) => {
             let mut v = Vec::new();
             for s in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-                match scenarios::ALL.iter().find(|a| **a == s) {
-                    Some(a) => v.push(*a),
+                match scenarios::find(s) {
+                    Some(a) => v.push(a),
                     None => {
                         eprintln!(
                             "mcbench: unknown scenario {s:?} (known: {})",
-                            scenarios::ALL.join(",")
+                            scenarios::names()
                         );
                         return ExitCode::from(2);
                     }
@@ -256,9 +257,9 @@ fn main() -> ExitCode {
     };
 
     // The overall hard stop: every scenario budget plus two minutes.
-    let budget: Duration = names
+    let budget: Duration = chosen
         .iter()
-        .map(|n| scenarios::base_timeout(n).mul_f64(args.timeout_scale) + Duration::from_secs(30))
+        .map(|s| s.base_timeout().mul_f64(args.timeout_scale) + Duration::from_secs(30))
         .sum::<Duration>()
         + Duration::from_secs(120);
     std::thread::spawn(move || {
@@ -267,15 +268,16 @@ fn main() -> ExitCode {
         std::process::exit(3);
     });
 
-    runtime.block_on(run(args, target, names, cpu))
+    runtime.block_on(run(args, target, chosen, cpu))
 }
 
 async fn run(
     args: Args,
     target: Target,
-    names: Vec<&'static str>,
+    chosen: Vec<&'static Scenario>,
     cpu: Option<CpuProbe>,
 ) -> ExitCode {
+    let names: Vec<&'static str> = chosen.iter().map(|s| s.name).collect();
     let started = SystemTime::now();
     let http = match reqwest::Client::builder()
         .http1_only()
@@ -367,10 +369,11 @@ async fn run(
     let mut headline: Vec<(Headline, bool)> = Vec::new();
     let mut all_ok = true;
     let mut server_errors = 0u64;
-    for name in &names {
+    for scenario in &chosen {
+        let name = scenario.name;
         eprintln!("mcbench: {name} …");
         let t0 = Instant::now();
-        let (ok, v, h) = scenarios::run(name, &mut ctx).await;
+        let (ok, v, h) = scenario.run(&mut ctx).await;
         eprintln!(
             "mcbench: {name} {} in {:.1} s{}",
             if ok { "ok" } else { "FAILED" },

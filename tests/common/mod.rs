@@ -1,7 +1,21 @@
-//! Shared integration-test harness: the real server and local fakes.
+//! Shared integration-test harness: the real server, the seeded world in
+//! its D1, clients, and local fakes of the services it calls.
 #![allow(dead_code)]
 
 pub mod api;
 pub mod fake;
+pub mod scripted;
 pub mod server;
+pub mod world;
 pub mod ws;
+
+/// A name no other call in this test process gets: `{prefix}-{nanos}-{n}`.
+pub fn unique_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{nanos}-{}", N.fetch_add(1, Ordering::Relaxed))
+}

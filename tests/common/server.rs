@@ -3,12 +3,15 @@
 //! a free port, readiness awaited, and a watchdog that kills the whole
 //! process group when the test process goes away, even after a panic.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,7 +35,7 @@ fn ensure_built() {
 }
 
 /// How a test wants its server: the mode and any variables or secrets.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct ServerOptions {
     vars: Vec<(String, String)>,
 }
@@ -53,6 +56,31 @@ impl ServerOptions {
     }
 }
 
+/// The server of this test binary for `options`: started on first use and
+/// then shared by every test asking for the same options (servers with
+/// different options start independently, in parallel).
+pub fn shared(options: ServerOptions) -> &'static TestServer {
+    static SERVERS: OnceLock<Mutex<HashMap<ServerOptions, &'static OnceLock<TestServer>>>> =
+        OnceLock::new();
+    let cell: &'static OnceLock<TestServer> = SERVERS
+        .get_or_init(Mutex::default)
+        .lock()
+        .expect("shared servers")
+        .entry(options.clone())
+        .or_insert_with(|| Box::leak(Box::default()));
+    cell.get_or_init(|| TestServer::start(options))
+}
+
+/// The shared development-mode server without extra variables.
+pub fn dev_server() -> &'static TestServer {
+    shared(ServerOptions::development())
+}
+
+/// The shared production-mode server without extra variables.
+pub fn prod_server() -> &'static TestServer {
+    shared(ServerOptions::production())
+}
+
 pub struct TestServer {
     pub port: u16,
     pub persist_dir: PathBuf,
@@ -64,11 +92,10 @@ impl TestServer {
     /// A server on a fresh, migrated persist directory.
     pub fn start(options: ServerOptions) -> TestServer {
         ensure_built();
-        let persist_dir = std::env::temp_dir().join(format!(
-            "mindcache-test-{}-{}",
-            std::process::id(),
-            unique_suffix()
-        ));
+        let persist_dir = std::env::temp_dir().join(super::unique_id(&format!(
+            "mindcache-test-{}",
+            std::process::id()
+        )));
         std::fs::create_dir_all(&persist_dir).expect("create persist dir");
         wrangler(&[
             "d1",
@@ -132,6 +159,14 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(300 * (attempt + 1)));
         }
         panic!("wrangler d1 execute kept failing:\n{last}");
+    }
+
+    /// The rows a query over this server's local D1 answers.
+    pub fn d1_rows(&self, sql: &str) -> Vec<Value> {
+        let out = self.d1_execute(sql);
+        let start = out.find('[').expect("json output");
+        let parsed: Value = serde_json::from_str(&out[start..]).expect("d1 json");
+        parsed[0]["results"].as_array().cloned().unwrap_or_default()
     }
 
     fn launch(&mut self) {
@@ -248,16 +283,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{}-{nanos}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A dependency-free readiness probe (no async runtime needed).

@@ -12,6 +12,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::server::TestServer;
+
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct WsClient {
@@ -27,14 +29,40 @@ pub enum Event {
 }
 
 impl WsClient {
-    pub async fn connect(url: &str) -> WsClient {
-        Self::connect_with_headers(url, &[]).await
-    }
-
     pub async fn connect_with_headers(url: &str, headers: &[(&str, &str)]) -> WsClient {
         Self::try_connect(url, headers)
             .await
             .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+    }
+
+    /// Connects to `/sync/{path}` on `server` (`path`: an instance id, maybe
+    /// with a query), with `key` as the Bearer credential when given, or
+    /// returns the HTTP status the server refused with.
+    pub async fn try_connect_to(
+        server: &TestServer,
+        path: &str,
+        key: Option<&str>,
+    ) -> Result<WsClient, String> {
+        let url = server.ws_url(&format!("/sync/{path}"));
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        Self::try_connect(&url, &headers).await
+    }
+
+    /// [`WsClient::try_connect_to`], failing the test when refused.
+    pub async fn connect_to(server: &TestServer, path: &str, key: Option<&str>) -> WsClient {
+        Self::try_connect_to(server, path, key)
+            .await
+            .unwrap_or_else(|e| panic!("connect /sync/{path}: {e}"))
+    }
+
+    /// Connects and reads `auth_success` then `sync`: the client and the
+    /// sync message.
+    pub async fn join(server: &TestServer, path: &str, key: Option<&str>) -> (WsClient, Value) {
+        let mut c = Self::connect_to(server, path, key).await;
+        let sync = c.handshake().await;
+        (c, sync)
     }
 
     /// Connects, or returns the HTTP status the server refused with.
@@ -162,17 +190,6 @@ impl WsClient {
 fn http_name(name: &str) -> tokio_tungstenite::tungstenite::http::HeaderName {
     tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
         .expect("header name")
-}
-
-/// A unique instance id for one test.
-pub fn unique_id(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}-{nanos}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Sends a WebSocket upgrade request over plain HTTP and returns the

@@ -3,35 +3,19 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ms_between, within, CLOSE_GRACE};
+use super::{instance, ms_between, percentiles, within, Sockets};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::Summary;
-use crate::ws::Group;
 
-pub async fn run(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
+pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let conns = ctx.size(200, 40);
     out.param("connections", conns);
-    let instance = ctx.instance("connect").await?;
-    out.param("instanceId", instance.clone());
+    let instance = instance(ctx, out, "connect").await?;
     out.whole_is_op_phase(conns, "connection");
-
-    let mut g = Group::new();
-    let res = body(ctx, out, &mut g, &instance, conns).await;
-    g.close_all(CLOSE_GRACE).await;
-    out.absorb(&g);
-    res
-}
-
-async fn body(
-    ctx: &mut Ctx,
-    out: &mut Out,
-    g: &mut Group,
-    instance: &str,
-    conns: usize,
-) -> Result<(), String> {
+    let g = sockets.group();
     let cpu = out.cpu_mark(ctx);
     let t0 = Instant::now();
-    let ids = g.connect(&ctx.target, instance, conns, conns).await?;
+    let ids = g.connect(&ctx.target, &instance, conns, conns).await?;
     let upgraded = Instant::now();
     g.wait_synced(&ids, within(out.deadline, Duration::from_secs(60)))
         .await?;
@@ -47,12 +31,9 @@ async fn body(
         .collect();
     let s = Summary::new(per);
     out.ms("totalMs", Some(total));
-    out.ms("allUpgradedMs", Some(ms_between(t0, upgraded)));
-    out.ms("p50Ms", s.pct(50.0));
-    out.ms("p95Ms", s.pct(95.0));
-    out.metric("connectToSyncMs", s.to_json());
     out.head("total_ms", Some(total), "ms", Better::Lower);
-    out.head("p50", s.pct(50.0), "ms", Better::Lower);
-    out.head("p95", s.pct(95.0), "ms", Better::Lower);
+    out.ms("allUpgradedMs", Some(ms_between(t0, upgraded)));
+    percentiles(out, &s, &[50, 95]);
+    out.metric("connectToSyncMs", s.to_json());
     Ok(())
 }

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{ms_between, within, CLOSE_GRACE};
+use super::{instance, ms_between, open_synced, percentiles, within, Sockets};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::{r3, Summary};
-use crate::ws::{padded, set_frame, Group, Kind};
+use crate::ws::{padded, set_frame, Kind};
 
 const LISTENERS: usize = 5;
 const VALUE_BYTES: usize = 100;
@@ -29,25 +29,6 @@ fn value(i: usize, version: usize) -> String {
     padded(&format!("{}:v{version}:", key(i)), VALUE_BYTES)
 }
 
-pub async fn run(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
-    let keys = ctx.size(200, 40);
-    let rounds = ctx.size(50, 10);
-    out.param("keys", keys);
-    out.param("rounds", rounds);
-    out.param("listeners", LISTENERS);
-    out.param("valueBytes", VALUE_BYTES);
-    out.param("quietMs", QUIET.as_millis() as u64);
-    out.param("capMs", CAP.as_millis() as u64);
-    let instance = ctx.instance("fullstate").await?;
-    out.param("instanceId", instance.clone());
-
-    let mut g = Group::new();
-    let res = body(ctx, out, &mut g, &instance, keys, rounds).await;
-    g.close_all(CLOSE_GRACE).await;
-    out.absorb(&g);
-    res
-}
-
 struct RoundStats {
     changed_ms: Vec<f64>,
     settle_ms: Vec<f64>,
@@ -59,20 +40,20 @@ struct RoundStats {
     ended_by: HashMap<&'static str, usize>,
 }
 
-async fn body(
-    ctx: &mut Ctx,
-    out: &mut Out,
-    g: &mut Group,
-    instance: &str,
-    keys: usize,
-    rounds: usize,
-) -> Result<(), String> {
+pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
+    let keys = ctx.size(200, 40);
+    let rounds = ctx.size(50, 10);
+    out.param("keys", keys);
+    out.param("rounds", rounds);
+    out.param("listeners", LISTENERS);
+    out.param("valueBytes", VALUE_BYTES);
+    out.param("quietMs", QUIET.as_millis() as u64);
+    out.param("capMs", CAP.as_millis() as u64);
+    let instance = instance(ctx, out, "fullstate").await?;
+    let g = sockets.group();
     let cpu = out.cpu_mark(ctx);
-    let ids = g
-        .connect(&ctx.target, instance, LISTENERS + 1, LISTENERS + 1)
-        .await?;
-    g.wait_synced(&ids, within(out.deadline, Duration::from_secs(30)))
-        .await?;
+    let (n, wait) = (LISTENERS + 1, Duration::from_secs(30));
+    open_synced(ctx, out, g, &instance, n, n, wait).await?;
     out.cpu_phase(ctx, cpu, "connect", LISTENERS + 1, "connection", false)
         .await;
 
@@ -267,8 +248,7 @@ async fn body(
     let per = Summary::new(st.msgs_per_listener);
     let bytes = Summary::new(st.listener_bytes);
     out.metric("completedRounds", done_rounds);
-    out.ms("p50Ms", changed.pct(50.0));
-    out.ms("p95Ms", changed.pct(95.0));
+    percentiles(out, &changed, &[50, 95]);
     out.metric("changedKeyAllListenersMs", changed.to_json());
     out.metric("roundSettleMs", Summary::new(st.settle_ms).to_json());
     out.metric("roundWallMs", Summary::new(st.wall_ms).to_json());
@@ -285,8 +265,6 @@ async fn body(
     out.metric("valueMismatches", mismatches);
     out.counts.value_mismatches += mismatches;
     out.counts.unmatched_key_updates += unknown;
-    out.head("p50", changed.pct(50.0), "ms", Better::Lower);
-    out.head("p95", changed.pct(95.0), "ms", Better::Lower);
     out.head(
         "msgs_per_round_per_listener",
         per.mean(),

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::ms_between;
+use super::{ms_between, Sockets};
+use crate::cpu::Sample;
 use crate::ctx::{id_of, Better, Ctx, Out};
 use crate::stats::{r3, Summary};
 
@@ -110,7 +111,39 @@ async fn load(ctx: &Ctx, path: &str, workers: usize, duration: Duration) -> Load
     all
 }
 
-fn report(out: &mut Out, name: &str, head: &str, l: &Load) -> f64 {
+/// Load on keep-alive workers: how many, and for how long.
+#[derive(Clone, Copy)]
+struct Workers {
+    n: usize,
+    duration: Duration,
+}
+
+/// Warms `path` up, loads it and reports it as `name`, then ends the CPU
+/// phase `cpu` (which `earlier` requests also belong to). Returns how many
+/// requests were sent, and an error when none of the load succeeded.
+async fn load_phase(
+    ctx: &Ctx,
+    out: &mut Out,
+    workers: Workers,
+    path: &str,
+    name: &str,
+    cpu: Option<Sample>,
+    earlier: usize,
+) -> (f64, Result<(), String>) {
+    let warm = load(ctx, path, workers.n, WARMUP).await;
+    let l = load(ctx, path, workers.n, workers.duration).await;
+    let n = (warm.latencies.len() as u64 + warm.errors) as usize;
+    let requests = n as f64 + report(out, name, &l);
+    let ops = earlier + n + l.latencies.len() + l.errors as usize;
+    out.cpu_phase(ctx, cpu, &format!("GET {path}"), ops, "request", false)
+        .await;
+    if l.latencies.is_empty() {
+        return (requests, Err(format!("GET {path}: no request succeeded")));
+    }
+    (requests, Ok(()))
+}
+
+fn report(out: &mut Out, name: &str, l: &Load) -> f64 {
     let s = Summary::new(l.latencies.clone());
     let rps = l.latencies.len() as f64 / l.elapsed;
     out.metric(
@@ -122,9 +155,9 @@ fn report(out: &mut Out, name: &str, head: &str, l: &Load) -> f64 {
             "elapsedMs": r3(l.elapsed * 1000.0),
         }),
     );
-    out.head(&format!("{head}_rps"), Some(rps), "req/s", Better::Higher);
-    out.head(&format!("{head}_p50"), s.pct(50.0), "ms", Better::Lower);
-    out.head(&format!("{head}_p99"), s.pct(99.0), "ms", Better::Lower);
+    out.head(&format!("{name}_rps"), Some(rps), "req/s", Better::Higher);
+    out.head(&format!("{name}_p50"), s.pct(50.0), "ms", Better::Lower);
+    out.head(&format!("{name}_p99"), s.pct(99.0), "ms", Better::Lower);
     if l.errors > 0 {
         out.warn(format!(
             "{name}: {} failed requests, e.g. {}",
@@ -135,27 +168,21 @@ fn report(out: &mut Out, name: &str, head: &str, l: &Load) -> f64 {
     (l.latencies.len() as u64 + l.errors) as f64
 }
 
-pub async fn run(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
-    let workers = ctx.size(20, 4);
-    let duration = Duration::from_millis(ctx.size(5000, 1000) as u64);
+/// (No sockets: HTTP only.)
+pub async fn run(ctx: &mut Ctx, out: &mut Out, _: &mut Sockets) -> Result<(), String> {
+    let workers = Workers {
+        n: ctx.size(20, 4),
+        duration: Duration::from_millis(ctx.size(5000, 1000) as u64),
+    };
     let projects = ctx.size(100, 20);
-    out.param("workers", workers);
-    out.param("durationMs", duration.as_millis() as u64);
+    out.param("workers", workers.n);
+    out.param("durationMs", workers.duration.as_millis() as u64);
     out.param("warmupMs", WARMUP.as_millis() as u64);
     out.param("projects", projects);
 
     let mut created: Vec<String> = Vec::new();
     let mut requests = 0.0;
-    let res = body(
-        ctx,
-        out,
-        workers,
-        duration,
-        projects,
-        &mut created,
-        &mut requests,
-    )
-    .await;
+    let res = body(ctx, out, workers, projects, &mut created, &mut requests).await;
 
     // Cleanup, whatever happened.
     let cpu = out.cpu_mark(ctx);
@@ -203,30 +230,16 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
 async fn body(
     ctx: &mut Ctx,
     out: &mut Out,
-    workers: usize,
-    duration: Duration,
+    workers: Workers,
     projects: usize,
     created: &mut Vec<String>,
     requests: &mut f64,
 ) -> Result<(), String> {
     // GET /health
     let cpu = out.cpu_mark(ctx);
-    let warm = load(ctx, "/health", workers, WARMUP).await;
-    let health = load(ctx, "/health", workers, duration).await;
-    let n = (warm.latencies.len() as u64 + warm.errors) as usize;
-    *requests += n as f64 + report(out, "health", "health", &health);
-    out.cpu_phase(
-        ctx,
-        cpu,
-        "GET /health",
-        n + health.latencies.len() + health.errors as usize,
-        "request",
-        false,
-    )
-    .await;
-    if health.latencies.is_empty() {
-        return Err("GET /health: no request succeeded".into());
-    }
+    let (n, res) = load_phase(ctx, out, workers, "/health", "health", cpu, 0).await;
+    *requests += n;
+    res?;
 
     // POST /api/projects, one after another.
     let cpu = out.cpu_mark(ctx);
@@ -294,21 +307,7 @@ async fn body(
             created.len()
         ));
     }
-    let warm = load(ctx, "/api/projects", workers, WARMUP).await;
-    let lp = load(ctx, "/api/projects", workers, duration).await;
-    let n = (warm.latencies.len() as u64 + warm.errors) as usize;
-    *requests += n as f64 + report(out, "projects", "projects", &lp);
-    out.cpu_phase(
-        ctx,
-        cpu,
-        "GET /api/projects",
-        1 + n + lp.latencies.len() + lp.errors as usize,
-        "request",
-        false,
-    )
-    .await;
-    if lp.latencies.is_empty() {
-        return Err("GET /api/projects: no request succeeded".into());
-    }
-    Ok(())
+    let (n, res) = load_phase(ctx, out, workers, "/api/projects", "projects", cpu, 1).await;
+    *requests += n;
+    res
 }

@@ -1,12 +1,16 @@
-//! The scenarios. Each one uses fresh instance ids, is bounded in time
-//! (a deadline checked by every wait, and a hard timeout around it), and
-//! closes the sockets it opened whatever happened.
+//! The scenarios, in one table, and what they share. Each one uses fresh
+//! instance ids, is bounded in time (a deadline checked by every wait, and a
+//! hard timeout around it), and opens its sockets through [`Sockets`], which
+//! closes them and counts what they saw whatever happened.
 
 use std::time::{Duration, Instant};
 
+use futures_util::future::LocalBoxFuture;
 use serde_json::Value;
 
-use crate::ctx::{Ctx, Headline, Out};
+use crate::ctx::{Better, Ctx, Headline, Out};
+use crate::stats::Summary;
+use crate::ws::{set_frame, Delivery, Group, Kind, Tracker};
 
 mod connect;
 mod fanout;
@@ -17,24 +21,86 @@ mod multi;
 mod sync;
 mod throughput;
 
-pub const ALL: [&str; 8] = [
-    "latency",
-    "throughput",
-    "fanout",
-    "sync",
-    "connect",
-    "http",
-    "multi",
-    "fullstate",
+type Body = for<'a> fn(&'a mut Ctx, &'a mut Out, &'a mut Sockets) -> LocalBoxFuture<'a, Outcome>;
+type Outcome = Result<(), String>;
+
+/// Every scenario, in the default order: its name, its time budget in
+/// seconds before `--timeout-scale`, and what it runs.
+pub static ALL: [Scenario; 8] = [
+    Scenario::new("latency", 180, |c, o, s| Box::pin(latency::run(c, o, s))),
+    Scenario::new("throughput", 120, |c, o, s| {
+        Box::pin(throughput::run(c, o, s))
+    }),
+    Scenario::new("fanout", 180, |c, o, s| Box::pin(fanout::run(c, o, s))),
+    Scenario::new("sync", 180, |c, o, s| Box::pin(sync::run(c, o, s))),
+    Scenario::new("connect", 120, |c, o, s| Box::pin(connect::run(c, o, s))),
+    Scenario::new("http", 120, |c, o, s| Box::pin(http::run(c, o, s))),
+    Scenario::new("multi", 300, |c, o, s| Box::pin(multi::run(c, o, s))),
+    Scenario::new("fullstate", 300, |c, o, s| {
+        Box::pin(fullstate::run(c, o, s))
+    }),
 ];
 
-/// The time budget of a scenario before `--timeout-scale`.
-pub fn base_timeout(name: &str) -> Duration {
-    Duration::from_secs(match name {
-        "latency" | "fanout" | "sync" => 180,
-        "multi" | "fullstate" => 300,
-        _ => 120,
-    })
+/// The scenario called `name`.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    ALL.iter().find(|s| s.name == name)
+}
+
+/// Every scenario's name, comma-separated.
+pub fn names() -> String {
+    ALL.iter().map(|s| s.name).collect::<Vec<_>>().join(",")
+}
+
+/// A scenario: what it is called, how long it may take, and what it does
+/// with the context, its outcome and the sockets it is given.
+pub struct Scenario {
+    pub name: &'static str,
+    budget: Duration,
+    body: Body,
+}
+
+impl Scenario {
+    const fn new(name: &'static str, budget_secs: u64, body: Body) -> Scenario {
+        Scenario {
+            name,
+            budget: Duration::from_secs(budget_secs),
+            body,
+        }
+    }
+
+    /// The time budget before `--timeout-scale`.
+    pub fn base_timeout(&self) -> Duration {
+        self.budget
+    }
+
+    /// Runs the scenario; returns (ok, its JSON, its headline figures).
+    /// However the scenario ends (unless the hard timeout stops it), the
+    /// sockets it opened are then closed and their counts go into its JSON.
+    pub async fn run(&self, ctx: &mut Ctx) -> (bool, Value, Vec<Headline>) {
+        let timeout = ctx.scaled(self.budget);
+        let mut out = Out::new(self.name, timeout, ctx);
+        let mut sockets = Sockets::default();
+        let work = (self.body)(ctx, &mut out, &mut sockets);
+        // The scenario checks its own deadline everywhere; this is the backstop.
+        let res = match tokio::time::timeout(timeout + Duration::from_secs(20), work).await {
+            Ok(r) => {
+                sockets.finish(&mut out).await;
+                r
+            }
+            Err(_) => {
+                // Stopped mid-way: its sockets are dropped, not closed.
+                drop(sockets);
+                Err(format!(
+                    "hard timeout: still running {} s after its {} s budget",
+                    20,
+                    timeout.as_secs()
+                ))
+            }
+        };
+        let ok = res.is_ok();
+        let (v, h) = out.finish(ctx, ok, res.err());
+        (ok, v, h)
+    }
 }
 
 /// How long to wait for the server's close frames at the end.
@@ -49,33 +115,114 @@ pub fn ms_between(a: Instant, b: Instant) -> f64 {
     b.saturating_duration_since(a).as_secs_f64() * 1000.0
 }
 
-/// Runs one scenario; returns (ok, its JSON, its headline figures).
-pub async fn run(name: &'static str, ctx: &mut Ctx) -> (bool, Value, Vec<Headline>) {
-    let timeout = ctx.scaled(base_timeout(name));
-    let mut out = Out::new(name, timeout, ctx);
-    let work = async {
-        match name {
-            "latency" => latency::run(ctx, &mut out).await,
-            "throughput" => throughput::run(ctx, &mut out).await,
-            "fanout" => fanout::run(ctx, &mut out).await,
-            "sync" => sync::run(ctx, &mut out).await,
-            "connect" => connect::run(ctx, &mut out).await,
-            "http" => http::run(ctx, &mut out).await,
-            "multi" => multi::run(ctx, &mut out).await,
-            "fullstate" => fullstate::run(ctx, &mut out).await,
-            other => Err(format!("unknown scenario {other}")),
+/// A fresh instance id for `name`, recorded as the `instanceId` parameter.
+pub async fn instance(ctx: &mut Ctx, out: &mut Out, name: &str) -> Result<String, String> {
+    let id = ctx.instance(name).await?;
+    out.param("instanceId", id.clone());
+    Ok(id)
+}
+
+/// Records percentiles of `s` as metrics `p{p}Ms` and headline figures
+/// `p{p}` (milliseconds, lower is better).
+pub fn percentiles(out: &mut Out, s: &Summary, ps: &[u32]) {
+    for &p in ps {
+        let v = s.pct(f64::from(p));
+        out.ms(&format!("p{p}Ms"), v);
+        out.head(&format!("p{p}"), v, "ms", Better::Lower);
+    }
+}
+
+/// A scenario's sockets: one [`Group`] per instance and, for groups whose
+/// deliveries are tracked, a [`Tracker`] each.
+#[derive(Default)]
+pub struct Sockets {
+    pub groups: Vec<Group>,
+    pub trackers: Vec<Tracker>,
+}
+
+impl Sockets {
+    /// A new group, deliveries not tracked.
+    pub fn group(&mut self) -> &mut Group {
+        self.groups.push(Group::new());
+        self.groups.last_mut().unwrap()
+    }
+
+    /// A new group, with a tracker of deliveries to its `sockets` sockets.
+    pub fn tracked(&mut self, sockets: usize) -> (&mut Group, &mut Tracker) {
+        self.groups.push(Group::new());
+        self.trackers.push(Tracker::new(sockets));
+        (
+            self.groups.last_mut().unwrap(),
+            self.trackers.last_mut().unwrap(),
+        )
+    }
+
+    /// Closes every socket, counts the deliveries that never came and
+    /// merges every count into `out`.
+    async fn finish(&mut self, out: &mut Out) {
+        let closes = self.groups.iter_mut().map(|g| g.close_all(CLOSE_GRACE));
+        futures_util::future::join_all(closes).await;
+        for g in &self.groups {
+            out.absorb(g);
         }
-    };
-    // The scenario checks its own deadline everywhere; this is the backstop.
-    let res = match tokio::time::timeout(timeout + Duration::from_secs(20), work).await {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "hard timeout: still running {} s after its {} s budget",
-            20,
-            timeout.as_secs()
-        )),
-    };
-    let ok = res.is_ok();
-    let (v, h) = out.finish(ctx, ok, res.err());
-    (ok, v, h)
+        for t in self.trackers.iter_mut() {
+            t.finish();
+            out.absorb_tracker(t);
+        }
+    }
+}
+
+/// Opens `n` sockets on `instance`, `concurrency` at a time, then waits up
+/// to `wait` (not past the scenario's deadline) until each has its `sync`;
+/// returns their indices.
+pub async fn open_synced(
+    ctx: &Ctx,
+    out: &Out,
+    g: &mut Group,
+    instance: &str,
+    n: usize,
+    concurrency: usize,
+    wait: Duration,
+) -> Result<Vec<usize>, String> {
+    let ids = g.connect(&ctx.target, instance, n, concurrency).await?;
+    g.wait_synced(&ids, within(out.deadline, wait)).await?;
+    Ok(ids)
+}
+
+/// One set timed to every socket.
+pub struct Set {
+    pub seq: usize,
+    pub sent: Instant,
+    /// Every socket got it in time.
+    pub delivered: bool,
+}
+
+/// Sets `key` to `value` from socket 0 and reads frames until every socket
+/// has it, for at most `per_set` (and not past `deadline`).
+pub async fn set_everywhere(
+    g: &mut Group,
+    t: &mut Tracker,
+    key: &str,
+    value: String,
+    deadline: Instant,
+    per_set: Duration,
+) -> Result<Set, String> {
+    let frame = set_frame(key, &value);
+    let seq = t.register(key.to_string(), value);
+    let sent = Instant::now();
+    t.sent_at[seq] = Some(sent);
+    g.send(0, frame).await?;
+    let delivered = g
+        .pump(within(deadline, per_set), |f| match &f.kind {
+            Kind::KeyUpdated { key, value, .. } => {
+                matches!(t.on_key_updated(f.sock, key, value, f.at), Delivery::New { seq: s, complete: true } if s == seq)
+            }
+            _ => false,
+        })
+        .await;
+    Ok(Set {
+        seq,
+        sent,
+        delivered,
+    })
 }

@@ -4,17 +4,17 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ms_between, within, CLOSE_GRACE};
+use super::{ms_between, percentiles, set_everywhere, within, Sockets};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::{r3, Summary};
-use crate::ws::{padded, set_frame, Delivery, Group, Kind, Tracker};
+use crate::ws::{padded, Group, Tracker};
 
 const CLIENTS: usize = 4;
 const CONNECT_INSTANCES_AT_ONCE: usize = 5;
 const VALUE_BYTES: usize = 32;
 const PER_SET: Duration = Duration::from_secs(30);
 
-pub async fn run(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
+pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let instances = ctx.size(50, 10);
     let sets = ctx.size(100, 20);
     out.param("instances", instances);
@@ -26,72 +26,10 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
     for k in 0..instances {
         ids.push(ctx.instance(&format!("multi-{k}")).await?);
     }
-    let mut groups: Vec<Group> = (0..instances).map(|_| Group::new()).collect();
-    let mut trackers: Vec<Tracker> = (0..instances).map(|_| Tracker::new(CLIENTS)).collect();
-    let res = body(ctx, out, &mut groups, &mut trackers, &ids, sets).await;
-    let closes = groups.iter_mut().map(|g| g.close_all(CLOSE_GRACE));
-    futures_util::future::join_all(closes).await;
-    for g in &groups {
-        out.absorb(g);
+    for _ in 0..instances {
+        sockets.tracked(CLIENTS);
     }
-    for t in trackers.iter_mut() {
-        t.finish();
-        out.absorb_tracker(t);
-    }
-    res
-}
-
-/// One instance's sequential sets; returns send → last delivery per set.
-async fn drive(
-    g: &mut Group,
-    t: &mut Tracker,
-    k: usize,
-    sets: usize,
-    deadline: Instant,
-) -> (Vec<f64>, Result<(), String>) {
-    let mut lat = Vec::with_capacity(sets);
-    for i in 0..sets {
-        let key = format!("m{k}-{i:04}");
-        let value = padded(&format!("v{k}.{i}:"), VALUE_BYTES);
-        let frame = set_frame(&key, &value);
-        let seq = t.register(key.clone(), value);
-        let sent = Instant::now();
-        t.sent_at[seq] = Some(sent);
-        if let Err(e) = g.send(0, frame).await {
-            return (lat, Err(format!("instance {k}: {e}")));
-        }
-        let done = g
-            .pump(within(deadline, PER_SET), |f| match &f.kind {
-                Kind::KeyUpdated { key, value, .. } => {
-                    matches!(t.on_key_updated(f.sock, key, value, f.at), Delivery::New { seq: s, complete: true } if s == seq)
-                }
-                _ => false,
-            })
-            .await;
-        if !done {
-            return (
-                lat,
-                Err(format!(
-                    "instance {k}, set \"{key}\": only {}/{CLIENTS} sockets received key_updated in time",
-                    t.delivered[seq]
-                )),
-            );
-        }
-        if let (_, Some(l)) = t.first_last(seq) {
-            lat.push(ms_between(sent, l));
-        }
-    }
-    (lat, Ok(()))
-}
-
-async fn body(
-    ctx: &mut Ctx,
-    out: &mut Out,
-    groups: &mut [Group],
-    trackers: &mut [Tracker],
-    ids: &[String],
-    sets: usize,
-) -> Result<(), String> {
+    let Sockets { groups, trackers } = sockets;
     let cpu = out.cpu_mark(ctx);
     let t0 = Instant::now();
     let target = ctx.target.clone();
@@ -152,14 +90,43 @@ async fn body(
     out.metric("completedSets", done);
     out.ms("wallMs", Some(wall * 1000.0));
     out.metric("opsPerSec", r3(ops_per_sec));
-    out.ms("p50Ms", s.pct(50.0));
-    out.ms("p99Ms", s.pct(99.0));
-    out.metric("sendToLastDeliveryMs", s.to_json());
     out.head("ops_per_s", Some(ops_per_sec), "ops/s", Better::Higher);
-    out.head("p50", s.pct(50.0), "ms", Better::Lower);
-    out.head("p99", s.pct(99.0), "ms", Better::Lower);
+    percentiles(out, &s, &[50, 99]);
+    out.metric("sendToLastDeliveryMs", s.to_json());
     match first_err {
         Some(e) => Err(format!("{failed} instances failed; first: {e}")),
         None => Ok(()),
     }
+}
+
+/// One instance's sequential sets; returns send → last delivery per set.
+async fn drive(
+    g: &mut Group,
+    t: &mut Tracker,
+    k: usize,
+    sets: usize,
+    deadline: Instant,
+) -> (Vec<f64>, Result<(), String>) {
+    let mut lat = Vec::with_capacity(sets);
+    for i in 0..sets {
+        let key = format!("m{k}-{i:04}");
+        let value = padded(&format!("v{k}.{i}:"), VALUE_BYTES);
+        let set = match set_everywhere(g, t, &key, value, deadline, PER_SET).await {
+            Ok(set) => set,
+            Err(e) => return (lat, Err(format!("instance {k}: {e}"))),
+        };
+        if !set.delivered {
+            return (
+                lat,
+                Err(format!(
+                    "instance {k}, set \"{key}\": only {}/{CLIENTS} sockets received key_updated in time",
+                    t.delivered[set.seq]
+                )),
+            );
+        }
+        if let (_, Some(l)) = t.first_last(set.seq) {
+            lat.push(ms_between(set.sent, l));
+        }
+    }
+    (lat, Ok(()))
 }

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{ms_between, within, CLOSE_GRACE};
+use super::{instance, ms_between, open_synced, percentiles, within, Sockets, CLOSE_GRACE};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::{r3, Summary};
-use crate::ws::{padded, set_frame, Delivery, Group, Kind, Tracker};
+use crate::ws::{padded, set_frame, Delivery, Kind};
 
 const VALUE_BYTES: usize = 1024;
 const PRELOAD_BATCH: usize = 100;
@@ -24,38 +24,16 @@ fn value(i: usize) -> String {
     padded(&format!("{}:", key(i)), VALUE_BYTES)
 }
 
-pub async fn run(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
+pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let keys = ctx.size(2000, 400);
     let conns = ctx.size(20, 5);
     out.param("keys", keys);
     out.param("valueBytes", VALUE_BYTES);
     out.param("preloadBatch", PRELOAD_BATCH);
     out.param("freshConnections", conns);
-    let instance = ctx.instance("sync").await?;
-    out.param("instanceId", instance.clone());
-
-    let mut g = Group::new();
-    let mut t = Tracker::new(1);
-    let res = body(ctx, out, &mut g, &mut t, &instance, keys, conns).await;
-    t.finish();
-    g.close_all(CLOSE_GRACE).await;
-    out.absorb(&g);
-    out.absorb_tracker(&t);
-    res
-}
-
-async fn body(
-    ctx: &mut Ctx,
-    out: &mut Out,
-    g: &mut Group,
-    t: &mut Tracker,
-    instance: &str,
-    keys: usize,
-    conns: usize,
-) -> Result<(), String> {
-    let ids = g.connect(&ctx.target, instance, 1, 1).await?;
-    g.wait_synced(&ids, within(out.deadline, Duration::from_secs(30)))
-        .await?;
+    let instance = instance(ctx, out, "sync").await?;
+    let (g, t) = sockets.tracked(1);
+    open_synced(ctx, out, g, &instance, 1, 1, Duration::from_secs(30)).await?;
 
     // Preload, 100 sets at a time, each batch waited for through its echoes.
     let cpu = out.cpu_mark(ctx);
@@ -108,7 +86,7 @@ async fn body(
         .filter(|x| *x < keys)
         .collect();
     for c in 0..conns {
-        let idx = g.connect(&ctx.target, instance, 1, 1).await?[0];
+        let idx = g.connect(&ctx.target, &instance, 1, 1).await?[0];
         let started = g.conns[idx].started;
         let mut got: Option<(Instant, usize, Result<(), String>)> = None;
         g.pump(within(out.deadline, PER_CONN), |f| {
@@ -154,8 +132,7 @@ async fn body(
         .await;
 
     let s = Summary::new(times);
-    out.ms("p50Ms", s.pct(50.0));
-    out.ms("p95Ms", s.pct(95.0));
+    percentiles(out, &s, &[50, 95]);
     out.ms("maxMs", s.max());
     out.metric("connectToSyncMs", s.to_json());
     let bytes = payload_bytes.iter().copied().max().unwrap_or(0);
@@ -168,8 +145,6 @@ async fn body(
         "payloadChecks",
         json!({"failed": bad_payloads.len(), "samples": bad_payloads}),
     );
-    out.head("p50", s.pct(50.0), "ms", Better::Lower);
-    out.head("p95", s.pct(95.0), "ms", Better::Lower);
     out.head("payload_bytes", Some(bytes as f64), "B", Better::Lower);
     out.head(
         "preload_ops_per_s",

@@ -4,45 +4,24 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ms_between, within, CLOSE_GRACE};
+use super::{instance, ms_between, open_synced, within, Sockets};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::r3;
-use crate::ws::{padded, send_all, set_frame, Group, Kind, Tracker};
+use crate::ws::{padded, send_all, set_frame, Kind};
 
 const BATCH: usize = 50;
 const VALUE_BYTES: usize = 32;
 const STALL: Duration = Duration::from_secs(20);
 
-pub async fn run(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
+pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let ops = ctx.size(5000, 1000);
     out.param("ops", ops);
     out.param("batch", BATCH);
     out.param("valueBytes", VALUE_BYTES);
     out.param("stallTimeoutMs", STALL.as_millis() as u64);
-    let instance = ctx.instance("throughput").await?;
-    out.param("instanceId", instance.clone());
-
-    let mut g = Group::new();
-    let mut t = Tracker::new(2);
-    let res = body(ctx, out, &mut g, &mut t, &instance, ops).await;
-    t.finish();
-    g.close_all(CLOSE_GRACE).await;
-    out.absorb(&g);
-    out.absorb_tracker(&t);
-    res
-}
-
-async fn body(
-    ctx: &mut Ctx,
-    out: &mut Out,
-    g: &mut Group,
-    t: &mut Tracker,
-    instance: &str,
-    ops: usize,
-) -> Result<(), String> {
-    let ids = g.connect(&ctx.target, instance, 2, 2).await?;
-    g.wait_synced(&ids, within(out.deadline, Duration::from_secs(30)))
-        .await?;
+    let instance = instance(ctx, out, "throughput").await?;
+    let (g, t) = sockets.tracked(2);
+    open_synced(ctx, out, g, &instance, 2, 2, Duration::from_secs(30)).await?;
 
     let mut frames = Vec::with_capacity(ops);
     for i in 0..ops {
