@@ -558,8 +558,9 @@ async fn deleting_removes_data_and_closes_sockets() {
     assert_eq!((s, b), (200, json!({"success": true})));
     assert_eq!(c.expect_closed().await, deleted);
     assert_eq!(api.get(&project, w.alice.auth()).await.0, 404);
-    // The ids are gone from D1; re-created with the same ids (test-only
-    // seeding) they start empty: the objects' storage was deleted.
+    // The ids are gone from D1. Even re-created with the same ids (test-only
+    // seeding: ids are never reused) the objects keep only their tombstone
+    // (protocol.md §8): a connect is closed with 4004 and no data comes back.
     let a = &w.alice.id;
     Rows::default()
         .project(a, &id, "again")
@@ -567,7 +568,10 @@ async fn deleting_removes_data_and_closes_sockets() {
         .instance(a, &id, &second, "second")
         .write(w.server);
     for inst in [&main, &second] {
-        let (_, sync) = WsClient::join(w.server, inst, w.alice.auth()).await;
-        assert_eq!(sync["data"], json!({}));
+        let mut again = WsClient::connect_to(w.server, inst, w.alice.auth()).await;
+        assert_eq!(
+            again.expect_closed().await,
+            Some((4004, "Instance not found".to_string()))
+        );
     }
 }

@@ -5,70 +5,24 @@
 mod common;
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use common::api::{lists, Api};
 use common::fake::{FakeResponse, FakeUpstream};
+use common::jwt::{now, Key};
 use common::server::{shared, ServerOptions, TestServer};
 use common::unique_id;
 use common::world::Rows;
 use common::ws::WsClient;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::pkcs1::EncodeRsaPrivateKey;
-use rsa::traits::PublicKeyParts;
-use rsa::RsaPrivateKey;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
 const ISSUER: &str = "https://clerk.mindcache.test";
 const PARTY: &str = "https://app.mindcache.test";
-
-struct Key {
-    kid: String,
-    private: RsaPrivateKey,
-}
-
-impl Key {
-    fn generate(kid: &str) -> Key {
-        let private = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).expect("rsa key");
-        Key {
-            kid: kid.to_string(),
-            private,
-        }
-    }
-
-    fn jwk(&self) -> Value {
-        json!({
-            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
-            "n": URL_SAFE_NO_PAD.encode(self.private.n().to_bytes_be()),
-            "e": URL_SAFE_NO_PAD.encode(self.private.e().to_bytes_be()),
-        })
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        self.sign_as(&self.kid, claims)
-    }
-
-    /// Signs with this key but names `kid` in the header.
-    fn sign_as(&self, kid: &str, claims: &Value) -> String {
-        let der = self.private.to_pkcs1_der().expect("der");
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(kid.to_string());
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_der(der.as_bytes()))
-            .expect("sign")
-    }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn claims(sub: &str) -> Value {
     json!({"sub": sub, "iss": ISSUER, "azp": PARTY, "exp": now() + 300, "iat": now() - 5, "nbf": now() - 5})

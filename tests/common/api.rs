@@ -19,6 +19,30 @@ pub fn lists(body: &Value, field: &str, id: &str) -> bool {
         .any(|item| item["id"] == id)
 }
 
+/// The `Authorization` value for a credential: a bare API key or JWT is
+/// sent as `Bearer`; a value that already names its scheme (`ApiKey id:secret`)
+/// as it is.
+pub fn authorization(key: &str) -> String {
+    if key.contains(' ') {
+        key.to_string()
+    } else {
+        format!("Bearer {key}")
+    }
+}
+
+/// Sends a request; its status and body (JSON when it parses).
+async fn answer(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
 impl<'a> Api<'a> {
     pub fn new(server: &'a TestServer) -> Self {
         // No pooled keep-alive connections: the local proxy may close an
@@ -39,20 +63,21 @@ impl<'a> Api<'a> {
     ) -> (u16, Value) {
         let mut req = self.client.request(method, self.server.local_url(path));
         if let Some(key) = key {
-            req = req.header("Authorization", format!("Bearer {key}"));
+            req = req.header("Authorization", authorization(key));
         }
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, value)
+        answer(req).await
+    }
+
+    /// POSTs `body` as raw text (an empty body, say); status and JSON body.
+    pub async fn post_text(&self, path: &str, key: Option<&str>, body: String) -> (u16, Value) {
+        let mut req = self.client.post(self.server.local_url(path)).body(body);
+        if let Some(key) = key {
+            req = req.header("Authorization", authorization(key));
+        }
+        answer(req).await
     }
 
     /// POSTs `body` as it is (not necessarily JSON), with `content_type`
@@ -66,7 +91,7 @@ impl<'a> Api<'a> {
     ) -> u16 {
         let mut req = self.client.post(self.server.local_url(path)).body(body);
         if let Some(key) = key {
-            req = req.header("Authorization", format!("Bearer {key}"));
+            req = req.header("Authorization", authorization(key));
         }
         if let Some(content_type) = content_type {
             req = req.header("content-type", content_type);

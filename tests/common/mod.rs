@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod fake;
+pub mod jwt;
 pub mod scripted;
 pub mod server;
 pub mod world;

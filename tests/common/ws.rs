@@ -44,7 +44,7 @@ impl WsClient {
         key: Option<&str>,
     ) -> Result<WsClient, String> {
         let url = server.ws_url(&format!("/sync/{path}"));
-        let auth = key.map(|k| format!("Bearer {k}"));
+        let auth = key.map(super::api::authorization);
         let headers: Vec<(&str, &str)> =
             auth.iter().map(|a| ("Authorization", a.as_str())).collect();
         Self::try_connect(&url, &headers).await
@@ -152,6 +152,13 @@ impl WsClient {
     }
 
     /// Reads `auth_success` then `sync`, returning the sync message.
+    /// Past `auth_success` and `sync`; the permission the socket got.
+    pub async fn handshake_permission(&mut self) -> String {
+        let hello = self.recv_type("auth_success").await;
+        self.recv_type("sync").await;
+        hello["permission"].as_str().unwrap_or_default().to_string()
+    }
+
     pub async fn handshake(&mut self) -> Value {
         self.recv_type("auth_success").await;
         self.recv_type("sync").await
