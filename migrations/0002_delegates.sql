@@ -40,3 +40,9 @@ CREATE INDEX idx_delegate_grants_instance ON delegate_grants(instance_id);
 ALTER TABLE ws_tokens ADD COLUMN api_key_id TEXT;
 ALTER TABLE ws_tokens ADD COLUMN delegate_id TEXT;
 ALTER TABLE ws_tokens ADD COLUMN secret_id TEXT;
+
+-- D1 is the authority on `is_readonly` (protocol.md §8): every change of
+-- the flag gets a larger version (ms), and an object keeps the flag of the
+-- newest version it was told, so a request that read the flag earlier can
+-- never overwrite a newer value.
+ALTER TABLE instances ADD COLUMN readonly_version INTEGER NOT NULL DEFAULT 0;

@@ -47,7 +47,7 @@ pub async fn start(ctx: &Ctx, caller: &Caller, request: ChatRequest) -> Result<R
     let openai = OpenAi::from_env(&ctx.env)?;
 
     let access = access::instance_data(ctx, caller, &instance_id).await?;
-    let read_only = access.read_only;
+    let read_only = access.read_only();
     let may_write = access.role.allows(Permission::Write);
     if mode == Mode::Edit && !may_write {
         return Err(ApiError::Forbidden(
@@ -61,7 +61,7 @@ pub async fn start(ctx: &Ctx, caller: &Caller, request: ChatRequest) -> Result<R
     } else {
         None
     };
-    let client = InstanceClient::new(&ctx.env, &instance_id, read_only)?;
+    let client = InstanceClient::with_read_only(&ctx.env, &instance_id, Some(access.flag))?;
     let keys = client.keys().await?;
     let mut entries = Vec::with_capacity(keys.len());
     let mut attributes = BTreeMap::new();

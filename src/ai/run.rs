@@ -78,10 +78,10 @@ async fn open_for_write(
             "Write access to this instance is required".into(),
         ));
     }
-    if access.read_only {
+    if access.read_only() {
         return Err(ApiError::Forbidden("Instance is read-only".into()));
     }
-    InstanceClient::new(&ctx.env, instance_id, access.read_only)
+    InstanceClient::with_read_only(&ctx.env, instance_id, Some(access.flag))
 }
 
 /// Writes a result into `key` as the caller: its existing attributes kept,

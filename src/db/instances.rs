@@ -6,6 +6,7 @@ use worker::D1Database;
 use super::{level_to_permission, now_seconds, run_batch, Arg, Statement};
 use crate::auth::roles::AccessFacts;
 use crate::error::ApiError;
+pub use crate::instance::internal::ReadOnlyFlag;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct InstanceRow {
@@ -13,6 +14,8 @@ pub struct InstanceRow {
     pub project_id: String,
     pub name: String,
     pub is_readonly: i64,
+    /// Grows with every change of `is_readonly` (protocol.md §8).
+    pub readonly_version: i64,
     pub parent_instance_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -38,6 +41,14 @@ impl InstanceRow {
     pub fn read_only(&self) -> bool {
         self.is_readonly != 0
     }
+
+    /// The flag with its version, as told to the instance's object.
+    pub fn read_only_flag(&self) -> ReadOnlyFlag {
+        ReadOnlyFlag {
+            read_only: self.read_only(),
+            version: self.readonly_version,
+        }
+    }
 }
 
 // --- SQL --------------------------------------------------------------------
@@ -46,7 +57,7 @@ impl InstanceRow {
 macro_rules! select_instance_rows {
     () => {
         concat!(
-            "SELECT i.id, i.project_id, i.name, i.is_readonly, i.parent_instance_id, ",
+            "SELECT i.id, i.project_id, i.name, i.is_readonly, i.readonly_version, i.parent_instance_id, ",
             "i.created_at, i.updated_at, p.owner_id AS project_owner, ",
             share_level!("project", "i.project_id", "?2"),
             " AS project_level, ",
@@ -73,9 +84,13 @@ pub const INSERT_INSTANCE: &str =
      VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6)";
 
 /// `?1` id, `?2` new name or NULL, `?3` new read-only flag (0/1) or NULL,
-/// `?4` now.
+/// `?4` now (s), `?5` now (ms). Setting the flag always raises its version,
+/// even twice within one millisecond.
 pub const UPDATE_INSTANCE: &str = "UPDATE instances SET name = COALESCE(?2, name),
-        is_readonly = COALESCE(?3, is_readonly), updated_at = ?4
+        is_readonly = COALESCE(?3, is_readonly),
+        readonly_version = CASE WHEN ?3 IS NULL THEN readonly_version
+                                ELSE MAX(readonly_version + 1, ?5) END,
+        updated_at = ?4
   WHERE id = ?1";
 
 /// Instance deletion, in batch order; each takes `?1` instance id.
@@ -87,7 +102,8 @@ pub const DELETE_INSTANCE_KEYS: &str =
 pub const DELETE_INSTANCE: &str = "DELETE FROM instances WHERE id = ?1";
 
 /// `?1` instance id.
-pub const SELECT_READ_ONLY: &str = "SELECT is_readonly FROM instances WHERE id = ?1";
+pub const SELECT_READ_ONLY: &str =
+    "SELECT is_readonly AS read_only, readonly_version AS version FROM instances WHERE id = ?1";
 
 /// The statements with their parameters bound in order.
 pub mod stmt {
@@ -133,6 +149,7 @@ pub mod stmt {
         name: Option<&'a str>,
         read_only: Option<bool>,
         now: i64,
+        now_ms: i64,
     ) -> Statement<'a> {
         Statement::new(
             UPDATE_INSTANCE,
@@ -141,6 +158,7 @@ pub mod stmt {
                 Arg::opt_text(name),
                 Arg::opt_int(read_only.map(i64::from)),
                 Arg::Int(now),
+                Arg::Int(now_ms),
             ],
         )
     }
@@ -204,7 +222,8 @@ pub async fn update(
     name: Option<&str>,
     read_only: Option<bool>,
 ) -> Result<(), ApiError> {
-    stmt::update(id, name, read_only, now_seconds())
+    let now_ms = worker::Date::now().as_millis() as i64;
+    stmt::update(id, name, read_only, now_seconds(), now_ms)
         .run(db)
         .await
 }
@@ -214,15 +233,13 @@ pub async fn delete(db: &D1Database, id: &str) -> Result<(), ApiError> {
     run_batch(db, &stmt::delete(id)).await
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct ReadOnlyFlag {
-    pub is_readonly: i64,
-}
-
-/// The instance's read-only flag, or `None` when no such instance exists.
-pub async fn read_only(db: &D1Database, instance_id: &str) -> Result<Option<bool>, ApiError> {
-    let row: Option<ReadOnlyFlag> = stmt::read_only(instance_id).first(db).await?;
-    Ok(row.map(|r| r.is_readonly != 0))
+/// The instance's read-only flag with its version, or `None` when no such
+/// instance exists.
+pub async fn read_only(
+    db: &D1Database,
+    instance_id: &str,
+) -> Result<Option<ReadOnlyFlag>, ApiError> {
+    stmt::read_only(instance_id).first(db).await
 }
 
 #[cfg(test)]
@@ -313,7 +330,7 @@ mod tests {
             .is_none());
         assert_eq!(
             db.first::<ReadOnlyFlag>(&stmt::read_only("nope"))
-                .map(|r| r.is_readonly),
+                .map(|r| r.read_only),
             None
         );
     }
@@ -345,21 +362,27 @@ mod tests {
         assert_eq!((row.name.as_str(), row.read_only()), ("clone", false));
         assert_eq!((row.created_at, row.updated_at), (NOW, NOW));
 
-        db.run(&stmt::update("c", None, Some(true), NOW + 5));
+        assert_eq!(row.readonly_version, 0);
+        let ms = NOW * 1000;
+        db.run(&stmt::update("c", None, Some(true), NOW + 5, ms));
         let row: InstanceRow = db.first(&stmt::get("c", "alice")).unwrap();
         assert_eq!(
             (row.name.as_str(), row.read_only(), row.updated_at),
             ("clone", true, NOW + 5)
         );
         let flag: ReadOnlyFlag = db.first(&stmt::read_only("c")).unwrap();
-        assert_eq!(flag.is_readonly, 1);
+        assert_eq!((flag.read_only, flag.version), (true, ms));
 
-        db.run(&stmt::update("c", Some("renamed"), None, NOW + 6));
+        // A rename keeps the flag's version; a change of the flag within the
+        // same millisecond still gets a larger one.
+        db.run(&stmt::update("c", Some("renamed"), None, NOW + 6, ms + 9));
         let row: InstanceRow = db.first(&stmt::get("c", "alice")).unwrap();
         assert_eq!((row.name.as_str(), row.read_only()), ("renamed", true));
-        db.run(&stmt::update("c", None, Some(false), NOW + 7));
+        assert_eq!(row.read_only_flag().version, ms);
+        db.run(&stmt::update("c", None, Some(false), NOW + 7, ms));
         let flag: ReadOnlyFlag = db.first(&stmt::read_only("c")).unwrap();
-        assert_eq!(flag.is_readonly, 0);
+        assert_eq!((flag.read_only, flag.version), (false, ms + 1));
+        assert!(flag.supersedes(&row.read_only_flag()));
 
         // An instance needs an existing project (foreign key).
         assert!(db
@@ -371,7 +394,7 @@ mod tests {
     fn delete_removes_the_instance_its_shares_tokens_and_scoped_keys() {
         let db = seeded();
         db.instance("c", "p", "alice");
-        db.run(&stmt::update("c", None, None, NOW)); // no-op update
+        db.run(&stmt::update("c", None, None, NOW, NOW * 1000)); // no-op update
         db.conn
             .execute(
                 "UPDATE instances SET parent_instance_id = 'x' WHERE id = 'c'",

@@ -94,11 +94,11 @@ pub async fn create(
     )
     .await?;
     if let Some(source) = source {
-        let dump = InstanceClient::new(&ctx.env, &source.id, source.read_only())?
+        let dump = InstanceClient::new(&ctx.env, &source.id)?
             .keys_document()
             .await?;
         let doc: KeysDocument = serde_json::from_str(&dump)?;
-        let copied = InstanceClient::new(&ctx.env, &id, false)?
+        let copied = InstanceClient::new(&ctx.env, &id)?
             .import(&caller.user_id, doc.keys)
             .await;
         if let Err(e) = copied {
@@ -140,13 +140,14 @@ pub async fn update(
     }
     let db = ctx.db()?;
     db::instances::update(&db, &row.id, name.as_deref(), read_only).await?;
-    if let Some(read_only) = read_only {
-        // Tell the object now, so writes are refused from the next message on.
-        InstanceClient::new(&ctx.env, &row.id, read_only)?
+    let row = access::instance(ctx, caller, id, Action::View).await?.row;
+    if read_only.is_some() {
+        // Tell the object now, so writes are refused from the next message
+        // on; the flag's new version makes it win over any older read.
+        InstanceClient::with_read_only(&ctx.env, &row.id, Some(row.read_only_flag()))?
             .configure()
             .await?;
     }
-    let row = access::instance(ctx, caller, id, Action::View).await?.row;
     json(200, &InstanceView::of(&row))
 }
 

@@ -11,6 +11,7 @@ use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
 use crate::instance::client::{Identity, InstanceClient};
+use crate::instance::internal::ReadOnlyFlag;
 use crate::permission::Permission;
 use crate::services::access;
 
@@ -38,7 +39,7 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Respo
             permission: access.role.for_session(),
             basis: caller.basis,
         };
-        (identity, Some(access.read_only))
+        (identity, Some(access.flag))
     } else {
         // No D1 round trip here: the object keeps the read-only flag it was
         // last told (see `InstanceClient::configure`).
@@ -63,7 +64,7 @@ async fn token_identity(
     ctx: &Ctx,
     token: &str,
     instance_id: &str,
-) -> Result<(Identity, Option<bool>), ApiError> {
+) -> Result<(Identity, Option<ReadOnlyFlag>), ApiError> {
     let db = ctx.db()?;
     let row = db::ws_tokens::take(&db, &hash_ws_token(token))
         .await?

@@ -7,7 +7,8 @@ use serde_json::value::RawValue;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
 
 use super::internal::{
-    self, Affected, DeleteRequest, ImportRequest, RecheckResult, Refusal, SetRequest, WriteResult,
+    self, Affected, DeleteRequest, ImportRequest, ReadOnlyFlag, RecheckResult, Refusal, SetRequest,
+    WriteResult,
 };
 use crate::error::ApiError;
 use crate::permission::{AccessBasis, Permission};
@@ -27,22 +28,26 @@ pub enum Identity {
 pub struct InstanceClient {
     stub: Stub,
     instance_id: String,
-    /// `None`: do not tell the object (it keeps what it was last told).
-    read_only: Option<bool>,
+    /// The read-only flag as D1 had it, with its version; `None`: do not
+    /// tell the object (it keeps the newest it was told).
+    read_only: Option<ReadOnlyFlag>,
 }
 
 /// Base URL of internal requests; the host is never resolved.
 const INTERNAL_ORIGIN: &str = "https://instance.internal";
 
 impl InstanceClient {
-    pub fn new(env: &Env, instance_id: &str, read_only: bool) -> Result<Self, ApiError> {
-        Self::with_read_only(env, instance_id, Some(read_only))
+    /// A client that tells the object nothing about its read-only flag.
+    pub fn new(env: &Env, instance_id: &str) -> Result<Self, ApiError> {
+        Self::with_read_only(env, instance_id, None)
     }
 
+    /// A client that passes on the flag D1 had (a newer one always wins in
+    /// the object, so a stale read cannot undo a later change).
     pub fn with_read_only(
         env: &Env,
         instance_id: &str,
-        read_only: Option<bool>,
+        read_only: Option<ReadOnlyFlag>,
     ) -> Result<Self, ApiError> {
         let namespace = env.durable_object("MINDCACHE_INSTANCE")?;
         let stub = namespace.id_from_name(instance_id)?.get_stub()?;
@@ -71,10 +76,14 @@ impl InstanceClient {
             return Ok(headers);
         }
         headers.set(internal::HEADER_INSTANCE_ID, &self.instance_id)?;
-        if let Some(read_only) = self.read_only {
+        if let Some(flag) = self.read_only {
             headers.set(
                 internal::HEADER_READ_ONLY,
-                if read_only { "1" } else { "0" },
+                if flag.read_only { "1" } else { "0" },
+            )?;
+            headers.set(
+                internal::HEADER_READ_ONLY_VERSION,
+                &flag.version.to_string(),
             )?;
         }
         Ok(headers)
@@ -183,7 +192,7 @@ impl InstanceClient {
             .map(|_| ())
     }
 
-    /// Tells the object its current read-only flag (sent as a header).
+    /// Tells the object its read-only flag (sent as headers, with its version).
     pub async fn configure(&self) -> Result<(), ApiError> {
         self.call(Method::Post, internal::PATH_CONFIGURE, Some("{}".into()))
             .await

@@ -516,6 +516,7 @@ mod tests {
                 meta: InstanceMeta {
                     instance_id: "inst-1".into(),
                     read_only: false,
+                    read_only_version: 0,
                 },
                 max_keys: MAX_KEYS,
             }

@@ -12,6 +12,9 @@ pub const HEADER_PREFIX: &str = "x-mc-internal-";
 pub const HEADER_INSTANCE_ID: &str = "x-mc-internal-instance-id";
 /// `1` when the instance is read-only (from D1), else `0`.
 pub const HEADER_READ_ONLY: &str = "x-mc-internal-read-only";
+/// The version of that flag (`instances.readonly_version`): the object keeps
+/// the flag of the highest version it has seen (protocol.md §8).
+pub const HEADER_READ_ONLY_VERSION: &str = "x-mc-internal-read-only-version";
 /// The authenticated user of a WebSocket; absent for an unauthenticated one.
 pub const HEADER_USER_ID: &str = "x-mc-internal-user-id";
 /// `read`, `write` or `admin` for the user above.
@@ -67,6 +70,30 @@ impl Affected {
 pub struct RecheckResult {
     pub closed: u32,
     pub lowered: u32,
+}
+
+/// The read-only flag as D1 had it, with its version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadOnlyFlag {
+    /// D1 stores 0/1; JSON booleans are accepted too.
+    #[serde(deserialize_with = "flag_from_int_or_bool")]
+    pub read_only: bool,
+    pub version: i64,
+}
+
+impl ReadOnlyFlag {
+    /// Whether `self` may replace `current`: only a newer version does.
+    pub fn supersedes(&self, current: &ReadOnlyFlag) -> bool {
+        self.version > current.version
+    }
+}
+
+fn flag_from_int_or_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Bool(b) => Ok(b),
+        serde_json::Value::Number(n) => Ok(n.as_f64().unwrap_or(0.0) != 0.0),
+        other => Err(serde::de::Error::custom(format!("not a flag: {other}"))),
+    }
 }
 
 /// Set a key on behalf of `actor` (a user id, or `system`).

@@ -20,7 +20,8 @@ use super::attributes::Attributes;
 use super::engine::{Engine, Outbound, Outcome, Session, CLOSE_POLICY_VIOLATION};
 use super::error::{ErrorCode, MessageId, ProtocolError};
 use super::internal::{
-    self, Affected, DeleteRequest, ImportRequest, RecheckResult, Refusal, SetRequest, WriteResult,
+    self, Affected, DeleteRequest, ImportRequest, ReadOnlyFlag, RecheckResult, Refusal, SetRequest,
+    WriteResult,
 };
 use super::protocol::{encode_ack, encode_auth_error, encode_auth_success, encode_error};
 use super::store::{load_meta, migrate, save_meta, InstanceMeta};
@@ -33,7 +34,7 @@ use crate::services::access::{current_permission, socket_grant, SocketRefusal};
 struct InBandGrant {
     user_id: String,
     permission: Permission,
-    read_only: Option<bool>,
+    read_only: Option<ReadOnlyFlag>,
     basis: AccessBasis,
 }
 
@@ -221,11 +222,17 @@ impl Instance {
             Ok(stored) => {
                 let mut meta = self.meta.borrow_mut();
                 if let Some(stored) = stored {
-                    // What the Worker said in this request (kept in memory
-                    // until now) is newer than the record.
-                    if meta.instance_id.is_empty() {
-                        *meta = stored;
+                    // Merge what this request said (kept in memory until
+                    // now) with the record: the newer flag wins.
+                    let told = meta.clone();
+                    *meta = stored;
+                    if !told.instance_id.is_empty() {
+                        meta.instance_id = told.instance_id;
                     }
+                    meta.apply(ReadOnlyFlag {
+                        read_only: told.read_only,
+                        version: told.read_only_version,
+                    });
                 }
                 if !meta.instance_id.is_empty() {
                     if let Err(e) = save_meta(&self.store, &meta) {
@@ -351,44 +358,49 @@ impl Instance {
         next_deadline
     }
 
-    /// The Worker sends the instance id and read-only flag with every
-    /// request; remember them so messages never need D1.
+    /// The Worker sends the instance id (and, when it read D1, the
+    /// read-only flag with its version) with its requests; remember them so
+    /// messages never need D1. Only a newer version of the flag replaces the
+    /// one the object has (protocol.md §8).
     fn refresh_meta(&self, req: &Request) -> Result<()> {
         let headers = req.headers();
         let Some(instance_id) = headers.get(internal::HEADER_INSTANCE_ID)? else {
             return Ok(());
         };
-        // Without the header the object's own record stands: the Worker
-        // pushes every change of the flag (`configure`), so connects that
-        // need no D1 lookup for access do not make one just for this.
-        let read_only = match headers.get(internal::HEADER_READ_ONLY)? {
-            Some(flag) => flag == "1",
-            None => self.meta.borrow().read_only,
+        let flag = match (
+            headers.get(internal::HEADER_READ_ONLY)?,
+            headers.get(internal::HEADER_READ_ONLY_VERSION)?,
+        ) {
+            (Some(flag), Some(version)) => version.parse().ok().map(|version| ReadOnlyFlag {
+                read_only: flag == "1",
+                version,
+            }),
+            _ => None,
         };
-        let fresh = InstanceMeta {
+        let mut fresh = InstanceMeta {
             instance_id,
-            read_only,
+            ..self.meta.borrow().clone()
         };
+        if let Some(flag) = flag {
+            fresh.apply(flag);
+        }
+        self.replace_meta(fresh)
+    }
+
+    /// Takes the flag if it is newer than the object's.
+    fn set_read_only(&self, flag: ReadOnlyFlag) -> Result<()> {
+        let mut fresh = self.meta.borrow().clone();
+        fresh.apply(flag);
+        self.replace_meta(fresh)
+    }
+
+    fn replace_meta(&self, fresh: InstanceMeta) -> Result<()> {
         if *self.meta.borrow() != fresh {
             if self.ready.get() {
                 save_meta(&self.store, &fresh).map_err(|e| worker::Error::RustError(e.0))?;
             }
             *self.meta.borrow_mut() = fresh;
         }
-        Ok(())
-    }
-
-    fn set_read_only(&self, read_only: bool) -> Result<()> {
-        if self.meta.borrow().read_only == read_only || !self.ready.get() {
-            self.meta.borrow_mut().read_only = read_only;
-            return Ok(());
-        }
-        let fresh = InstanceMeta {
-            read_only,
-            ..self.meta.borrow().clone()
-        };
-        save_meta(&self.store, &fresh).map_err(|e| worker::Error::RustError(e.0))?;
-        *self.meta.borrow_mut() = fresh;
         Ok(())
     }
 

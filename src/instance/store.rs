@@ -136,6 +136,8 @@ pub const UPSERT_META: &str = "INSERT INTO meta (name, value) VALUES (?, ?) \
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_INSTANCE_ID: &str = "instance_id";
 pub const META_READ_ONLY: &str = "read_only";
+/// The version of that flag (`instances.readonly_version` in D1).
+pub const META_READ_ONLY_VERSION: &str = "read_only_version";
 
 /// A bound SQL argument, borrowed so the (possibly 1.5 MB) value is copied
 /// only once, into the engine's own parameter type.
@@ -316,6 +318,18 @@ pub fn migrate<S: KeyStore + ?Sized>(store: &S) -> Result<u32, StoreError> {
 pub struct InstanceMeta {
     pub instance_id: String,
     pub read_only: bool,
+    /// The D1 version of `read_only`: only a newer one replaces it.
+    pub read_only_version: i64,
+}
+
+impl InstanceMeta {
+    /// Takes `flag` if it is newer than the one held (protocol.md §8).
+    pub fn apply(&mut self, flag: crate::instance::internal::ReadOnlyFlag) {
+        if flag.version > self.read_only_version {
+            self.read_only = flag.read_only;
+            self.read_only_version = flag.version;
+        }
+    }
 }
 
 /// `None` until the Worker has told this object which instance it is.
@@ -324,15 +338,21 @@ pub fn load_meta<S: KeyStore + ?Sized>(store: &S) -> Result<Option<InstanceMeta>
         return Ok(None);
     };
     let read_only = store.meta_get(META_READ_ONLY)?.as_deref() == Some("1");
+    let read_only_version = store
+        .meta_get(META_READ_ONLY_VERSION)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     Ok(Some(InstanceMeta {
         instance_id,
         read_only,
+        read_only_version,
     }))
 }
 
 pub fn save_meta<S: KeyStore + ?Sized>(store: &S, meta: &InstanceMeta) -> Result<(), StoreError> {
     store.meta_set(META_INSTANCE_ID, &meta.instance_id)?;
-    store.meta_set(META_READ_ONLY, if meta.read_only { "1" } else { "0" })
+    store.meta_set(META_READ_ONLY, if meta.read_only { "1" } else { "0" })?;
+    store.meta_set(META_READ_ONLY_VERSION, &meta.read_only_version.to_string())
 }
 
 #[cfg(test)]
@@ -590,6 +610,7 @@ mod tests {
         let m = InstanceMeta {
             instance_id: "inst-1".into(),
             read_only: true,
+            read_only_version: 42,
         };
         save_meta(&s, &m).unwrap();
         assert_eq!(load_meta(&s).unwrap(), Some(m));
@@ -598,10 +619,12 @@ mod tests {
             &InstanceMeta {
                 instance_id: "inst-1".into(),
                 read_only: false,
+                read_only_version: 43,
             },
         )
         .unwrap();
-        assert!(!load_meta(&s).unwrap().unwrap().read_only);
+        let loaded = load_meta(&s).unwrap().unwrap();
+        assert_eq!((loaded.read_only, loaded.read_only_version), (false, 43));
     }
 
     #[test]

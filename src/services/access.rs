@@ -16,6 +16,7 @@ use crate::db::instances::InstanceRow;
 use crate::db::projects::ProjectRow;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
+use crate::instance::internal::ReadOnlyFlag;
 use crate::instance::protocol::AuthErrorCode;
 use crate::permission::{AccessBasis, Permission};
 
@@ -125,9 +126,16 @@ pub async fn instance(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataAccess {
     pub role: Permission,
-    /// The instance's `is_readonly` as D1 has it (false for an id D1 does
-    /// not know, which only development mode's `dev-user` may use).
-    pub read_only: bool,
+    /// The instance's `is_readonly` as D1 has it, with its version (false
+    /// for an id D1 does not know, which only development mode's
+    /// `dev-user` may use).
+    pub flag: ReadOnlyFlag,
+}
+
+impl DataAccess {
+    pub fn read_only(&self) -> bool {
+        self.flag.read_only
+    }
 }
 
 /// Access to an instance's data (WebSocket, ws-token, AI): like
@@ -144,17 +152,17 @@ pub async fn instance_data(
             role: caller_instance_role(ctx, caller, &row)
                 .await?
                 .ok_or_else(refused)?,
-            read_only: row.read_only(),
+            flag: row.read_only_flag(),
         }),
         // A deleted id stays deleted, development mode or not (§8).
         None if ctx.development && caller.is_dev_user() => {
-            let client = InstanceClient::with_read_only(&ctx.env, instance_id, None)?;
+            let client = InstanceClient::new(&ctx.env, instance_id)?;
             if client.is_deleted().await? {
                 return Err(refused());
             }
             Ok(DataAccess {
                 role: Permission::Admin,
-                read_only: false,
+                flag: ReadOnlyFlag::default(),
             })
         }
         None => Err(refused()),
@@ -166,7 +174,7 @@ pub async fn instance_data(
 pub struct SocketGrant {
     pub user_id: String,
     pub permission: Permission,
-    pub read_only: bool,
+    pub read_only: ReadOnlyFlag,
     pub basis: AccessBasis,
 }
 
@@ -203,7 +211,7 @@ pub async fn socket_grant(
     Ok(SocketGrant {
         user_id: caller.user_id,
         permission: access.role.for_session(),
-        read_only: access.read_only,
+        read_only: access.flag,
         basis: caller.basis,
     })
 }

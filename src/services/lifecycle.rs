@@ -26,7 +26,7 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
         Doomed::User(id) => db::users::owned_instance_ids(&db, id).await?,
     };
     for instance_id in &instance_ids {
-        InstanceClient::new(&ctx.env, instance_id, false)?
+        InstanceClient::new(&ctx.env, instance_id)?
             .destroy()
             .await?;
     }

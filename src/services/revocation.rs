@@ -20,7 +20,7 @@ pub async fn recheck(ctx: &Ctx, instance_ids: &[String], affected: Affected) {
     let calls = instance_ids.iter().map(|id| {
         let affected = &affected;
         async move {
-            let client = InstanceClient::with_read_only(&ctx.env, id, None)?;
+            let client = InstanceClient::new(&ctx.env, id)?;
             client.recheck(affected).await
         }
     });
