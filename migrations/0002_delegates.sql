@@ -46,3 +46,14 @@ ALTER TABLE ws_tokens ADD COLUMN secret_id TEXT;
 -- newest version it was told, so a request that read the flag earlier can
 -- never overwrite a newer value.
 ALTER TABLE instances ADD COLUMN readonly_version INTEGER NOT NULL DEFAULT 0;
+
+-- The instances an API key has opened sockets on, so that deleting the key
+-- re-evaluates exactly those objects (an account-wide key may reach many
+-- instances, public ones included; only the ones it used can hold its
+-- sockets).
+CREATE TABLE api_key_instances (
+  api_key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+  instance_id TEXT NOT NULL,
+  first_used_at INTEGER NOT NULL,
+  PRIMARY KEY (api_key_id, instance_id)
+);

@@ -78,6 +78,12 @@ pub async fn start(ctx: &Ctx, caller: &Caller, request: ChatRequest) -> Result<R
     let run = Run {
         openai,
         client,
+        ctx: Ctx {
+            env: ctx.env.clone(),
+            development: ctx.development,
+        },
+        caller: caller.clone(),
+        instance_id: instance_id.clone(),
         actor: caller.user_id.clone(),
         mode,
         write_refusal,
@@ -137,6 +143,10 @@ impl<F: Future<Output = ()>> Stream for FrameStream<F> {
 struct Run {
     openai: OpenAi,
     client: InstanceClient,
+    /// To re-verify the caller's access before each write (§8).
+    ctx: Ctx,
+    caller: Caller,
+    instance_id: String,
     actor: String,
     mode: Mode,
     /// Why writes are refused for this caller, if they are.
@@ -270,7 +280,7 @@ impl Run {
         let (key, outcome) = match action {
             ToolAction::Reply(_) => return Ok(()),
             ToolAction::Write { write, .. } => {
-                self.check_writable()?;
+                self.check_writable().await?;
                 let existing = self.attributes.get(&write.key);
                 let attrs = (write.key_type.is_some() || write.tags.is_some())
                     .then(|| write.attributes(existing));
@@ -289,7 +299,7 @@ impl Run {
                 (write.key.clone(), outcome)
             }
             ToolAction::Delete { key, .. } => {
-                self.check_writable()?;
+                self.check_writable().await?;
                 let outcome = self.client.delete(&self.actor, key).await;
                 if outcome.is_ok() {
                     self.attributes.remove(key);
@@ -308,10 +318,19 @@ impl Run {
         }
     }
 
-    fn check_writable(&self) -> Result<(), ToolFailure> {
-        match self.write_refusal {
-            Some(why) => Err(Refused(tool_error(why))),
-            None => Ok(()),
+    /// Writes are refused when they were from the start, and when the
+    /// caller's access was revoked or lowered since the chat began.
+    async fn check_writable(&self) -> Result<(), ToolFailure> {
+        if let Some(why) = self.write_refusal {
+            return Err(Refused(tool_error(why)));
+        }
+        match access::still_may_write(&self.ctx, &self.caller, &self.instance_id).await {
+            Ok(()) => Ok(()),
+            Err(ApiError::Forbidden(why)) => Err(Refused(tool_error(why))),
+            Err(e) => {
+                worker::console_error!("chat: re-checking access failed: {e}");
+                Err(Failed("Access could not be verified".into()))
+            }
         }
     }
 

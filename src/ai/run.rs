@@ -60,6 +60,7 @@ pub async fn run(ctx: &Ctx, caller: &Caller, request: JobRequest) -> Result<Valu
     let call = job.plan(&keys)?;
     record_usage(ctx, caller, job.endpoint(), &instance_id).await?;
     let result = upstream.call(&call).await?;
+    access::still_may_write(ctx, caller, &instance_id).await?;
     let value = job.stored_value(&result);
     save(&client, caller, &keys, &output_key, &value, job.output()).await?;
     Ok(job.response(&output_key, result))

@@ -61,6 +61,7 @@ pub mod delegates;
 pub mod groups;
 pub mod instances;
 pub mod projects;
+pub mod reach;
 pub mod shares;
 pub mod usage;
 pub mod users;
@@ -267,6 +268,10 @@ mod tests {
         projects::DELETE_PROJECT_KEYS,
         projects::DELETE_PROJECT_INSTANCES,
         projects::DELETE_PROJECT,
+        reach::RECORD_KEY_USE,
+        reach::SELECT_KEY_INSTANCES,
+        reach::SELECT_GROUP_INSTANCES,
+        reach::SELECT_USER_INSTANCES,
         shares::SELECT_FOR_RESOURCE,
         shares::SELECT_SHARE,
         shares::SELECT_EXISTING,

@@ -11,9 +11,11 @@ use crate::ctx::Ctx;
 use crate::db;
 use crate::db::api_keys::NewKey;
 use crate::error::ApiError;
+use crate::instance::internal::Affected;
 use crate::permission::Permission;
 use crate::services::access::{self, denied};
 use crate::services::new_id;
+use crate::services::revocation;
 
 const MAX_NAME: usize = 200;
 
@@ -126,8 +128,12 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     authorize_api_key_management(&caller.principal).map_err(|d| denied(d, "API key"))?;
-    if !db::api_keys::delete_owned(&ctx.db()?, id, &caller.user_id).await? {
+    let db = ctx.db()?;
+    let reached = db::reach::key_instances(&db, id).await?;
+    if !db::api_keys::delete_owned(&db, id, &caller.user_id).await? {
         return Err(ApiError::not_found("API key not found"));
     }
+    // The key's open sockets close at once (§8).
+    revocation::recheck(ctx, &reached, Affected::ApiKey(id.to_owned())).await;
     json(200, &serde_json::json!({ "success": true }))
 }

@@ -10,8 +10,10 @@ use crate::ctx::Ctx;
 use crate::db;
 use crate::db::groups::GroupRow;
 use crate::error::ApiError;
+use crate::instance::internal::Affected;
 use crate::services::access::denied;
 use crate::services::new_id;
+use crate::services::revocation;
 
 const MAX_NAME: usize = 200;
 
@@ -63,7 +65,11 @@ pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiEr
 
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     let group = group_for(ctx, caller, id, GroupAction::Delete).await?;
-    db::groups::delete(&ctx.db()?, &group.id).await?;
+    let db = ctx.db()?;
+    let reached = db::reach::group_instances(&db, &group.id).await?;
+    db::groups::delete(&db, &group.id).await?;
+    // Its shares stop granting at once, on open sockets too (§8).
+    revocation::recheck(ctx, &reached, Affected::All).await;
     json(200, &serde_json::json!({ "success": true }))
 }
 
@@ -99,8 +105,11 @@ pub async fn remove_member(
         removing_self: user_id == caller.user_id,
     };
     let group = group_for(ctx, caller, id, action).await?;
-    if !db::groups::remove_member(&ctx.db()?, &group.id, user_id).await? {
+    let db = ctx.db()?;
+    let reached = db::reach::group_instances(&db, &group.id).await?;
+    if !db::groups::remove_member(&db, &group.id, user_id).await? {
         return Err(ApiError::not_found("Member not found"));
     }
+    revocation::recheck(ctx, &reached, Affected::User(user_id.to_owned())).await;
     json(200, &serde_json::json!({ "success": true }))
 }

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::instance::client::{Identity, InstanceClient};
 use crate::instance::internal::ReadOnlyFlag;
 use crate::permission::Permission;
-use crate::services::access;
+use crate::services::{access, revocation};
 
 pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Response, ApiError> {
     let upgrade = req.headers().get("Upgrade")?.unwrap_or_default();
@@ -34,6 +34,7 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Respo
         let access = access::instance_data(ctx, &caller, instance_id)
             .await
             .map_err(|_| ApiError::Forbidden("Instance not found or access denied".into()))?;
+        revocation::note_socket(ctx, &caller, instance_id).await?;
         let identity = Identity::User {
             user_id: caller.user_id,
             permission: access.role.for_session(),

@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::ids::is_valid_instance_id;
 use crate::permission::Permission;
 use crate::services::access::{self, denied};
+use crate::services::revocation;
 
 pub const TOKEN_LIFETIME_SECS: i64 = 60;
 
@@ -37,6 +38,7 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
     let permission =
         ws_token_permission(Some(access.role), requested).map_err(|d| denied(d, "Instance"))?;
 
+    revocation::note_socket(ctx, caller, instance_id).await?;
     let token =
         generate_ws_token().map_err(|e| ApiError::internal(format!("random token: {e}")))?;
     let expires_at = db::now_seconds() + TOKEN_LIFETIME_SECS;

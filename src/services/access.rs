@@ -208,6 +208,9 @@ pub async fn socket_grant(
     let access = instance_data(&ctx, &caller, instance_id)
         .await
         .map_err(|_| no_access())?;
+    if let Err(e) = super::revocation::note_socket(&ctx, &caller, instance_id).await {
+        worker::console_error!("in-band auth: could not record the key's use: {e}");
+    }
     Ok(SocketGrant {
         user_id: caller.user_id,
         permission: access.role.for_session(),
@@ -244,5 +247,30 @@ pub async fn current_permission(
         Ok(access) => Ok(Some(access.role.for_session())),
         Err(ApiError::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Re-verifies, right before a write that follows a long upstream call,
+/// that the caller may still write there: its credential still exists and
+/// its role is still at least `write` (protocol.md §8: a running AI request
+/// stops writing once its access is revoked).
+pub async fn still_may_write(
+    ctx: &Ctx,
+    caller: &Caller,
+    instance_id: &str,
+) -> Result<(), ApiError> {
+    let now = current_permission(
+        &ctx.env,
+        &caller.user_id,
+        &caller.basis,
+        instance_id,
+        ctx.development,
+    )
+    .await?;
+    match now {
+        Some(p) if p.allows(Permission::Write) => Ok(()),
+        _ => Err(ApiError::Forbidden(
+            "Write access to this instance was revoked".into(),
+        )),
     }
 }

@@ -38,8 +38,9 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
         // Grants on the project's instances go with them (foreign keys).
         Doomed::Project(id) => db::projects::delete(&db, id).await,
         Doomed::User(id) => {
-            // The user's delegates may hold sockets on instances others own.
-            let mut reached = Vec::new();
+            // The user (directly, through its keys or its delegates) may
+            // hold sockets on instances others own.
+            let mut reached = db::reach::user_instances(&db, id).await?;
             for delegate in db::delegates::list_for_user(&db, id).await? {
                 for grant in db::delegates::grants(&db, &delegate.delegate_id).await? {
                     if !reached.contains(&grant.instance_id) {

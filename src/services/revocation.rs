@@ -6,6 +6,7 @@
 
 use futures_util::future::join_all;
 
+use crate::auth::caller::Caller;
 use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
@@ -42,5 +43,14 @@ pub async fn instances_under(
     match resource_type {
         "project" => db::projects::instance_ids(&ctx.db()?, resource_id).await,
         _ => Ok(vec![resource_id.to_owned()]),
+    }
+}
+
+/// Notes that `caller` is about to open a socket on the instance, when its
+/// credential is an API key: deleting the key then reaches that object.
+pub async fn note_socket(ctx: &Ctx, caller: &Caller, instance_id: &str) -> Result<(), ApiError> {
+    match &caller.basis.api_key {
+        Some(key_id) => db::reach::record_key_use(&ctx.db()?, key_id, instance_id).await,
+        None => Ok(()),
     }
 }

@@ -1,0 +1,165 @@
+//! Which instances a change of access may touch (protocol.md §8): the
+//! objects the Worker asks to re-evaluate their sockets after a key, a
+//! group or a user is deleted or loses a share. Each query returns instance
+//! ids only.
+
+use worker::D1Database;
+
+use super::{now_seconds, Arg, IdRow, Statement};
+use crate::error::ApiError;
+
+// --- SQL --------------------------------------------------------------------
+
+/// `?1` API key id, `?2` instance id, `?3` now: the key opened a socket there.
+pub const RECORD_KEY_USE: &str =
+    "INSERT INTO api_key_instances (api_key_id, instance_id, first_used_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT (api_key_id, instance_id) DO NOTHING";
+
+/// `?1` API key id: the instances it opened sockets on.
+pub const SELECT_KEY_INSTANCES: &str =
+    "SELECT instance_id AS id FROM api_key_instances WHERE api_key_id = ?1";
+
+/// `?1` group id: the instances its shares reach (instance shares, and every
+/// instance of a shared project).
+pub const SELECT_GROUP_INSTANCES: &str = "SELECT s.resource_id AS id FROM shares s
+      WHERE s.target_type = 'group' AND s.target_id = ?1 AND s.resource_type = 'instance'
+     UNION
+     SELECT i.id FROM shares s JOIN instances i ON i.project_id = s.resource_id
+      WHERE s.target_type = 'group' AND s.target_id = ?1 AND s.resource_type = 'project'";
+
+/// `?1` user id: instances shared with the user itself or a group it is in
+/// or owns, and instances its API keys opened sockets on.
+pub const SELECT_USER_INSTANCES: &str = concat!(
+    "SELECT s.resource_id AS id FROM shares s WHERE s.resource_type = 'instance' AND ",
+    personal_share!("?1"),
+    " UNION SELECT i.id FROM shares s JOIN instances i ON i.project_id = s.resource_id",
+    " WHERE s.resource_type = 'project' AND ",
+    personal_share!("?1"),
+    " UNION SELECT u.instance_id FROM api_key_instances u JOIN api_keys k ON k.id = u.api_key_id",
+    " WHERE k.user_id = ?1"
+);
+
+/// The statements with their parameters bound in order.
+pub mod stmt {
+    use super::*;
+
+    pub fn record_key_use<'a>(key_id: &'a str, instance_id: &'a str, now: i64) -> Statement<'a> {
+        Statement::new(
+            RECORD_KEY_USE,
+            [Arg::Text(key_id), Arg::Text(instance_id), Arg::Int(now)],
+        )
+    }
+
+    pub fn key_instances(key_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_KEY_INSTANCES, [Arg::Text(key_id)])
+    }
+
+    pub fn group_instances(group_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_GROUP_INSTANCES, [Arg::Text(group_id)])
+    }
+
+    pub fn user_instances(user_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_USER_INSTANCES, [Arg::Text(user_id)])
+    }
+}
+
+// --- D1 ---------------------------------------------------------------------
+
+/// Records that an API key opened a socket on an instance (once per pair).
+pub async fn record_key_use(
+    db: &D1Database,
+    key_id: &str,
+    instance_id: &str,
+) -> Result<(), ApiError> {
+    stmt::record_key_use(key_id, instance_id, now_seconds())
+        .run(db)
+        .await
+}
+
+async fn ids(db: &D1Database, st: Statement<'_>) -> Result<Vec<String>, ApiError> {
+    let rows: Vec<IdRow> = st.all(db).await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+pub async fn key_instances(db: &D1Database, key_id: &str) -> Result<Vec<String>, ApiError> {
+    ids(db, stmt::key_instances(key_id)).await
+}
+
+pub async fn group_instances(db: &D1Database, group_id: &str) -> Result<Vec<String>, ApiError> {
+    ids(db, stmt::group_instances(group_id)).await
+}
+
+pub async fn user_instances(db: &D1Database, user_id: &str) -> Result<Vec<String>, ApiError> {
+    ids(db, stmt::user_instances(user_id)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{TestDb, NOW};
+
+    fn ids_of(db: &TestDb, st: &Statement<'_>) -> Vec<String> {
+        let mut ids: Vec<String> = db.all::<IdRow>(st).into_iter().map(|r| r.id).collect();
+        ids.sort();
+        ids
+    }
+
+    /// alice owns project p (p-main, p-2) and q (q-main); bob is in group g
+    /// (owned by carol) and has a share of his own.
+    fn world() -> TestDb {
+        let db = TestDb::new();
+        for u in ["alice", "bob", "carol"] {
+            db.user(u);
+        }
+        db.project("p", "alice"); // with its instance p-main
+        db.instance("p-2", "p", "alice");
+        db.project("q", "alice"); // with q-main
+        db.group("g", "carol");
+        db.member("g", "bob");
+        db
+    }
+
+    #[test]
+    fn a_groups_reach_covers_instance_and_project_shares() {
+        let db = world();
+        db.share("s1", "project:p", "group:g", "read", "alice");
+        db.share("s2", "instance:q-main", "group:g", "write", "alice");
+        db.share("s3", "instance:q-main", "user:bob", "write", "alice");
+        assert_eq!(
+            ids_of(&db, &stmt::group_instances("g")),
+            ["p-2", "p-main", "q-main"]
+        );
+        assert!(ids_of(&db, &stmt::group_instances("other")).is_empty());
+    }
+
+    #[test]
+    fn a_users_reach_covers_its_shares_groups_and_keys() {
+        let db = world();
+        db.share("s1", "project:p", "group:g", "read", "alice");
+        assert_eq!(ids_of(&db, &stmt::user_instances("bob")), ["p-2", "p-main"]);
+        db.share("s2", "instance:q-main", "user:bob", "write", "alice");
+        assert_eq!(
+            ids_of(&db, &stmt::user_instances("bob")),
+            ["p-2", "p-main", "q-main"]
+        );
+        // The group's owner is reached through it too; public shares are not
+        // anyone's in particular.
+        assert_eq!(
+            ids_of(&db, &stmt::user_instances("carol")),
+            ["p-2", "p-main"]
+        );
+        db.share("pub", "instance:q-main", "public", "read", "alice");
+        assert!(ids_of(&db, &stmt::user_instances("alice")).is_empty());
+        // A key of alice's that connected to a public instance of someone else.
+        db.api_key("k1", "alice", "account");
+        db.run(&stmt::record_key_use("k1", "q-main", NOW));
+        db.run(&stmt::record_key_use("k1", "q-main", NOW + 1));
+        assert_eq!(ids_of(&db, &stmt::key_instances("k1")), ["q-main"]);
+        assert_eq!(ids_of(&db, &stmt::user_instances("alice")), ["q-main"]);
+        // The record goes with the key.
+        db.conn
+            .execute("DELETE FROM api_keys WHERE id = 'k1'", [])
+            .unwrap();
+        assert!(ids_of(&db, &stmt::key_instances("k1")).is_empty());
+    }
+}
