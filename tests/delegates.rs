@@ -8,42 +8,22 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::api::Api;
-use common::fake::{FakeResponse, FakeUpstream};
-use common::jwt::{now, Key};
-use common::server::{dev_server, shared, ServerOptions, TestServer};
+use common::clerk::SignedIn;
+use common::jwt::now;
+use common::server::{dev_server, ServerOptions};
 use common::world::{grant, User, World};
 use common::ws::{Event, WsClient};
 use serde_json::{json, Value};
 
-struct Clerk {
-    server: &'static TestServer,
-    key: Key,
-    _fake: FakeUpstream,
-}
-
 /// One production server per binary, trusting a JWKS this test serves.
-fn clerk() -> &'static Clerk {
-    static C: OnceLock<Clerk> = OnceLock::new();
-    C.get_or_init(|| {
-        let fake = FakeUpstream::start();
-        let key = Key::generate("kid-delegates");
-        let jwk = key.jwk();
-        fake.on("GET", "/jwks", move |_| {
-            FakeResponse::json(200, &json!({ "keys": [jwk.clone()] }))
-        });
-        let server = shared(ServerOptions::production().var("CLERK_JWKS_URL", &fake.url("/jwks")));
-        Clerk {
-            server,
-            key,
-            _fake: fake,
-        }
-    })
+fn clerk() -> &'static SignedIn {
+    static C: OnceLock<SignedIn> = OnceLock::new();
+    C.get_or_init(|| SignedIn::start(ServerOptions::production()))
 }
 
 /// A signed-in session of `user`.
 fn jwt(user: &User) -> String {
-    let claims = json!({"sub": user.id, "exp": now() + 600, "iat": now() - 5});
-    clerk().key.sign(&claims)
+    clerk().jwt(&user.id)
 }
 
 /// The `Authorization` value of a delegate credential.
@@ -52,12 +32,15 @@ fn delegate_auth(id: &str, secret: &str) -> String {
 }
 
 struct Setup {
-    w: World,
+    w: &'static World,
     api: Api<'static>,
 }
 
-fn setup(prefix: &str) -> Setup {
-    let w = World::seed(clerk().server, &common::unique_id(prefix));
+/// The binary's seeded users (seeded once: writing to D1 from the command
+/// line while the server runs can lock it out).
+fn setup(_test: &str) -> Setup {
+    static W: OnceLock<World> = OnceLock::new();
+    let w = W.get_or_init(|| World::seed(clerk().server, "del"));
     Setup { api: w.api(), w }
 }
 
@@ -102,7 +85,8 @@ fn is_hex_id(s: &str, prefix: &str) -> bool {
 #[tokio::test]
 async fn delegate_routes_answer_with_the_dashboard_shapes() {
     let s = setup("dshape");
-    let alice = &s.w.alice;
+    // carol: no other test of this binary gives her delegates.
+    let alice = &s.w.carol;
     let token = jwt(alice);
     let project = s.w.project(alice, "p").await;
 
@@ -303,7 +287,8 @@ async fn only_their_signed_in_creator_manages_delegates() {
 #[tokio::test]
 async fn bad_bodies_are_refused_naming_the_field() {
     let s = setup("dbad");
-    let alice = &s.w.alice;
+    // eve: no other test of this binary gives her delegates.
+    let alice = &s.w.eve;
     let token = jwt(alice);
     let caps = json!({"can_read": true});
     for (body, message) in [

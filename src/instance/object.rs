@@ -659,7 +659,8 @@ impl Instance {
         let instance_id = self.meta.borrow().instance_id.clone();
         let mut verdicts: HashMap<(String, AccessBasis), Option<Permission>> = HashMap::new();
         let mut result = RecheckResult::default();
-        for ws in self.state.get_websockets_with_tag(TAG_AUTHENTICATED) {
+        // Every socket: one that authenticated in-band keeps its `pending` tag.
+        for ws in self.state.get_websockets() {
             let Ok(Some(mut session)) = read_session(&ws) else {
                 continue;
             };

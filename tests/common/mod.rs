@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod clerk;
 pub mod fake;
 pub mod jwt;
 pub mod scripted;

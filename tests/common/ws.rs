@@ -91,6 +91,14 @@ impl WsClient {
         self.send_text(&value.to_string()).await;
     }
 
+    /// Sends if the socket still takes frames; whether it did.
+    pub async fn try_send(&mut self, value: &Value) -> bool {
+        self.stream
+            .send(Message::text(value.to_string()))
+            .await
+            .is_ok()
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.stream
             .send(Message::text(text.to_string()))

@@ -1,0 +1,487 @@
+//! protocol.md §8 against a production-mode server: revocation reaches open
+//! sockets and running AI requests, a deleted instance stays deleted, the
+//! read-only flag only moves forward, nothing is stored before
+//! authentication; and the auth deadline closes a socket at once.
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::api::Api;
+use common::clerk::SignedIn;
+use common::scripted::delta;
+use common::scripted::{script, sse, tag, text_step, tool_arguments, tool_call, with_upstreams};
+use common::server::{dev_server, ServerOptions};
+use common::world::{grant, User, World};
+use common::ws::{Event, WsClient};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "admin-token-for-revocation-tests";
+
+fn signed_in() -> &'static SignedIn {
+    static S: OnceLock<SignedIn> = OnceLock::new();
+    S.get_or_init(|| {
+        SignedIn::start(with_upstreams(ServerOptions::production()).var("ADMIN_TOKEN", ADMIN))
+    })
+}
+
+/// The binary's seeded users (seeded once: writing to D1 from the command
+/// line while the server runs can lock it out).
+fn setup(_test: &str) -> (&'static World, Api<'static>) {
+    static W: OnceLock<World> = OnceLock::new();
+    let w = W.get_or_init(|| World::seed(signed_in().server, "rev"));
+    (w, w.api())
+}
+
+fn jwt(user: &User) -> String {
+    signed_in().jwt(&user.id)
+}
+
+/// Waits for the socket's close (skipping messages); its code and reason.
+async fn closed(ws: &mut WsClient, limit: Duration) -> (u16, String) {
+    loop {
+        match ws.next_event(limit).await {
+            Event::Json(_) => continue,
+            Event::Closed(Some(frame)) => return frame,
+            other => panic!("expected a close within {limit:?}, got {other:?}"),
+        }
+    }
+}
+
+/// A new API key of `user` (created as a signed-in user would); the key
+/// and its id.
+async fn new_key(api: &Api<'_>, user: &User, permissions: Value) -> (String, String) {
+    let body = json!({"name": "agent", "scopeType": "account", "permissions": permissions});
+    let (status, created) = api.post("/api/keys", Some(&jwt(user)), body).await;
+    assert_eq!(status, 201, "{created}");
+    (
+        created["key"].as_str().unwrap().to_string(),
+        created["id"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn set_refused(ws: &mut WsClient) -> String {
+    ws.send(&json!({"type": "set", "key": "k", "value": 1}))
+        .await;
+    let error = ws.recv_type("error").await;
+    error["code"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn deleting_an_api_key_closes_every_socket_it_opened() {
+    let (w, api) = setup("rkey");
+    let alice = &w.alice;
+    let project = w.project(alice, "p").await;
+    let (key, key_id) = new_key(&api, alice, json!(["read", "write"])).await;
+
+    // Three ways in: the header, a one-time token the key obtained, and an
+    // in-band `auth`.
+    let mut by_header = w.join(&project.main, &key).await;
+    let (_, token) = api
+        .post(
+            "/api/ws-token",
+            Some(&key),
+            json!({"instanceId": project.main}),
+        )
+        .await;
+    let path = format!(
+        "{}?token={}",
+        project.main,
+        token["token"].as_str().unwrap()
+    );
+    let (mut by_token, _) = WsClient::join(w.server, &path, None).await;
+    let mut in_band = WsClient::connect_to(w.server, &project.main, None).await;
+    in_band.send(&json!({"type": "auth", "apiKey": key})).await;
+    in_band.handshake().await;
+    // The owner's own socket (signed in) is not affected.
+    let mut owner = w.join(&project.main, &jwt(alice)).await;
+
+    let started = Instant::now();
+    let deleted = api
+        .delete(&format!("/api/keys/{key_id}"), Some(&jwt(alice)))
+        .await;
+    assert_eq!(deleted.0, 200);
+    for ws in [&mut by_header, &mut by_token, &mut in_band] {
+        assert_eq!(
+            closed(ws, Duration::from_secs(2)).await,
+            (4003, "Access revoked".to_string())
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A set the key's socket still manages to send is not applied.
+    by_header
+        .try_send(&json!({"type": "set", "key": "after", "value": 1}))
+        .await;
+    owner
+        .send(&json!({"type": "set", "key": "owner", "value": 2}))
+        .await;
+    let seen = owner.recv_type("key_updated").await;
+    assert_eq!(
+        seen["key"], "owner",
+        "nothing from the revoked key came first"
+    );
+    let (_, sync) = WsClient::join(w.server, &project.main, Some(&jwt(alice))).await;
+    assert!(sync["data"].get("after").is_none(), "{sync}");
+}
+
+#[tokio::test]
+async fn a_deleted_share_closes_and_a_lowered_share_lowers() {
+    let (w, api) = setup("rshare");
+    let (alice, bob) = (&w.alice, &w.bob);
+    let bobs = w.project(bob, "bob's").await;
+    let shares = format!("/api/instances/{}/shares", bobs.main);
+    let share = w
+        .share(bob, &shares, grant("user", &alice.id, "write"))
+        .await;
+    let mut ws = w.join(&bobs.main, &alice.key).await;
+    let mut owner = w.join(&bobs.main, &bob.key).await;
+
+    // Lowered to read: the socket stays open, its next set is refused.
+    w.share(bob, &shares, grant("user", &alice.id, "read"))
+        .await;
+    assert_eq!(set_refused(&mut ws).await, "NO_PERMISSION");
+
+    // Deleted: closed with 4003 within a second.
+    let started = Instant::now();
+    assert_eq!(
+        api.delete(&format!("/api/shares/{share}"), Some(&bob.key))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(closed(&mut ws, Duration::from_secs(2)).await.0, 4003);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    owner
+        .send(&json!({"type": "set", "key": "still", "value": true}))
+        .await;
+    owner.recv_type("key_updated").await;
+}
+
+#[tokio::test]
+async fn group_changes_reach_the_members_sockets() {
+    let (w, api) = setup("rgroup");
+    let (bob, carol, eve) = (&w.bob, &w.carol, &w.eve);
+    let (status, group) = api
+        .post("/api/groups", Some(&carol.key), json!({"name": "g"}))
+        .await;
+    assert_eq!(status, 201);
+    let gid = group["id"].as_str().unwrap();
+    for member in [bob, eve] {
+        let path = format!("/api/groups/{gid}/members");
+        let (status, _) = api
+            .post(&path, Some(&carol.key), json!({"userId": member.id}))
+            .await;
+        assert_eq!(status, 201);
+    }
+    let project = w.project(carol, "p").await;
+    let shares = format!("/api/projects/{}/shares", project.id);
+    w.share(carol, &shares, grant("group", gid, "write")).await;
+    let mut bobs = w.join(&project.main, &bob.key).await;
+    let mut eves = w.join(&project.main, &eve.key).await;
+
+    // Removing bob closes bob's socket only.
+    let path = format!("/api/groups/{gid}/members/{}", bob.id);
+    assert_eq!(api.delete(&path, Some(&carol.key)).await.0, 200);
+    assert_eq!(closed(&mut bobs, Duration::from_secs(2)).await.0, 4003);
+    eves.send(&json!({"type": "set", "key": "k", "value": 1}))
+        .await;
+    eves.recv_type("key_updated").await;
+
+    // Deleting the group closes the rest.
+    assert_eq!(
+        api.delete(&format!("/api/groups/{gid}"), Some(&carol.key))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(closed(&mut eves, Duration::from_secs(2)).await.0, 4003);
+}
+
+#[tokio::test]
+async fn a_deleted_instance_stays_deleted_on_every_path() {
+    let (w, api) = setup("rdel");
+    let alice = &w.alice;
+    let project = w.project(alice, "p").await;
+    let doomed = w.instance(alice, &project.id, "doomed").await;
+    let mut ws = w.join(&doomed, &alice.key).await;
+    ws.send(&json!({"type": "set", "key": "k", "value": 1}))
+        .await;
+    ws.recv_type("key_updated").await;
+    // A token obtained before the deletion.
+    let (_, early) = api
+        .post(
+            "/api/ws-token",
+            Some(&alice.key),
+            json!({"instanceId": doomed}),
+        )
+        .await;
+
+    assert_eq!(
+        api.delete(&format!("/api/instances/{doomed}"), Some(&alice.key))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        closed(&mut ws, Duration::from_secs(2)).await,
+        (1000, "Instance deleted".to_string())
+    );
+
+    // The instance's pending tokens went with it.
+    let path = format!("{doomed}?token={}", early["token"].as_str().unwrap());
+    let late = WsClient::try_connect_to(w.server, &path, None).await;
+    assert!(late.err().is_some_and(|e| e.starts_with("401")));
+    assert!(w.refusal(&doomed, &alice.key).await.starts_with("403"));
+    let (status, _) = api
+        .post(
+            "/api/ws-token",
+            Some(&alice.key),
+            json!({"instanceId": doomed}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = api
+        .post(
+            "/api/transform",
+            Some(&alice.key),
+            json!({"instanceId": doomed, "outputKey": "o", "template": "x"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = api
+        .post(
+            &format!("/api/projects/{}/instances", project.id),
+            Some(&alice.key),
+            json!({"name": "copy", "cloneFrom": doomed}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (404, json!({"error": "cloneFrom instance not found"}))
+    );
+}
+
+#[tokio::test]
+async fn development_mode_cannot_revive_a_deleted_id() {
+    let server = dev_server();
+    let api = Api::new(server);
+    let (status, project) = api
+        .post("/api/projects", None, json!({"name": "dev"}))
+        .await;
+    assert_eq!(status, 201);
+    let main = project["defaultInstanceId"].as_str().unwrap().to_string();
+    let (mut ws, _) = WsClient::join(server, &main, None).await;
+    assert_eq!(
+        api.delete(&format!("/api/instances/{main}"), None).await.0,
+        200
+    );
+    assert_eq!(closed(&mut ws, Duration::from_secs(2)).await.0, 1000);
+    // dev-user may use any id, but not a deleted one.
+    let mut again = WsClient::connect_to(server, &main, None).await;
+    assert_eq!(
+        again.expect_closed().await,
+        Some((4004, "Instance not found".to_string()))
+    );
+    let (status, _) = api
+        .post("/api/ws-token", None, json!({"instanceId": main}))
+        .await;
+    assert_eq!(status, 404);
+}
+
+/// The 64-hex Durable Object id of an instance, as the delegates API
+/// reports it.
+async fn object_id(api: &Api<'_>, user: &User, instance: &str) -> String {
+    let token = jwt(user);
+    let (_, d) = api
+        .post(
+            "/api/delegates",
+            Some(&token),
+            json!({"name": "probe", "keyPermissions": {"can_read": true}}),
+        )
+        .await;
+    let id = d["delegate_id"].as_str().unwrap();
+    let grants = format!("/api/delegates/{id}/grants");
+    let body = json!({"instanceId": instance, "permission": "read"});
+    assert_eq!(api.post(&grants, Some(&token), body).await.0, 200);
+    let (_, listed) = api.get(&grants, Some(&token)).await;
+    listed["grants"][0]["do_id"].as_str().unwrap().to_string()
+}
+
+async fn storage(object_id: &str) -> Value {
+    let resp = reqwest::Client::new()
+        .get(
+            signed_in()
+                .server
+                .local_url(&format!("/admin/do/{object_id}/storage")),
+        )
+        .header("X-Admin-Token", ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_connect_that_never_authenticates_stores_nothing() {
+    let (w, api) = setup("rstore");
+    let alice = &w.alice;
+    let project = w.project(alice, "p").await;
+    let object = object_id(&api, alice, &project.main).await;
+
+    let mut idle = WsClient::connect_to(w.server, &project.main, None).await;
+    idle.send(&json!({"type": "set", "key": "k", "value": 1}))
+        .await;
+    assert_eq!(idle.recv_type("error").await["code"], "NOT_AUTHENTICATED");
+    idle.close(1000, "bye").await;
+    let report = storage(&object).await;
+    assert_eq!(
+        report,
+        json!({"tables": [], "alarm": false, "deleted": false})
+    );
+
+    // Once someone authenticates, the object has its tables.
+    let mut ok = WsClient::connect_to(w.server, &project.main, None).await;
+    ok.send(&json!({"type": "auth", "apiKey": alice.key})).await;
+    ok.handshake().await;
+    let report = storage(&object).await;
+    let tables = report["tables"].as_array().unwrap();
+    assert!(
+        tables.contains(&json!("keys")) && tables.contains(&json!("meta")),
+        "{report}"
+    );
+
+    // And a deleted instance keeps only its tombstone.
+    assert_eq!(
+        api.delete(
+            &format!("/api/instances/{}", project.main),
+            Some(&alice.key)
+        )
+        .await
+        .0,
+        200
+    );
+    let report = storage(&object).await;
+    assert_eq!(report["deleted"], true, "{report}");
+    assert_eq!(report["tables"], json!(["tombstone"]));
+}
+
+#[tokio::test]
+async fn the_auth_timeout_error_and_close_arrive_together() {
+    let (w, _) = setup("rtimeout");
+    let project = w.project(&w.alice, "p").await;
+    let started = Instant::now();
+    let mut ws = WsClient::connect_to(w.server, &project.main, None).await;
+    let Event::Json(error) = ws.next_event(Duration::from_secs(15)).await else {
+        panic!("no auth_error");
+    };
+    let at_error = started.elapsed();
+    assert_eq!(error["code"], "AUTH_TIMEOUT");
+    let (code, _) = closed(&mut ws, Duration::from_secs(5)).await;
+    let at_close = started.elapsed();
+    assert_eq!(code, 1008);
+    assert!(at_error >= Duration::from_millis(9_500), "{at_error:?}");
+    assert!(
+        at_close - at_error < Duration::from_secs(1),
+        "error at {at_error:?}, close at {at_close:?}"
+    );
+}
+
+/// A tool step whose stream takes about `total` to arrive: the model
+/// writes `key` = `value`.
+fn slow_write(key: &str, value: &str, total: Duration) -> common::fake::FakeResponse {
+    let args = json!({"key": key, "value": value}).to_string();
+    let mut chunks = vec![tool_call(0, "call_slow", "write_key", "")];
+    let pieces: Vec<String> = args.chars().map(String::from).collect();
+    let n = pieces.len() as u32;
+    chunks.extend(pieces.iter().map(|p| tool_arguments(0, p)));
+    chunks.push(delta(json!({}), Some("tool_calls")));
+    sse(chunks, total / n)
+}
+
+/// Posts a chat and reads its whole stream; the stream's text.
+async fn chat(server_url: String, key: Option<String>, body: Value) -> String {
+    let mut req = reqwest::Client::new().post(server_url).json(&body);
+    if let Some(key) = key {
+        req = req.header("Authorization", format!("Bearer {key}"));
+    }
+    let resp = req.send().await.expect("chat");
+    assert_eq!(resp.status(), 200);
+    resp.text().await.expect("chat stream")
+}
+
+#[tokio::test]
+async fn a_long_ai_request_cannot_reopen_a_read_only_instance() {
+    let (w, api) = setup("rro");
+    let alice = &w.alice;
+    let project = w.project(alice, "p").await;
+    let t = tag();
+    script(
+        &t,
+        vec![
+            slow_write("late", "x", Duration::from_secs(2)),
+            text_step(&["done"]),
+        ],
+    );
+    let body = json!({
+        "instanceId": project.main, "model": t, "mode": "edit",
+        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "write"}]}],
+    });
+    let running = tokio::spawn(chat(
+        w.server.local_url("/api/chat"),
+        Some(alice.key.clone()),
+        body,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, _) = api
+        .patch(
+            &format!("/api/instances/{}", project.main),
+            Some(&alice.key),
+            json!({"is_readonly": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let stream = running.await.unwrap();
+    assert!(stream.contains("read-only"), "{stream}");
+
+    // The instance stayed read-only and the late write is not there.
+    let (mut ws, sync) = WsClient::join(w.server, &project.main, Some(&alice.key)).await;
+    assert!(sync["data"].get("late").is_none(), "{sync}");
+    assert_eq!(set_refused(&mut ws).await, "READ_ONLY");
+}
+
+#[tokio::test]
+async fn a_running_chat_stops_writing_when_its_key_is_deleted() {
+    let (w, api) = setup("rchat");
+    let alice = &w.alice;
+    let project = w.project(alice, "p").await;
+    let (key, key_id) = new_key(&api, alice, json!(["read", "write"])).await;
+    let t = tag();
+    script(
+        &t,
+        vec![
+            slow_write("late", "x", Duration::from_secs(2)),
+            text_step(&["done"]),
+        ],
+    );
+    let body = json!({
+        "instanceId": project.main, "model": t, "mode": "edit",
+        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "write"}]}],
+    });
+    let running = tokio::spawn(chat(w.server.local_url("/api/chat"), Some(key), body));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deleted = api
+        .delete(&format!("/api/keys/{key_id}"), Some(&jwt(alice)))
+        .await;
+    assert_eq!(deleted.0, 200);
+    let stream = running.await.unwrap();
+    assert!(stream.contains("revoked"), "{stream}");
+    let (_, sync) = WsClient::join(w.server, &project.main, Some(&alice.key)).await;
+    assert!(sync["data"].get("late").is_none(), "{sync}");
+}
