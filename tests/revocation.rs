@@ -485,3 +485,83 @@ async fn a_running_chat_stops_writing_when_its_key_is_deleted() {
     let (_, sync) = WsClient::join(w.server, &project.main, Some(&alice.key)).await;
     assert!(sync["data"].get("late").is_none(), "{sync}");
 }
+
+/// The cost of one revocation that reaches 1,000 objects (docs/revocation.md):
+/// a delegate granted on 1,000 instances, with sockets open on `SOCKETS` of
+/// them (default 100; the others' objects are cold), is deleted. Prints the
+/// time until the `DELETE` answers and until the last socket is closed.
+/// Run on demand: `cargo test --test revocation -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn revocation_reaching_a_thousand_objects() {
+    const OBJECTS: usize = 1_000;
+    let sockets: usize = std::env::var("SOCKETS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let (w, api) = setup("rcost");
+    let owner = &w.alice;
+    let project = w.project(owner, "many").await;
+    let token = jwt(owner);
+    let (_, d) = api
+        .post(
+            "/api/delegates",
+            Some(&token),
+            json!({"name": "wide", "keyPermissions": {"can_read": true}}),
+        )
+        .await;
+    let delegate = d["delegate_id"].as_str().unwrap().to_string();
+    let (_, s) = api
+        .post(
+            &format!("/api/delegates/{delegate}/secrets"),
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    let secret = s["delegateSecret"].as_str().unwrap().to_string();
+
+    // 1,000 instances and grants, seeded in one statement batch.
+    let ids: Vec<String> = (0..OBJECTS)
+        .map(|i| format!("cost-{i:04}-{}", project.id))
+        .collect();
+    let mut sql = String::new();
+    for id in &ids {
+        sql.push_str(&format!(
+            "INSERT INTO instances (id, project_id, owner_id, name, created_at, updated_at) VALUES ('{id}','{p}','{o}','i',0,0);
+             INSERT INTO delegate_grants (delegate_id, instance_id, permission, granted_by_user_id, granted_at) VALUES ('{delegate}','{id}','read','{o}',0);",
+            p = project.id,
+            o = owner.id
+        ));
+    }
+    w.server.d1_execute(&sql);
+
+    let cred = format!("ApiKey {delegate}:{secret}");
+    let mut open = Vec::new();
+    let opened = Instant::now();
+    for id in ids.iter().take(sockets) {
+        let url = w.server.ws_url(&format!("/sync/{id}"));
+        let mut ws =
+            WsClient::connect_with_headers(&url, &[("Authorization", cred.as_str())]).await;
+        ws.handshake().await;
+        open.push(ws);
+    }
+    eprintln!(
+        "opened {sockets} delegate sockets in {:?}",
+        opened.elapsed()
+    );
+
+    let started = Instant::now();
+    let (status, _) = api
+        .delete(&format!("/api/delegates/{delegate}"), Some(&token))
+        .await;
+    let answered = started.elapsed();
+    assert_eq!(status, 200);
+    let mut last = Duration::ZERO;
+    for ws in &mut open {
+        assert_eq!(closed(ws, Duration::from_secs(30)).await.0, 4003);
+        last = last.max(started.elapsed());
+    }
+    eprintln!(
+        "revocation reaching {OBJECTS} objects ({sockets} with a socket): DELETE answered in {answered:?}, last socket closed after {last:?}"
+    );
+}
