@@ -47,13 +47,14 @@ ALTER TABLE ws_tokens ADD COLUMN secret_id TEXT;
 -- never overwrite a newer value.
 ALTER TABLE instances ADD COLUMN readonly_version INTEGER NOT NULL DEFAULT 0;
 
--- The instances an API key has opened sockets on, so that deleting the key
--- re-evaluates exactly those objects (an account-wide key may reach many
--- instances, public ones included; only the ones it used can hold its
--- sockets).
-CREATE TABLE api_key_instances (
-  api_key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+-- The instances an API key or a delegate has opened sockets on, so that
+-- revoking it re-evaluates exactly those objects (an account-wide key may
+-- reach many instances, public ones included, and a delegate many grants;
+-- only the instances it used can hold its sockets). `credential_id` is an
+-- API key id or a delegate id; rows go when the credential is deleted.
+CREATE TABLE credential_instances (
+  credential_id TEXT NOT NULL,
   instance_id TEXT NOT NULL,
   first_used_at INTEGER NOT NULL,
-  PRIMARY KEY (api_key_id, instance_id)
+  PRIMARY KEY (credential_id, instance_id)
 );

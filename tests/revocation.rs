@@ -520,20 +520,25 @@ async fn revocation_reaching_a_thousand_objects() {
         .await;
     let secret = s["delegateSecret"].as_str().unwrap().to_string();
 
-    // 1,000 instances and grants, seeded in one statement batch.
+    // 1,000 instances and grants, seeded in batches (one command-line
+    // argument holds at most 128 KiB).
     let ids: Vec<String> = (0..OBJECTS)
         .map(|i| format!("cost-{i:04}-{}", project.id))
         .collect();
-    let mut sql = String::new();
-    for id in &ids {
-        sql.push_str(&format!(
-            "INSERT INTO instances (id, project_id, owner_id, name, created_at, updated_at) VALUES ('{id}','{p}','{o}','i',0,0);
-             INSERT INTO delegate_grants (delegate_id, instance_id, permission, granted_by_user_id, granted_at) VALUES ('{delegate}','{id}','read','{o}',0);",
-            p = project.id,
-            o = owner.id
-        ));
+    for chunk in ids.chunks(100) {
+        let sql: String = chunk
+            .iter()
+            .map(|id| {
+                format!(
+                    "INSERT INTO instances (id, project_id, owner_id, name, created_at, updated_at) VALUES ('{id}','{p}','{o}','i',0,0);
+                     INSERT INTO delegate_grants (delegate_id, instance_id, permission, granted_by_user_id, granted_at) VALUES ('{delegate}','{id}','read','{o}',0);",
+                    p = project.id,
+                    o = owner.id
+                )
+            })
+            .collect();
+        w.server.d1_execute(&sql);
     }
-    w.server.d1_execute(&sql);
 
     let cred = format!("ApiKey {delegate}:{secret}");
     let mut open = Vec::new();

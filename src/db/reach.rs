@@ -10,14 +10,24 @@ use crate::error::ApiError;
 
 // --- SQL --------------------------------------------------------------------
 
-/// `?1` API key id, `?2` instance id, `?3` now: the key opened a socket there.
-pub const RECORD_KEY_USE: &str =
-    "INSERT INTO api_key_instances (api_key_id, instance_id, first_used_at) VALUES (?1, ?2, ?3)
-     ON CONFLICT (api_key_id, instance_id) DO NOTHING";
+/// `?1` API key or delegate id, `?2` instance id, `?3` now: the credential
+/// opened a socket there.
+pub const RECORD_USE: &str =
+    "INSERT INTO credential_instances (credential_id, instance_id, first_used_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT (credential_id, instance_id) DO NOTHING";
 
-/// `?1` API key id: the instances it opened sockets on.
-pub const SELECT_KEY_INSTANCES: &str =
-    "SELECT instance_id AS id FROM api_key_instances WHERE api_key_id = ?1";
+/// `?1` API key or delegate id: the instances it opened sockets on.
+pub const SELECT_USED_INSTANCES: &str =
+    "SELECT instance_id AS id FROM credential_instances WHERE credential_id = ?1";
+
+/// `?1` API key or delegate id: forgets where it was used (it is gone).
+pub const DELETE_USES: &str = "DELETE FROM credential_instances WHERE credential_id = ?1";
+
+/// `?1` user id: forgets where the user's keys and delegates were used
+/// (the user is being deleted).
+pub const DELETE_USER_USES: &str = "DELETE FROM credential_instances WHERE credential_id IN
+      (SELECT id FROM api_keys WHERE user_id = ?1
+       UNION SELECT delegate_id FROM delegates WHERE created_by_user_id = ?1)";
 
 /// `?1` group id: the instances its shares reach (instance shares, and every
 /// instance of a shared project).
@@ -35,23 +45,33 @@ pub const SELECT_USER_INSTANCES: &str = concat!(
     " UNION SELECT i.id FROM shares s JOIN instances i ON i.project_id = s.resource_id",
     " WHERE s.resource_type = 'project' AND ",
     personal_share!("?1"),
-    " UNION SELECT u.instance_id FROM api_key_instances u JOIN api_keys k ON k.id = u.api_key_id",
-    " WHERE k.user_id = ?1"
+    " UNION SELECT u.instance_id FROM credential_instances u JOIN api_keys k ON k.id = u.credential_id",
+    " WHERE k.user_id = ?1",
+    " UNION SELECT u.instance_id FROM credential_instances u",
+    " JOIN delegates d ON d.delegate_id = u.credential_id WHERE d.created_by_user_id = ?1"
 );
 
 /// The statements with their parameters bound in order.
 pub mod stmt {
     use super::*;
 
-    pub fn record_key_use<'a>(key_id: &'a str, instance_id: &'a str, now: i64) -> Statement<'a> {
+    pub fn record_use<'a>(credential: &'a str, instance_id: &'a str, now: i64) -> Statement<'a> {
         Statement::new(
-            RECORD_KEY_USE,
-            [Arg::Text(key_id), Arg::Text(instance_id), Arg::Int(now)],
+            RECORD_USE,
+            [Arg::Text(credential), Arg::Text(instance_id), Arg::Int(now)],
         )
     }
 
-    pub fn key_instances(key_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_KEY_INSTANCES, [Arg::Text(key_id)])
+    pub fn used_instances(credential: &str) -> Statement<'_> {
+        Statement::new(SELECT_USED_INSTANCES, [Arg::Text(credential)])
+    }
+
+    pub fn forget_uses(credential: &str) -> Statement<'_> {
+        Statement::new(DELETE_USES, [Arg::Text(credential)])
+    }
+
+    pub fn forget_user_uses(user_id: &str) -> Statement<'_> {
+        Statement::new(DELETE_USER_USES, [Arg::Text(user_id)])
     }
 
     pub fn group_instances(group_id: &str) -> Statement<'_> {
@@ -65,15 +85,26 @@ pub mod stmt {
 
 // --- D1 ---------------------------------------------------------------------
 
-/// Records that an API key opened a socket on an instance (once per pair).
-pub async fn record_key_use(
+/// Records that an API key or delegate opened a socket on an instance
+/// (once per pair).
+pub async fn record_use(
     db: &D1Database,
-    key_id: &str,
+    credential: &str,
     instance_id: &str,
 ) -> Result<(), ApiError> {
-    stmt::record_key_use(key_id, instance_id, now_seconds())
+    stmt::record_use(credential, instance_id, now_seconds())
         .run(db)
         .await
+}
+
+/// Forgets where the keys and delegates of a user being deleted were used.
+pub async fn forget_user_uses(db: &D1Database, user_id: &str) -> Result<(), ApiError> {
+    stmt::forget_user_uses(user_id).run(db).await
+}
+
+/// Forgets where a deleted credential was used.
+pub async fn forget_uses(db: &D1Database, credential: &str) -> Result<(), ApiError> {
+    stmt::forget_uses(credential).run(db).await
 }
 
 async fn ids(db: &D1Database, st: Statement<'_>) -> Result<Vec<String>, ApiError> {
@@ -81,8 +112,9 @@ async fn ids(db: &D1Database, st: Statement<'_>) -> Result<Vec<String>, ApiError
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
-pub async fn key_instances(db: &D1Database, key_id: &str) -> Result<Vec<String>, ApiError> {
-    ids(db, stmt::key_instances(key_id)).await
+/// The instances an API key or delegate opened sockets on.
+pub async fn used_instances(db: &D1Database, credential: &str) -> Result<Vec<String>, ApiError> {
+    ids(db, stmt::used_instances(credential)).await
 }
 
 pub async fn group_instances(db: &D1Database, group_id: &str) -> Result<Vec<String>, ApiError> {
@@ -152,14 +184,25 @@ mod tests {
         assert!(ids_of(&db, &stmt::user_instances("alice")).is_empty());
         // A key of alice's that connected to a public instance of someone else.
         db.api_key("k1", "alice", "account");
-        db.run(&stmt::record_key_use("k1", "q-main", NOW));
-        db.run(&stmt::record_key_use("k1", "q-main", NOW + 1));
-        assert_eq!(ids_of(&db, &stmt::key_instances("k1")), ["q-main"]);
+        db.run(&stmt::record_use("k1", "q-main", NOW));
+        db.run(&stmt::record_use("k1", "q-main", NOW + 1));
+        assert_eq!(ids_of(&db, &stmt::used_instances("k1")), ["q-main"]);
         assert_eq!(ids_of(&db, &stmt::user_instances("alice")), ["q-main"]);
-        // The record goes with the key.
+        // And a delegate of bob's that connected to p-2.
         db.conn
-            .execute("DELETE FROM api_keys WHERE id = 'k1'", [])
+            .execute(
+                "INSERT INTO delegates (delegate_id, created_by_user_id, name, created_at) VALUES ('del_b', 'bob', 'd', 0)",
+                [],
+            )
             .unwrap();
-        assert!(ids_of(&db, &stmt::key_instances("k1")).is_empty());
+        db.run(&stmt::record_use("del_b", "p-2", NOW));
+        assert_eq!(
+            ids_of(&db, &stmt::user_instances("bob")),
+            ["p-2", "p-main", "q-main"]
+        );
+        db.run(&stmt::forget_uses("k1"));
+        assert!(ids_of(&db, &stmt::used_instances("k1")).is_empty());
+        db.run(&stmt::forget_user_uses("bob"));
+        assert!(ids_of(&db, &stmt::used_instances("del_b")).is_empty());
     }
 }

@@ -129,11 +129,12 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     authorize_api_key_management(&caller.principal).map_err(|d| denied(d, "API key"))?;
     let db = ctx.db()?;
-    let reached = db::reach::key_instances(&db, id).await?;
+    let reached = db::reach::used_instances(&db, id).await?;
     if !db::api_keys::delete_owned(&db, id, &caller.user_id).await? {
         return Err(ApiError::not_found("API key not found"));
     }
+    db::reach::forget_uses(&db, id).await?;
     // The key's open sockets close at once (§8).
-    revocation::recheck(ctx, &reached, Affected::ApiKey(id.to_owned())).await;
+    revocation::revoke(ctx, &reached, Affected::ApiKey(id.to_owned())).await;
     json(200, &serde_json::json!({ "success": true }))
 }

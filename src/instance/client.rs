@@ -7,8 +7,8 @@ use serde_json::value::RawValue;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
 
 use super::internal::{
-    self, Affected, DeleteRequest, ImportRequest, ReadOnlyFlag, RecheckResult, Refusal, SetRequest,
-    WriteResult,
+    self, DeleteRequest, ImportRequest, ReadOnlyFlag, RecheckRequest, RecheckResult, Refusal,
+    SetRequest, WriteResult,
 };
 use crate::error::ApiError;
 use crate::permission::{AccessBasis, Permission};
@@ -212,8 +212,8 @@ impl InstanceClient {
 
     /// Has the object re-evaluate the sockets `affected` may concern
     /// (protocol.md §8); returns how many it closed and lowered.
-    pub async fn recheck(&self, affected: &Affected) -> Result<RecheckResult, ApiError> {
-        let body = serde_json::to_string(affected)?;
+    pub async fn recheck(&self, request: &RecheckRequest) -> Result<RecheckResult, ApiError> {
+        let body = serde_json::to_string(request)?;
         let mut resp = self
             .call(Method::Post, internal::PATH_RECHECK, Some(body))
             .await?;

@@ -65,6 +65,16 @@ impl Affected {
     }
 }
 
+/// The body of a recheck: which sockets, and whether their access is gone
+/// for certain (the credential they rest on was deleted or revoked: close
+/// them without asking D1) or must be re-evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecheckRequest {
+    pub affected: Affected,
+    #[serde(default)]
+    pub gone: bool,
+}
+
 /// What a recheck did: sockets closed and sockets lowered.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct RecheckResult {

@@ -20,8 +20,8 @@ use super::attributes::Attributes;
 use super::engine::{Engine, Outbound, Outcome, Session, CLOSE_POLICY_VIOLATION};
 use super::error::{ErrorCode, MessageId, ProtocolError};
 use super::internal::{
-    self, Affected, DeleteRequest, ImportRequest, ReadOnlyFlag, RecheckResult, Refusal, SetRequest,
-    WriteResult,
+    self, DeleteRequest, ImportRequest, ReadOnlyFlag, RecheckRequest, RecheckResult, Refusal,
+    SetRequest, WriteResult,
 };
 use super::protocol::{encode_ack, encode_auth_error, encode_auth_success, encode_error};
 use super::store::{load_meta, migrate, save_meta, InstanceMeta};
@@ -654,7 +654,7 @@ impl Instance {
     /// is looked up once. A lookup that fails leaves its sockets as they
     /// are (logged): D1 being down must not disconnect everyone.
     async fn recheck(&self, body: &str) -> Result<Response> {
-        let affected: Affected = serde_json::from_str(body)
+        let RecheckRequest { affected, gone } = serde_json::from_str(body)
             .map_err(|e| worker::Error::RustError(format!("recheck body: {e}")))?;
         let instance_id = self.meta.borrow().instance_id.clone();
         let mut verdicts: HashMap<(String, AccessBasis), Option<Permission>> = HashMap::new();
@@ -669,6 +669,7 @@ impl Instance {
             }
             let key = (session.user_id.clone(), session.basis.clone());
             let now = match verdicts.get(&key) {
+                _ if gone => None,
                 Some(v) => *v,
                 None => {
                     let v = match current_permission(

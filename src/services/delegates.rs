@@ -68,9 +68,10 @@ pub async fn create(
 pub async fn delete(ctx: &Ctx, caller: &Caller, delegate_id: &str) -> Result<(), ApiError> {
     let delegate = owned(ctx, caller, delegate_id).await?;
     let db = ctx.db()?;
-    let reached = granted_instances(&db, &delegate.delegate_id).await?;
+    let reached = db::reach::used_instances(&db, &delegate.delegate_id).await?;
     db::delegates::delete(&db, &delegate.delegate_id).await?;
-    revocation::recheck(ctx, &reached, Affected::Delegate(delegate.delegate_id)).await;
+    db::reach::forget_uses(&db, &delegate.delegate_id).await?;
+    revocation::revoke(ctx, &reached, Affected::Delegate(delegate.delegate_id)).await;
     Ok(())
 }
 
@@ -117,8 +118,8 @@ pub async fn revoke_secret(
     if !db::delegates::revoke_secret(&db, secret_id, &delegate.delegate_id).await? {
         return Err(ApiError::not_found("Secret not found"));
     }
-    let reached = granted_instances(&db, &delegate.delegate_id).await?;
-    revocation::recheck(ctx, &reached, Affected::Secret(secret_id.to_owned())).await;
+    let reached = db::reach::used_instances(&db, &delegate.delegate_id).await?;
+    revocation::revoke(ctx, &reached, Affected::Secret(secret_id.to_owned())).await;
     Ok(())
 }
 
@@ -169,17 +170,6 @@ pub async fn revoke_grant(
         return Err(ApiError::not_found("Grant not found"));
     }
     let reached = [instance_id.to_owned()];
-    revocation::recheck(ctx, &reached, Affected::Delegate(delegate.delegate_id)).await;
+    revocation::revoke(ctx, &reached, Affected::Delegate(delegate.delegate_id)).await;
     Ok(())
-}
-
-async fn granted_instances(
-    db: &worker::D1Database,
-    delegate_id: &str,
-) -> Result<Vec<String>, ApiError> {
-    Ok(db::delegates::grants(db, delegate_id)
-        .await?
-        .into_iter()
-        .map(|g| g.instance_id)
-        .collect())
 }

@@ -2,6 +2,8 @@
 //! deletion and Clerk's `user.deleted`. Objects go first (sockets closed,
 //! storage emptied) because once the rows are gone nothing names them.
 
+use futures_util::future::join_all;
+
 use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
@@ -25,10 +27,12 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
         Doomed::Project(id) => db::projects::instance_ids(&db, id).await?,
         Doomed::User(id) => db::users::owned_instance_ids(&db, id).await?,
     };
-    for instance_id in &instance_ids {
-        InstanceClient::new(&ctx.env, instance_id)?
-            .destroy()
-            .await?;
+    // Concurrently: a project or a user may have many instances.
+    let destroys = instance_ids
+        .iter()
+        .map(|id| async move { InstanceClient::new(&ctx.env, id)?.destroy().await });
+    for outcome in join_all(destroys).await {
+        outcome?;
     }
     match doomed {
         Doomed::Instance(id) => {
@@ -40,17 +44,11 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
         Doomed::User(id) => {
             // The user (directly, through its keys or its delegates) may
             // hold sockets on instances others own.
-            let mut reached = db::reach::user_instances(&db, id).await?;
-            for delegate in db::delegates::list_for_user(&db, id).await? {
-                for grant in db::delegates::grants(&db, &delegate.delegate_id).await? {
-                    if !reached.contains(&grant.instance_id) {
-                        reached.push(grant.instance_id);
-                    }
-                }
-            }
+            let reached = db::reach::user_instances(&db, id).await?;
+            db::reach::forget_user_uses(&db, id).await?;
             db::delegates::delete_for_user(&db, id).await?;
             db::users::delete_everything(&db, id).await?;
-            revocation::recheck(ctx, &reached, Affected::User(id.to_owned())).await;
+            revocation::revoke(ctx, &reached, Affected::User(id.to_owned())).await;
             Ok(())
         }
     }

@@ -11,18 +11,47 @@ use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
-use crate::instance::internal::Affected;
+use crate::instance::internal::{Affected, RecheckRequest};
 
 /// Asks every instance in `instance_ids` to re-evaluate the sockets
-/// `affected` concerns. An object that cannot be reached is logged and
-/// skipped: the D1 change already stops new access, and failing the
-/// caller's request would not undo it.
+/// `affected` concerns against D1 (a share or group changed: some may keep
+/// access, some be lowered).
 pub async fn recheck(ctx: &Ctx, instance_ids: &[String], affected: Affected) {
+    notify(
+        ctx,
+        instance_ids,
+        RecheckRequest {
+            affected,
+            gone: false,
+        },
+    )
+    .await;
+}
+
+/// Tells every instance in `instance_ids` that the sockets `affected`
+/// concerns have lost their access for certain (their credential or user
+/// was deleted or revoked): they are closed without a D1 lookup each.
+pub async fn revoke(ctx: &Ctx, instance_ids: &[String], affected: Affected) {
+    notify(
+        ctx,
+        instance_ids,
+        RecheckRequest {
+            affected,
+            gone: true,
+        },
+    )
+    .await;
+}
+
+/// An object that cannot be reached is logged and skipped: the D1 change
+/// already stops new access, and failing the caller's request would not
+/// undo it.
+async fn notify(ctx: &Ctx, instance_ids: &[String], request: RecheckRequest) {
     let calls = instance_ids.iter().map(|id| {
-        let affected = &affected;
+        let request = &request;
         async move {
             let client = InstanceClient::new(&ctx.env, id)?;
-            client.recheck(affected).await
+            client.recheck(request).await
         }
     });
     for (id, outcome) in instance_ids.iter().zip(join_all(calls).await) {
@@ -47,10 +76,16 @@ pub async fn instances_under(
 }
 
 /// Notes that `caller` is about to open a socket on the instance, when its
-/// credential is an API key: deleting the key then reaches that object.
+/// credential is an API key or a delegate: revoking it then reaches that
+/// object, and only the objects it used.
 pub async fn note_socket(ctx: &Ctx, caller: &Caller, instance_id: &str) -> Result<(), ApiError> {
-    match &caller.basis.api_key {
-        Some(key_id) => db::reach::record_key_use(&ctx.db()?, key_id, instance_id).await,
+    match caller
+        .basis
+        .api_key
+        .as_ref()
+        .or(caller.basis.delegate.as_ref())
+    {
+        Some(credential) => db::reach::record_use(&ctx.db()?, credential, instance_id).await,
         None => Ok(()),
     }
 }
