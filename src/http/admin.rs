@@ -5,24 +5,21 @@
 
 use worker::{Request, Response};
 
+use super::Answer;
 use crate::auth::secrets::secrets_equal;
 use crate::config;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
 
-pub async fn object_keys(req: &Request, ctx: &Ctx, object_id: &str) -> Result<Response, ApiError> {
+pub async fn object_keys(req: &Request, ctx: &Ctx, object_id: &str) -> Answer {
     let doc = object(req, ctx, object_id)?.keys_document().await?;
     let mut resp = Response::ok(doc)?;
     resp.headers_mut().set("Content-Type", "application/json")?;
     Ok(resp)
 }
 
-pub async fn object_storage(
-    req: &Request,
-    ctx: &Ctx,
-    object_id: &str,
-) -> Result<Response, ApiError> {
+pub async fn object_storage(req: &Request, ctx: &Ctx, object_id: &str) -> Answer {
     let report = object(req, ctx, object_id)?.storage_report().await?;
     super::json(200, &report)
 }

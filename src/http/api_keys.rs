@@ -1,9 +1,9 @@
 //! `/api/keys`: API keys, managed only by a signed-in user.
 
-use worker::{Request, Response};
+use worker::Request;
 
-use super::body::{read_object, MAX_BODY_BYTES};
-use super::json;
+use super::body::read_named;
+use super::{created, json, Answer};
 use crate::auth::caller::Caller;
 use crate::auth::roles::{authorize_api_key_management, Action};
 use crate::auth::secrets::{api_key_prefix, generate_api_key, hash_api_key};
@@ -17,9 +17,7 @@ use crate::services::access::{self, denied};
 use crate::services::new_id;
 use crate::services::revocation;
 
-const MAX_NAME: usize = 200;
-
-pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+pub async fn list(ctx: &Ctx, caller: &Caller) -> Answer {
     authorize_api_key_management(&caller.principal).map_err(|d| denied(d, "API key"))?;
     let rows = db::api_keys::list_for_user(&ctx.db()?, &caller.user_id).await?;
     let keys: Vec<serde_json::Value> = rows
@@ -42,10 +40,9 @@ pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
     json(200, &serde_json::json!({ "keys": keys }))
 }
 
-pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     authorize_api_key_management(&caller.principal).map_err(|d| denied(d, "API key"))?;
-    let body = read_object(req, MAX_BODY_BYTES).await?;
-    let name = body.name("name", MAX_NAME)?;
+    let (body, name) = read_named(req).await?;
     let scope_type = body
         .opt_str("scopeType", 16)?
         .ok_or_else(|| ApiError::bad_request("scopeType is required"))?;
@@ -112,9 +109,7 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
         },
     )
     .await?;
-    json(
-        201,
-        &serde_json::json!({
+    created(serde_json::json!({
             "id": id,
             "name": name,
             "key": key,
@@ -122,11 +117,10 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
             "scopeType": scope_type,
             "scopeId": scope_id,
             "permissions": permission_names,
-        }),
-    )
+    }))
 }
 
-pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     authorize_api_key_management(&caller.principal).map_err(|d| denied(d, "API key"))?;
     let db = ctx.db()?;
     let reached = db::reach::used_instances(&db, id).await?;

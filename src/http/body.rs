@@ -27,3 +27,21 @@ pub async fn read_bytes(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiE
     }
     Ok(bytes)
 }
+
+/// Longest `name` of any resource (projects, instances, groups, keys,
+/// delegates): 1–200 characters after trimming.
+pub const MAX_NAME: usize = 200;
+
+/// A REST body whose `name` is required.
+pub async fn read_named(req: &mut Request) -> Result<(Fields, String), ApiError> {
+    let body = read_object(req, MAX_BODY_BYTES).await?;
+    let name = body.name("name", MAX_NAME)?;
+    Ok((body, name))
+}
+
+/// A REST body that may rename its resource.
+pub async fn read_renaming(req: &mut Request) -> Result<(Fields, Option<String>), ApiError> {
+    let body = read_object(req, MAX_BODY_BYTES).await?;
+    let name = body.opt_name("name", MAX_NAME)?;
+    Ok((body, name))
+}

@@ -3,20 +3,20 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use worker::{Request, Response};
+use worker::Request;
 
-use super::body::{read_bytes, read_object, MAX_BODY_BYTES};
-use super::json;
+use super::body::{read_bytes, read_named, read_object, MAX_BODY_BYTES};
+use super::{json, Answer};
 use crate::auth::caller::Caller;
 use crate::auth::roles::DelegateCaps;
 use crate::ctx::Ctx;
+use crate::db;
 use crate::db::delegates::DelegateRow;
 use crate::error::ApiError;
 use crate::fields::{parse_object, Fields};
 use crate::permission::Permission;
 use crate::services::delegates;
 
-const MAX_NAME: usize = 200;
 const SECRET_WARNING: &str =
     "Store this secret now: it is shown only once and cannot be recovered.";
 
@@ -46,15 +46,14 @@ impl<'a> DelegateView<'a> {
     }
 }
 
-pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+pub async fn list(ctx: &Ctx, caller: &Caller) -> Answer {
     let rows = delegates::list(ctx, caller).await?;
     let views: Vec<DelegateView> = rows.iter().map(DelegateView::of).collect();
     json(200, &json!({ "delegates": views }))
 }
 
-pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
-    let body = read_object(req, MAX_BODY_BYTES).await?;
-    let name = body.name("name", MAX_NAME)?;
+pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
+    let (body, name) = read_named(req).await?;
     let (caps, sent_caps) = capabilities(&body)?;
     let (expires_at, sent_expiry) = expiry(&body, crate::db::now_seconds())?;
     let row = delegates::create(ctx, caller, &name, caps, expires_at).await?;
@@ -110,24 +109,19 @@ fn expiry(body: &Fields, now: i64) -> Result<(Option<i64>, Value), ApiError> {
     }
 }
 
-pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     delegates::delete(ctx, caller, id).await?;
     json(200, &json!({ "success": true }))
 }
 
-pub async fn create_secret(
-    req: &mut Request,
-    ctx: &Ctx,
-    caller: &Caller,
-    id: &str,
-) -> Result<Response, ApiError> {
+pub async fn create_secret(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     // The body may be empty: a name is optional.
     let bytes = read_bytes(req, MAX_BODY_BYTES).await?;
     let name = if bytes.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
         let body = parse_object(&bytes, MAX_BODY_BYTES)?;
-        body.opt_name("name", MAX_NAME)?
+        body.opt_name("name", super::body::MAX_NAME)?
     };
     let (secret_id, secret) = delegates::create_secret(ctx, caller, id, name.as_deref()).await?;
     json(
@@ -142,8 +136,9 @@ pub async fn create_secret(
     )
 }
 
-pub async fn list_secrets(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
-    let rows = delegates::secrets(ctx, caller, id).await?;
+pub async fn list_secrets(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
+    let delegate = delegates::owned(ctx, caller, id).await?;
+    let rows = db::delegates::secrets(&ctx.db()?, &delegate.delegate_id).await?;
     let secrets: Vec<Value> = rows
         .iter()
         .map(|s| {
@@ -159,22 +154,12 @@ pub async fn list_secrets(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Respon
     json(200, &json!({ "secrets": secrets }))
 }
 
-pub async fn revoke_secret(
-    ctx: &Ctx,
-    caller: &Caller,
-    id: &str,
-    secret_id: &str,
-) -> Result<Response, ApiError> {
+pub async fn revoke_secret(ctx: &Ctx, caller: &Caller, id: &str, secret_id: &str) -> Answer {
     delegates::revoke_secret(ctx, caller, id, secret_id).await?;
     json(200, &json!({ "success": true }))
 }
 
-pub async fn grant(
-    req: &mut Request,
-    ctx: &Ctx,
-    caller: &Caller,
-    id: &str,
-) -> Result<Response, ApiError> {
+pub async fn grant(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let body = read_object(req, MAX_BODY_BYTES).await?;
     let instance_id = body
         .opt_str("instanceId", 128)?
@@ -192,8 +177,9 @@ pub async fn grant(
     json(200, &json!({ "success": true }))
 }
 
-pub async fn list_grants(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
-    let rows = delegates::grants(ctx, caller, id).await?;
+pub async fn list_grants(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
+    let delegate = delegates::owned(ctx, caller, id).await?;
+    let rows = db::delegates::grants(&ctx.db()?, &delegate.delegate_id).await?;
     let namespace = ctx.env.durable_object("MINDCACHE_INSTANCE")?;
     let mut grants = Vec::with_capacity(rows.len());
     for g in &rows {
@@ -209,12 +195,7 @@ pub async fn list_grants(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Respons
     json(200, &json!({ "grants": grants }))
 }
 
-pub async fn revoke_grant(
-    ctx: &Ctx,
-    caller: &Caller,
-    id: &str,
-    instance_id: &str,
-) -> Result<Response, ApiError> {
+pub async fn revoke_grant(ctx: &Ctx, caller: &Caller, id: &str, instance_id: &str) -> Answer {
     delegates::revoke_grant(ctx, caller, id, instance_id).await?;
     json(200, &json!({ "success": true }))
 }

@@ -1,9 +1,9 @@
 //! `/api/groups`, `/api/groups/:id` and group membership.
 
-use worker::{Request, Response};
+use worker::Request;
 
-use super::body::{read_object, MAX_BODY_BYTES};
-use super::json;
+use super::body::{read_named, read_object, MAX_BODY_BYTES};
+use super::{json, Answer};
 use crate::auth::caller::Caller;
 use crate::auth::roles::{authorize_group, authorize_groups, GroupAction};
 use crate::ctx::Ctx;
@@ -15,18 +15,15 @@ use crate::services::access::denied;
 use crate::services::new_id;
 use crate::services::revocation;
 
-const MAX_NAME: usize = 200;
-
-pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+pub async fn list(ctx: &Ctx, caller: &Caller) -> Answer {
     authorize_groups(&caller.principal).map_err(|d| denied(d, "Group"))?;
     let groups = db::groups::list_for_user(&ctx.db()?, &caller.user_id).await?;
     json(200, &serde_json::json!({ "groups": groups }))
 }
 
-pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     authorize_groups(&caller.principal).map_err(|d| denied(d, "Group"))?;
-    let body = read_object(req, MAX_BODY_BYTES).await?;
-    let name = body.name("name", MAX_NAME)?;
+    let (_, name) = read_named(req).await?;
     let id = new_id()?;
     db::groups::create(&ctx.db()?, &id, &name, &caller.user_id).await?;
     json(201, &serde_json::json!({ "id": id, "name": name }))
@@ -48,7 +45,7 @@ async fn group_for(
     Ok(group)
 }
 
-pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let group = group_for(ctx, caller, id, GroupAction::View).await?;
     let members = db::groups::members(&ctx.db()?, &group.id).await?;
     json(
@@ -63,7 +60,7 @@ pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiEr
     )
 }
 
-pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let group = group_for(ctx, caller, id, GroupAction::Delete).await?;
     let db = ctx.db()?;
     let reached = db::reach::group_instances(&db, &group.id).await?;
@@ -73,12 +70,7 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, Ap
     json(200, &serde_json::json!({ "success": true }))
 }
 
-pub async fn add_member(
-    req: &mut Request,
-    ctx: &Ctx,
-    caller: &Caller,
-    id: &str,
-) -> Result<Response, ApiError> {
+pub async fn add_member(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let group = group_for(ctx, caller, id, GroupAction::AddMember).await?;
     let body = read_object(req, MAX_BODY_BYTES).await?;
     let db = ctx.db()?;
@@ -95,12 +87,7 @@ pub async fn add_member(
     )
 }
 
-pub async fn remove_member(
-    ctx: &Ctx,
-    caller: &Caller,
-    id: &str,
-    user_id: &str,
-) -> Result<Response, ApiError> {
+pub async fn remove_member(ctx: &Ctx, caller: &Caller, id: &str, user_id: &str) -> Answer {
     let action = GroupAction::RemoveMember {
         removing_self: user_id == caller.user_id,
     };

@@ -1,10 +1,10 @@
 //! `/api/projects/:id/instances` and `/api/instances/:id`.
 
 use serde::Serialize;
-use worker::{Request, Response};
+use worker::Request;
 
-use super::body::{read_object, MAX_BODY_BYTES};
-use super::json;
+use super::body::{read_named, read_renaming};
+use super::{json, Answer};
 use crate::auth::caller::Caller;
 use crate::auth::roles::Action;
 use crate::ctx::Ctx;
@@ -15,8 +15,6 @@ use crate::instance::client::InstanceClient;
 use crate::services::access;
 use crate::services::lifecycle::{self, Doomed};
 use crate::services::new_id;
-
-const MAX_NAME: usize = 200;
 
 /// `is_readonly` is always a JSON boolean (docs/decisions.md).
 #[derive(Serialize)]
@@ -45,7 +43,7 @@ impl<'a> InstanceView<'a> {
     }
 }
 
-pub async fn list(ctx: &Ctx, caller: &Caller, project_id: &str) -> Result<Response, ApiError> {
+pub async fn list(ctx: &Ctx, caller: &Caller, project_id: &str) -> Answer {
     let project = access::project(ctx, caller, project_id, Action::View).await?;
     let rows =
         db::instances::list_for_project(&ctx.db()?, &project.row.id, &caller.user_id).await?;
@@ -59,17 +57,11 @@ pub async fn list(ctx: &Ctx, caller: &Caller, project_id: &str) -> Result<Respon
     json(200, &serde_json::json!({ "instances": instances }))
 }
 
-pub async fn create(
-    req: &mut Request,
-    ctx: &Ctx,
-    caller: &Caller,
-    project_id: &str,
-) -> Result<Response, ApiError> {
+pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, project_id: &str) -> Answer {
     let project = access::project(ctx, caller, project_id, Action::CreateInstance)
         .await?
         .row;
-    let body = read_object(req, MAX_BODY_BYTES).await?;
-    let name = body.name("name", MAX_NAME)?;
+    let (body, name) = read_named(req).await?;
     let clone_from = body.opt_str("cloneFrom", 128)?;
 
     let source = match clone_from {
@@ -116,7 +108,7 @@ struct KeysDocument<'a> {
     keys: &'a serde_json::value::RawValue,
 }
 
-pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let instance = access::instance(ctx, caller, id, Action::View).await?;
     let view = InstanceView {
         role: Some(instance.role.as_str()),
@@ -125,15 +117,9 @@ pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiEr
     json(200, &view)
 }
 
-pub async fn update(
-    req: &mut Request,
-    ctx: &Ctx,
-    caller: &Caller,
-    id: &str,
-) -> Result<Response, ApiError> {
+pub async fn update(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let row = access::instance(ctx, caller, id, Action::Update).await?.row;
-    let body = read_object(req, MAX_BODY_BYTES).await?;
-    let name = body.opt_name("name", MAX_NAME)?;
+    let (body, name) = read_renaming(req).await?;
     let read_only = body.opt_bool("is_readonly")?;
     if name.is_none() && read_only.is_none() {
         return Err(ApiError::bad_request("name or is_readonly is required"));
@@ -151,7 +137,7 @@ pub async fn update(
     json(200, &InstanceView::of(&row))
 }
 
-pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let row = access::instance(ctx, caller, id, Action::DeleteInstance)
         .await?
         .row;

@@ -20,6 +20,7 @@ pub mod ws_token;
 use serde::Serialize;
 use worker::{Env, Request, Response};
 
+use crate::ai::core::jobs::JobRequest;
 use crate::auth::caller::Caller;
 use crate::auth::roles::Principal;
 use crate::auth::verify;
@@ -29,6 +30,9 @@ use crate::db;
 use crate::error::ApiError;
 use routes::Route;
 
+/// What a handler answers: a response, or the error that becomes one.
+pub type Answer = Result<Response, ApiError>;
+
 /// `/health`: a struct rather than a map, so the fields keep their order.
 #[derive(Serialize)]
 struct Health {
@@ -36,7 +40,12 @@ struct Health {
     environment: &'static str,
 }
 
-pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, ApiError> {
+/// `201` with the created resource.
+pub fn created(body: serde_json::Value) -> Answer {
+    json(201, &body)
+}
+
+pub fn json<T: Serialize>(status: u16, body: &T) -> Answer {
     Ok(Response::from_json(body)?.with_status(status))
 }
 
@@ -52,7 +61,7 @@ pub fn error_response(err: &ApiError) -> Response {
     resp
 }
 
-pub async fn handle(mut req: Request, env: Env) -> Result<Response, ApiError> {
+pub async fn handle(mut req: Request, env: Env) -> Answer {
     let route = routes::resolve(req.method().as_ref(), &req.path())?;
     let ctx = Ctx::new(&req, env);
     match route {
@@ -93,12 +102,7 @@ async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Caller, ApiError> {
 }
 
 /// The authenticated `/api/*` routes.
-async fn api(
-    route: Route,
-    req: &mut Request,
-    ctx: &Ctx,
-    caller: &Caller,
-) -> Result<Response, ApiError> {
+async fn api(route: Route, req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     use shares::Kind;
     match route {
         Route::WsToken => ws_token::create(req, ctx, caller).await,
@@ -142,9 +146,9 @@ async fn api(
             delegates::revoke_grant(ctx, caller, &id, &instance).await
         }
         Route::Chat => ai::chat(req, ctx, caller).await,
-        Route::Transform => ai::transform(req, ctx, caller).await,
-        Route::GenerateImage => ai::generate_image(req, ctx, caller).await,
-        Route::AnalyzeImage => ai::analyze_image(req, ctx, caller).await,
+        Route::Transform => ai::job(req, ctx, caller, JobRequest::transform).await,
+        Route::GenerateImage => ai::job(req, ctx, caller, JobRequest::generate_image).await,
+        Route::AnalyzeImage => ai::job(req, ctx, caller, JobRequest::analyze_image).await,
         Route::Health
         | Route::Sync { .. }
         | Route::AdminDo { .. }

@@ -1,10 +1,10 @@
 //! `/api/projects` and `/api/projects/:id`.
 
 use serde::Serialize;
-use worker::{Request, Response};
+use worker::Request;
 
-use super::body::{read_object, MAX_BODY_BYTES};
-use super::json;
+use super::body::{read_named, read_renaming};
+use super::{created, json, Answer};
 use crate::auth::caller::Caller;
 use crate::auth::roles::{authorize_create_project, effective_role, Action, Resource};
 use crate::ctx::Ctx;
@@ -16,7 +16,6 @@ use crate::services::access::{self, denied};
 use crate::services::lifecycle::{self, Doomed};
 use crate::services::new_id;
 
-const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 2000;
 
 #[derive(Serialize)]
@@ -42,7 +41,7 @@ impl<'a> ProjectView<'a> {
     }
 }
 
-pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+pub async fn list(ctx: &Ctx, caller: &Caller) -> Answer {
     let rows = db::projects::list_visible(&ctx.db()?, &caller.user_id).await?;
     let projects: Vec<ProjectView> = rows
         .iter()
@@ -58,10 +57,9 @@ pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
     json(200, &serde_json::json!({ "projects": projects }))
 }
 
-pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     authorize_create_project(&caller.principal).map_err(|d| denied(d, "Project"))?;
-    let body = read_object(req, MAX_BODY_BYTES).await?;
-    let name = body.name("name", MAX_NAME)?;
+    let (body, name) = read_named(req).await?;
     let description = body.opt_str("description", MAX_DESCRIPTION)?;
     let id = new_id()?;
     let instance_id = new_id()?;
@@ -74,33 +72,24 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Res
         description,
     )
     .await?;
-    json(
-        201,
-        &serde_json::json!({
+    created(serde_json::json!({
             "id": id,
             "name": name,
             "description": description,
             "defaultInstanceId": instance_id,
             "created_at": now,
             "updated_at": now,
-        }),
-    )
+    }))
 }
 
-pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let project = access::project(ctx, caller, id, Action::View).await?;
     json(200, &ProjectView::of(&project.row, project.role))
 }
 
-pub async fn update(
-    req: &mut Request,
-    ctx: &Ctx,
-    caller: &Caller,
-    id: &str,
-) -> Result<Response, ApiError> {
+pub async fn update(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let project = access::project(ctx, caller, id, Action::Update).await?;
-    let body = read_object(req, MAX_BODY_BYTES).await?;
-    let name = body.opt_name("name", MAX_NAME)?;
+    let (body, name) = read_renaming(req).await?;
     // `description: null` clears it; a missing field leaves it as it is.
     let description = if body.0.contains_key("description") {
         Some(body.opt_str("description", MAX_DESCRIPTION)?)
@@ -115,7 +104,7 @@ pub async fn update(
 }
 
 /// Deletes the project with its instances (objects first, then rows).
-pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let project = access::project(ctx, caller, id, Action::DeleteProject).await?;
     lifecycle::destroy(ctx, Doomed::Project(&project.row.id)).await?;
     json(200, &serde_json::json!({ "success": true }))

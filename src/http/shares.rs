@@ -1,10 +1,10 @@
 //! Shares on projects and instances: `/api/{projects,instances}/:id/shares`
 //! and `/api/shares/:id`.
 
-use worker::{Request, Response};
+use worker::Request;
 
 use super::body::{read_object, MAX_BODY_BYTES};
-use super::json;
+use super::{json, Answer};
 use crate::auth::caller::Caller;
 use crate::auth::roles::{authorize, check_grant, Action};
 use crate::ctx::Ctx;
@@ -62,19 +62,13 @@ async fn role_on(
     })
 }
 
-pub async fn list(ctx: &Ctx, caller: &Caller, kind: Kind, id: &str) -> Result<Response, ApiError> {
+pub async fn list(ctx: &Ctx, caller: &Caller, kind: Kind, id: &str) -> Answer {
     role_on(ctx, caller, kind, id, Action::ManageShares).await?;
     let shares = db::shares::list(&ctx.db()?, kind.as_str(), id).await?;
     json(200, &serde_json::json!({ "shares": shares }))
 }
 
-pub async fn create(
-    req: &mut Request,
-    ctx: &Ctx,
-    caller: &Caller,
-    kind: Kind,
-    id: &str,
-) -> Result<Response, ApiError> {
+pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, kind: Kind, id: &str) -> Answer {
     let role = role_on(ctx, caller, kind, id, Action::ManageShares).await?;
     let body = read_object(req, MAX_BODY_BYTES).await?;
     let target_type = body
@@ -151,7 +145,7 @@ pub async fn create(
     )
 }
 
-pub async fn delete(ctx: &Ctx, caller: &Caller, share_id: &str) -> Result<Response, ApiError> {
+pub async fn delete(ctx: &Ctx, caller: &Caller, share_id: &str) -> Answer {
     let db = ctx.db()?;
     let not_found = || ApiError::not_found("Share not found");
     let share = db::shares::get(&db, share_id)

@@ -2,8 +2,9 @@
 //! hand the WebSocket upgrade to the instance's Durable Object with the
 //! identity established here.
 
-use worker::{Request, Response};
+use worker::Request;
 
+use super::Answer;
 use crate::auth::secrets::hash_ws_token;
 use crate::auth::verify;
 use crate::auth::DEV_USER;
@@ -15,7 +16,7 @@ use crate::instance::internal::ReadOnlyFlag;
 use crate::permission::Permission;
 use crate::services::{access, revocation};
 
-pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Response, ApiError> {
+pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Answer {
     let upgrade = req.headers().get("Upgrade")?.unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return Err(ApiError::UpgradeRequired);

@@ -1,9 +1,9 @@
 //! `POST /api/ws-token`: a one-time, 60-second token for one instance.
 
-use worker::{Request, Response};
+use worker::Request;
 
 use super::body::{read_object, MAX_BODY_BYTES};
-use super::json;
+use super::{json, Answer};
 use crate::auth::caller::Caller;
 use crate::auth::roles::ws_token_permission;
 use crate::auth::secrets::{generate_ws_token, hash_ws_token};
@@ -17,7 +17,7 @@ use crate::services::revocation;
 
 pub const TOKEN_LIFETIME_SECS: i64 = 60;
 
-pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Result<Response, ApiError> {
+pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     let body = read_object(req, MAX_BODY_BYTES).await?;
     let instance_id = body
         .opt_str("instanceId", 128)?

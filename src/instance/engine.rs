@@ -368,12 +368,7 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
             attributes: &attributes,
             updated_at: now_ms,
         };
-        if is_new {
-            self.store.insert(row)
-        } else {
-            self.store.update(row)
-        }
-        .map_err(internal)?;
+        self.store.put(row, is_new).map_err(internal)?;
         Ok(Some(encode_key_updated(
             key,
             value,

@@ -127,14 +127,8 @@ impl<S: KeyStore> KeyStore for Mirrored<S> {
         }
     }
 
-    fn insert(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
-        self.inner.insert(row)?;
-        self.remember(entry_of(&row)?);
-        Ok(())
-    }
-
-    fn update(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
-        self.inner.update(row)?;
+    fn put(&self, row: KeyRow<'_>, is_new: bool) -> Result<(), StoreError> {
+        self.inner.put(row, is_new)?;
         self.remember(entry_of(&row)?);
         Ok(())
     }

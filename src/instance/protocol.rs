@@ -257,18 +257,23 @@ pub fn encode_auth_success(instance_id: &str, user_id: &str, permission: Permiss
     })
 }
 
+/// `auth_error` and `error` frames: the same fields, `id` only on `error`.
+#[derive(Serialize)]
+struct ErrorFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: &'a str,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a RawValue>,
+}
+
 pub fn encode_auth_error(code: AuthErrorCode, error: &str) -> String {
-    #[derive(Serialize)]
-    struct Msg<'a> {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        error: &'a str,
-        code: &'static str,
-    }
-    to_frame(&Msg {
+    to_frame(&ErrorFrame {
         kind: "auth_error",
         error,
         code: code.as_str(),
+        id: None,
     })
 }
 
@@ -395,16 +400,7 @@ pub fn encode_cleared(cleared_by: &str, timestamp: i64) -> String {
 }
 
 pub fn encode_error(err: &ProtocolError) -> String {
-    #[derive(Serialize)]
-    struct Msg<'a> {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        error: &'a str,
-        code: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<&'a RawValue>,
-    }
-    to_frame(&Msg {
+    to_frame(&ErrorFrame {
         kind: "error",
         error: &err.message,
         code: err.code.as_str(),

@@ -5,9 +5,9 @@
 #![cfg(target_arch = "wasm32")]
 
 use super::store::{
-    join_data_entries, Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow,
-    COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, INSERT_KEY, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES,
-    SELECT_KEY, SELECT_META, UPDATE_KEY, UPSERT_META,
+    join_data_entries, put_sql, Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow,
+    COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES, SELECT_KEY,
+    SELECT_META, UPSERT_META,
 };
 use worker::js_sys;
 use worker::wasm_bindgen::prelude::wasm_bindgen;
@@ -88,10 +88,12 @@ impl SqlStore {
             .into())
     }
 
-    fn write(&self, row: KeyRow<'_>, query: &str) -> Result<(), StoreError> {
+    /// Inserts (`is_new`) or updates a key row, keeping the count.
+    fn write(&self, row: KeyRow<'_>, is_new: bool) -> Result<(), StoreError> {
         let tags = row.attributes.tags_json();
         let extra = row.attributes.extra_json();
-        self.run(query, &row.write_args(&tags, extra.as_deref()))?;
+        self.run(put_sql(is_new), &row.write_args(&tags, extra.as_deref()))?;
+        self.count.put(is_new);
         Ok(())
     }
 }
@@ -166,14 +168,8 @@ impl KeyStore for SqlStore {
             .transpose()
     }
 
-    fn insert(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
-        self.write(row, INSERT_KEY)?;
-        self.count.inserted();
-        Ok(())
-    }
-
-    fn update(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
-        self.write(row, UPDATE_KEY)
+    fn put(&self, row: KeyRow<'_>, is_new: bool) -> Result<(), StoreError> {
+        self.write(row, is_new)
     }
 
     fn delete(&self, key: &str) -> Result<bool, StoreError> {

@@ -2,9 +2,9 @@
 //! very SQL constants the Durable Object runs, so the SQL is tested natively.
 
 use super::store::{
-    join_data_entries, Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow,
-    COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, INSERT_KEY, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES,
-    SELECT_KEY, SELECT_META, UPDATE_KEY, UPSERT_META,
+    join_data_entries, put_sql, Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow,
+    COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES, SELECT_KEY,
+    SELECT_META, UPSERT_META,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql};
@@ -37,20 +37,22 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn write(&self, row: KeyRow<'_>, sql: &str) -> Result<(), StoreError> {
+    /// Inserts (`is_new`) or updates a key row, keeping the count.
+    fn write(&self, row: KeyRow<'_>, is_new: bool) -> Result<(), StoreError> {
         self.check_writable()?;
         let tags = row.attributes.tags_json();
         let extra = row.attributes.extra_json();
         let args = row.write_args(&tags, extra.as_deref());
         let changed = self
             .conn
-            .execute(sql, rusqlite::params_from_iter(args.iter()))
+            .execute(put_sql(is_new), rusqlite::params_from_iter(args.iter()))
             .map_err(err)?;
         if changed != 1 {
             return Err(StoreError(format!(
                 "expected one row written, got {changed}"
             )));
         }
+        self.count.put(is_new);
         Ok(())
     }
 }
@@ -100,14 +102,8 @@ impl KeyStore for SqliteStore {
             .transpose()
     }
 
-    fn insert(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
-        self.write(row, INSERT_KEY)?;
-        self.count.inserted();
-        Ok(())
-    }
-
-    fn update(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
-        self.write(row, UPDATE_KEY)
+    fn put(&self, row: KeyRow<'_>, is_new: bool) -> Result<(), StoreError> {
+        self.write(row, is_new)
     }
 
     fn delete(&self, key: &str) -> Result<bool, StoreError> {

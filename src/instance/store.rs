@@ -38,10 +38,15 @@ pub trait KeyStore {
     /// Runs a parameterless statement (schema changes and probes).
     fn execute(&self, sql: &str) -> Result<(), StoreError>;
     fn get(&self, key: &str) -> Result<Option<Entry>, StoreError>;
-    /// Adds a key that `get` just reported missing.
-    fn insert(&self, row: KeyRow<'_>) -> Result<(), StoreError>;
-    /// Replaces a key that `get` just reported present.
-    fn update(&self, row: KeyRow<'_>) -> Result<(), StoreError>;
+    /// Adds a key that `get` just reported missing (`is_new`), or replaces
+    /// one it reported present.
+    fn put(&self, row: KeyRow<'_>, is_new: bool) -> Result<(), StoreError>;
+    fn insert(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
+        self.put(row, true)
+    }
+    fn update(&self, row: KeyRow<'_>) -> Result<(), StoreError> {
+        self.put(row, false)
+    }
     /// Whether the key existed.
     fn delete(&self, key: &str) -> Result<bool, StoreError>;
     fn clear(&self) -> Result<(), StoreError>;
@@ -229,6 +234,15 @@ impl StoredRow {
 #[derive(Debug, Default)]
 pub struct KeyCount(Cell<Option<u64>>);
 
+/// The statement a `put` runs.
+pub fn put_sql(is_new: bool) -> &'static str {
+    if is_new {
+        INSERT_KEY
+    } else {
+        UPDATE_KEY
+    }
+}
+
 impl KeyCount {
     pub fn get_or_count(
         &self,
@@ -240,6 +254,13 @@ impl KeyCount {
         let n = count()?;
         self.0.set(Some(n));
         Ok(n)
+    }
+
+    /// After a `put`: a new key counts one more.
+    pub fn put(&self, is_new: bool) {
+        if is_new {
+            self.inserted();
+        }
     }
 
     pub fn inserted(&self) {

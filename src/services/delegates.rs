@@ -9,7 +9,7 @@ use crate::auth::secrets::{
 };
 use crate::ctx::Ctx;
 use crate::db;
-use crate::db::delegates::{DelegateRow, GrantRow, NewDelegate, SecretRow};
+use crate::db::delegates::{DelegateRow, NewDelegate};
 use crate::error::ApiError;
 use crate::instance::internal::Affected;
 use crate::permission::Permission;
@@ -97,15 +97,6 @@ pub async fn create_secret(
     Ok((secret_id, secret))
 }
 
-pub async fn secrets(
-    ctx: &Ctx,
-    caller: &Caller,
-    delegate_id: &str,
-) -> Result<Vec<SecretRow>, ApiError> {
-    let delegate = owned(ctx, caller, delegate_id).await?;
-    db::delegates::secrets(&ctx.db()?, &delegate.delegate_id).await
-}
-
 /// Revokes one secret; the sockets that authenticated with it close.
 pub async fn revoke_secret(
     ctx: &Ctx,
@@ -147,15 +138,6 @@ pub async fn grant(
     let reached = [instance.row.id];
     revocation::recheck(ctx, &reached, Affected::Delegate(delegate.delegate_id)).await;
     Ok(())
-}
-
-pub async fn grants(
-    ctx: &Ctx,
-    caller: &Caller,
-    delegate_id: &str,
-) -> Result<Vec<GrantRow>, ApiError> {
-    let delegate = owned(ctx, caller, delegate_id).await?;
-    db::delegates::grants(&ctx.db()?, &delegate.delegate_id).await
 }
 
 /// Removes a grant; the delegate's sockets on that instance close.
