@@ -198,12 +198,33 @@ impl<'a> Statement<'a> {
 /// Runs the statements in order as one D1 batch (one transaction: all or
 /// nothing).
 pub async fn run_batch(db: &D1Database, statements: &[Statement<'_>]) -> Result<(), ApiError> {
+    batch(db, statements).await.map(|_| ())
+}
+
+async fn batch(
+    db: &D1Database,
+    statements: &[Statement<'_>],
+) -> Result<Vec<worker::D1Result>, ApiError> {
     let prepared = statements
         .iter()
         .map(|s| s.prepare(db))
         .collect::<Result<Vec<_>, _>>()?;
-    db.batch(prepared).await?;
-    Ok(())
+    Ok(db.batch(prepared).await?)
+}
+
+/// Runs a batch like [`run_batch`]; the rows statement `index` returned.
+pub async fn run_batch_returning<T: DeserializeOwned>(
+    db: &D1Database,
+    statements: &[Statement<'_>],
+    index: usize,
+) -> Result<Vec<T>, ApiError> {
+    let results = batch(db, statements).await?;
+    match results.get(index) {
+        Some(result) => Ok(result.results()?),
+        None => Err(ApiError::internal(
+            "a batch answered fewer results than statements",
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -105,7 +105,10 @@ pub const DELETE_PROJECT_KEYS: &str =
     "DELETE FROM api_keys WHERE (scope_type = 'project' AND scope_id = ?1)
         OR (scope_type = 'instance' AND scope_id IN
             (SELECT id FROM instances WHERE project_id = ?1))";
-pub const DELETE_PROJECT_INSTANCES: &str = "DELETE FROM instances WHERE project_id = ?1";
+/// Returns the ids it deleted: an instance created while the project was
+/// being deleted is among them, so its object can be destroyed too.
+pub const DELETE_PROJECT_INSTANCES: &str =
+    "DELETE FROM instances WHERE project_id = ?1 RETURNING id";
 pub const DELETE_PROJECT: &str = "DELETE FROM projects WHERE id = ?1";
 
 /// The statements with their parameters bound in order.
@@ -242,8 +245,16 @@ pub async fn instance_ids(db: &D1Database, project_id: &str) -> Result<Vec<Strin
 
 /// Deletes the project, its instances, every share on either, tokens and
 /// keys scoped to them, in one batch.
-pub async fn delete(db: &D1Database, project_id: &str) -> Result<(), ApiError> {
-    run_batch(db, &stmt::delete(project_id)).await
+/// Deletes the project's rows in one batch; the ids of the instances whose
+/// rows it deleted.
+pub async fn delete(db: &D1Database, project_id: &str) -> Result<Vec<String>, ApiError> {
+    let statements = stmt::delete(project_id);
+    let index = statements
+        .iter()
+        .position(|s| s.sql == DELETE_PROJECT_INSTANCES)
+        .unwrap_or(3);
+    let rows: Vec<super::IdRow> = super::run_batch_returning(db, &statements, index).await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
 #[cfg(test)]

@@ -86,20 +86,26 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, project_id: &
     )
     .await?;
     if let Some(source) = source {
-        let dump = InstanceClient::new(&ctx.env, &source.id)?
-            .keys_document()
-            .await?;
-        let doc: KeysDocument = serde_json::from_str(&dump)?;
-        let copied = InstanceClient::new(&ctx.env, &id)?
-            .import(&caller.user_id, doc.keys)
-            .await;
-        if let Err(e) = copied {
-            // Do not leave a half-made instance behind.
-            db::instances::delete(&db, &id).await?;
+        if let Err(e) = copy_keys(ctx, caller, &source.id, &id).await {
+            // Leave nothing of a half-made instance behind: its row and
+            // whatever reached its object (which keeps a tombstone).
+            lifecycle::destroy(ctx, Doomed::Instance(&id)).await?;
             return Err(e);
         }
     }
     json(201, &serde_json::json!({ "id": id, "name": name }))
+}
+
+/// Copies every key of `source` into the new instance `target`.
+async fn copy_keys(ctx: &Ctx, caller: &Caller, source: &str, target: &str) -> Result<(), ApiError> {
+    let dump = InstanceClient::new(&ctx.env, source)?
+        .keys_document()
+        .await?;
+    let doc: KeysDocument = serde_json::from_str(&dump)?;
+    InstanceClient::new(&ctx.env, target)?
+        .import(&caller.user_id, doc.keys)
+        .await?;
+    Ok(())
 }
 
 #[derive(serde::Deserialize)]

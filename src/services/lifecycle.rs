@@ -28,9 +28,7 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
         Doomed::User(id) => db::users::owned_instance_ids(&db, id).await?,
     };
     // Concurrently: a project or a user may have many instances.
-    let destroys = instance_ids
-        .iter()
-        .map(|id| async move { InstanceClient::new(&ctx.env, id)?.destroy().await });
+    let destroys = instance_ids.iter().map(|id| destroy_object(ctx, id));
     for outcome in join_all(destroys).await {
         outcome?;
     }
@@ -39,8 +37,19 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
             db::delegates::delete_instance_grants(&db, id).await?;
             db::instances::delete(&db, id).await
         }
-        // Grants on the project's instances go with them (foreign keys).
-        Doomed::Project(id) => db::projects::delete(&db, id).await,
+        // Grants on the project's instances go with them (foreign keys). An
+        // instance created (or cloned) while this ran is destroyed too.
+        Doomed::Project(id) => {
+            let deleted = db::projects::delete(&db, id).await?;
+            let late: Vec<&String> = deleted
+                .iter()
+                .filter(|i| !instance_ids.contains(i))
+                .collect();
+            for outcome in join_all(late.into_iter().map(|i| destroy_object(ctx, i))).await {
+                outcome?;
+            }
+            Ok(())
+        }
         Doomed::User(id) => {
             // The user (directly, through its keys or its delegates) may
             // hold sockets on instances others own.
@@ -52,4 +61,8 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
             Ok(())
         }
     }
+}
+
+async fn destroy_object(ctx: &Ctx, instance_id: &str) -> Result<(), ApiError> {
+    InstanceClient::new(&ctx.env, instance_id)?.destroy().await
 }
