@@ -61,6 +61,7 @@ pub mod delegates;
 pub mod groups;
 pub mod instances;
 pub mod projects;
+pub mod received_webhooks;
 pub mod shares;
 pub mod usage;
 pub mod users;
@@ -267,6 +268,9 @@ mod tests {
         projects::DELETE_PROJECT_KEYS,
         projects::DELETE_PROJECT_INSTANCES,
         projects::DELETE_PROJECT,
+        received_webhooks::DELETE_EXPIRED,
+        received_webhooks::INSERT_IF_NEW,
+        received_webhooks::DELETE_DELIVERY,
         shares::SELECT_FOR_RESOURCE,
         shares::SELECT_SHARE,
         shares::SELECT_EXISTING,
@@ -322,6 +326,8 @@ mod tests {
             instances::SELECT_READ_ONLY,
             projects::SELECT_PROJECT,
             ws_tokens::TAKE_TOKEN,
+            received_webhooks::DELETE_EXPIRED,
+            received_webhooks::INSERT_IF_NEW,
         ] {
             let plan = db.query_plan(sql);
             assert!(
