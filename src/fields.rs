@@ -31,6 +31,44 @@ pub fn too_large(limit: usize) -> ApiError {
     ))
 }
 
+/// A request body taken in as it arrives, chunk by chunk, and refused as
+/// soon as it goes over its limit: a body without a `Content-Length` (sent
+/// chunked) is never held whole before its size is known.
+#[derive(Debug)]
+pub struct LimitedBody {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl LimitedBody {
+    /// An empty body; `413` at once when the declared length is over the
+    /// limit. A declared length only reserves room (at most the limit); the
+    /// bytes that arrive are what count.
+    pub fn new(limit: usize, declared: Option<usize>) -> Result<Self, ApiError> {
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large(limit));
+        }
+        Ok(LimitedBody {
+            bytes: Vec::with_capacity(declared.unwrap_or(0)),
+            limit,
+        })
+    }
+
+    /// Appends a chunk, or `413` if the body would go over the limit (the
+    /// chunk is then not kept).
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        if chunk.len() > self.limit - self.bytes.len() {
+            return Err(too_large(self.limit));
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
 /// A request body's fields, with typed accessors whose errors name the field.
 #[derive(Debug)]
 pub struct Fields(pub Map<String, Value>);
@@ -132,6 +170,28 @@ mod tests {
         assert_eq!(err(parse_object(b"[1]", 100)).0, 400);
         assert_eq!(err(parse_object(b"", 100)).0, 400);
         assert_eq!(err(parse_object(&[b' '; 101], 100)).0, 413);
+    }
+
+    #[test]
+    fn bodies_are_limited_while_they_arrive() {
+        assert_eq!(err(LimitedBody::new(10, Some(11))).0, 413);
+        let mut body = LimitedBody::new(10, None).unwrap();
+        body.push(b"12345").unwrap();
+        body.push(b"").unwrap();
+        body.push(b"67890").unwrap();
+        assert_eq!(err(body.push(b"x")).0, 413);
+        assert_eq!(body.into_bytes(), b"1234567890");
+        // A declared length that lies low does not let more in.
+        let mut body = LimitedBody::new(MAX_BODY_BYTES, Some(3)).unwrap();
+        body.push(&vec![b'a'; MAX_BODY_BYTES]).unwrap();
+        assert_eq!(
+            err(body.push(b"b")),
+            (413, "Request body too large (limit 1 MiB)".into())
+        );
+        // One chunk over the limit on its own is refused whole.
+        let mut body = LimitedBody::new(4, Some(4)).unwrap();
+        assert_eq!(err(body.push(b"12345")).0, 413);
+        assert!(body.into_bytes().is_empty());
     }
 
     #[test]

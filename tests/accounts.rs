@@ -575,3 +575,62 @@ async fn deleting_removes_data_and_closes_sockets() {
         );
     }
 }
+
+#[tokio::test]
+async fn shares_go_only_to_groups_the_granter_is_in() {
+    let w = world();
+    let api = api();
+    let (s, g) = api
+        .post(
+            "/api/groups",
+            w.alice.auth(),
+            json!({"name":"alice's inner circle"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{g}");
+    let gid = g["id"].as_str().unwrap().to_string();
+    let members = format!("/api/groups/{gid}/members");
+    let add_bob = json!({"userId": w.bob.id});
+    assert_eq!(api.post(&members, w.alice.auth(), add_bob).await.0, 201);
+
+    // Eve, in no group of Alice's, cannot share to it: the answer is the
+    // one for a group that does not exist, on projects and instances.
+    let eves = w.project(&w.eve, "Eve's").await;
+    let not_found = (404, json!({"error":"Group not found"}));
+    for shares in [
+        format!("/api/projects/{}/shares", eves.id),
+        format!("/api/instances/{}/shares", eves.main),
+    ] {
+        for group in [gid.as_str(), "no-such-group"] {
+            let answer = api
+                .post(&shares, w.eve.auth(), grant("group", group, "read"))
+                .await;
+            assert_eq!(answer, not_found, "{shares} {group}");
+        }
+        // Nothing was granted, so no share names the group.
+        let (s, list) = api.get(&shares, w.eve.auth()).await;
+        assert_eq!((s, list), (200, json!({"shares": []})));
+    }
+    // Alice reaches nothing of Eve's through her group.
+    let eve_project = format!("/api/projects/{}", eves.id);
+    assert_eq!(api.get(&eve_project, w.alice.auth()).await.0, 404);
+
+    // A member may share to the group, and so may its owner.
+    let bobs = w.project(&w.bob, "Bob's").await;
+    let bob_shares = format!("/api/projects/{}/shares", bobs.id);
+    w.share(&w.bob, &bob_shares, grant("group", &gid, "read"))
+        .await;
+    let (s, list) = api.get(&bob_shares, w.bob.auth()).await;
+    assert_eq!(s, 200);
+    assert_eq!(list["shares"][0]["target_name"], "alice's inner circle");
+    let bob_project = format!("/api/projects/{}", bobs.id);
+    let (s, p) = api.get(&bob_project, w.alice.auth()).await;
+    assert_eq!((s, p["role"].clone()), (200, json!("read")));
+    let alices = w.project(&w.alice, "Alice's").await;
+    let alice_shares = format!("/api/instances/{}/shares", alices.main);
+    w.share(&w.alice, &alice_shares, grant("group", &gid, "write"))
+        .await;
+    let alice_main = format!("/api/instances/{}", alices.main);
+    let (s, i) = api.get(&alice_main, w.bob.auth()).await;
+    assert_eq!((s, i["role"].clone()), (200, json!("write")));
+}

@@ -1345,3 +1345,92 @@ async fn production_authorization() {
     let answer = api.post("/api/transform", w.alice.auth(), untouched).await;
     assert_eq!(answer, (403, json!({"error":"Instance is read-only"})));
 }
+
+// ---------------------------------------------------------------- limits
+
+#[tokio::test]
+async fn expansions_over_the_caps_are_refused_before_any_upstream_call() {
+    let case = Case::new("caps");
+    let (t, id) = (&case.t, &case.id);
+    let (_, photo) = image_bytes(4);
+    // 64 KiB, named 100,000 times: 6.5 GB if it were expanded.
+    case.seed(&[
+        ("big", json!("b".repeat(64 * 1024)), text_attrs(&[])),
+        ("photo", json!(photo), json!({"type":"image"})),
+    ])
+    .await;
+    case.script(vec![completion("short")]);
+    let bomb = format!("{t} {}", "{{big}}".repeat(100_000));
+    let too_large =
+        json!({"error": "Template too large: with its placeholders filled in it exceeds 1 MiB"});
+    let answer = case
+        .post(
+            "/api/transform",
+            json!({"instanceId": id, "template": bomb, "outputKey": "out"}),
+        )
+        .await;
+    assert_eq!(answer, (413, too_large.clone()));
+    // The same by key: the template stored in the instance.
+    let small_bomb = format!("{t} {}", "{{big}}".repeat(17));
+    case.seed(&[("tpl", json!(small_bomb), text_attrs(&[]))])
+        .await;
+    let answer = case
+        .post(
+            "/api/transform",
+            json!({"instanceId": id, "templateKey": "tpl", "outputKey": "out"}),
+        )
+        .await;
+    assert_eq!(answer, (413, too_large));
+
+    // The same image key 100,000 times, or five images in all.
+    let many = vec!["photo"; 100_000];
+    let refusal = json!({"error": "imageKeys must name at most 4 images (imageKey included)"});
+    for body in [
+        json!({"instanceId": id, "prompt": format!("p {t}"), "imageKeys": many, "outputKey": "img"}),
+        json!({"instanceId": id, "prompt": format!("p {t}"), "imageKey": "photo", "imageKeys": vec!["photo"; 4], "outputKey": "img"}),
+    ] {
+        let answer = case.post("/api/generate-image", body).await;
+        assert_eq!(answer, (400, refusal.clone()));
+    }
+
+    // Nothing reached an upstream, nothing was counted or written.
+    assert!(case.sent(COMPLETIONS).is_empty());
+    assert!(case.sent(SUBMIT).is_empty());
+    assert!(case.usage().is_empty());
+    let keys = case.stored().await;
+    assert!(keys.get("out").is_none() && keys.get("img").is_none());
+
+    // The server keeps serving: fifteen copies (960 KiB) fit the cap, and
+    // four input images are accepted.
+    let fits = format!("{t} {}", "{{big}}".repeat(15));
+    let answer = case
+        .post(
+            "/api/transform",
+            json!({"instanceId": id, "template": fits, "outputKey": "out"}),
+        )
+        .await;
+    assert_eq!(
+        answer,
+        (
+            200,
+            json!({"success": true, "outputKey": "out", "result": "short"})
+        )
+    );
+    let sent = case.sent(COMPLETIONS);
+    assert_eq!(sent.len(), 1);
+    let question = sent[0]["messages"][0]["content"].as_str().unwrap();
+    assert_eq!(question.len(), t.len() + 1 + 15 * 64 * 1024);
+    let images = case.retagged();
+    let (_, result) = image_bytes(5);
+    images.script(vec![ready(&result)]);
+    let (s, body) = case
+        .post(
+            "/api/generate-image",
+            json!({"instanceId": id, "prompt": format!("p {}", images.t), "imageKey": "photo", "imageKeys": vec!["photo"; 3], "outputKey": "img"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let submit = &images.sent(SUBMIT)[0];
+    assert_eq!(submit["input_image"].as_array().map(Vec::len), Some(4));
+    assert_eq!(case.usage().len(), 2);
+}

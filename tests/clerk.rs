@@ -317,6 +317,48 @@ async fn webhooks_create_update_and_replay() {
 }
 
 #[tokio::test]
+async fn a_replayed_delivery_is_acknowledged_but_not_applied() {
+    let w = world();
+    let event = |first: &str| {
+        user_event(
+            "user.updated",
+            "user_replay",
+            "replay@example.com",
+            Some(first),
+            None,
+        )
+    };
+    let name = || d1_user("user_replay").unwrap()["name"].clone();
+    let received = (200, json!({"received": true}));
+    let (first, second) = (event("Ann"), event("Bea"));
+    let first_headers = svix_headers(&w.webhook_secret, &unique_id("msg"), now(), &first);
+    assert_eq!(
+        post_webhook(w.server, &first, &first_headers).await,
+        received
+    );
+    assert_eq!(name(), "Ann");
+    assert_eq!(send_event(&second).await, received);
+    assert_eq!(name(), "Bea");
+    // The first delivery again, byte for byte and validly signed: it is
+    // acknowledged, and the newer name stays.
+    assert_eq!(
+        post_webhook(w.server, &first, &first_headers).await,
+        received
+    );
+    assert_eq!(name(), "Bea");
+    // The same with the Standard Webhooks header names.
+    let standard: Vec<(String, String)> = first_headers
+        .iter()
+        .map(|(k, v)| (k.replace("svix-", "webhook-"), v.clone()))
+        .collect();
+    assert_eq!(post_webhook(w.server, &first, &standard).await, received);
+    assert_eq!(name(), "Bea");
+    // A new delivery (its own id) of the same change is applied.
+    assert_eq!(send_event(&first).await, received);
+    assert_eq!(name(), "Ann");
+}
+
+#[tokio::test]
 async fn a_full_journey_and_a_deleted_user_leaves_nothing() {
     let w = world();
     let api = api();
@@ -511,6 +553,29 @@ async fn webhook_secret_rules_by_mode() {
     let dev =
         TestServer::start(ServerOptions::development().var("CLERK_JWKS_URL", &fake.url("/jwks")));
     assert_eq!(post_webhook(&dev, &body, &[]).await.0, 200);
+    // Unsigned, a delivery with an id is still applied once; without one
+    // nothing tells a replay apart, so every delivery is applied.
+    let named = |first: &str| {
+        user_event(
+            "user.updated",
+            "user_mode",
+            "m@example.com",
+            Some(first),
+            None,
+        )
+    };
+    let name = || dev.d1_rows("SELECT name FROM users WHERE id = 'user_mode'")[0]["name"].clone();
+    let with_id = [("svix-id".to_string(), "msg_dev_1".to_string())];
+    for (first, headers, stored) in [
+        ("Ann", &with_id[..], "Ann"),
+        ("Bea", &[][..], "Bea"),
+        ("Ann", &with_id[..], "Bea"),
+        ("Ann", &[][..], "Ann"),
+    ] {
+        let answer = post_webhook(&dev, &named(first), headers).await;
+        assert_eq!(answer, (200, json!({"received": true})));
+        assert_eq!(name(), stored, "after {first} with {headers:?}");
+    }
     let api = Api::new(&dev);
     assert_eq!(api.get("/api/projects", None).await.0, 200);
     assert_eq!(api.get("/api/projects", Some("aaa.bbb.ccc")).await.0, 401);

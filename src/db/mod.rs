@@ -62,6 +62,7 @@ pub mod groups;
 pub mod instances;
 pub mod projects;
 pub mod reach;
+pub mod received_webhooks;
 pub mod shares;
 pub mod usage;
 pub mod users;
@@ -295,6 +296,9 @@ mod tests {
         reach::DELETE_USER_USES,
         reach::SELECT_GROUP_INSTANCES,
         reach::SELECT_USER_INSTANCES,
+        received_webhooks::DELETE_EXPIRED,
+        received_webhooks::INSERT_IF_NEW,
+        received_webhooks::DELETE_DELIVERY,
         shares::SELECT_FOR_RESOURCE,
         shares::SELECT_SHARE,
         shares::SELECT_EXISTING,
@@ -350,6 +354,8 @@ mod tests {
             instances::SELECT_READ_ONLY,
             projects::SELECT_PROJECT,
             ws_tokens::TAKE_TOKEN,
+            received_webhooks::DELETE_EXPIRED,
+            received_webhooks::INSERT_IF_NEW,
         ] {
             let plan = db.query_plan(sql);
             assert!(

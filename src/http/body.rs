@@ -1,9 +1,11 @@
 //! Reading a request body within its size limit, then parsing it as a JSON
 //! object (`crate::fields`).
 
+use futures_util::StreamExt;
 use worker::Request;
 
 use crate::error::ApiError;
+use crate::fields::LimitedBody;
 pub use crate::fields::{parse_object, Fields, MAX_AI_BODY_BYTES, MAX_BODY_BYTES};
 
 /// Reads the body as a JSON object of at most `limit` bytes.
@@ -12,20 +14,25 @@ pub async fn read_object(req: &mut Request, limit: usize) -> Result<Fields, ApiE
     parse_object(&bytes, limit)
 }
 
-/// Reads the raw body, refusing one whose declared length is over `limit`.
+/// Reads the raw body as a stream, refusing (`413`) one whose declared
+/// length is over `limit` before reading anything, and one that turns out
+/// longer as soon as it goes over (the rest is not read: the stream is
+/// cancelled when dropped).
 pub async fn read_bytes(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
     let declared = req
         .headers()
         .get("Content-Length")?
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(crate::fields::too_large(limit));
+    let mut body = LimitedBody::new(limit, declared)?;
+    // No body at all (`stream()` would call that an error).
+    if req.inner().body().is_none() {
+        return Ok(body.into_bytes());
     }
-    let bytes = req.bytes().await?;
-    if bytes.len() > limit {
-        return Err(crate::fields::too_large(limit));
+    let mut chunks = req.stream()?;
+    while let Some(chunk) = chunks.next().await {
+        body.push(&chunk?)?;
     }
-    Ok(bytes)
+    Ok(body.into_bytes())
 }
 
 /// Longest `name` of any resource (projects, instances, groups, keys,

@@ -6,7 +6,7 @@ use worker::Request;
 use super::body::{read_object, MAX_BODY_BYTES};
 use super::{json, Answer};
 use crate::auth::caller::Caller;
-use crate::auth::roles::{authorize, check_grant, Action};
+use crate::auth::roles::{authorize, authorize_group, check_grant, Action, GroupAction};
 use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
@@ -109,6 +109,17 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, kind: Kind, i
             let group = db::groups::get(&db, gid, &caller.user_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("Group not found"))?;
+            // Only to a group the granter may see (owns or belongs to): any
+            // other answers like one that does not exist, so a share reveals
+            // neither a group's existence nor its name.
+            let is_owner = group.owner_id == caller.user_id;
+            authorize_group(
+                &caller.principal,
+                GroupAction::View,
+                is_owner,
+                group.is_member != 0,
+            )
+            .map_err(|d| denied(d, "Group"))?;
             Some(group.id)
         }
         _ => {

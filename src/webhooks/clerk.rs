@@ -1,7 +1,7 @@
 //! Clerk's Svix-signed user events, kept in sync with the `users` table.
 //! The HTTP adapter hands over the raw body and a header lookup.
 
-use super::svix::{parse_clerk_event, verify, ClerkEvent};
+use super::svix::{delivery_id, parse_clerk_event, verify, ClerkEvent, DELIVERY_MEMORY_SECS};
 use crate::config::setting;
 use crate::ctx::Ctx;
 use crate::db;
@@ -9,7 +9,10 @@ use crate::error::ApiError;
 use crate::services::lifecycle::{self, Doomed};
 
 /// Verifies (unless development mode allows unsigned events) and applies
-/// one webhook delivery.
+/// one webhook delivery, once: a delivery whose id (`svix-id`) was received
+/// in the last ten minutes is a replay, acknowledged without being applied.
+/// Without an id (possible only unsigned, in development mode) every
+/// delivery is applied.
 pub async fn receive(
     ctx: &Ctx,
     header: impl Fn(&str) -> Option<String>,
@@ -20,7 +23,7 @@ pub async fn receive(
     match secret {
         Some(secret) => {
             let now = (worker::Date::now().as_millis() / 1000) as i64;
-            verify(header, body, &secret, now).map_err(|e| {
+            verify(&header, body, &secret, now).map_err(|e| {
                 if e.status() == 500 {
                     worker::console_error!("CLERK_WEBHOOK_SECRET is not a valid whsec_ secret");
                     ApiError::Misconfigured("Webhook secret is misconfigured".into())
@@ -40,17 +43,31 @@ pub async fn receive(
     }
 
     let event = parse_clerk_event(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    match event {
+    if let ClerkEvent::Ignored { .. } = event {
+        return Ok(());
+    }
+    let db = ctx.db()?;
+    let delivery = delivery_id(&header);
+    if let Some(id) = &delivery {
+        let now = db::now_seconds();
+        if !db::received_webhooks::claim(&db, id, now, now - DELIVERY_MEMORY_SECS).await? {
+            worker::console_log!("Clerk webhook {id} was already received; not applied again");
+            return Ok(());
+        }
+    }
+    let applied = match event {
         ClerkEvent::UserUpserted(user) => {
-            db::users::upsert(
-                &ctx.db()?,
-                &user.id,
-                user.email.as_deref(),
-                user.name.as_deref(),
-            )
-            .await
+            db::users::upsert(&db, &user.id, user.email.as_deref(), user.name.as_deref()).await
         }
         ClerkEvent::UserDeleted { id } => lifecycle::destroy(ctx, Doomed::User(&id)).await,
         ClerkEvent::Ignored { .. } => Ok(()),
+    };
+    if let (Err(_), Some(id)) = (&applied, &delivery) {
+        // Not applied: Svix retries with the same id, and that retry must
+        // be applied, not taken for a replay.
+        if let Err(e) = db::received_webhooks::release(&db, id).await {
+            worker::console_error!("could not forget failed webhook delivery {id}: {e}");
+        }
     }
+    applied
 }

@@ -13,6 +13,13 @@ use crate::auth::secrets::constant_time_eq;
 /// Largest accepted distance between `svix-timestamp` and now, either way.
 pub const TIMESTAMP_TOLERANCE_SECS: i64 = 5 * 60;
 
+/// How long a received delivery's id is remembered, so that a replay of it
+/// is recognised. A delivery accepted at time `r` is signed with a
+/// timestamp of at most `r + 5 min`, so a copy of it passes the timestamp
+/// check until `r + 10 min` at the latest: twice the tolerance covers every
+/// replay that the signature check would let through.
+pub const DELIVERY_MEMORY_SECS: i64 = 2 * TIMESTAMP_TOLERANCE_SECS;
+
 /// Why a webhook request was refused. `InvalidSecret` is a server
 /// misconfiguration (500); every other variant is the sender's (401).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +54,14 @@ fn header_value(
     lookup(svix)
         .or_else(|| lookup(standard))
         .ok_or(SvixError::MissingHeader(svix))
+}
+
+/// The delivery's id (`svix-id`, else `webhook-id`), exactly as signed, when
+/// the sender gave a non-empty one. Retries of one message share it.
+pub fn delivery_id(lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    header_value(&lookup, "svix-id", "webhook-id")
+        .ok()
+        .filter(|id| !id.is_empty())
 }
 
 /// The HMAC key: base64 of the secret after its optional `whsec_` prefix.
@@ -246,6 +261,18 @@ mod tests {
             ("svix-timestamp", TS.to_string()),
             ("svix-signature", sig.into()),
         ])
+    }
+
+    #[test]
+    fn delivery_ids() {
+        assert_eq!(delivery_id(svix_headers(SIG)), Some(ID.to_string()));
+        let standard = headers(&[("webhook-id", "msg_std".into())]);
+        assert_eq!(delivery_id(standard), Some("msg_std".to_string()));
+        let both = headers(&[("webhook-id", "b".into()), ("Svix-Id", "a".into())]);
+        assert_eq!(delivery_id(both), Some("a".to_string()));
+        assert_eq!(delivery_id(headers(&[])), None);
+        assert_eq!(delivery_id(headers(&[("svix-id", String::new())])), None);
+        assert_eq!(DELIVERY_MEMORY_SECS, 600);
     }
 
     #[test]

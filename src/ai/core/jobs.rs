@@ -9,7 +9,9 @@ use serde_json::{json, Map, Value};
 use super::fireworks_wire::ImageRequest;
 use super::messages::{completion_body, vision_content};
 use super::prompt::value_as_text;
-use super::template::{resolve_template, to_data_url, transform_prompt};
+use super::template::{
+    resolve_template, to_data_url, transform_prompt, MAX_RESOLVED_TEMPLATE_BYTES,
+};
 use super::tools::Mode;
 use crate::error::ApiError;
 use crate::fields::Fields;
@@ -22,6 +24,10 @@ const MAX_MODEL_CHARS: usize = 200;
 const MAX_KEY_CHARS: usize = 512;
 pub const DEFAULT_MAX_STEPS: u32 = 8;
 pub const MAX_STEPS_LIMIT: u32 = 20;
+/// Most source images one generation takes, `imageKey` and `imageKeys`
+/// together: FLUX.1 Kontext [pro] takes at most four reference images
+/// (`input_image` to `input_image_4` in Black Forest Labs' API).
+pub const MAX_INPUT_IMAGES: usize = 4;
 
 /// An instance's keys as `sync.data`: `{key: {value, attributes, updatedAt}}`.
 pub type Keys = Map<String, Value>;
@@ -168,6 +174,16 @@ impl JobRequest {
             .map(str::to_owned)
             .into_iter()
             .collect();
+        // Counted before the list is copied, however long it is.
+        let listed = body
+            .value("imageKeys")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if image_keys.len() + listed > MAX_INPUT_IMAGES {
+            return Err(ApiError::bad_request(format!(
+                "imageKeys must name at most {MAX_INPUT_IMAGES} images (imageKey included)"
+            )));
+        }
         image_keys.extend(body.str_list("imageKeys")?.unwrap_or_default());
         Ok(JobRequest {
             instance_id,
@@ -210,10 +226,11 @@ impl Job {
             } => {
                 let template = text(keys, template)?;
                 let prompt = prompt.as_ref().map(|p| text(keys, p)).transpose()?;
-                let resolved = resolve_template(&template, |name| {
+                let resolved = resolve_template(&template, MAX_RESOLVED_TEMPLATE_BYTES, |name| {
                     keys.get(name)
                         .map(|entry| entry.get("value").unwrap_or(&Value::Null))
-                });
+                })
+                .map_err(|e| ApiError::PayloadTooLarge(e.to_string()))?;
                 let question = transform_prompt(prompt.as_deref(), &resolved);
                 Ok(Call::Completion(completion_body(model, json!(question))))
             }
@@ -640,6 +657,66 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(err(not_image.job.plan(&keys())).0, 400);
+    }
+
+    #[test]
+    fn generate_takes_at_most_four_input_images() {
+        let body = |image_key: &str, n: usize| {
+            let list = vec!["img"; n];
+            let mut b = json!({"instanceId":"i","outputKey":"o","prompt":"p","imageKeys": list});
+            if !image_key.is_empty() {
+                b["imageKey"] = json!(image_key);
+            }
+            fields(&b.to_string())
+        };
+        let refusal = (
+            400,
+            "imageKeys must name at most 4 images (imageKey included)".to_string(),
+        );
+        for (image_key, n) in [("", 4), ("img", 3)] {
+            let req = JobRequest::generate_image(&body(image_key, n)).unwrap();
+            let Call::Image(image) = req.job.plan(&keys()).unwrap() else {
+                panic!("expected an image call");
+            };
+            assert_eq!(image.input_images.len(), 4);
+        }
+        assert_eq!(err(JobRequest::generate_image(&body("", 5))), refusal);
+        assert_eq!(err(JobRequest::generate_image(&body("img", 4))), refusal);
+        // The same key a hundred thousand times is refused before any copy.
+        assert_eq!(err(JobRequest::generate_image(&body("", 100_000))), refusal);
+        // A list of the wrong type still says so.
+        let wrong = fields(r#"{"instanceId":"i","outputKey":"o","prompt":"p","imageKeys":[1]}"#);
+        assert_eq!(
+            err(JobRequest::generate_image(&wrong)).1,
+            "imageKeys must be an array of strings"
+        );
+    }
+
+    #[test]
+    fn transform_plan_refuses_an_expansion_over_the_cap() {
+        let mut keys = keys();
+        keys.insert(
+            "big".into(),
+            json!({"value": "x".repeat(100_000), "attributes": {}}),
+        );
+        let plan = |template: String| {
+            let b = json!({"instanceId":"i","outputKey":"o","template": template});
+            JobRequest::transform(&fields(&b.to_string()))
+                .unwrap()
+                .job
+                .plan(&keys)
+        };
+        // Ten copies (1,000,000 bytes) fit in 1 MiB; eleven do not.
+        assert!(plan("{{big}}".repeat(10)).is_ok());
+        assert_eq!(
+            err(plan("{{big}}".repeat(11))),
+            (
+                413,
+                "Template too large: with its placeholders filled in it exceeds 1 MiB".to_string()
+            )
+        );
+        // A thousand copies (100 MB if expanded) are refused the same way.
+        assert_eq!(err(plan("{{big}}".repeat(1000))).0, 413);
     }
 
     #[test]

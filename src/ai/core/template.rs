@@ -3,12 +3,51 @@
 use super::prompt::value_as_text;
 use serde_json::Value;
 
+/// Most bytes a resolved template may have (docs/decisions.md): more text
+/// than any model's context takes, so nothing useful is refused, while a
+/// template that repeats a large key (`{{big}}{{big}}…`) cannot expand
+/// into gigabytes.
+pub const MAX_RESOLVED_TEMPLATE_BYTES: usize = 1024 * 1024;
+
+/// A template whose resolved text would be over its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Template too large: with its placeholders filled in it exceeds {} MiB", .limit / (1024 * 1024))]
+pub struct TemplateTooLarge {
+    pub limit: usize,
+}
+
+/// Text that refuses to grow past `limit` bytes: each piece is measured
+/// before it is copied in, so the text itself never exceeds the limit.
+struct Bounded {
+    text: String,
+    limit: usize,
+}
+
+impl Bounded {
+    fn push(&mut self, piece: &str) -> Result<(), TemplateTooLarge> {
+        if piece.len() > self.limit - self.text.len() {
+            return Err(TemplateTooLarge { limit: self.limit });
+        }
+        self.text.push_str(piece);
+        Ok(())
+    }
+}
+
 /// Replaces each `{{ name }}` by the text of key `name` (strings as they are,
 /// other JSON compact). Whitespace around the name is ignored; unknown or
 /// empty names stay exactly as written. With nested openers (`{{{a}}}`,
 /// `{{x {{a}}`) the innermost `{{` before a `}}` opens the placeholder.
-pub fn resolve_template<'a>(template: &str, lookup: impl Fn(&str) -> Option<&'a Value>) -> String {
-    let mut out = String::with_capacity(template.len());
+/// The result may have at most `limit` bytes; the expansion stops as soon
+/// as the next piece would go over it.
+pub fn resolve_template<'a>(
+    template: &str,
+    limit: usize,
+    lookup: impl Fn(&str) -> Option<&'a Value>,
+) -> Result<String, TemplateTooLarge> {
+    let mut out = Bounded {
+        text: String::with_capacity(template.len().min(limit)),
+        limit,
+    };
     let mut rest = template;
     while let Some(open) = rest.find("{{") {
         let Some(close) = rest[open + 2..].find("}}").map(|c| c + open + 2) else {
@@ -16,16 +55,18 @@ pub fn resolve_template<'a>(template: &str, lookup: impl Fn(&str) -> Option<&'a 
         };
         // The last `{{` that starts before the `}}` (may overlap the first).
         let open = rest[open..close].rfind("{{").map_or(open, |o| o + open);
-        out.push_str(&rest[..open]);
+        out.push(&rest[..open])?;
         let name = rest[open + 2..close].trim();
         match lookup(name).filter(|_| !name.is_empty()) {
-            Some(v) => out.push_str(&value_as_text(v)),
-            None => out.push_str(&rest[open..close + 2]),
+            // A string goes in without a copy of its own.
+            Some(Value::String(s)) => out.push(s)?,
+            Some(v) => out.push(&value_as_text(v))?,
+            None => out.push(&rest[open..close + 2])?,
         }
         rest = &rest[close + 2..];
     }
-    out.push_str(rest);
-    out
+    out.push(rest)?;
+    Ok(out.text)
 }
 
 /// The user message of a transform: the prompt, then the resolved template
@@ -74,7 +115,7 @@ mod tests {
             ("my key", json!("spaced")),
             ("emoji", json!("😀")),
         ]);
-        resolve_template(template, |n| keys.get(n))
+        resolve_template(template, MAX_RESOLVED_TEMPLATE_BYTES, |n| keys.get(n)).unwrap()
     }
 
     #[test]
@@ -107,7 +148,42 @@ mod tests {
         assert_eq!(resolve("{{name}}}}"), "Ada}}");
         // A value that looks like a placeholder is not expanded again.
         let keys = HashMap::from([("a", json!("{{b}}")), ("b", json!("no"))]);
-        assert_eq!(resolve_template("{{a}}", |n| keys.get(n)), "{{b}}");
+        assert_eq!(
+            resolve_template("{{a}}", 100, |n| keys.get(n)).unwrap(),
+            "{{b}}"
+        );
+    }
+
+    #[test]
+    fn expansion_stops_at_the_limit() {
+        let keys = HashMap::from([
+            ("big", json!("x".repeat(1000))),
+            ("obj", json!({"a": "y".repeat(100)})),
+        ]);
+        let lookup = |n: &str| keys.get(n);
+        // Exactly the limit is fine; one byte more is not.
+        let two = resolve_template("{{big}}{{big}}", 2000, lookup).unwrap();
+        assert_eq!(two.len(), 2000);
+        let too_large = TemplateTooLarge { limit: 1999 };
+        assert_eq!(
+            resolve_template("{{big}}{{big}}", 1999, lookup),
+            Err(too_large)
+        );
+        // Literal text, non-string values and unknown placeholders count too.
+        assert!(resolve_template(&"a".repeat(11), 10, lookup).is_err());
+        assert!(resolve_template("{{obj}}", 100, lookup).is_err());
+        assert!(resolve_template("{{obj}}", 120, lookup).is_ok());
+        assert!(resolve_template("{{nope}}", 7, lookup).is_err());
+        assert_eq!(resolve_template("{{nope}}", 8, lookup).unwrap(), "{{nope}}");
+        // A template of a million placeholders of a 1000-byte key would
+        // expand to a gigabyte; it stops at the cap instead.
+        let bomb = "{{big}}".repeat(1_000_000);
+        let e = resolve_template(&bomb, MAX_RESOLVED_TEMPLATE_BYTES, lookup).unwrap_err();
+        assert_eq!(e.limit, MAX_RESOLVED_TEMPLATE_BYTES);
+        assert_eq!(
+            e.to_string(),
+            "Template too large: with its placeholders filled in it exceeds 1 MiB"
+        );
     }
 
     #[test]
