@@ -46,6 +46,9 @@ ALTER TABLE ws_tokens ADD COLUMN secret_id TEXT;
 -- newest version it was told, so a request that read the flag earlier can
 -- never overwrite a newer value.
 ALTER TABLE instances ADD COLUMN readonly_version INTEGER NOT NULL DEFAULT 0;
+-- Existing rows: a version above what objects stored before this change (0),
+-- so the flag D1 holds wins the next time it is passed on.
+UPDATE instances SET readonly_version = updated_at * 1000 + 1;
 
 -- The instances an API key or a delegate has opened sockets on, so that
 -- revoking it re-evaluates exactly those objects (an account-wide key may

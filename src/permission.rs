@@ -59,11 +59,21 @@ pub struct AccessBasis {
     pub delegate: Option<String>,
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// When a delegate's access ends by itself (Unix seconds): its sockets
+    /// are closed then, like revoked ones.
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
 }
 
 impl AccessBasis {
     pub fn is_user(&self) -> bool {
         self.api_key.is_none() && self.delegate.is_none()
+    }
+
+    /// Whether the access has expired at `now_ms`.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires
+            .is_some_and(|s| now_ms >= s.saturating_mul(1000))
     }
 }
 

@@ -8,6 +8,11 @@
 /// dropped), or `None` for anything else or an impossible date.
 pub fn parse_datetime(s: &str) -> Option<i64> {
     let s = s.trim();
+    // Every accepted form is ASCII; checking first keeps byte slicing on
+    // character boundaries.
+    if !s.is_ascii() {
+        return None;
+    }
     let (date, rest) = (s.get(..10)?, &s[10..]);
     let days = parse_date(date)?;
     let mut seconds = days * 86_400;
@@ -160,6 +165,9 @@ mod tests {
             "2027-12-02X15:54",
             "2027/12/02",
             "1733154840",
+            "2027-12-02T15:54+aéb",
+            "2027-12-02T15:54+é",
+            "2027-12-0é",
         ] {
             assert_eq!(parse_datetime(text), None, "{text:?}");
         }

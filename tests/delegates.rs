@@ -566,6 +566,33 @@ fn chrono_like(t: i64) -> String {
 }
 
 #[tokio::test]
+async fn an_expiring_delegates_open_socket_is_closed_when_it_expires() {
+    let s = setup("dexpire");
+    let alice = &s.w.alice;
+    let project = s.w.project(alice, "p").await;
+    let expires = now() + 4;
+    let (status, created) = s
+        .api
+        .post(
+            "/api/delegates",
+            Some(&jwt(alice)),
+            json!({"name": "brief", "keyPermissions": {"can_read": true}, "expiresAt": chrono_like(expires)}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["delegate_id"].as_str().unwrap().to_string();
+    assert_eq!(s.grant(alice, &id, &project.main, "read").await, 200);
+    let cred = delegate_auth(&id, &s.secret(alice, &id).await);
+    let url = s.w.server.ws_url(&format!("/sync/{}", project.main));
+    let mut ws = WsClient::connect_with_headers(&url, &[("Authorization", cred.as_str())]).await;
+    ws.handshake().await;
+    // It sends nothing: the object closes it at the expiry all the same.
+    let (code, reason, _) = closed_within(&mut ws, Duration::from_secs(12)).await;
+    assert_eq!((code, reason.as_str()), (4003, "Access revoked"));
+    assert!(now() >= expires, "closed before the delegate expired");
+}
+
+#[tokio::test]
 async fn in_band_auth_accepts_a_delegate_credential() {
     let s = setup("dinband");
     let alice = &s.w.alice;

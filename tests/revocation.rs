@@ -131,6 +131,34 @@ async fn deleting_an_api_key_closes_every_socket_it_opened() {
 }
 
 #[tokio::test]
+async fn a_token_grants_nothing_once_its_credential_is_revoked() {
+    let (w, api) = setup("rtoken");
+    let alice = &w.alice;
+    let project = w.project(alice, "p").await;
+    let (key, key_id) = new_key(&api, alice, json!(["read", "write"])).await;
+    let (_, minted) = api
+        .post(
+            "/api/ws-token",
+            Some(&key),
+            json!({"instanceId": project.main}),
+        )
+        .await;
+    assert_eq!(
+        api.delete(&format!("/api/keys/{key_id}"), Some(&jwt(alice)))
+            .await
+            .0,
+        200
+    );
+    let path = format!(
+        "{}?token={}",
+        project.main,
+        minted["token"].as_str().unwrap()
+    );
+    let refused = WsClient::try_connect_to(w.server, &path, None).await;
+    assert!(refused.err().is_some_and(|e| e.starts_with("403")));
+}
+
+#[tokio::test]
 async fn a_deleted_share_closes_and_a_lowered_share_lowers() {
     let (w, api) = setup("rshare");
     let (alice, bob) = (&w.alice, &w.bob);
@@ -391,6 +419,29 @@ async fn the_auth_timeout_error_and_close_arrive_together() {
         at_close - at_error < Duration::from_secs(1),
         "error at {at_error:?}, close at {at_close:?}"
     );
+}
+
+#[tokio::test]
+async fn frames_queued_behind_a_slow_auth_are_capped() {
+    // Its own server, whose first JWT verification waits 3 s for the JWKS.
+    let slow = SignedIn::with_slow_jwks(
+        ServerOptions::production().var("ADMIN_TOKEN", "slow-jwks"),
+        Duration::from_secs(3),
+    );
+    let w = World::seed(slow.server, "slow");
+    let project = w.project(&w.alice, "p").await;
+    let mut ws = WsClient::connect_to(w.server, &project.main, None).await;
+    ws.send(&json!({"type": "auth", "apiKey": slow.jwt(&w.alice.id)}))
+        .await;
+    // Not byte-for-byte the runtime's auto-answered ping: each reaches the
+    // object and waits behind the `auth`.
+    for _ in 0..1_001 {
+        if !ws.try_send(&json!({"type": "ping", "n": 1})).await {
+            break;
+        }
+    }
+    let (code, _) = closed(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(code, 1009);
 }
 
 /// A tool step whose stream takes about `total` to arrive: the model

@@ -97,6 +97,7 @@ fn delegate_caller(row: CredentialRow, now: i64) -> Result<Caller, AuthError> {
             api_key: None,
             delegate: Some(row.delegate_id),
             secret: Some(row.secret_id),
+            expires: row.expires_at,
         },
     })
 }

@@ -294,6 +294,7 @@ mod tests {
         reach::SELECT_USED_INSTANCES,
         reach::DELETE_USES,
         reach::DELETE_USER_USES,
+        reach::SELECT_USERS_SHARED_INSTANCES,
         reach::SELECT_GROUP_INSTANCES,
         reach::SELECT_USER_INSTANCES,
         received_webhooks::DELETE_EXPIRED,

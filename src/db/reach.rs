@@ -25,9 +25,22 @@ pub const DELETE_USES: &str = "DELETE FROM credential_instances WHERE credential
 
 /// `?1` user id: forgets where the user's keys and delegates were used
 /// (the user is being deleted).
-pub const DELETE_USER_USES: &str = "DELETE FROM credential_instances WHERE credential_id IN
-      (SELECT id FROM api_keys WHERE user_id = ?1
-       UNION SELECT delegate_id FROM delegates WHERE created_by_user_id = ?1)";
+pub const DELETE_USER_USES: &str = "DELETE FROM credential_instances WHERE credential_id = ?1
+      OR credential_id IN (SELECT id FROM api_keys WHERE user_id = ?1
+                           UNION SELECT delegate_id FROM delegates WHERE created_by_user_id = ?1)";
+
+/// `?1` user id: the instances reached by shares the user made (on others'
+/// resources too) and by shares to the groups it owns: deleting the user
+/// deletes those shares, so other users' sockets there are re-evaluated.
+pub const SELECT_USERS_SHARED_INSTANCES: &str =
+    "SELECT s.resource_id AS id FROM shares s WHERE s.resource_type = 'instance'
+        AND (s.created_by = ?1 OR (s.target_type = 'group'
+             AND s.target_id IN (SELECT id FROM groups WHERE owner_id = ?1)))
+     UNION
+     SELECT i.id FROM shares s JOIN instances i ON i.project_id = s.resource_id
+      WHERE s.resource_type = 'project'
+        AND (s.created_by = ?1 OR (s.target_type = 'group'
+             AND s.target_id IN (SELECT id FROM groups WHERE owner_id = ?1)))";
 
 /// `?1` group id: the instances its shares reach (instance shares, and every
 /// instance of a shared project).
@@ -45,6 +58,7 @@ pub const SELECT_USER_INSTANCES: &str = concat!(
     " UNION SELECT i.id FROM shares s JOIN instances i ON i.project_id = s.resource_id",
     " WHERE s.resource_type = 'project' AND ",
     personal_share!("?1"),
+    " UNION SELECT instance_id FROM credential_instances WHERE credential_id = ?1",
     " UNION SELECT u.instance_id FROM credential_instances u JOIN api_keys k ON k.id = u.credential_id",
     " WHERE k.user_id = ?1",
     " UNION SELECT u.instance_id FROM credential_instances u",
@@ -72,6 +86,10 @@ pub mod stmt {
 
     pub fn forget_user_uses(user_id: &str) -> Statement<'_> {
         Statement::new(DELETE_USER_USES, [Arg::Text(user_id)])
+    }
+
+    pub fn users_shared_instances(user_id: &str) -> Statement<'_> {
+        Statement::new(SELECT_USERS_SHARED_INSTANCES, [Arg::Text(user_id)])
     }
 
     pub fn group_instances(group_id: &str) -> Statement<'_> {
@@ -115,6 +133,13 @@ async fn ids(db: &D1Database, st: Statement<'_>) -> Result<Vec<String>, ApiError
 /// The instances an API key or delegate opened sockets on.
 pub async fn used_instances(db: &D1Database, credential: &str) -> Result<Vec<String>, ApiError> {
     ids(db, stmt::used_instances(credential)).await
+}
+
+pub async fn users_shared_instances(
+    db: &D1Database,
+    user_id: &str,
+) -> Result<Vec<String>, ApiError> {
+    ids(db, stmt::users_shared_instances(user_id)).await
 }
 
 pub async fn group_instances(db: &D1Database, group_id: &str) -> Result<Vec<String>, ApiError> {
@@ -202,6 +227,19 @@ mod tests {
         );
         db.run(&stmt::forget_uses("k1"));
         assert!(ids_of(&db, &stmt::used_instances("k1")).is_empty());
+        // Alice's own socket on a public instance, as a signed-in user.
+        db.run(&stmt::record_use("alice", "p-2", NOW));
+        assert_eq!(ids_of(&db, &stmt::user_instances("alice")), ["p-2"]);
+        // What deleting alice takes from others: the shares she made.
+        assert_eq!(
+            ids_of(&db, &stmt::users_shared_instances("alice")),
+            ["p-2", "p-main", "q-main"]
+        );
+        // And what deleting carol takes: the shares to the group she owns.
+        assert_eq!(
+            ids_of(&db, &stmt::users_shared_instances("carol")),
+            ["p-2", "p-main"]
+        );
         db.run(&stmt::forget_user_uses("bob"));
         assert!(ids_of(&db, &stmt::used_instances("del_b")).is_empty());
     }

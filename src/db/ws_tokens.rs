@@ -25,6 +25,7 @@ impl TokenRow {
             api_key: self.api_key_id.clone(),
             delegate: self.delegate_id.clone(),
             secret: self.secret_id.clone(),
+            expires: None,
         }
     }
 }

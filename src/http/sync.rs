@@ -79,16 +79,23 @@ async fn token_identity(
             "Token was issued for another instance".into(),
         ));
     }
-    let permission = Permission::parse_grantable(&row.permission)
+    let issued = Permission::parse_grantable(&row.permission)
         .ok_or_else(|| ApiError::internal("ws token with an unknown permission"))?;
-    let read_only = db::instances::read_only(&db, instance_id).await?;
-    let basis = row.basis();
+    // The credential that obtained the token may have been revoked or
+    // lowered since (protocol.md §8): the token grants no more than it now.
+    let refused = || ApiError::Forbidden("Instance not found or access denied".into());
+    let caller = verify::from_basis(ctx, &row.user_id, &row.basis())
+        .await?
+        .ok_or_else(refused)?;
+    let access = access::instance_data(ctx, &caller, instance_id)
+        .await
+        .map_err(|_| refused())?;
     Ok((
         Identity::User {
             user_id: row.user_id,
-            permission,
-            basis,
+            permission: issued.min(access.role.for_session()),
+            basis: caller.basis,
         },
-        read_only,
+        Some(access.flag),
     ))
 }

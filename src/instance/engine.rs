@@ -139,6 +139,9 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
         if session.auth_expired(now_ms) {
             return auth_timeout();
         }
+        if session.authenticated && session.basis.expired(now_ms) {
+            return access_expired();
+        }
         match parse_client_frame(frame) {
             Ok(parsed) => self.handle(session, parsed, now_ms),
             Err(e) => error_reply(&e),
@@ -473,6 +476,18 @@ fn ack(id: Option<&MessageId>, now_ms: i64) -> Option<Outbound> {
 
 fn error_reply(e: &ProtocolError) -> Outcome {
     Outcome::Send(vec![Outbound::Reply(encode_error(e))])
+}
+
+/// Close code for a session whose access ended (protocol.md §8).
+pub const CLOSE_ACCESS_REVOKED: u16 = 4003;
+
+/// A delegate's access expired while its socket was open.
+pub fn access_expired() -> Outcome {
+    Outcome::Close {
+        frame: encode_auth_error(AuthErrorCode::Expired, "the delegate's access has expired"),
+        code: CLOSE_ACCESS_REVOKED,
+        reason: "Access revoked",
+    }
 }
 
 fn auth_timeout() -> Outcome {
@@ -840,6 +855,13 @@ mod tests {
         let e = w.refused(&writer(), r#"{"type":"set","key":"k","value":1,"id":"i"}"#);
         assert_eq!(e["code"], "INTERNAL");
         assert_eq!(e["id"], "i");
+        // The storage's own text stays in the log, out of the frame.
+        let text = e["error"].as_str().unwrap();
+        assert!(!text.contains("injected"), "{text}");
+        assert_eq!(
+            text,
+            "the change was not applied: the instance's storage failed"
+        );
         w.store.fail_writes.set(false);
         assert!(
             w.data().as_object().unwrap().is_empty(),

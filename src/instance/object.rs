@@ -17,7 +17,10 @@ use worker::{
 };
 
 use super::attributes::Attributes;
-use super::engine::{Engine, Outbound, Outcome, Session, CLOSE_POLICY_VIOLATION};
+use super::engine::{
+    access_expired, Engine, Outbound, Outcome, Session, CLOSE_ACCESS_REVOKED,
+    CLOSE_POLICY_VIOLATION,
+};
 use super::error::{ErrorCode, MessageId, ProtocolError};
 use super::internal::{
     self, DeleteRequest, ImportRequest, ReadOnlyFlag, RecheckRequest, RecheckResult, Refusal,
@@ -71,8 +74,6 @@ impl Pending {
     }
 }
 
-/// Close code for a socket whose access was revoked (protocol.md §8).
-const CLOSE_ACCESS_REVOKED: u16 = 4003;
 /// Close code for a connect to a deleted instance (protocol.md §8).
 const CLOSE_INSTANCE_NOT_FOUND: u16 = 4004;
 /// The one table a deleted instance keeps.
@@ -333,11 +334,27 @@ impl Instance {
     fn close_expired(&self) -> Option<i64> {
         let now = now_ms();
         let mut next_deadline: Option<i64> = None;
-        for ws in self.state.get_websockets_with_tag(TAG_PENDING) {
+        for ws in self.state.get_websockets() {
             let Ok(Some(session)) = read_session(&ws) else {
                 continue;
             };
             if session.authenticated {
+                // A delegate whose access ends by itself (`expires_at`).
+                if let Some(at) = session.basis.expires.map(|s| s.saturating_mul(1000)) {
+                    if now >= at {
+                        if let Outcome::Close {
+                            frame,
+                            code,
+                            reason,
+                        } = access_expired()
+                        {
+                            send(&ws, &frame);
+                            let _ = ws.close(Some(code), Some(reason));
+                        }
+                    } else {
+                        next_deadline = Some(next_deadline.map_or(at, |n| n.min(at)));
+                    }
+                }
                 continue;
             }
             if session.auth_expired(now) {
@@ -449,6 +466,7 @@ impl Instance {
 
         if session.authenticated {
             this.welcome(&server, &session, None, now);
+            this.schedule_expiry(&session).await?;
         } else {
             // A timer closes it on time; an alarm (storage) only backs the
             // timer up where the object already has storage (§8: none is
@@ -593,6 +611,7 @@ impl Instance {
                 updated.basis = grant.basis;
                 write_session(ws, &updated)?;
                 self.welcome(ws, &updated, id, now_ms());
+                self.schedule_expiry(&updated).await?;
                 Ok(true)
             }
             Err((code, message)) => {
@@ -721,6 +740,15 @@ impl Instance {
             if matches!(read_session(&ws), Ok(Some(s)) if s.authenticated) {
                 send_js(&ws, &js);
             }
+        }
+    }
+
+    /// An alarm at the end of a delegate's access, so its socket is closed
+    /// then even if it sends nothing.
+    async fn schedule_expiry(&self, session: &Session) -> Result<()> {
+        match session.basis.expires {
+            Some(at) if self.ready.get() => self.schedule_alarm(at.saturating_mul(1000)).await,
+            _ => Ok(()),
         }
     }
 

@@ -208,8 +208,11 @@ pub async fn socket_grant(
     let access = instance_data(&ctx, &caller, instance_id)
         .await
         .map_err(|_| no_access())?;
+    // Unrecorded, the socket would be out of its credential's revocation.
     if let Err(e) = super::revocation::note_socket(&ctx, &caller, instance_id).await {
-        worker::console_error!("in-band auth: could not record the key's use: {e}");
+        worker::console_error!("in-band auth: could not record the credential's use: {e}");
+        let e = AuthError::Internal(e.to_string());
+        return Err((e.ws_code(), e.ws_message()));
     }
     Ok(SocketGrant {
         user_id: caller.user_id,

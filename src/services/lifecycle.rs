@@ -54,10 +54,14 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
             // The user (directly, through its keys or its delegates) may
             // hold sockets on instances others own.
             let reached = db::reach::user_instances(&db, id).await?;
+            // Shares the user made, and shares to its groups, go too: the
+            // users they reached are re-evaluated.
+            let shared = db::reach::users_shared_instances(&db, id).await?;
             db::reach::forget_user_uses(&db, id).await?;
             db::delegates::delete_for_user(&db, id).await?;
             db::users::delete_everything(&db, id).await?;
             revocation::revoke(ctx, &reached, Affected::User(id.to_owned())).await;
+            revocation::recheck(ctx, &shared, Affected::All).await;
             Ok(())
         }
     }
