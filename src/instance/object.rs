@@ -185,6 +185,10 @@ pub struct Instance {
     /// Frames that arrived for a socket while an earlier frame of the same
     /// socket was still being handled (an `auth` being verified).
     queues: RefCell<HashMap<u32, Pending>>,
+    /// Counts rechecks: an in-band `auth` whose verification overlapped one
+    /// verifies again, so a revocation cannot slip between the D1 lookup and
+    /// the socket becoming authenticated.
+    rechecks: Cell<u64>,
 }
 
 impl Instance {
@@ -206,6 +210,7 @@ impl Instance {
             deleted: Cell::new(deleted),
             setup_error: RefCell::new(None),
             queues: RefCell::new(HashMap::new()),
+            rechecks: Cell::new(0),
         };
         if existing {
             instance.ensure_ready();
@@ -591,7 +596,12 @@ impl Instance {
         api_key: &str,
         id: Option<MessageId>,
     ) -> Result<bool> {
-        match self.verify_in_band(session, api_key).await {
+        let before = self.rechecks.get();
+        let mut verdict = self.verify_in_band(session, api_key).await;
+        if verdict.is_ok() && self.rechecks.get() != before {
+            verdict = self.verify_in_band(session, api_key).await;
+        }
+        match verdict {
             Ok(_) if self.deleted.get() => {
                 let _ = ws.close(Some(CLOSE_INSTANCE_NOT_FOUND), Some("Instance not found"));
                 Ok(false)
@@ -675,6 +685,7 @@ impl Instance {
     async fn recheck(&self, body: &str) -> Result<Response> {
         let RecheckRequest { affected, gone } = serde_json::from_str(body)
             .map_err(|e| worker::Error::RustError(format!("recheck body: {e}")))?;
+        self.rechecks.set(self.rechecks.get() + 1);
         let instance_id = self.meta.borrow().instance_id.clone();
         let mut verdicts: HashMap<(String, AccessBasis), Option<Permission>> = HashMap::new();
         let mut result = RecheckResult::default();
