@@ -581,3 +581,65 @@ async fn webhook_secret_rules_by_mode() {
     assert_eq!(api.get("/api/projects", Some("aaa.bbb.ccc")).await.0, 401);
     assert_eq!(api.get("/api/projects", Some("plainbearer")).await.0, 401);
 }
+
+/// protocol.md §8: deleting a user also ends what it gave others (shares it
+/// made) and its own sockets on instances it reached only publicly.
+#[tokio::test]
+async fn a_deleted_user_takes_the_access_it_gave_with_it() {
+    let w = world();
+    let api = api();
+    let owner = "user_del_owner";
+    let middle = "user_del_middle";
+    let reader = "user_del_reader";
+    for id in [owner, middle, reader] {
+        let event = user_event("user.created", id, &format!("{id}@example.com"), None, None);
+        assert_eq!(send_event(&event).await.0, 200);
+    }
+    let jwt = |id: &str| w.old.sign(&claims(id));
+    let (_, p) = api
+        .post("/api/projects", Some(&jwt(owner)), json!({"name": "p"}))
+        .await;
+    let (project, main) = (
+        p["id"].as_str().unwrap(),
+        p["defaultInstanceId"].as_str().unwrap(),
+    );
+    let shares = format!("/api/projects/{project}/shares");
+    let grant = |id: &str, permission: &str| json!({"targetType": "user", "targetId": id, "permission": permission});
+    assert_eq!(
+        api.post(&shares, Some(&jwt(owner)), grant(middle, "admin"))
+            .await
+            .0,
+        201
+    );
+    // The middle user passes access on; the reader holds it only through that.
+    assert_eq!(
+        api.post(&shares, Some(&jwt(middle)), grant(reader, "write"))
+            .await
+            .0,
+        201
+    );
+    let mut readers = WsClient::join(w.server, main, Some(&jwt(reader))).await.0;
+    // A public instance the middle user connects to as anyone may.
+    let (_, other) = api
+        .post(
+            &format!("/api/projects/{project}/instances"),
+            Some(&jwt(owner)),
+            json!({"name": "pub"}),
+        )
+        .await;
+    let public = other["id"].as_str().unwrap();
+    let public_shares = format!("/api/instances/{public}/shares");
+    let body = json!({"targetType": "public", "permission": "read"});
+    assert_eq!(
+        api.post(&public_shares, Some(&jwt(owner)), body).await.0,
+        201
+    );
+    let mut middles = WsClient::join(w.server, public, Some(&jwt(middle))).await.0;
+
+    let deleted =
+        json!({"type":"user.deleted","data":{"id": middle,"object":"user","deleted":true}});
+    assert_eq!(send_event(&deleted.to_string()).await.0, 200);
+    for ws in [&mut readers, &mut middles] {
+        assert_eq!(ws.expect_closed().await.map(|c| c.0), Some(4003));
+    }
+}
