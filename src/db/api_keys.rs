@@ -4,7 +4,6 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{now_seconds, Arg, Statement};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,72 +57,6 @@ pub const INSERT_KEY: &str =
 /// `?1` key id, `?2` user id (the owner); returns the id if it deleted.
 pub const DELETE_OWNED: &str = "DELETE FROM api_keys WHERE id = ?1 AND user_id = ?2 RETURNING id";
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
-    pub fn find_by_hash(key_hash: &str) -> Statement<'_> {
-        Statement::new(SELECT_BY_HASH, [Arg::Text(key_hash)])
-    }
-
-    pub fn find_by_id(id: &str) -> Statement<'_> {
-        Statement::new(SELECT_BY_ID, [Arg::Text(id)])
-    }
-
-    pub fn touch(id: &str, now: i64) -> Statement<'_> {
-        Statement::new(UPDATE_LAST_USED, [Arg::Text(id), Arg::Int(now)])
-    }
-
-    pub fn list_for_user(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_FOR_USER, [Arg::Text(user_id)])
-    }
-
-    pub fn insert<'a>(key: &NewKey<'a>, now: i64) -> Statement<'a> {
-        Statement::new(
-            INSERT_KEY,
-            [
-                Arg::Text(key.id),
-                Arg::Text(key.user_id),
-                Arg::Text(key.name),
-                Arg::Text(key.key_hash),
-                Arg::Text(key.key_prefix),
-                Arg::Text(key.scope_type),
-                Arg::opt_text(key.scope_id),
-                Arg::Text(key.permissions_json),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn delete_owned<'a>(id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(DELETE_OWNED, [Arg::Text(id), Arg::Text(user_id)])
-    }
-}
-
-// --- D1 ---------------------------------------------------------------------
-
-pub async fn find_by_hash(db: &D1Database, key_hash: &str) -> Result<Option<ApiKeyRow>, ApiError> {
-    stmt::find_by_hash(key_hash).first(db).await
-}
-
-pub async fn find_by_id(db: &D1Database, id: &str) -> Result<Option<ApiKeyRow>, ApiError> {
-    stmt::find_by_id(id).first(db).await
-}
-
-/// Records use, at most once a minute per key (a write per request would
-/// cost more than the information is worth).
-pub async fn touch(db: &D1Database, row: &ApiKeyRow) -> Result<(), ApiError> {
-    let now = now_seconds();
-    if row.last_used_at.is_some_and(|t| now - t < 60) {
-        return Ok(());
-    }
-    stmt::touch(&row.id, now).run(db).await
-}
-
-pub async fn list_for_user(db: &D1Database, user_id: &str) -> Result<Vec<ApiKeyRow>, ApiError> {
-    stmt::list_for_user(user_id).all(db).await
-}
-
 pub struct NewKey<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
@@ -135,14 +68,33 @@ pub struct NewKey<'a> {
     pub permissions_json: &'a str,
 }
 
-pub async fn insert(db: &D1Database, key: &NewKey<'_>) -> Result<(), ApiError> {
-    stmt::insert(key, now_seconds()).run(db).await
+/// The statements with their parameters bound in order.
+pub mod stmt {
+    use super::*;
+
+    statements! {
+        fn find_by_hash(key_hash: &'a str) => SELECT_BY_HASH;
+        fn find_by_id(id: &'a str) => SELECT_BY_ID;
+        fn touch(id: &'a str, now: i64) => UPDATE_LAST_USED;
+        /// Newest first.
+        fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
+        fn insert(key: &NewKey<'a>, now: i64) => INSERT_KEY [
+            key.id, key.user_id, key.name, key.key_hash, key.key_prefix,
+            key.scope_type, key.scope_id, key.permissions_json, now,
+        ];
+        /// Returns a row if `user_id` owned the key and it is deleted.
+        fn delete_owned(id: &'a str, user_id: &'a str) => DELETE_OWNED;
+    }
 }
 
-/// Deletes the key if `user_id` owns it; returns whether it did.
-pub async fn delete_owned(db: &D1Database, id: &str, user_id: &str) -> Result<bool, ApiError> {
-    let deleted: Option<serde_json::Value> = stmt::delete_owned(id, user_id).first(db).await?;
-    Ok(deleted.is_some())
+// --- D1 ---------------------------------------------------------------------
+
+/// Records use, at most once a minute per key.
+pub async fn touch(db: &D1Database, row: &ApiKeyRow) -> Result<(), ApiError> {
+    match super::use_worth_recording(row.last_used_at) {
+        Some(now) => stmt::touch(&row.id, now).run(db).await,
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

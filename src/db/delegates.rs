@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{now_seconds, Arg, Statement};
+use super::{Arg, Statement};
 use crate::error::ApiError;
 use crate::permission::Permission;
 
@@ -173,242 +173,61 @@ pub struct NewDelegate<'a> {
 pub mod stmt {
     use super::*;
 
-    pub fn insert_delegate<'a>(d: &NewDelegate<'a>, now: i64) -> Statement<'a> {
-        Statement::new(
-            INSERT_DELEGATE,
-            [
-                Arg::Text(d.delegate_id),
-                Arg::Text(d.created_by_user_id),
-                Arg::Text(d.name),
-                Arg::Int(i64::from(d.can_read)),
-                Arg::Int(i64::from(d.can_write)),
-                Arg::Int(i64::from(d.can_system)),
-                Arg::Int(now),
-                Arg::opt_int(d.expires_at),
-            ],
-        )
+    statements! {
+        fn insert_delegate(d: &NewDelegate<'a>, now: i64) => INSERT_DELEGATE [
+            d.delegate_id, d.created_by_user_id, d.name,
+            d.can_read, d.can_write, d.can_system, now, d.expires_at,
+        ];
+        /// Newest first.
+        fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
+        /// The delegate if `user_id` created it (else it does not exist for them).
+        fn owned(delegate_id: &'a str, user_id: &'a str) => SELECT_OWNED;
+        fn insert_secret(
+            secret_id: &'a str, delegate_id: &'a str, hash: &'a str, name: Option<&'a str>, now: i64,
+        ) => INSERT_SECRET;
+        fn secrets(delegate_id: &'a str) => SELECT_SECRETS;
+        /// Returns a row if the delegate has such a secret.
+        fn revoke_secret(secret_id: &'a str, delegate_id: &'a str, now: i64) => REVOKE_SECRET;
+        fn credential(delegate_id: &'a str, hash: &'a str) => SELECT_CREDENTIAL;
+        fn credential_by_ids(delegate_id: &'a str, secret_id: &'a str) => SELECT_CREDENTIAL_BY_IDS;
+        fn touch_secret(secret_id: &'a str, now: i64) => TOUCH_SECRET;
+        fn upsert_grant(
+            delegate_id: &'a str, instance_id: &'a str, permission: Permission, granted_by: &'a str,
+            now: i64,
+        ) => UPSERT_GRANT;
+        fn grants(delegate_id: &'a str) => SELECT_GRANTS;
+        fn grant(delegate_id: &'a str, instance_id: &'a str, now: i64) => SELECT_GRANT;
+        /// Returns a row if there was such a grant.
+        fn delete_grant(delegate_id: &'a str, instance_id: &'a str) => DELETE_GRANT;
+        /// The grants on an instance (instance deletion).
+        fn delete_instance_grants(instance_id: &'a str) => DELETE_INSTANCE_GRANTS;
     }
 
-    pub fn list_for_user(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_FOR_USER, [Arg::Text(user_id)])
+    /// One batch: a delegate with its secrets and grants.
+    pub fn delete(delegate_id: &str) -> Vec<Statement<'_>> {
+        let sqls = [DELETE_GRANTS_OF, DELETE_SECRETS_OF, DELETE_DELEGATE];
+        Statement::each(&sqls, &[Arg::Text(delegate_id)])
     }
 
-    pub fn owned<'a>(delegate_id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(SELECT_OWNED, [Arg::Text(delegate_id), Arg::Text(user_id)])
-    }
-
-    pub fn delete(delegate_id: &str) -> [Statement<'_>; 3] {
-        let id = [Arg::Text(delegate_id)];
-        [
-            Statement::new(DELETE_GRANTS_OF, id),
-            Statement::new(DELETE_SECRETS_OF, id),
-            Statement::new(DELETE_DELEGATE, id),
-        ]
-    }
-
-    pub fn insert_secret<'a>(
-        secret_id: &'a str,
-        delegate_id: &'a str,
-        hash: &'a str,
-        name: Option<&'a str>,
-        now: i64,
-    ) -> Statement<'a> {
-        Statement::new(
-            INSERT_SECRET,
-            [
-                Arg::Text(secret_id),
-                Arg::Text(delegate_id),
-                Arg::Text(hash),
-                Arg::opt_text(name),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn secrets(delegate_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_SECRETS, [Arg::Text(delegate_id)])
-    }
-
-    pub fn revoke_secret<'a>(secret_id: &'a str, delegate_id: &'a str, now: i64) -> Statement<'a> {
-        Statement::new(
-            REVOKE_SECRET,
-            [Arg::Text(secret_id), Arg::Text(delegate_id), Arg::Int(now)],
-        )
-    }
-
-    pub fn credential<'a>(delegate_id: &'a str, hash: &'a str) -> Statement<'a> {
-        Statement::new(SELECT_CREDENTIAL, [Arg::Text(delegate_id), Arg::Text(hash)])
-    }
-
-    pub fn credential_by_ids<'a>(delegate_id: &'a str, secret_id: &'a str) -> Statement<'a> {
-        Statement::new(
-            SELECT_CREDENTIAL_BY_IDS,
-            [Arg::Text(delegate_id), Arg::Text(secret_id)],
-        )
-    }
-
-    pub fn touch_secret(secret_id: &str, now: i64) -> Statement<'_> {
-        Statement::new(TOUCH_SECRET, [Arg::Text(secret_id), Arg::Int(now)])
-    }
-
-    pub fn upsert_grant<'a>(
-        delegate_id: &'a str,
-        instance_id: &'a str,
-        permission: Permission,
-        granted_by: &'a str,
-        now: i64,
-    ) -> Statement<'a> {
-        Statement::new(
-            UPSERT_GRANT,
-            [
-                Arg::Text(delegate_id),
-                Arg::Text(instance_id),
-                Arg::Text(permission.as_str()),
-                Arg::Text(granted_by),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn grants(delegate_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_GRANTS, [Arg::Text(delegate_id)])
-    }
-
-    pub fn grant<'a>(delegate_id: &'a str, instance_id: &'a str, now: i64) -> Statement<'a> {
-        Statement::new(
-            SELECT_GRANT,
-            [
-                Arg::Text(delegate_id),
-                Arg::Text(instance_id),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn delete_grant<'a>(delegate_id: &'a str, instance_id: &'a str) -> Statement<'a> {
-        Statement::new(
-            DELETE_GRANT,
-            [Arg::Text(delegate_id), Arg::Text(instance_id)],
-        )
-    }
-
-    pub fn delete_for_user(user_id: &str) -> [Statement<'_>; 3] {
-        let id = [Arg::Text(user_id)];
-        [
-            Statement::new(DELETE_USER_GRANTS, id),
-            Statement::new(DELETE_USER_SECRETS, id),
-            Statement::new(DELETE_USER_DELEGATES, id),
-        ]
-    }
-
-    pub fn delete_instance_grants(instance_id: &str) -> Statement<'_> {
-        Statement::new(DELETE_INSTANCE_GRANTS, [Arg::Text(instance_id)])
+    /// One batch: every delegate `user_id` created (account deletion).
+    pub fn delete_for_user(user_id: &str) -> Vec<Statement<'_>> {
+        let sqls = [
+            DELETE_USER_GRANTS,
+            DELETE_USER_SECRETS,
+            DELETE_USER_DELEGATES,
+        ];
+        Statement::each(&sqls, &[Arg::Text(user_id)])
     }
 }
 
 // --- D1 ---------------------------------------------------------------------
 
-pub async fn insert(db: &D1Database, d: &NewDelegate<'_>) -> Result<i64, ApiError> {
-    let now = now_seconds();
-    stmt::insert_delegate(d, now).run(db).await?;
-    Ok(now)
-}
-
-pub async fn list_for_user(db: &D1Database, user_id: &str) -> Result<Vec<DelegateRow>, ApiError> {
-    stmt::list_for_user(user_id).all(db).await
-}
-
-/// The delegate if `user_id` created it (else it does not exist for them).
-pub async fn owned(
-    db: &D1Database,
-    delegate_id: &str,
-    user_id: &str,
-) -> Result<Option<DelegateRow>, ApiError> {
-    stmt::owned(delegate_id, user_id).first(db).await
-}
-
-/// Deletes a delegate with its secrets and grants, in one batch.
-pub async fn delete(db: &D1Database, delegate_id: &str) -> Result<(), ApiError> {
-    super::run_batch(db, &stmt::delete(delegate_id)).await
-}
-
-pub async fn insert_secret(
-    db: &D1Database,
-    secret_id: &str,
-    delegate_id: &str,
-    hash: &str,
-    name: Option<&str>,
-) -> Result<i64, ApiError> {
-    let now = now_seconds();
-    stmt::insert_secret(secret_id, delegate_id, hash, name, now)
-        .run(db)
-        .await?;
-    Ok(now)
-}
-
-pub async fn secrets(db: &D1Database, delegate_id: &str) -> Result<Vec<SecretRow>, ApiError> {
-    stmt::secrets(delegate_id).all(db).await
-}
-
-/// Revokes a secret of the delegate; whether such a secret exists.
-pub async fn revoke_secret(
-    db: &D1Database,
-    secret_id: &str,
-    delegate_id: &str,
-) -> Result<bool, ApiError> {
-    let row: Option<super::IdRow> = stmt::revoke_secret(secret_id, delegate_id, now_seconds())
-        .first(db)
-        .await?;
-    Ok(row.is_some())
-}
-
-pub async fn credential(
-    db: &D1Database,
-    delegate_id: &str,
-    secret_hash: &str,
-) -> Result<Option<CredentialRow>, ApiError> {
-    stmt::credential(delegate_id, secret_hash).first(db).await
-}
-
-pub async fn credential_by_ids(
-    db: &D1Database,
-    delegate_id: &str,
-    secret_id: &str,
-) -> Result<Option<CredentialRow>, ApiError> {
-    stmt::credential_by_ids(delegate_id, secret_id)
-        .first(db)
-        .await
-}
-
 /// Records use of a secret, at most once a minute.
 pub async fn touch_secret(db: &D1Database, row: &CredentialRow) -> Result<(), ApiError> {
-    let now = now_seconds();
-    if row.last_used_at.is_some_and(|t| now - t < 60) {
-        return Ok(());
+    match super::use_worth_recording(row.last_used_at) {
+        Some(now) => stmt::touch_secret(&row.secret_id, now).run(db).await,
+        None => Ok(()),
     }
-    stmt::touch_secret(&row.secret_id, now).run(db).await
-}
-
-pub async fn upsert_grant(
-    db: &D1Database,
-    delegate_id: &str,
-    instance_id: &str,
-    permission: Permission,
-    granted_by: &str,
-) -> Result<(), ApiError> {
-    stmt::upsert_grant(
-        delegate_id,
-        instance_id,
-        permission,
-        granted_by,
-        now_seconds(),
-    )
-    .run(db)
-    .await
-}
-
-pub async fn grants(db: &D1Database, delegate_id: &str) -> Result<Vec<GrantRow>, ApiError> {
-    stmt::grants(delegate_id).all(db).await
 }
 
 /// The live grant's permission on the instance, if any.
@@ -417,32 +236,10 @@ pub async fn grant(
     delegate_id: &str,
     instance_id: &str,
 ) -> Result<Option<Permission>, ApiError> {
-    let row: Option<GrantRow> = stmt::grant(delegate_id, instance_id, now_seconds())
+    let row: Option<GrantRow> = stmt::grant(delegate_id, instance_id, super::now_seconds())
         .first(db)
         .await?;
     Ok(row.and_then(|g| Permission::parse_grantable(&g.permission)))
-}
-
-/// Removes a grant; whether there was one.
-pub async fn delete_grant(
-    db: &D1Database,
-    delegate_id: &str,
-    instance_id: &str,
-) -> Result<bool, ApiError> {
-    let row: Option<super::IdRow> = stmt::delete_grant(delegate_id, instance_id)
-        .first(db)
-        .await?;
-    Ok(row.is_some())
-}
-
-/// Deletes every delegate `user_id` created (account deletion).
-pub async fn delete_for_user(db: &D1Database, user_id: &str) -> Result<(), ApiError> {
-    super::run_batch(db, &stmt::delete_for_user(user_id)).await
-}
-
-/// Deletes the grants on an instance (instance deletion).
-pub async fn delete_instance_grants(db: &D1Database, instance_id: &str) -> Result<(), ApiError> {
-    stmt::delete_instance_grants(instance_id).run(db).await
 }
 
 #[cfg(test)]

@@ -1,10 +1,8 @@
 //! Rows of the `groups` and `group_members` tables.
 
 use serde::{Deserialize, Serialize};
-use worker::D1Database;
 
-use super::{now_seconds, run_batch, Arg, Statement};
-use crate::error::ApiError;
+use super::{Arg, Statement};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GroupListRow {
@@ -76,90 +74,21 @@ pub const DELETE_MEMBER: &str =
 pub mod stmt {
     use super::*;
 
-    pub fn list_for_user(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_FOR_USER, [Arg::Text(user_id)])
+    statements! {
+        fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
+        fn create(id: &'a str, name: &'a str, owner_id: &'a str, now: i64) => INSERT_GROUP;
+        fn get(id: &'a str, user_id: &'a str) => SELECT_GROUP;
+        fn members(group_id: &'a str) => SELECT_MEMBERS;
+        fn add_member(group_id: &'a str, user_id: &'a str, now: i64) => INSERT_MEMBER;
+        /// Returns a row if there was such a membership.
+        fn remove_member(group_id: &'a str, user_id: &'a str) => DELETE_MEMBER;
     }
 
-    pub fn create<'a>(id: &'a str, name: &'a str, owner_id: &'a str, now: i64) -> Statement<'a> {
-        Statement::new(
-            INSERT_GROUP,
-            [
-                Arg::Text(id),
-                Arg::Text(name),
-                Arg::Text(owner_id),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn get<'a>(id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(SELECT_GROUP, [Arg::Text(id), Arg::Text(user_id)])
-    }
-
-    pub fn members(group_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_MEMBERS, [Arg::Text(group_id)])
-    }
-
-    /// One batch.
+    /// One batch: the group, its memberships and every share to it.
     pub fn delete(id: &str) -> Vec<Statement<'_>> {
-        [DELETE_SHARES_TO_GROUP, DELETE_GROUP_MEMBERS, DELETE_GROUP]
-            .into_iter()
-            .map(|sql| Statement::new(sql, [Arg::Text(id)]))
-            .collect()
+        let sqls = [DELETE_SHARES_TO_GROUP, DELETE_GROUP_MEMBERS, DELETE_GROUP];
+        Statement::each(&sqls, &[Arg::Text(id)])
     }
-
-    pub fn add_member<'a>(group_id: &'a str, user_id: &'a str, now: i64) -> Statement<'a> {
-        Statement::new(
-            INSERT_MEMBER,
-            [Arg::Text(group_id), Arg::Text(user_id), Arg::Int(now)],
-        )
-    }
-
-    pub fn remove_member<'a>(group_id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(DELETE_MEMBER, [Arg::Text(group_id), Arg::Text(user_id)])
-    }
-}
-
-// --- D1 ---------------------------------------------------------------------
-
-pub async fn list_for_user(db: &D1Database, user_id: &str) -> Result<Vec<GroupListRow>, ApiError> {
-    stmt::list_for_user(user_id).all(db).await
-}
-
-pub async fn create(db: &D1Database, id: &str, name: &str, owner_id: &str) -> Result<(), ApiError> {
-    stmt::create(id, name, owner_id, now_seconds())
-        .run(db)
-        .await
-}
-
-pub async fn get(db: &D1Database, id: &str, user_id: &str) -> Result<Option<GroupRow>, ApiError> {
-    stmt::get(id, user_id).first(db).await
-}
-
-pub async fn members(db: &D1Database, group_id: &str) -> Result<Vec<MemberRow>, ApiError> {
-    stmt::members(group_id).all(db).await
-}
-
-/// Deletes the group, its memberships and every share to it.
-pub async fn delete(db: &D1Database, id: &str) -> Result<(), ApiError> {
-    run_batch(db, &stmt::delete(id)).await
-}
-
-pub async fn add_member(db: &D1Database, group_id: &str, user_id: &str) -> Result<(), ApiError> {
-    stmt::add_member(group_id, user_id, now_seconds())
-        .run(db)
-        .await
-}
-
-/// Removes a membership; returns whether there was one.
-pub async fn remove_member(
-    db: &D1Database,
-    group_id: &str,
-    user_id: &str,
-) -> Result<bool, ApiError> {
-    let removed: Option<serde_json::Value> =
-        stmt::remove_member(group_id, user_id).first(db).await?;
-    Ok(removed.is_some())
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //! under this module, as a named constant with `?N` placeholders (SQL text is
 //! only ever assembled at compile time from constants, never from input).
 //!
-//! Each module pairs its constants with statement builders (`stmt::*`) that
-//! bind the parameters in order; the D1 functions run those [`Statement`]s
-//! and the native unit tests run the very same ones on rusqlite with the
-//! migrations applied (see `testing`), like the instance store does.
+//! Each module pairs its constants with statement builders (`stmt::*`,
+//! declared with [`statements!`]) that bind the parameters in order. Callers
+//! run those [`Statement`]s on D1 (`stmt::get(..).first(&db)`); the native
+//! unit tests run the very same ones on rusqlite with the migrations applied
+//! (see `testing`), like the instance store does. A module keeps a D1
+//! function only where there is more to do than run one statement.
 
 // Shared SQL fragments. They are macros, not constants, so that every
 // statement is a single `&'static str` built with `concat!`. Defined before
@@ -56,6 +58,24 @@ macro_rules! share_level {
     };
 }
 
+/// Statement builders, one line each: `fn name(params) => SQL;` binds the
+/// parameters in order as `?1..?N`; `fn name(params) => SQL [exprs];` binds
+/// those expressions instead. Each is turned into an [`Arg`] by `From`.
+/// Parameters borrow for `'a`, the lifetime of the returned `Statement<'a>`.
+macro_rules! statements {
+    ($(
+        $(#[$attr:meta])*
+        fn $name:ident($($param:ident: $ty:ty),* $(,)?) => $sql:ident $([$($arg:expr),* $(,)?])?;
+    )*) => {$(
+        $(#[$attr])*
+        pub fn $name<'a>($($param: $ty),*) -> $crate::db::Statement<'a> {
+            $crate::db::Statement::new($sql, statements!(@args [$($param),*] $([$($arg),*])?))
+        }
+    )*};
+    (@args [$($param:ident),*]) => { [$($crate::db::Arg::from($param)),*] };
+    (@args [$($param:ident),*] [$($arg:expr),*]) => { [$($crate::db::Arg::from($arg)),*] };
+}
+
 pub mod api_keys;
 pub mod delegates;
 pub mod groups;
@@ -85,19 +105,20 @@ pub fn database(env: &Env) -> Result<D1Database, ApiError> {
 
 /// Unix seconds, the unit of every D1 timestamp.
 pub fn now_seconds() -> i64 {
-    (worker::Date::now().as_millis() / 1000) as i64
+    now_millis() / 1000
 }
 
-pub fn text(s: &str) -> JsValue {
-    JsValue::from_str(s)
+/// Unix milliseconds (the read-only flag's version).
+pub fn now_millis() -> i64 {
+    worker::Date::now().as_millis() as i64
 }
 
-pub fn opt_text(s: Option<&str>) -> JsValue {
-    s.map_or(JsValue::NULL, JsValue::from_str)
-}
-
-pub fn int(i: i64) -> JsValue {
-    JsValue::from_f64(i as f64)
+/// `Some(now)` when a credential last used at `last_used_at` should record
+/// this use: at most once a minute, as a write per request would cost more
+/// than the information is worth.
+pub fn use_worth_recording(last_used_at: Option<i64>) -> Option<i64> {
+    let now = now_seconds();
+    last_used_at.is_none_or(|t| now - t >= 60).then_some(now)
 }
 
 /// Share levels are compared in SQL as numbers: read 1, write 2, admin 3.
@@ -139,20 +160,44 @@ pub enum Arg<'a> {
     Null,
 }
 
-impl<'a> Arg<'a> {
-    pub fn opt_text(s: Option<&'a str>) -> Self {
-        s.map_or(Arg::Null, Arg::Text)
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(s: &'a str) -> Self {
+        Arg::Text(s)
     }
+}
 
-    pub fn opt_int(i: Option<i64>) -> Self {
-        i.map_or(Arg::Null, Arg::Int)
+impl From<i64> for Arg<'_> {
+    fn from(i: i64) -> Self {
+        Arg::Int(i)
     }
+}
 
+/// Flags are 0/1 integer columns.
+impl From<bool> for Arg<'_> {
+    fn from(b: bool) -> Self {
+        Arg::Int(i64::from(b))
+    }
+}
+
+impl From<Permission> for Arg<'_> {
+    fn from(p: Permission) -> Self {
+        Arg::Text(p.as_str())
+    }
+}
+
+/// `None` binds NULL.
+impl<'a, T: Into<Arg<'a>>> From<Option<T>> for Arg<'a> {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Arg::Null, Into::into)
+    }
+}
+
+impl Arg<'_> {
     pub fn to_js(self) -> JsValue {
         match self {
-            Arg::Text(s) => text(s),
+            Arg::Text(s) => JsValue::from_str(s),
             // Seconds, flags and levels are far inside 2^53.
-            Arg::Int(i) => int(i),
+            Arg::Int(i) => JsValue::from_f64(i as f64),
             Arg::Null => JsValue::NULL,
         }
     }
@@ -174,6 +219,12 @@ impl<'a> Statement<'a> {
         }
     }
 
+    /// One statement per SQL constant, each with the same parameters: a
+    /// batch that deletes a row and what hangs on it, in order.
+    pub fn each(sqls: &[&'static str], args: &[Arg<'a>]) -> Vec<Self> {
+        sqls.iter().map(|&sql| Statement::new(sql, args)).collect()
+    }
+
     pub fn prepare(&self, db: &D1Database) -> Result<D1PreparedStatement, ApiError> {
         let args: Vec<JsValue> = self.args.iter().map(|a| a.to_js()).collect();
         Ok(db.prepare(self.sql).bind(&args)?)
@@ -193,6 +244,18 @@ impl<'a> Statement<'a> {
     pub async fn run(&self, db: &D1Database) -> Result<(), ApiError> {
         self.prepare(db)?.run().await?;
         Ok(())
+    }
+
+    /// Whether it returned a row: for a `… RETURNING` statement, whether it
+    /// changed one.
+    pub async fn found(&self, db: &D1Database) -> Result<bool, ApiError> {
+        Ok(self.first::<serde_json::Value>(db).await?.is_some())
+    }
+
+    /// The `id` column of every row.
+    pub async fn ids(&self, db: &D1Database) -> Result<Vec<String>, ApiError> {
+        let rows: Vec<IdRow> = self.all(db).await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
     }
 }
 

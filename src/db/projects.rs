@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{level_to_permission, now_seconds, run_batch, Arg, IdRow, Statement};
+use super::{level_to_permission, run_batch_returning, Arg, IdRow, Statement};
 use crate::auth::roles::AccessFacts;
 use crate::error::ApiError;
 use crate::permission::Permission;
@@ -115,12 +115,28 @@ pub const DELETE_PROJECT: &str = "DELETE FROM projects WHERE id = ?1";
 pub mod stmt {
     use super::*;
 
-    pub fn get<'a>(project_id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(SELECT_PROJECT, [Arg::Text(project_id), Arg::Text(user_id)])
-    }
-
-    pub fn list_visible(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_VISIBLE, [Arg::Text(user_id)])
+    statements! {
+        /// One project with the caller's (`user_id`) share facts.
+        fn get(project_id: &'a str, user_id: &'a str) => SELECT_PROJECT;
+        /// Projects the caller owns or reaches by a user or group share (on
+        /// the project or one of its instances), newest `updated_at` first.
+        /// Public shares do not list a project in everyone's list; it stays
+        /// reachable by id.
+        fn list_visible(user_id: &'a str) => SELECT_VISIBLE;
+        /// `description`: `None` keeps it, `Some(None)` clears it.
+        fn update(
+            project_id: &'a str, name: Option<&'a str>, description: Option<Option<&'a str>>,
+            now: i64,
+        ) => UPDATE_PROJECT [project_id, name, description.is_none(), description.flatten(), now];
+        /// Ids of the project's instances (to destroy their objects).
+        fn instance_ids(project_id: &'a str) => SELECT_INSTANCE_IDS;
+        fn insert_project(
+            project_id: &'a str, owner_id: &'a str, name: &'a str, description: Option<&'a str>,
+            now: i64,
+        ) => INSERT_PROJECT;
+        fn insert_main_instance(
+            instance_id: &'a str, project_id: &'a str, owner_id: &'a str, now: i64,
+        ) => INSERT_MAIN_INSTANCE;
     }
 
     /// One batch: the project and its `main` instance.
@@ -133,127 +149,37 @@ pub mod stmt {
         now: i64,
     ) -> Vec<Statement<'a>> {
         vec![
-            Statement::new(
-                INSERT_PROJECT,
-                [
-                    Arg::Text(project_id),
-                    Arg::Text(owner_id),
-                    Arg::Text(name),
-                    Arg::opt_text(description),
-                    Arg::Int(now),
-                ],
-            ),
-            Statement::new(
-                INSERT_MAIN_INSTANCE,
-                [
-                    Arg::Text(instance_id),
-                    Arg::Text(project_id),
-                    Arg::Text(owner_id),
-                    Arg::Int(now),
-                ],
-            ),
+            insert_project(project_id, owner_id, name, description, now),
+            insert_main_instance(instance_id, project_id, owner_id, now),
         ]
     }
 
-    /// `description`: `None` keeps it, `Some(None)` clears it.
-    pub fn update<'a>(
-        project_id: &'a str,
-        name: Option<&'a str>,
-        description: Option<Option<&'a str>>,
-        now: i64,
-    ) -> Statement<'a> {
-        Statement::new(
-            UPDATE_PROJECT,
-            [
-                Arg::Text(project_id),
-                Arg::opt_text(name),
-                Arg::Int(i64::from(description.is_none())),
-                Arg::opt_text(description.flatten()),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn instance_ids(project_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_INSTANCE_IDS, [Arg::Text(project_id)])
-    }
-
-    /// One batch.
+    /// One batch: the project, its instances, every share on either, tokens
+    /// and keys scoped to them. `DELETE_PROJECT_INSTANCES` (at
+    /// [`DELETED_INSTANCES`]) returns the ids of the instances it deleted.
     pub fn delete(project_id: &str) -> Vec<Statement<'_>> {
-        [
+        let sqls = [
             DELETE_PROJECT_SHARES,
             DELETE_PROJECT_TOKENS,
             DELETE_PROJECT_KEYS,
             DELETE_PROJECT_INSTANCES,
             DELETE_PROJECT,
-        ]
-        .into_iter()
-        .map(|sql| Statement::new(sql, [Arg::Text(project_id)]))
-        .collect()
+        ];
+        Statement::each(&sqls, &[Arg::Text(project_id)])
     }
+
+    /// Where `delete` has `DELETE_PROJECT_INSTANCES`.
+    pub const DELETED_INSTANCES: usize = 3;
 }
 
 // --- D1 ---------------------------------------------------------------------
 
-/// One project with the caller's (`user_id`) share facts.
-pub async fn get(
-    db: &D1Database,
-    project_id: &str,
-    user_id: &str,
-) -> Result<Option<ProjectRow>, ApiError> {
-    stmt::get(project_id, user_id).first(db).await
-}
-
-/// Projects the caller owns or reaches by a user or group share (on the
-/// project or one of its instances), newest `updated_at` first. Public
-/// shares do not list a project in everyone's list; it stays reachable by id.
-pub async fn list_visible(db: &D1Database, user_id: &str) -> Result<Vec<ProjectRow>, ApiError> {
-    stmt::list_visible(user_id).all(db).await
-}
-
-/// Creates a project and its default `main` instance in one batch.
-pub async fn create(
-    db: &D1Database,
-    project_id: &str,
-    instance_id: &str,
-    owner_id: &str,
-    name: &str,
-    description: Option<&str>,
-) -> Result<i64, ApiError> {
-    let now = now_seconds();
-    let batch = stmt::create(project_id, instance_id, owner_id, name, description, now);
-    run_batch(db, &batch).await?;
-    Ok(now)
-}
-
-pub async fn update(
-    db: &D1Database,
-    project_id: &str,
-    name: Option<&str>,
-    description: Option<Option<&str>>,
-) -> Result<(), ApiError> {
-    stmt::update(project_id, name, description, now_seconds())
-        .run(db)
-        .await
-}
-
-/// Ids of the project's instances (to destroy their objects).
-pub async fn instance_ids(db: &D1Database, project_id: &str) -> Result<Vec<String>, ApiError> {
-    let rows: Vec<IdRow> = stmt::instance_ids(project_id).all(db).await?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
-}
-
-/// Deletes the project, its instances, every share on either, tokens and
-/// keys scoped to them, in one batch.
 /// Deletes the project's rows in one batch; the ids of the instances whose
-/// rows it deleted.
+/// rows it deleted (an instance created while the project was being deleted
+/// is among them).
 pub async fn delete(db: &D1Database, project_id: &str) -> Result<Vec<String>, ApiError> {
-    let statements = stmt::delete(project_id);
-    let index = statements
-        .iter()
-        .position(|s| s.sql == DELETE_PROJECT_INSTANCES)
-        .unwrap_or(3);
-    let rows: Vec<super::IdRow> = super::run_batch_returning(db, &statements, index).await?;
+    let rows: Vec<IdRow> =
+        run_batch_returning(db, &stmt::delete(project_id), stmt::DELETED_INSTANCES).await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
@@ -489,7 +415,9 @@ mod tests {
         ids.sort();
         assert_eq!(ids, ["p-main", "x"]);
 
-        db.batch(&stmt::delete("p"));
+        let batch = stmt::delete("p");
+        assert_eq!(batch[stmt::DELETED_INSTANCES].sql, DELETE_PROJECT_INSTANCES);
+        db.batch(&batch);
 
         assert_eq!(db.ids("projects"), ["q"]);
         assert_eq!(db.ids("instances"), ["c", "q-main"]);

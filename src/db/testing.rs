@@ -204,30 +204,14 @@ impl TestDb {
     /// A share `id` on `resource` (`project:<id>` or `instance:<id>`) to
     /// `target` (`user:<id>`, `group:<id>` or `public`).
     pub fn share(&self, id: &str, resource: &str, target: &str, permission: &str, by: &str) {
-        let (resource_type, resource_id) = resource.split_once(':').expect("kind:id");
-        let (target_type, target_id) = match target.split_once(':') {
-            Some((kind, id)) => (kind, Some(id)),
-            None => (target, None),
-        };
-        let share = shares::stmt::NewShare {
-            id,
-            resource_type,
-            resource_id,
-            target_type,
-            target_id,
-            permission,
-            created_by: by,
-        };
+        let share = new_share(id, resource, target, permission, by);
         self.run(&shares::stmt::insert(&share, NOW));
     }
 
     /// An API key of `user` with hash `hash-<id>`; `scope` is `account`,
     /// `project:<id>` or `instance:<id>`.
     pub fn api_key(&self, id: &str, user: &str, scope: &str) {
-        let (scope_type, scope_id) = match scope.split_once(':') {
-            Some((kind, id)) => (kind, Some(id)),
-            None => (scope, None),
-        };
+        let (scope_type, scope_id) = kind_and_id(scope);
         let hash = format!("hash-{id}");
         let key = api_keys::NewKey {
             id,
@@ -244,15 +228,8 @@ impl TestDb {
 
     /// A WebSocket token with hash `hash`, valid for a minute.
     pub fn ws_token(&self, hash: &str, user: &str, instance: &str) {
-        self.batch(&ws_tokens::stmt::insert(
-            hash,
-            user,
-            instance,
-            "write",
-            NOW + 60,
-            NOW,
-            &AccessBasis::default(),
-        ));
+        let token = new_token(hash, user, instance, "write", NOW + 60);
+        self.batch(&ws_tokens::stmt::insert(&token, NOW));
     }
 
     /// An outbound webhook (no D1 statement writes these yet; raw SQL).
@@ -264,5 +241,58 @@ impl TestDb {
                 rusqlite::params![id, instance, user, NOW],
             )
             .expect("webhook row");
+    }
+}
+
+/// `kind:id` split, or `kind` alone (`public`, `account`) with no id.
+fn kind_and_id(s: &str) -> (&str, Option<&str>) {
+    match s.split_once(':') {
+        Some((kind, id)) => (kind, Some(id)),
+        None => (s, None),
+    }
+}
+
+/// A share `id` on `resource` (`project:<id>` or `instance:<id>`) to
+/// `target` (`user:<id>`, `group:<id>` or `public`), made by `by`.
+pub fn new_share<'a>(
+    id: &'a str,
+    resource: &'a str,
+    target: &'a str,
+    permission: &'a str,
+    by: &'a str,
+) -> shares::NewShare<'a> {
+    let (resource_type, resource_id) = resource.split_once(':').expect("kind:id");
+    let (target_type, target_id) = kind_and_id(target);
+    shares::NewShare {
+        id,
+        resource_type,
+        resource_id,
+        target_type,
+        target_id,
+        permission,
+        created_by: by,
+    }
+}
+
+/// A WebSocket token obtained without an API key or delegate.
+pub fn new_token<'a>(
+    hash: &'a str,
+    user: &'a str,
+    instance: &'a str,
+    permission: &'a str,
+    expires_at: i64,
+) -> ws_tokens::NewToken<'a> {
+    static NO_BASIS: AccessBasis = AccessBasis {
+        api_key: None,
+        delegate: None,
+        secret: None,
+    };
+    ws_tokens::NewToken {
+        token_hash: hash,
+        user_id: user,
+        instance_id: instance,
+        permission,
+        expires_at,
+        basis: &NO_BASIS,
     }
 }

@@ -1,10 +1,8 @@
 //! Rows of the `users` table.
 
 use serde::Deserialize;
-use worker::D1Database;
 
-use super::{now_seconds, run_batch, Arg, IdRow, Statement};
-use crate::error::ApiError;
+use super::{Arg, Statement};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct UserRow {
@@ -81,42 +79,24 @@ pub const DELETE_USER: &str = "DELETE FROM users WHERE id = ?1";
 pub mod stmt {
     use super::*;
 
-    pub fn ensure(user_id: &str, now: i64) -> Statement<'_> {
-        Statement::new(INSERT_IF_MISSING, [Arg::Text(user_id), Arg::Int(now)])
+    statements! {
+        /// Makes sure the caller has a row (every authenticated `/api/*`
+        /// request).
+        fn ensure(user_id: &'a str, now: i64) => INSERT_IF_MISSING;
+        fn get(user_id: &'a str) => SELECT_USER;
+        fn find_by_email(email: &'a str) => SELECT_BY_EMAIL;
+        /// Creates or updates a user from Clerk (webhook); replays are harmless.
+        fn upsert(user_id: &'a str, email: Option<&'a str>, name: Option<&'a str>, now: i64) => UPSERT_USER;
+        /// Every instance in projects the user owns.
+        fn owned_instance_ids(user_id: &'a str) => SELECT_OWNED_INSTANCE_IDS;
     }
 
-    pub fn get(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_USER, [Arg::Text(user_id)])
-    }
-
-    pub fn find_by_email(email: &str) -> Statement<'_> {
-        Statement::new(SELECT_BY_EMAIL, [Arg::Text(email)])
-    }
-
-    pub fn upsert<'a>(
-        user_id: &'a str,
-        email: Option<&'a str>,
-        name: Option<&'a str>,
-        now: i64,
-    ) -> Statement<'a> {
-        Statement::new(
-            UPSERT_USER,
-            [
-                Arg::Text(user_id),
-                Arg::opt_text(email),
-                Arg::opt_text(name),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn owned_instance_ids(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_OWNED_INSTANCE_IDS, [Arg::Text(user_id)])
-    }
-
-    /// One batch.
+    /// One batch: the user and everything it owns or was given (its projects
+    /// and their instances, every share on those, its groups and the shares
+    /// to them, shares to the user, its keys, tokens and memberships), so a
+    /// failure leaves nothing half-deleted; replaying it is harmless.
     pub fn delete_everything(user_id: &str) -> Vec<Statement<'_>> {
-        [
+        let sqls = [
             DELETE_SHARES_ON_OWNED,
             DELETE_SHARES_TO_OWNED_GROUPS,
             DELETE_SHARES_TO_AND_BY_USER,
@@ -127,58 +107,16 @@ pub mod stmt {
             DELETE_OWNED_INSTANCES,
             DELETE_OWNED_PROJECTS,
             DELETE_USER,
-        ]
-        .into_iter()
-        .map(|sql| Statement::new(sql, [Arg::Text(user_id)]))
-        .collect()
+        ];
+        Statement::each(&sqls, &[Arg::Text(user_id)])
     }
-}
-
-// --- D1 ---------------------------------------------------------------------
-
-/// Makes sure the caller has a row (every authenticated `/api/*` request).
-pub async fn ensure(db: &D1Database, user_id: &str) -> Result<(), ApiError> {
-    stmt::ensure(user_id, now_seconds()).run(db).await
-}
-
-pub async fn get(db: &D1Database, user_id: &str) -> Result<Option<UserRow>, ApiError> {
-    stmt::get(user_id).first(db).await
-}
-
-pub async fn find_by_email(db: &D1Database, email: &str) -> Result<Option<UserRow>, ApiError> {
-    stmt::find_by_email(email).first(db).await
-}
-
-/// Creates or updates a user from Clerk (webhook); replays are harmless.
-pub async fn upsert(
-    db: &D1Database,
-    user_id: &str,
-    email: Option<&str>,
-    name: Option<&str>,
-) -> Result<(), ApiError> {
-    stmt::upsert(user_id, email, name, now_seconds())
-        .run(db)
-        .await
-}
-
-/// Every instance in projects the user owns.
-pub async fn owned_instance_ids(db: &D1Database, user_id: &str) -> Result<Vec<String>, ApiError> {
-    let rows: Vec<IdRow> = stmt::owned_instance_ids(user_id).all(db).await?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
-}
-
-/// Removes the user and everything it owns or was given: its projects and
-/// their instances, every share on those, its groups and the shares to
-/// them, shares to the user, its keys, tokens and memberships. One batch,
-/// so a failure leaves nothing half-deleted; replaying it is harmless.
-pub async fn delete_everything(db: &D1Database, user_id: &str) -> Result<(), ApiError> {
-    run_batch(db, &stmt::delete_everything(user_id)).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db::testing::{TestDb, NOW};
+    use crate::db::IdRow;
 
     #[test]
     fn ensure_creates_once_and_upsert_updates_profile_only() {

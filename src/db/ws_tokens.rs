@@ -1,10 +1,8 @@
 //! Rows of the `ws_tokens` table: one-time WebSocket tokens, stored hashed.
 
 use serde::Deserialize;
-use worker::D1Database;
 
-use super::{now_seconds, run_batch, Arg, Statement};
-use crate::error::ApiError;
+use super::Statement;
 use crate::permission::AccessBasis;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,78 +44,44 @@ pub const INSERT_TOKEN: &str =
 pub const TAKE_TOKEN: &str = "DELETE FROM ws_tokens WHERE token_hash = ?1
      RETURNING user_id, instance_id, permission, expires_at, api_key_id, delegate_id, secret_id";
 
+/// What a new token grants, in `INSERT_TOKEN` order.
+pub struct NewToken<'a> {
+    pub token_hash: &'a str,
+    pub user_id: &'a str,
+    pub instance_id: &'a str,
+    pub permission: &'a str,
+    pub expires_at: i64,
+    /// The credential the caller authenticated with.
+    pub basis: &'a AccessBasis,
+}
+
 /// The statements with their parameters bound in order.
 pub mod stmt {
     use super::*;
 
-    /// One batch: the purge, then the insert.
-    pub fn insert<'a>(
-        token_hash: &'a str,
-        user_id: &'a str,
-        instance_id: &'a str,
-        permission: &'a str,
-        expires_at: i64,
-        now: i64,
-        basis: &'a AccessBasis,
-    ) -> Vec<Statement<'a>> {
-        vec![
-            Statement::new(DELETE_EXPIRED, [Arg::Int(now)]),
-            Statement::new(
-                INSERT_TOKEN,
-                [
-                    Arg::Text(token_hash),
-                    Arg::Text(user_id),
-                    Arg::Text(instance_id),
-                    Arg::Text(permission),
-                    Arg::Int(expires_at),
-                    Arg::Int(now),
-                    Arg::opt_text(basis.api_key.as_deref()),
-                    Arg::opt_text(basis.delegate.as_deref()),
-                    Arg::opt_text(basis.secret.as_deref()),
-                ],
-            ),
-        ]
+    statements! {
+        fn purge_expired(now: i64) => DELETE_EXPIRED;
+        fn insert_token(t: &NewToken<'a>, now: i64) => INSERT_TOKEN [
+            t.token_hash, t.user_id, t.instance_id, t.permission, t.expires_at, now,
+            t.basis.api_key.as_deref(), t.basis.delegate.as_deref(), t.basis.secret.as_deref(),
+        ];
+        /// Takes a token: deletes it and returns what it granted (`TokenRow`),
+        /// so a second use finds nothing (one statement, so two racing uses
+        /// cannot both win).
+        fn take(token_hash: &'a str) => TAKE_TOKEN;
     }
 
-    pub fn take(token_hash: &str) -> Statement<'_> {
-        Statement::new(TAKE_TOKEN, [Arg::Text(token_hash)])
+    /// One batch: the purge of expired tokens (opportunistically, here),
+    /// then the insert.
+    pub fn insert<'a>(token: &NewToken<'a>, now: i64) -> Vec<Statement<'a>> {
+        vec![purge_expired(now), insert_token(token, now)]
     }
-}
-
-// --- D1 ---------------------------------------------------------------------
-
-/// Stores a token and purges expired ones (opportunistically, here).
-pub async fn insert(
-    db: &D1Database,
-    token_hash: &str,
-    user_id: &str,
-    instance_id: &str,
-    permission: &str,
-    expires_at: i64,
-    basis: &AccessBasis,
-) -> Result<(), ApiError> {
-    let batch = stmt::insert(
-        token_hash,
-        user_id,
-        instance_id,
-        permission,
-        expires_at,
-        now_seconds(),
-        basis,
-    );
-    run_batch(db, &batch).await
-}
-
-/// Takes a token: deletes it and returns what it granted, so a second use
-/// finds nothing (one statement, so two racing uses cannot both win).
-pub async fn take(db: &D1Database, token_hash: &str) -> Result<Option<TokenRow>, ApiError> {
-    stmt::take(token_hash).first(db).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::testing::{TestDb, NOW};
+    use crate::db::testing::{new_token, TestDb, NOW};
 
     fn seeded() -> TestDb {
         let db = TestDb::new();
@@ -129,22 +93,12 @@ mod tests {
     fn a_token_is_taken_once() {
         let db = seeded();
         db.batch(&stmt::insert(
-            "h1",
-            "alice",
-            "i1",
-            "read",
-            NOW + 60,
+            &new_token("h1", "alice", "i1", "read", NOW + 60),
             NOW,
-            &AccessBasis::default(),
         ));
         db.batch(&stmt::insert(
-            "h2",
-            "alice",
-            "i2",
-            "admin",
-            NOW + 60,
+            &new_token("h2", "alice", "i2", "admin", NOW + 60),
             NOW,
-            &AccessBasis::default(),
         ));
         let row: TokenRow = db.first(&stmt::take("h1")).unwrap();
         assert_eq!(
@@ -165,31 +119,16 @@ mod tests {
     fn insert_purges_tokens_expired_before_now() {
         let db = seeded();
         db.batch(&stmt::insert(
-            "old",
-            "alice",
-            "i",
-            "read",
-            NOW - 1,
+            &new_token("old", "alice", "i", "read", NOW - 1),
             NOW - 61,
-            &AccessBasis::default(),
         ));
         db.batch(&stmt::insert(
-            "edge",
-            "alice",
-            "i",
-            "read",
-            NOW,
+            &new_token("edge", "alice", "i", "read", NOW),
             NOW - 60,
-            &AccessBasis::default(),
         ));
         db.batch(&stmt::insert(
-            "new",
-            "alice",
-            "i",
-            "read",
-            NOW + 60,
+            &new_token("new", "alice", "i", "read", NOW + 60),
             NOW,
-            &AccessBasis::default(),
         ));
         let mut left = db.column("SELECT token_hash FROM ws_tokens");
         left.sort();
@@ -198,23 +137,13 @@ mod tests {
         assert_eq!(left, ["edge", "new"]);
         // The batch is atomic: a bad insert keeps the expired ones too.
         db.batch(&stmt::insert(
-            "old2",
-            "alice",
-            "i",
-            "read",
-            NOW - 1,
+            &new_token("old2", "alice", "i", "read", NOW - 1),
             NOW - 61,
-            &AccessBasis::default(),
         ));
         assert!(db
             .try_batch(&stmt::insert(
-                "x",
-                "ghost",
-                "i",
-                "read",
-                NOW + 60,
-                NOW,
-                &AccessBasis::default()
+                &new_token("x", "ghost", "i", "read", NOW + 60),
+                NOW
             ))
             .is_err());
         assert_eq!(db.count("ws_tokens"), 3);

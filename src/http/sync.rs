@@ -10,6 +10,7 @@ use crate::auth::verify;
 use crate::auth::DEV_USER;
 use crate::ctx::Ctx;
 use crate::db;
+use crate::db::ws_tokens::TokenRow;
 use crate::error::ApiError;
 use crate::instance::client::{Identity, InstanceClient};
 use crate::instance::internal::ReadOnlyFlag;
@@ -68,7 +69,8 @@ async fn token_identity(
     instance_id: &str,
 ) -> Result<(Identity, Option<ReadOnlyFlag>), ApiError> {
     let db = ctx.db()?;
-    let row = db::ws_tokens::take(&db, &hash_ws_token(token))
+    let row: TokenRow = db::ws_tokens::stmt::take(&hash_ws_token(token))
+        .first(&db)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("Invalid token".into()))?;
     if row.expires_at < db::now_seconds() {
@@ -81,7 +83,9 @@ async fn token_identity(
     }
     let permission = Permission::parse_grantable(&row.permission)
         .ok_or_else(|| ApiError::internal("ws token with an unknown permission"))?;
-    let read_only = db::instances::read_only(&db, instance_id).await?;
+    let read_only: Option<ReadOnlyFlag> = db::instances::stmt::read_only(instance_id)
+        .first(&db)
+        .await?;
     let basis = row.basis();
     Ok((
         Identity::User {
