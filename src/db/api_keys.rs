@@ -78,10 +78,10 @@ pub mod stmt {
         fn touch(id: &'a str, now: i64) => UPDATE_LAST_USED;
         /// Newest first.
         fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
-        fn insert(key: &NewKey<'a>, now: i64) => INSERT_KEY [
+        fn insert(key: &NewKey<'a>, now: i64) => INSERT_KEY(
             key.id, key.user_id, key.name, key.key_hash, key.key_prefix,
             key.scope_type, key.scope_id, key.permissions_json, now,
-        ];
+        );
         /// Returns a row if `user_id` owned the key and it is deleted.
         fn delete_owned(id: &'a str, user_id: &'a str) => DELETE_OWNED;
     }
@@ -103,9 +103,7 @@ mod tests {
     use crate::db::testing::{TestDb, NOW};
 
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        db.user("alice");
-        db.user("bob");
+        let db = TestDb::with_users(&["alice", "bob"]);
         db.project("p", "alice");
         db
     }
@@ -131,10 +129,8 @@ mod tests {
         assert_eq!((row.created_at, row.last_used_at), (NOW, None));
         let row: ApiKeyRow = db.first(&stmt::find_by_hash("hash-k2")).unwrap();
         assert_eq!((row.scope_type.as_str(), row.scope_id), ("account", None));
-        assert!(db
-            .first::<ApiKeyRow>(&stmt::find_by_hash("hash-k3"))
-            .is_none());
-        assert!(db.first::<ApiKeyRow>(&stmt::find_by_hash("k1")).is_none());
+        assert!(db.returns_nothing(&stmt::find_by_hash("hash-k3")));
+        assert!(db.returns_nothing(&stmt::find_by_hash("k1")));
     }
 
     #[test]
@@ -182,9 +178,7 @@ mod tests {
         let rows: Vec<ApiKeyRow> = db.all(&stmt::list_for_user("alice"));
         let ids: Vec<_> = rows.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["k3", "k1"]);
-        assert!(db
-            .all::<ApiKeyRow>(&stmt::list_for_user("nobody"))
-            .is_empty());
+        assert!(db.returns_nothing(&stmt::list_for_user("nobody")));
     }
 
     #[test]

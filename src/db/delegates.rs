@@ -5,7 +5,6 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{Arg, Statement};
 use crate::error::ApiError;
 use crate::permission::Permission;
 
@@ -174,16 +173,17 @@ pub mod stmt {
     use super::*;
 
     statements! {
-        fn insert_delegate(d: &NewDelegate<'a>, now: i64) => INSERT_DELEGATE [
+        fn insert_delegate(d: &NewDelegate<'a>, now: i64) => INSERT_DELEGATE(
             d.delegate_id, d.created_by_user_id, d.name,
             d.can_read, d.can_write, d.can_system, now, d.expires_at,
-        ];
+        );
         /// Newest first.
         fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
         /// The delegate if `user_id` created it (else it does not exist for them).
         fn owned(delegate_id: &'a str, user_id: &'a str) => SELECT_OWNED;
         fn insert_secret(
-            secret_id: &'a str, delegate_id: &'a str, hash: &'a str, name: Option<&'a str>, now: i64,
+            secret_id: &'a str, delegate_id: &'a str, hash: &'a str, name: Option<&'a str>,
+            now: i64,
         ) => INSERT_SECRET;
         fn secrets(delegate_id: &'a str) => SELECT_SECRETS;
         /// Returns a row if the delegate has such a secret.
@@ -201,22 +201,14 @@ pub mod stmt {
         fn delete_grant(delegate_id: &'a str, instance_id: &'a str) => DELETE_GRANT;
         /// The grants on an instance (instance deletion).
         fn delete_instance_grants(instance_id: &'a str) => DELETE_INSTANCE_GRANTS;
-    }
-
-    /// One batch: a delegate with its secrets and grants.
-    pub fn delete(delegate_id: &str) -> Vec<Statement<'_>> {
-        let sqls = [DELETE_GRANTS_OF, DELETE_SECRETS_OF, DELETE_DELEGATE];
-        Statement::each(&sqls, &[Arg::Text(delegate_id)])
-    }
-
-    /// One batch: every delegate `user_id` created (account deletion).
-    pub fn delete_for_user(user_id: &str) -> Vec<Statement<'_>> {
-        let sqls = [
-            DELETE_USER_GRANTS,
-            DELETE_USER_SECRETS,
-            DELETE_USER_DELEGATES,
+        /// One batch: a delegate with its secrets and grants.
+        fn delete(delegate_id: &'a str) => [
+            DELETE_GRANTS_OF, DELETE_SECRETS_OF, DELETE_DELEGATE,
         ];
-        Statement::each(&sqls, &[Arg::Text(user_id)])
+        /// One batch: every delegate `user_id` created (account deletion).
+        fn delete_for_user(user_id: &'a str) => [
+            DELETE_USER_GRANTS, DELETE_USER_SECRETS, DELETE_USER_DELEGATES,
+        ];
     }
 }
 
@@ -248,9 +240,7 @@ mod tests {
     use crate::db::testing::{TestDb, NOW};
 
     fn world() -> TestDb {
-        let db = TestDb::new();
-        db.user("u1");
-        db.user("u2");
+        let db = TestDb::with_users(&["u1", "u2"]);
         db.project("p1", "u1");
         db.instance("i1", "p1", "u1");
         db.instance("i2", "p1", "u1");
@@ -286,9 +276,7 @@ mod tests {
             (rows[0].can_read, rows[0].can_write, rows[0].can_system),
             (1, 1, 0)
         );
-        assert!(db
-            .first::<DelegateRow>(&stmt::owned("del_c", "u1"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::owned("del_c", "u1")));
         assert!(db
             .first::<DelegateRow>(&stmt::owned("del_c", "u2"))
             .is_some());
@@ -311,9 +299,7 @@ mod tests {
         assert_eq!(found.secret_id, "sec_1");
         assert_eq!(found.created_by_user_id, "u1");
         // The hash of another delegate's secret does not authenticate.
-        assert!(db
-            .first::<CredentialRow>(&stmt::credential("del_b", "h1"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::credential("del_b", "h1")));
         assert!(db
             .first::<CredentialRow>(&stmt::credential_by_ids("del_a", "sec_2"))
             .is_some());
@@ -321,20 +307,14 @@ mod tests {
         let revoked: Option<crate::db::IdRow> =
             db.first(&stmt::revoke_secret("sec_1", "del_a", NOW + 5));
         assert!(revoked.is_some());
-        assert!(db
-            .first::<CredentialRow>(&stmt::credential("del_a", "h1"))
-            .is_none());
-        assert!(db
-            .first::<CredentialRow>(&stmt::credential_by_ids("del_a", "sec_1"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::credential("del_a", "h1")));
+        assert!(db.returns_nothing(&stmt::credential_by_ids("del_a", "sec_1")));
         // Revoking again keeps the first time; another delegate's secret is not found.
         db.first::<crate::db::IdRow>(&stmt::revoke_secret("sec_1", "del_a", NOW + 50));
         let secrets: Vec<SecretRow> = db.all(&stmt::secrets("del_a"));
         assert_eq!(secrets[0].secret_id, "sec_2");
         assert_eq!(secrets[1].revoked_at, Some(NOW + 5));
-        assert!(db
-            .first::<crate::db::IdRow>(&stmt::revoke_secret("sec_2", "del_b", NOW))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::revoke_secret("sec_2", "del_b", NOW)));
 
         db.run(&stmt::touch_secret("sec_2", NOW + 9));
         let row: CredentialRow = db.first(&stmt::credential("del_a", "h2")).unwrap();
@@ -378,15 +358,11 @@ mod tests {
         db.conn
             .execute_batch("UPDATE delegate_grants SET expires_at = 5 WHERE instance_id = 'i2'")
             .unwrap();
-        assert!(db
-            .first::<GrantRow>(&stmt::grant("del_a", "i2", NOW))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::grant("del_a", "i2", NOW)));
 
         let gone: Option<crate::db::IdRow> = db.first(&stmt::delete_grant("del_a", "i1"));
         assert!(gone.is_some());
-        assert!(db
-            .first::<crate::db::IdRow>(&stmt::delete_grant("del_a", "i1"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::delete_grant("del_a", "i1")));
         // A grant on a missing instance is refused by the foreign key.
         assert!(db
             .try_rows(&stmt::upsert_grant(

@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Arg, Statement};
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GroupListRow {
     pub id: String,
@@ -82,12 +80,10 @@ pub mod stmt {
         fn add_member(group_id: &'a str, user_id: &'a str, now: i64) => INSERT_MEMBER;
         /// Returns a row if there was such a membership.
         fn remove_member(group_id: &'a str, user_id: &'a str) => DELETE_MEMBER;
-    }
-
-    /// One batch: the group, its memberships and every share to it.
-    pub fn delete(id: &str) -> Vec<Statement<'_>> {
-        let sqls = [DELETE_SHARES_TO_GROUP, DELETE_GROUP_MEMBERS, DELETE_GROUP];
-        Statement::each(&sqls, &[Arg::Text(id)])
+        /// One batch: the group, its memberships and every share to it.
+        fn delete(id: &'a str) => [
+            DELETE_SHARES_TO_GROUP, DELETE_GROUP_MEMBERS, DELETE_GROUP,
+        ];
     }
 }
 
@@ -100,11 +96,7 @@ mod tests {
     use crate::permission::Permission;
 
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        for u in ["alice", "bob", "carol"] {
-            db.user(u);
-        }
-        db
+        TestDb::with_users(&["alice", "bob", "carol"])
     }
 
     fn instance_role_of(db: &TestDb, instance: &str, user: &str) -> Option<Permission> {
@@ -137,9 +129,7 @@ mod tests {
             ]
         );
         assert_eq!(rows[0].name, "Later");
-        assert!(db
-            .all::<GroupListRow>(&stmt::list_for_user("nobody"))
-            .is_empty());
+        assert!(db.returns_nothing(&stmt::list_for_user("nobody")));
     }
 
     #[test]
@@ -156,7 +146,7 @@ mod tests {
             (row.name.as_str(), row.owner_id.as_str(), row.created_at),
             ("g", "alice", NOW)
         );
-        assert!(db.first::<GroupRow>(&stmt::get("nope", "alice")).is_none());
+        assert!(db.returns_nothing(&stmt::get("nope", "alice")));
     }
 
     #[test]

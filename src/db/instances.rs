@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{level_to_permission, Arg, Statement};
+use super::level_to_permission;
 use crate::auth::roles::AccessFacts;
 pub use crate::instance::internal::ReadOnlyFlag;
 
@@ -123,18 +123,11 @@ pub mod stmt {
         /// The read-only flag with its version (`ReadOnlyFlag`), no row when
         /// no such instance exists.
         fn read_only(instance_id: &'a str) => SELECT_READ_ONLY;
-    }
-
-    /// One batch: the instance row, its shares, its tokens and keys scoped
-    /// to it.
-    pub fn delete(id: &str) -> Vec<Statement<'_>> {
-        let sqls = [
-            DELETE_INSTANCE_SHARES,
-            DELETE_INSTANCE_TOKENS,
-            DELETE_INSTANCE_KEYS,
-            DELETE_INSTANCE,
+        /// One batch: the instance row, its shares, its tokens and keys scoped
+        /// to it.
+        fn delete(id: &'a str) => [
+            DELETE_INSTANCE_SHARES, DELETE_INSTANCE_TOKENS, DELETE_INSTANCE_KEYS, DELETE_INSTANCE,
         ];
-        Statement::each(&sqls, &[Arg::Text(id)])
     }
 }
 
@@ -152,10 +145,7 @@ mod tests {
 
     /// alice owns project `p` (instances `p-main`, `x`); bob owns `q`.
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        for u in ["alice", "bob", "carol", "dave", "erin"] {
-            db.user(u);
-        }
+        let db = TestDb::with_users(&["alice", "bob", "carol", "dave", "erin"]);
         db.project("p", "alice");
         db.instance("x", "p", "alice");
         db.project("q", "bob");
@@ -221,9 +211,7 @@ mod tests {
     #[test]
     fn unknown_instance_is_none() {
         let db = seeded();
-        assert!(db
-            .first::<InstanceRow>(&stmt::get("nope", "alice"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::get("nope", "alice")));
         assert_eq!(
             db.first::<ReadOnlyFlag>(&stmt::read_only("nope"))
                 .map(|r| r.read_only),
@@ -244,9 +232,7 @@ mod tests {
             .map(|r| instance_role(&r.facts("bob")))
             .collect();
         assert_eq!(roles, [Some(Write), None, None]);
-        assert!(db
-            .all::<InstanceRow>(&stmt::list_for_project("nope", "bob"))
-            .is_empty());
+        assert!(db.returns_nothing(&stmt::list_for_project("nope", "bob")));
     }
 
     #[test]

@@ -58,22 +58,38 @@ macro_rules! share_level {
     };
 }
 
-/// Statement builders, one line each: `fn name(params) => SQL;` binds the
-/// parameters in order as `?1..?N`; `fn name(params) => SQL [exprs];` binds
-/// those expressions instead. Each is turned into an [`Arg`] by `From`.
-/// Parameters borrow for `'a`, the lifetime of the returned `Statement<'a>`.
+/// Statement builders, one line each, declared in a `stmt` module:
+///
+/// - `fn name(params) => SQL;` binds the parameters in order as `?1..?N`;
+/// - `fn name(params) => SQL(exprs);` binds those expressions instead;
+/// - `fn name(params) => [SQL, …];` is a batch: each statement, in order,
+///   with the same parameters.
+///
+/// Each value becomes an [`Arg`] by `From`. Parameters borrow for `'a`, the
+/// lifetime of the returned statements.
 macro_rules! statements {
-    ($(
-        $(#[$attr:meta])*
-        fn $name:ident($($param:ident: $ty:ty),* $(,)?) => $sql:ident $([$($arg:expr),* $(,)?])?;
-    )*) => {$(
+    () => {};
+    ($(#[$attr:meta])* fn $name:ident($($param:ident: $ty:ty),* $(,)?)
+        => [$($sql:ident),+ $(,)?]; $($rest:tt)*) => {
+        $(#[$attr])*
+        pub fn $name<'a>($($param: $ty),*) -> Vec<$crate::db::Statement<'a>> {
+            let args = [$($crate::db::Arg::from($param)),*];
+            $crate::db::Statement::each(&[$($sql),+], &args)
+        }
+        statements!($($rest)*);
+    };
+    ($(#[$attr:meta])* fn $name:ident($($param:ident: $ty:ty),* $(,)?)
+        => $sql:ident($($arg:expr),* $(,)?); $($rest:tt)*) => {
         $(#[$attr])*
         pub fn $name<'a>($($param: $ty),*) -> $crate::db::Statement<'a> {
-            $crate::db::Statement::new($sql, statements!(@args [$($param),*] $([$($arg),*])?))
+            $crate::db::Statement::new($sql, [$($crate::db::Arg::from($arg)),*])
         }
-    )*};
-    (@args [$($param:ident),*]) => { [$($crate::db::Arg::from($param)),*] };
-    (@args [$($param:ident),*] [$($arg:expr),*]) => { [$($crate::db::Arg::from($arg)),*] };
+        statements!($($rest)*);
+    };
+    ($(#[$attr:meta])* fn $name:ident($($param:ident: $ty:ty),* $(,)?)
+        => $sql:ident; $($rest:tt)*) => {
+        statements!($(#[$attr])* fn $name($($param: $ty),*) => $sql($($param),*); $($rest)*);
+    };
 }
 
 pub mod api_keys;

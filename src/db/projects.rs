@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{level_to_permission, run_batch_returning, Arg, IdRow, Statement};
+use super::{level_to_permission, run_batch_returning, IdRow, Statement};
 use crate::auth::roles::AccessFacts;
 use crate::error::ApiError;
 use crate::permission::Permission;
@@ -91,20 +91,50 @@ pub const UPDATE_PROJECT: &str = "UPDATE projects SET name = COALESCE(?2, name),
         updated_at = ?5
   WHERE id = ?1";
 
+/// The ids of the instances of project `?1`.
+macro_rules! project_instances {
+    () => {
+        "SELECT id FROM instances WHERE project_id = ?1"
+    };
+}
+
+/// A condition on a row's `$type`/`$id` columns (a resource or a key
+/// scope): they name project `?1` or one of its instances.
+macro_rules! project_or_its_instances {
+    ($type:literal, $id:literal) => {
+        concat!(
+            "(",
+            $type,
+            " = 'project' AND ",
+            $id,
+            " = ?1) OR (",
+            $type,
+            " = 'instance' AND ",
+            $id,
+            " IN (",
+            project_instances!(),
+            "))"
+        )
+    };
+}
+
 /// `?1` project id.
-pub const SELECT_INSTANCE_IDS: &str = "SELECT id FROM instances WHERE project_id = ?1";
+pub const SELECT_INSTANCE_IDS: &str = project_instances!();
 
 /// Project deletion, in batch order; each takes `?1` project id.
-pub const DELETE_PROJECT_SHARES: &str =
-    "DELETE FROM shares WHERE (resource_type = 'project' AND resource_id = ?1)
-        OR (resource_type = 'instance' AND resource_id IN
-            (SELECT id FROM instances WHERE project_id = ?1))";
-pub const DELETE_PROJECT_TOKENS: &str =
-    "DELETE FROM ws_tokens WHERE instance_id IN (SELECT id FROM instances WHERE project_id = ?1)";
-pub const DELETE_PROJECT_KEYS: &str =
-    "DELETE FROM api_keys WHERE (scope_type = 'project' AND scope_id = ?1)
-        OR (scope_type = 'instance' AND scope_id IN
-            (SELECT id FROM instances WHERE project_id = ?1))";
+pub const DELETE_PROJECT_SHARES: &str = concat!(
+    "DELETE FROM shares WHERE ",
+    project_or_its_instances!("resource_type", "resource_id")
+);
+pub const DELETE_PROJECT_TOKENS: &str = concat!(
+    "DELETE FROM ws_tokens WHERE instance_id IN (",
+    project_instances!(),
+    ")"
+);
+pub const DELETE_PROJECT_KEYS: &str = concat!(
+    "DELETE FROM api_keys WHERE ",
+    project_or_its_instances!("scope_type", "scope_id")
+);
 /// Returns the ids it deleted: an instance created while the project was
 /// being deleted is among them, so its object can be destroyed too.
 pub const DELETE_PROJECT_INSTANCES: &str =
@@ -127,7 +157,7 @@ pub mod stmt {
         fn update(
             project_id: &'a str, name: Option<&'a str>, description: Option<Option<&'a str>>,
             now: i64,
-        ) => UPDATE_PROJECT [project_id, name, description.is_none(), description.flatten(), now];
+        ) => UPDATE_PROJECT(project_id, name, description.is_none(), description.flatten(), now);
         /// Ids of the project's instances (to destroy their objects).
         fn instance_ids(project_id: &'a str) => SELECT_INSTANCE_IDS;
         fn insert_project(
@@ -137,6 +167,13 @@ pub mod stmt {
         fn insert_main_instance(
             instance_id: &'a str, project_id: &'a str, owner_id: &'a str, now: i64,
         ) => INSERT_MAIN_INSTANCE;
+        /// One batch: the project, its instances, every share on either, tokens
+        /// and keys scoped to them. `DELETE_PROJECT_INSTANCES` (at
+        /// [`DELETED_INSTANCES`]) returns the ids of the instances it deleted.
+        fn delete(project_id: &'a str) => [
+            DELETE_PROJECT_SHARES, DELETE_PROJECT_TOKENS, DELETE_PROJECT_KEYS,
+            DELETE_PROJECT_INSTANCES, DELETE_PROJECT,
+        ];
     }
 
     /// One batch: the project and its `main` instance.
@@ -152,20 +189,6 @@ pub mod stmt {
             insert_project(project_id, owner_id, name, description, now),
             insert_main_instance(instance_id, project_id, owner_id, now),
         ]
-    }
-
-    /// One batch: the project, its instances, every share on either, tokens
-    /// and keys scoped to them. `DELETE_PROJECT_INSTANCES` (at
-    /// [`DELETED_INSTANCES`]) returns the ids of the instances it deleted.
-    pub fn delete(project_id: &str) -> Vec<Statement<'_>> {
-        let sqls = [
-            DELETE_PROJECT_SHARES,
-            DELETE_PROJECT_TOKENS,
-            DELETE_PROJECT_KEYS,
-            DELETE_PROJECT_INSTANCES,
-            DELETE_PROJECT,
-        ];
-        Statement::each(&sqls, &[Arg::Text(project_id)])
     }
 
     /// Where `delete` has `DELETE_PROJECT_INSTANCES`.
@@ -206,11 +229,7 @@ mod tests {
     }
 
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        for u in ["alice", "bob", "carol", "dave", "erin", "frank"] {
-            db.user(u);
-        }
-        db
+        TestDb::with_users(&["alice", "bob", "carol", "dave", "erin", "frank"])
     }
 
     #[test]
@@ -239,9 +258,7 @@ mod tests {
         assert_eq!((carol.project_level, carol.via_instance), (None, 1));
         let dave: ProjectRow = db.first(&stmt::get("p", "dave")).unwrap();
         assert_eq!((dave.project_level, dave.via_instance), (Some(2), 0));
-        assert!(db
-            .first::<ProjectRow>(&stmt::get("nope", "alice"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::get("nope", "alice")));
     }
 
     #[test]
@@ -430,7 +447,7 @@ mod tests {
             db.column("SELECT COALESCE(parent_instance_id, '-') FROM instances WHERE id = 'c'"),
             ["-"]
         );
-        assert!(db.all::<IdRow>(&stmt::instance_ids("p")).is_empty());
+        assert!(db.returns_nothing(&stmt::instance_ids("p")));
         db.batch(&stmt::delete("p")); // replay is harmless
         assert_eq!(db.ids("projects"), ["q"]);
     }

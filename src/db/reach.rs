@@ -81,10 +81,7 @@ mod tests {
     /// alice owns project p (p-main, p-2) and q (q-main); bob is in group g
     /// (owned by carol) and has a share of his own.
     fn world() -> TestDb {
-        let db = TestDb::new();
-        for u in ["alice", "bob", "carol"] {
-            db.user(u);
-        }
+        let db = TestDb::with_users(&["alice", "bob", "carol"]);
         db.project("p", "alice"); // with its instance p-main
         db.instance("p-2", "p", "alice");
         db.project("q", "alice"); // with q-main

@@ -6,6 +6,7 @@ use worker::D1Database;
 
 use super::{now_seconds, IdRow};
 use crate::error::ApiError;
+use crate::permission::Permission;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ShareListRow {
@@ -73,7 +74,7 @@ pub struct NewShare<'a> {
     pub resource_id: &'a str,
     pub target_type: &'a str,
     pub target_id: Option<&'a str>,
-    pub permission: &'a str,
+    pub permission: Permission,
     pub created_by: &'a str,
 }
 
@@ -85,14 +86,14 @@ pub mod stmt {
         fn list(resource_type: &'a str, resource_id: &'a str) => SELECT_FOR_RESOURCE;
         fn get(id: &'a str) => SELECT_SHARE;
         /// The share of `share`'s resource to its target, if any.
-        fn find_existing(share: &NewShare<'a>) => SELECT_EXISTING [
+        fn find_existing(share: &NewShare<'a>) => SELECT_EXISTING(
             share.resource_type, share.resource_id, share.target_type, share.target_id,
-        ];
-        fn set_permission(id: &'a str, permission: &'a str) => UPDATE_PERMISSION;
-        fn insert(share: &NewShare<'a>, now: i64) => INSERT_SHARE [
+        );
+        fn set_permission(id: &'a str, permission: Permission) => UPDATE_PERMISSION;
+        fn insert(share: &NewShare<'a>, now: i64) => INSERT_SHARE(
             share.id, share.resource_type, share.resource_id, share.target_type,
             share.target_id, share.permission, share.created_by, now,
-        ];
+        );
         fn delete(id: &'a str) => DELETE_SHARE;
     }
 }
@@ -132,9 +133,7 @@ mod tests {
     }
 
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        db.user("alice");
-        db.user("bob");
+        let db = TestDb::with_users(&["alice", "bob"]);
         db.project("p", "alice");
         db.group("g", "alice");
         db
@@ -168,7 +167,7 @@ mod tests {
         grant(&db, &share("e", "project:p", "group:g", "read"), NOW);
         grant(&db, &share("f", "instance:p-main", "public", "read"), NOW);
         assert_eq!(db.ids("shares"), ["a", "c", "e", "f"]);
-        assert!(db.first::<ShareRow>(&stmt::get("b")).is_none());
+        assert!(db.returns_nothing(&stmt::get("b")));
 
         // The unique index backs this up for racing grants.
         let dup = share("dup", "project:p", "public", "read");
@@ -218,9 +217,7 @@ mod tests {
         assert_eq!(rows[0].created_at, NOW);
         let on_instance: Vec<ShareListRow> = db.all(&stmt::list("instance", "p-main"));
         assert_eq!(on_instance.len(), 1);
-        assert!(db
-            .all::<ShareListRow>(&stmt::list("instance", "p"))
-            .is_empty());
+        assert!(db.returns_nothing(&stmt::list("instance", "p")));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{api_keys, groups, instances, projects, shares, users, ws_tokens, Arg, Statement};
-use crate::permission::AccessBasis;
+use crate::permission::{AccessBasis, Permission};
 
 /// The time every seeded row is written at.
 pub const NOW: i64 = 1_700_000_000;
@@ -79,6 +79,15 @@ impl TestDb {
         TestDb { conn }
     }
 
+    /// A fresh database with [`user`](Self::user)s `ids`.
+    pub fn with_users(ids: &[&str]) -> Self {
+        let db = TestDb::new();
+        for id in ids {
+            db.user(id);
+        }
+        db
+    }
+
     /// Runs a statement, returning its rows as D1 objects. Like D1, binding
     /// fails unless there is exactly one argument per `?N`; on top of that,
     /// every argument must be used by the SQL (no placeholder tricks).
@@ -114,6 +123,13 @@ impl TestDb {
                     .unwrap_or_else(|e| panic!("row type: {e}: {}", st.sql))
             })
             .collect()
+    }
+
+    /// Whether the statement returns no row (of whatever type).
+    pub fn returns_nothing(&self, st: &Statement<'_>) -> bool {
+        self.try_rows(st)
+            .unwrap_or_else(|e| panic!("{e}: {}", st.sql))
+            .is_empty()
     }
 
     /// The first row, as D1's `first(None)`.
@@ -269,7 +285,7 @@ pub fn new_share<'a>(
         resource_id,
         target_type,
         target_id,
-        permission,
+        permission: permission_named(permission),
         created_by: by,
     }
 }
@@ -291,8 +307,12 @@ pub fn new_token<'a>(
         token_hash: hash,
         user_id: user,
         instance_id: instance,
-        permission,
+        permission: permission_named(permission),
         expires_at,
         basis: &NO_BASIS,
     }
+}
+
+fn permission_named(name: &str) -> Permission {
+    Permission::parse_grantable(name).expect("read, write or admin")
 }

@@ -2,8 +2,6 @@
 
 use serde::Deserialize;
 
-use super::{Arg, Statement};
-
 #[derive(Debug, Clone, Deserialize)]
 pub struct UserRow {
     pub id: String,
@@ -86,29 +84,20 @@ pub mod stmt {
         fn get(user_id: &'a str) => SELECT_USER;
         fn find_by_email(email: &'a str) => SELECT_BY_EMAIL;
         /// Creates or updates a user from Clerk (webhook); replays are harmless.
-        fn upsert(user_id: &'a str, email: Option<&'a str>, name: Option<&'a str>, now: i64) => UPSERT_USER;
+        fn upsert(
+            user_id: &'a str, email: Option<&'a str>, name: Option<&'a str>, now: i64,
+        ) => UPSERT_USER;
         /// Every instance in projects the user owns.
         fn owned_instance_ids(user_id: &'a str) => SELECT_OWNED_INSTANCE_IDS;
-    }
-
-    /// One batch: the user and everything it owns or was given (its projects
-    /// and their instances, every share on those, its groups and the shares
-    /// to them, shares to the user, its keys, tokens and memberships), so a
-    /// failure leaves nothing half-deleted; replaying it is harmless.
-    pub fn delete_everything(user_id: &str) -> Vec<Statement<'_>> {
-        let sqls = [
-            DELETE_SHARES_ON_OWNED,
-            DELETE_SHARES_TO_OWNED_GROUPS,
-            DELETE_SHARES_TO_AND_BY_USER,
-            DELETE_TOKENS,
-            DELETE_KEYS,
-            DELETE_MEMBERSHIPS,
-            DELETE_OWNED_GROUPS,
-            DELETE_OWNED_INSTANCES,
-            DELETE_OWNED_PROJECTS,
-            DELETE_USER,
+        /// One batch: the user and everything it owns or was given (its projects
+        /// and their instances, every share on those, its groups and the shares
+        /// to them, shares to the user, its keys, tokens and memberships), so a
+        /// failure leaves nothing half-deleted; replaying it is harmless.
+        fn delete_everything(user_id: &'a str) => [
+            DELETE_SHARES_ON_OWNED, DELETE_SHARES_TO_OWNED_GROUPS, DELETE_SHARES_TO_AND_BY_USER,
+            DELETE_TOKENS, DELETE_KEYS, DELETE_MEMBERSHIPS, DELETE_OWNED_GROUPS,
+            DELETE_OWNED_INSTANCES, DELETE_OWNED_PROJECTS, DELETE_USER,
         ];
-        Statement::each(&sqls, &[Arg::Text(user_id)])
     }
 }
 
@@ -145,7 +134,7 @@ mod tests {
         db.run(&stmt::upsert("u1", None, Some("B"), NOW + 11));
         let row: UserRow = db.first(&stmt::get("u1")).unwrap();
         assert_eq!((row.email, row.name.as_deref()), (None, Some("B")));
-        assert!(db.first::<UserRow>(&stmt::get("u2")).is_none());
+        assert!(db.returns_nothing(&stmt::get("u2")));
     }
 
     #[test]
@@ -163,10 +152,7 @@ mod tests {
     /// alice owns projects `a` (instances `a-main`, `a-x`) and `a2`, group
     /// `ga`; bob owns project `b` and group `gb`. They share with each other.
     fn two_accounts() -> TestDb {
-        let db = TestDb::new();
-        for u in ["alice", "bob", "carol"] {
-            db.user(u);
-        }
+        let db = TestDb::with_users(&["alice", "bob", "carol"]);
         db.project("a", "alice");
         db.instance("a-x", "a", "alice");
         db.project("a2", "alice");
@@ -276,9 +262,7 @@ mod tests {
             .first(&crate::db::projects::stmt::get("b", "bob"))
             .unwrap();
         assert_eq!(b.owner_id, "bob");
-        assert!(db
-            .all::<IdRow>(&stmt::owned_instance_ids("alice"))
-            .is_empty());
+        assert!(db.returns_nothing(&stmt::owned_instance_ids("alice")));
 
         // A replayed webhook finds nothing left to delete.
         db.batch(&stmt::delete_everything("alice"));

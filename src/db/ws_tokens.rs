@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::Statement;
-use crate::permission::AccessBasis;
+use crate::permission::{AccessBasis, Permission};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TokenRow {
@@ -49,7 +49,7 @@ pub struct NewToken<'a> {
     pub token_hash: &'a str,
     pub user_id: &'a str,
     pub instance_id: &'a str,
-    pub permission: &'a str,
+    pub permission: Permission,
     pub expires_at: i64,
     /// The credential the caller authenticated with.
     pub basis: &'a AccessBasis,
@@ -61,10 +61,10 @@ pub mod stmt {
 
     statements! {
         fn purge_expired(now: i64) => DELETE_EXPIRED;
-        fn insert_token(t: &NewToken<'a>, now: i64) => INSERT_TOKEN [
+        fn insert_token(t: &NewToken<'a>, now: i64) => INSERT_TOKEN(
             t.token_hash, t.user_id, t.instance_id, t.permission, t.expires_at, now,
             t.basis.api_key.as_deref(), t.basis.delegate.as_deref(), t.basis.secret.as_deref(),
-        ];
+        );
         /// Takes a token: deletes it and returns what it granted (`TokenRow`),
         /// so a second use finds nothing (one statement, so two racing uses
         /// cannot both win).
@@ -84,9 +84,7 @@ mod tests {
     use crate::db::testing::{new_token, TestDb, NOW};
 
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        db.user("alice");
-        db
+        TestDb::with_users(&["alice"])
     }
 
     #[test]
@@ -110,8 +108,8 @@ mod tests {
             ("alice", "i1", "read")
         );
         assert_eq!(row.expires_at, NOW + 60);
-        assert!(db.first::<TokenRow>(&stmt::take("h1")).is_none());
-        assert!(db.first::<TokenRow>(&stmt::take("unknown")).is_none());
+        assert!(db.returns_nothing(&stmt::take("h1")));
+        assert!(db.returns_nothing(&stmt::take("unknown")));
         assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["h2"]);
     }
 

@@ -139,7 +139,7 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, kind: Kind, i
         resource_id: id,
         target_type,
         target_id: target_id.as_deref(),
-        permission: permission.as_str(),
+        permission,
         created_by: &caller.user_id,
     };
     let share_id = db::shares::grant(&db, &share).await?;

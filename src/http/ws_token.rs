@@ -48,7 +48,7 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
         token_hash: &hash_ws_token(&token),
         user_id: &caller.user_id,
         instance_id,
-        permission: permission.as_str(),
+        permission,
         expires_at,
         basis: &caller.basis,
     };
