@@ -48,7 +48,7 @@ pub const SELECT_FOR_USER: &str = concat!(
     " FROM api_keys WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC"
 );
 
-/// `?1` id … `?8` permissions JSON, `?9` now.
+/// `?1` id … `?8` permissions JSON, `?9` now (`NewKey`).
 pub const INSERT_KEY: &str =
     "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, scope_type, scope_id,
                            permissions, created_at)
@@ -57,15 +57,13 @@ pub const INSERT_KEY: &str =
 /// `?1` key id, `?2` user id (the owner); returns the id if it deleted.
 pub const DELETE_OWNED: &str = "DELETE FROM api_keys WHERE id = ?1 AND user_id = ?2 RETURNING id";
 
-pub struct NewKey<'a> {
-    pub id: &'a str,
-    pub user_id: &'a str,
-    pub name: &'a str,
-    pub key_hash: &'a str,
-    pub key_prefix: &'a str,
-    pub scope_type: &'a str,
-    pub scope_id: Option<&'a str>,
-    pub permissions_json: &'a str,
+new_row! {
+    /// A new key (only its hash and prefix are stored).
+    NewKey => INSERT_KEY {
+        id: &'a str, user_id: &'a str, name: &'a str, key_hash: &'a str, key_prefix: &'a str,
+        scope_type: &'a str, scope_id: Option<&'a str>, permissions_json: &'a str,
+        created_at: i64,
+    }
 }
 
 /// The statements with their parameters bound in order.
@@ -78,10 +76,6 @@ pub mod stmt {
         fn touch(id: &'a str, now: i64) => UPDATE_LAST_USED;
         /// Newest first.
         fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
-        fn insert(key: &NewKey<'a>, now: i64) => INSERT_KEY(
-            key.id, key.user_id, key.name, key.key_hash, key.key_prefix,
-            key.scope_type, key.scope_id, key.permissions_json, now,
-        );
         /// Returns a row if `user_id` owned the key and it is deleted.
         fn delete_owned(id: &'a str, user_id: &'a str) => DELETE_OWNED;
     }
@@ -146,14 +140,15 @@ mod tests {
             scope_type: "account",
             scope_id: None,
             permissions_json: "[]",
+            created_at: NOW,
         };
-        assert!(db.try_rows(&stmt::insert(&clash, NOW)).is_err());
+        assert!(db.try_rows(&clash.insert()).is_err());
         let orphan = NewKey {
             user_id: "ghost",
             key_hash: "hash-k3",
             ..clash
         };
-        assert!(db.try_rows(&stmt::insert(&orphan, NOW)).is_err());
+        assert!(db.try_rows(&orphan.insert()).is_err());
         assert_eq!(db.ids("api_keys"), ["k1"]);
     }
 

@@ -92,7 +92,8 @@ pub const DELETE_GRANTS_OF: &str = "DELETE FROM delegate_grants WHERE delegate_i
 pub const DELETE_SECRETS_OF: &str = "DELETE FROM delegate_secrets WHERE delegate_id = ?1";
 pub const DELETE_DELEGATE: &str = "DELETE FROM delegates WHERE delegate_id = ?1";
 
-/// `?1` secret id, `?2` delegate id, `?3` hash, `?4` name, `?5` now.
+/// `?1` secret id, `?2` delegate id, `?3` hash, `?4` name, `?5` now
+/// (`NewSecret`).
 pub const INSERT_SECRET: &str =
     "INSERT INTO delegate_secrets (secret_id, delegate_id, secret_hash, name, created_at)
      VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -157,15 +158,21 @@ pub const DELETE_USER_DELEGATES: &str = "DELETE FROM delegates WHERE created_by_
 /// `?1` instance id: the grants on an instance about to be deleted.
 pub const DELETE_INSTANCE_GRANTS: &str = "DELETE FROM delegate_grants WHERE instance_id = ?1";
 
-/// A new delegate's columns.
-pub struct NewDelegate<'a> {
-    pub delegate_id: &'a str,
-    pub created_by_user_id: &'a str,
-    pub name: &'a str,
-    pub can_read: bool,
-    pub can_write: bool,
-    pub can_system: bool,
-    pub expires_at: Option<i64>,
+new_row! {
+    /// A new delegate.
+    NewDelegate => INSERT_DELEGATE {
+        delegate_id: &'a str, created_by_user_id: &'a str, name: &'a str,
+        can_read: bool, can_write: bool, can_system: bool,
+        created_at: i64, expires_at: Option<i64>,
+    }
+}
+
+new_row! {
+    /// A new secret of a delegate (only its hash is stored).
+    NewSecret => INSERT_SECRET {
+        secret_id: &'a str, delegate_id: &'a str, secret_hash: &'a str, name: Option<&'a str>,
+        created_at: i64,
+    }
 }
 
 /// The statements with their parameters bound in order.
@@ -173,18 +180,10 @@ pub mod stmt {
     use super::*;
 
     statements! {
-        fn insert_delegate(d: &NewDelegate<'a>, now: i64) => INSERT_DELEGATE(
-            d.delegate_id, d.created_by_user_id, d.name,
-            d.can_read, d.can_write, d.can_system, now, d.expires_at,
-        );
         /// Newest first.
         fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
         /// The delegate if `user_id` created it (else it does not exist for them).
         fn owned(delegate_id: &'a str, user_id: &'a str) => SELECT_OWNED;
-        fn insert_secret(
-            secret_id: &'a str, delegate_id: &'a str, hash: &'a str, name: Option<&'a str>,
-            now: i64,
-        ) => INSERT_SECRET;
         fn secrets(delegate_id: &'a str) => SELECT_SECRETS;
         /// Returns a row if the delegate has such a secret.
         fn revoke_secret(secret_id: &'a str, delegate_id: &'a str, now: i64) => REVOKE_SECRET;
@@ -238,33 +237,50 @@ pub async fn grant(
 mod tests {
     use super::*;
     use crate::db::testing::{TestDb, NOW};
+    use crate::permission::Permission::{Read, Write};
 
-    fn world() -> TestDb {
+    /// u1 (project p1 with instances i1, i2), u2, and `delegates` as
+    /// `(id, creator)`, made at `NOW` and never expiring.
+    fn world(delegates: &[(&str, &str)]) -> TestDb {
         let db = TestDb::with_users(&["u1", "u2"]);
         db.project("p1", "u1");
         db.instance("i1", "p1", "u1");
         db.instance("i2", "p1", "u1");
+        for (id, creator) in delegates {
+            delegate(&db, id, creator, NOW, None);
+        }
         db
     }
 
     fn delegate(db: &TestDb, id: &str, user: &str, at: i64, expires: Option<i64>) {
-        db.run(&stmt::insert_delegate(
-            &NewDelegate {
-                delegate_id: id,
-                created_by_user_id: user,
-                name: "agent",
-                can_read: true,
-                can_write: true,
-                can_system: false,
-                expires_at: expires,
-            },
-            at,
-        ));
+        let row = NewDelegate {
+            delegate_id: id,
+            created_by_user_id: user,
+            name: "agent",
+            can_read: true,
+            can_write: true,
+            can_system: false,
+            created_at: at,
+            expires_at: expires,
+        };
+        db.run(&row.insert());
+    }
+
+    /// Secret `id` of `delegate` with hash `hash`, made at `at`.
+    fn secret(db: &TestDb, id: &str, delegate: &str, hash: &str, name: Option<&str>, at: i64) {
+        let row = NewSecret {
+            secret_id: id,
+            delegate_id: delegate,
+            secret_hash: hash,
+            name,
+            created_at: at,
+        };
+        db.run(&row.insert());
     }
 
     #[test]
     fn delegates_are_listed_newest_first_and_only_for_their_creator() {
-        let db = world();
+        let db = world(&[]);
         delegate(&db, "del_a", "u1", NOW - 10, None);
         delegate(&db, "del_b", "u1", NOW, Some(NOW + 100));
         delegate(&db, "del_c", "u2", NOW, None);
@@ -284,17 +300,9 @@ mod tests {
 
     #[test]
     fn credentials_match_live_secrets_only() {
-        let db = world();
-        delegate(&db, "del_a", "u1", NOW, None);
-        delegate(&db, "del_b", "u1", NOW, None);
-        db.run(&stmt::insert_secret(
-            "sec_1",
-            "del_a",
-            "h1",
-            Some("ci"),
-            NOW,
-        ));
-        db.run(&stmt::insert_secret("sec_2", "del_a", "h2", None, NOW + 1));
+        let db = world(&[("del_a", "u1"), ("del_b", "u1")]);
+        secret(&db, "sec_1", "del_a", "h1", Some("ci"), NOW);
+        secret(&db, "sec_2", "del_a", "h2", None, NOW + 1);
         let found: CredentialRow = db.first(&stmt::credential("del_a", "h1")).unwrap();
         assert_eq!(found.secret_id, "sec_1");
         assert_eq!(found.created_by_user_id, "u1");
@@ -323,29 +331,10 @@ mod tests {
 
     #[test]
     fn grants_replace_expire_and_delete() {
-        let db = world();
-        delegate(&db, "del_a", "u1", NOW, None);
-        db.run(&stmt::upsert_grant(
-            "del_a",
-            "i1",
-            Permission::Write,
-            "u1",
-            NOW,
-        ));
-        db.run(&stmt::upsert_grant(
-            "del_a",
-            "i2",
-            Permission::Read,
-            "u1",
-            NOW + 1,
-        ));
-        db.run(&stmt::upsert_grant(
-            "del_a",
-            "i1",
-            Permission::Read,
-            "u1",
-            NOW + 2,
-        ));
+        let db = world(&[("del_a", "u1")]);
+        db.run(&stmt::upsert_grant("del_a", "i1", Write, "u1", NOW));
+        db.run(&stmt::upsert_grant("del_a", "i2", Read, "u1", NOW + 1));
+        db.run(&stmt::upsert_grant("del_a", "i1", Read, "u1", NOW + 2));
         let grants: Vec<GrantRow> = db.all(&stmt::grants("del_a"));
         let listed: Vec<_> = grants
             .iter()
@@ -365,31 +354,16 @@ mod tests {
         assert!(db.returns_nothing(&stmt::delete_grant("del_a", "i1")));
         // A grant on a missing instance is refused by the foreign key.
         assert!(db
-            .try_rows(&stmt::upsert_grant(
-                "del_a",
-                "nope",
-                Permission::Read,
-                "u1",
-                NOW
-            ))
+            .try_rows(&stmt::upsert_grant("del_a", "nope", Read, "u1", NOW))
             .is_err());
     }
 
     #[test]
     fn deletions_take_secrets_and_grants_with_them() {
-        let db = world();
-        delegate(&db, "del_a", "u1", NOW, None);
-        delegate(&db, "del_b", "u1", NOW, None);
-        delegate(&db, "del_c", "u2", NOW, None);
+        let db = world(&[("del_a", "u1"), ("del_b", "u1"), ("del_c", "u2")]);
         for d in ["del_a", "del_b", "del_c"] {
-            db.run(&stmt::insert_secret(
-                &format!("sec_{d}"),
-                d,
-                &format!("h_{d}"),
-                None,
-                NOW,
-            ));
-            db.run(&stmt::upsert_grant(d, "i1", Permission::Read, "u1", NOW));
+            secret(&db, &format!("sec_{d}"), d, &format!("h_{d}"), None, NOW);
+            db.run(&stmt::upsert_grant(d, "i1", Read, "u1", NOW));
         }
         db.batch(&stmt::delete("del_a"));
         assert_eq!(
@@ -412,16 +386,9 @@ mod tests {
 
     #[test]
     fn the_foreign_keys_cascade() {
-        let db = world();
-        delegate(&db, "del_a", "u1", NOW, None);
-        db.run(&stmt::insert_secret("sec_1", "del_a", "h1", None, NOW));
-        db.run(&stmt::upsert_grant(
-            "del_a",
-            "i1",
-            Permission::Read,
-            "u1",
-            NOW,
-        ));
+        let db = world(&[("del_a", "u1")]);
+        secret(&db, "sec_1", "del_a", "h1", None, NOW);
+        db.run(&stmt::upsert_grant("del_a", "i1", Read, "u1", NOW));
         db.conn
             .execute_batch("DELETE FROM instances WHERE id = 'i1'")
             .unwrap();

@@ -107,9 +107,9 @@ mod tests {
     #[test]
     fn list_for_user_owned_and_member_groups_newest_first() {
         let db = seeded();
-        db.group("g1", "alice");
-        db.group("g2", "bob");
-        db.group("g3", "bob");
+        db.group("g1", "alice", &[]);
+        db.group("g2", "bob", &[]);
+        db.group("g3", "bob", &[]);
         db.run(&stmt::create("g4", "Later", "carol", NOW + 1));
         db.member("g2", "alice");
         db.member("g4", "alice");
@@ -135,8 +135,7 @@ mod tests {
     #[test]
     fn get_reports_membership_of_the_caller() {
         let db = seeded();
-        db.group("g", "alice");
-        db.member("g", "bob");
+        db.group("g", "alice", &["bob"]);
         let get = |user| db.first::<GroupRow>(&stmt::get("g", user)).unwrap();
         assert_eq!(get("bob").is_member, 1);
         assert_eq!(get("carol").is_member, 0);
@@ -152,9 +151,7 @@ mod tests {
     #[test]
     fn members_add_and_remove() {
         let db = seeded();
-        db.group("g", "alice");
-        db.member("g", "carol");
-        db.member("g", "bob");
+        db.group("g", "alice", &["carol", "bob"]);
         db.member("g", "carol"); // again: no-op
         let rows: Vec<MemberRow> = db.all(&stmt::members("g"));
         let got: Vec<_> = rows
@@ -182,10 +179,8 @@ mod tests {
     fn delete_removes_memberships_and_shares_so_access_stops() {
         let db = seeded();
         db.project("p", "alice");
-        db.group("g", "alice");
-        db.group("h", "alice");
-        db.member("g", "bob");
-        db.member("h", "bob");
+        db.group("g", "alice", &["bob"]);
+        db.group("h", "alice", &["bob"]);
         db.share("to-g", "instance:p-main", "group:g", "write", "alice");
         db.share("to-g2", "project:p", "group:g", "read", "alice");
         db.share("to-h", "project:p", "group:h", "read", "alice");

@@ -157,8 +157,7 @@ mod tests {
         let db = seeded();
         db.share("s1", "project:p", "user:bob", "write", "alice");
         db.share("s2", "instance:x", "user:carol", "admin", "alice");
-        db.group("g", "erin");
-        db.member("g", "dave");
+        db.group("g", "erin", &["dave"]);
         db.share("s3", "instance:x", "group:g", "read", "alice");
         // Not to anyone here: another resource, another user, an API key.
         db.share("s4", "project:q", "user:carol", "admin", "bob");
@@ -275,14 +274,8 @@ mod tests {
     #[test]
     fn delete_removes_the_instance_its_shares_tokens_and_scoped_keys() {
         let db = seeded();
-        db.instance("c", "p", "alice");
+        db.clone_of("c", "p", "alice", "x");
         db.run(&stmt::update("c", None, None, NOW, NOW * 1000)); // no-op update
-        db.conn
-            .execute(
-                "UPDATE instances SET parent_instance_id = 'x' WHERE id = 'c'",
-                [],
-            )
-            .unwrap();
         db.share("on-x", "instance:x", "user:bob", "read", "alice");
         db.share("on-main", "instance:p-main", "user:bob", "read", "alice");
         db.share("on-p", "project:p", "user:carol", "read", "alice");

@@ -92,6 +92,24 @@ macro_rules! statements {
     };
 }
 
+/// A new row's values and its insert statement, each column named once:
+/// `NewX => SQL { field: Type, … }` declares `pub struct NewX<'a>` whose
+/// fields bind, in order, as `?1..?N` of `SQL` (`NewX { … }.insert()`).
+macro_rules! new_row {
+    ($(#[$attr:meta])* $name:ident => $sql:ident { $($field:ident: $ty:ty),+ $(,)? }) => {
+        $(#[$attr])*
+        pub struct $name<'a> {
+            $(pub $field: $ty),+
+        }
+
+        impl<'a> $name<'a> {
+            pub fn insert(&self) -> $crate::db::Statement<'a> {
+                $crate::db::Statement::new($sql, [$($crate::db::Arg::from(self.$field)),+])
+            }
+        }
+    };
+}
+
 pub mod api_keys;
 pub mod delegates;
 pub mod groups;

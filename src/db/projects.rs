@@ -239,8 +239,7 @@ mod tests {
         db.instance("x", "p", "alice");
         db.share("s1", "project:p", "user:bob", "admin", "alice");
         db.share("s2", "instance:x", "user:carol", "admin", "alice");
-        db.group("g", "erin");
-        db.member("g", "dave");
+        db.group("g", "erin", &["dave"]);
         db.share("s3", "project:p", "group:g", "write", "alice");
 
         let cases = [
@@ -285,9 +284,8 @@ mod tests {
         db.project("by-group-instance", "carol");
         db.project("unrelated", "alice");
         db.project("other-user", "alice");
-        db.group("g", "alice");
-        db.member("g", "bob");
-        db.group("h", "bob");
+        db.group("g", "alice", &["bob"]);
+        db.group("h", "bob", &[]);
         db.share("s1", "project:by-user", "user:bob", "write", "alice");
         db.share("s2", "project:by-group", "group:g", "read", "alice");
         db.share("s3", "project:by-owned-group", "group:h", "admin", "carol");
@@ -405,14 +403,8 @@ mod tests {
         db.project("p", "alice");
         db.instance("x", "p", "alice");
         db.project("q", "alice");
-        db.instance("c", "q", "alice");
-        db.conn
-            .execute(
-                "UPDATE instances SET parent_instance_id = 'x' WHERE id = 'c'",
-                [],
-            )
-            .unwrap();
-        db.group("g", "alice");
+        db.clone_of("c", "q", "alice", "x");
+        db.group("g", "alice", &[]);
         db.share("on-p", "project:p", "user:bob", "read", "alice");
         db.share("on-x", "instance:x", "group:g", "read", "alice");
         db.share("on-main", "instance:p-main", "public", "read", "alice");

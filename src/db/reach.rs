@@ -85,8 +85,7 @@ mod tests {
         db.project("p", "alice"); // with its instance p-main
         db.instance("p-2", "p", "alice");
         db.project("q", "alice"); // with q-main
-        db.group("g", "carol");
-        db.member("g", "bob");
+        db.group("g", "carol", &["bob"]);
         db
     }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use worker::D1Database;
 
-use super::{now_seconds, IdRow};
+use super::IdRow;
 use crate::error::ApiError;
 use crate::permission::Permission;
 
@@ -58,7 +58,8 @@ pub const SELECT_EXISTING: &str =
 pub const UPDATE_PERMISSION: &str = "UPDATE shares SET permission = ?2 WHERE id = ?1";
 
 /// `?1` id, `?2` resource type, `?3` resource id, `?4` target type,
-/// `?5` target id or NULL, `?6` permission, `?7` created by, `?8` now.
+/// `?5` target id or NULL, `?6` permission, `?7` created by, `?8` now
+/// (`NewShare`).
 pub const INSERT_SHARE: &str =
     "INSERT INTO shares (id, resource_type, resource_id, target_type, target_id, permission,
                      created_by, created_at)
@@ -67,15 +68,13 @@ pub const INSERT_SHARE: &str =
 /// `?1` share id.
 pub const DELETE_SHARE: &str = "DELETE FROM shares WHERE id = ?1";
 
-/// The fields of a new share, in `INSERT_SHARE` order.
-pub struct NewShare<'a> {
-    pub id: &'a str,
-    pub resource_type: &'a str,
-    pub resource_id: &'a str,
-    pub target_type: &'a str,
-    pub target_id: Option<&'a str>,
-    pub permission: Permission,
-    pub created_by: &'a str,
+new_row! {
+    /// A new share.
+    NewShare => INSERT_SHARE {
+        id: &'a str, resource_type: &'a str, resource_id: &'a str,
+        target_type: &'a str, target_id: Option<&'a str>,
+        permission: Permission, created_by: &'a str, created_at: i64,
+    }
 }
 
 /// The statements with their parameters bound in order.
@@ -90,10 +89,6 @@ pub mod stmt {
             share.resource_type, share.resource_id, share.target_type, share.target_id,
         );
         fn set_permission(id: &'a str, permission: Permission) => UPDATE_PERMISSION;
-        fn insert(share: &NewShare<'a>, now: i64) => INSERT_SHARE(
-            share.id, share.resource_type, share.resource_id, share.target_type,
-            share.target_id, share.permission, share.created_by, now,
-        );
         fn delete(id: &'a str) => DELETE_SHARE;
     }
 }
@@ -108,7 +103,7 @@ pub async fn grant(db: &D1Database, share: &NewShare<'_>) -> Result<String, ApiE
         stmt::set_permission(&id, share.permission).run(db).await?;
         return Ok(id);
     }
-    stmt::insert(share, now_seconds()).run(db).await?;
+    share.insert().run(db).await?;
     Ok(share.id.to_string())
 }
 
@@ -118,32 +113,42 @@ mod tests {
     use crate::db::testing::{new_share, TestDb, NOW};
 
     /// `grant` over the native database, step for step.
-    fn grant(db: &TestDb, share: &NewShare<'_>, now: i64) -> String {
+    fn grant(db: &TestDb, share: &NewShare<'_>) -> String {
         let existing: Option<IdRow> = db.first(&stmt::find_existing(share));
         if let Some(IdRow { id }) = existing {
             assert_eq!(db.run(&stmt::set_permission(&id, share.permission)), 1);
             return id;
         }
-        db.run(&stmt::insert(share, now));
+        db.run(&share.insert());
         share.id.to_string()
     }
 
-    fn share<'a>(id: &'a str, resource: &'a str, target: &'a str, perm: &'a str) -> NewShare<'a> {
-        new_share(id, resource, target, perm, "alice")
+    /// A share by alice, made at `at`.
+    fn share<'a>(
+        id: &'a str,
+        resource: &'a str,
+        target: &'a str,
+        perm: &'a str,
+        at: i64,
+    ) -> NewShare<'a> {
+        NewShare {
+            created_at: at,
+            ..new_share(id, resource, target, perm, "alice")
+        }
     }
 
     fn seeded() -> TestDb {
         let db = TestDb::with_users(&["alice", "bob"]);
         db.project("p", "alice");
-        db.group("g", "alice");
+        db.group("g", "alice", &[]);
         db
     }
 
     #[test]
     fn grant_inserts_then_updates_the_same_target() {
         let db = seeded();
-        let a = grant(&db, &share("a", "project:p", "user:bob", "read"), NOW);
-        let b = grant(&db, &share("b", "project:p", "user:bob", "admin"), NOW + 1);
+        let a = grant(&db, &share("a", "project:p", "user:bob", "read", NOW));
+        let b = grant(&db, &share("b", "project:p", "user:bob", "admin", NOW + 1));
         assert_eq!((a.as_str(), b.as_str()), ("a", "a"));
         let row: ShareRow = db.first(&stmt::get("a")).unwrap();
         assert_eq!(
@@ -160,30 +165,29 @@ mod tests {
         );
 
         // Public shares have no target id; a second one is the same share.
-        let c = grant(&db, &share("c", "project:p", "public", "read"), NOW);
-        let d = grant(&db, &share("d", "project:p", "public", "write"), NOW);
+        let c = grant(&db, &share("c", "project:p", "public", "read", NOW));
+        let d = grant(&db, &share("d", "project:p", "public", "write", NOW));
         assert_eq!((c.as_str(), d.as_str()), ("c", "c"));
         // Other targets and resources are other shares.
-        grant(&db, &share("e", "project:p", "group:g", "read"), NOW);
-        grant(&db, &share("f", "instance:p-main", "public", "read"), NOW);
+        grant(&db, &share("e", "project:p", "group:g", "read", NOW));
+        grant(&db, &share("f", "instance:p-main", "public", "read", NOW));
         assert_eq!(db.ids("shares"), ["a", "c", "e", "f"]);
         assert!(db.returns_nothing(&stmt::get("b")));
 
         // The unique index backs this up for racing grants.
-        let dup = share("dup", "project:p", "public", "read");
-        assert!(db.try_rows(&stmt::insert(&dup, NOW)).is_err());
+        let dup = share("dup", "project:p", "public", "read", NOW);
+        assert!(db.try_rows(&dup.insert()).is_err());
     }
 
     #[test]
     fn list_names_each_target_oldest_first() {
         let db = seeded();
-        grant(&db, &share("s1", "project:p", "group:g", "write"), NOW + 1);
-        grant(&db, &share("s2", "project:p", "user:bob", "read"), NOW);
-        grant(&db, &share("s3", "project:p", "public", "read"), NOW + 1);
+        grant(&db, &share("s1", "project:p", "group:g", "write", NOW + 1));
+        grant(&db, &share("s2", "project:p", "user:bob", "read", NOW));
+        grant(&db, &share("s3", "project:p", "public", "read", NOW + 1));
         grant(
             &db,
-            &share("s4", "instance:p-main", "user:bob", "admin"),
-            NOW,
+            &share("s4", "instance:p-main", "user:bob", "admin", NOW),
         );
         let rows: Vec<ShareListRow> = db.all(&stmt::list("project", "p"));
         let got: Vec<_> = rows

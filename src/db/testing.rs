@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{api_keys, groups, instances, projects, shares, users, ws_tokens, Arg, Statement};
-use crate::permission::{AccessBasis, Permission};
+use crate::permission::Permission;
 
 /// The time every seeded row is written at.
 pub const NOW: i64 = 1_700_000_000;
@@ -209,8 +209,24 @@ impl TestDb {
         self.run(&instances::stmt::create(id, project, owner, id, None, NOW));
     }
 
-    pub fn group(&self, id: &str, owner: &str) {
+    /// Another instance of `project`, cloned from `parent`.
+    pub fn clone_of(&self, id: &str, project: &str, owner: &str, parent: &str) {
+        self.run(&instances::stmt::create(
+            id,
+            project,
+            owner,
+            id,
+            Some(parent),
+            NOW,
+        ));
+    }
+
+    /// A group named after its id, with `members`.
+    pub fn group(&self, id: &str, owner: &str, members: &[&str]) {
         self.run(&groups::stmt::create(id, id, owner, NOW));
+        for user in members {
+            self.member(id, user);
+        }
     }
 
     pub fn member(&self, group: &str, user: &str) {
@@ -221,7 +237,7 @@ impl TestDb {
     /// `target` (`user:<id>`, `group:<id>` or `public`).
     pub fn share(&self, id: &str, resource: &str, target: &str, permission: &str, by: &str) {
         let share = new_share(id, resource, target, permission, by);
-        self.run(&shares::stmt::insert(&share, NOW));
+        self.run(&share.insert());
     }
 
     /// An API key of `user` with hash `hash-<id>`; `scope` is `account`,
@@ -238,14 +254,15 @@ impl TestDb {
             scope_type,
             scope_id,
             permissions_json: r#"["read"]"#,
+            created_at: NOW,
         };
-        self.run(&api_keys::stmt::insert(&key, NOW));
+        self.run(&key.insert());
     }
 
     /// A WebSocket token with hash `hash`, valid for a minute.
     pub fn ws_token(&self, hash: &str, user: &str, instance: &str) {
-        let token = new_token(hash, user, instance, "write", NOW + 60);
-        self.batch(&ws_tokens::stmt::insert(&token, NOW));
+        let token = new_token(hash, user, instance, "write");
+        self.batch(&ws_tokens::stmt::insert(&token));
     }
 
     /// An outbound webhook (no D1 statement writes these yet; raw SQL).
@@ -269,7 +286,7 @@ fn kind_and_id(s: &str) -> (&str, Option<&str>) {
 }
 
 /// A share `id` on `resource` (`project:<id>` or `instance:<id>`) to
-/// `target` (`user:<id>`, `group:<id>` or `public`), made by `by`.
+/// `target` (`user:<id>`, `group:<id>` or `public`), made by `by` at `NOW`.
 pub fn new_share<'a>(
     id: &'a str,
     resource: &'a str,
@@ -287,29 +304,28 @@ pub fn new_share<'a>(
         target_id,
         permission: permission_named(permission),
         created_by: by,
+        created_at: NOW,
     }
 }
 
-/// A WebSocket token obtained without an API key or delegate.
+/// A WebSocket token made at `NOW` and valid for a minute, obtained
+/// without an API key or delegate.
 pub fn new_token<'a>(
     hash: &'a str,
     user: &'a str,
     instance: &'a str,
     permission: &'a str,
-    expires_at: i64,
 ) -> ws_tokens::NewToken<'a> {
-    static NO_BASIS: AccessBasis = AccessBasis {
-        api_key: None,
-        delegate: None,
-        secret: None,
-    };
     ws_tokens::NewToken {
         token_hash: hash,
         user_id: user,
         instance_id: instance,
         permission: permission_named(permission),
-        expires_at,
-        basis: &NO_BASIS,
+        expires_at: NOW + 60,
+        created_at: NOW,
+        api_key_id: None,
+        delegate_id: None,
+        secret_id: None,
     }
 }
 

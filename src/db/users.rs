@@ -157,19 +157,9 @@ mod tests {
         db.instance("a-x", "a", "alice");
         db.project("a2", "alice");
         db.project("b", "bob");
-        db.instance("b-clone", "b", "bob");
-        db.conn
-            .execute(
-                "UPDATE instances SET parent_instance_id = 'a-x' WHERE id = 'b-clone'",
-                [],
-            )
-            .unwrap();
-        db.group("ga", "alice");
-        db.member("ga", "bob");
-        db.member("ga", "carol");
-        db.group("gb", "bob");
-        db.member("gb", "alice");
-        db.member("gb", "carol");
+        db.clone_of("b-clone", "b", "bob", "a-x");
+        db.group("ga", "alice", &["bob", "carol"]);
+        db.group("gb", "bob", &["alice", "carol"]);
 
         // On alice's things (all go).
         db.share("a-to-bob", "project:a", "user:bob", "write", "alice");

@@ -44,15 +44,14 @@ pub const INSERT_TOKEN: &str =
 pub const TAKE_TOKEN: &str = "DELETE FROM ws_tokens WHERE token_hash = ?1
      RETURNING user_id, instance_id, permission, expires_at, api_key_id, delegate_id, secret_id";
 
-/// What a new token grants, in `INSERT_TOKEN` order.
-pub struct NewToken<'a> {
-    pub token_hash: &'a str,
-    pub user_id: &'a str,
-    pub instance_id: &'a str,
-    pub permission: Permission,
-    pub expires_at: i64,
-    /// The credential the caller authenticated with.
-    pub basis: &'a AccessBasis,
+new_row! {
+    /// What a new token grants, and the API key, delegate and secret the
+    /// caller authenticated with.
+    NewToken => INSERT_TOKEN {
+        token_hash: &'a str, user_id: &'a str, instance_id: &'a str, permission: Permission,
+        expires_at: i64, created_at: i64,
+        api_key_id: Option<&'a str>, delegate_id: Option<&'a str>, secret_id: Option<&'a str>,
+    }
 }
 
 /// The statements with their parameters bound in order.
@@ -61,10 +60,6 @@ pub mod stmt {
 
     statements! {
         fn purge_expired(now: i64) => DELETE_EXPIRED;
-        fn insert_token(t: &NewToken<'a>, now: i64) => INSERT_TOKEN(
-            t.token_hash, t.user_id, t.instance_id, t.permission, t.expires_at, now,
-            t.basis.api_key.as_deref(), t.basis.delegate.as_deref(), t.basis.secret.as_deref(),
-        );
         /// Takes a token: deletes it and returns what it granted (`TokenRow`),
         /// so a second use finds nothing (one statement, so two racing uses
         /// cannot both win).
@@ -73,8 +68,8 @@ pub mod stmt {
 
     /// One batch: the purge of expired tokens (opportunistically, here),
     /// then the insert.
-    pub fn insert<'a>(token: &NewToken<'a>, now: i64) -> Vec<Statement<'a>> {
-        vec![purge_expired(now), insert_token(token, now)]
+    pub fn insert<'a>(token: &NewToken<'a>) -> Vec<Statement<'a>> {
+        vec![purge_expired(token.created_at), token.insert()]
     }
 }
 
@@ -83,6 +78,20 @@ mod tests {
     use super::*;
     use crate::db::testing::{new_token, TestDb, NOW};
 
+    /// A read token on `i`, made at `now`.
+    fn made(
+        hash: &'static str,
+        user: &'static str,
+        now: i64,
+        expires_at: i64,
+    ) -> NewToken<'static> {
+        NewToken {
+            created_at: now,
+            expires_at,
+            ..new_token(hash, user, "i", "read")
+        }
+    }
+
     fn seeded() -> TestDb {
         TestDb::with_users(&["alice"])
     }
@@ -90,14 +99,8 @@ mod tests {
     #[test]
     fn a_token_is_taken_once() {
         let db = seeded();
-        db.batch(&stmt::insert(
-            &new_token("h1", "alice", "i1", "read", NOW + 60),
-            NOW,
-        ));
-        db.batch(&stmt::insert(
-            &new_token("h2", "alice", "i2", "admin", NOW + 60),
-            NOW,
-        ));
+        db.batch(&stmt::insert(&new_token("h1", "alice", "i1", "read")));
+        db.batch(&stmt::insert(&new_token("h2", "alice", "i2", "admin")));
         let row: TokenRow = db.first(&stmt::take("h1")).unwrap();
         assert_eq!(
             (
@@ -116,33 +119,18 @@ mod tests {
     #[test]
     fn insert_purges_tokens_expired_before_now() {
         let db = seeded();
-        db.batch(&stmt::insert(
-            &new_token("old", "alice", "i", "read", NOW - 1),
-            NOW - 61,
-        ));
-        db.batch(&stmt::insert(
-            &new_token("edge", "alice", "i", "read", NOW),
-            NOW - 60,
-        ));
-        db.batch(&stmt::insert(
-            &new_token("new", "alice", "i", "read", NOW + 60),
-            NOW,
-        ));
+        db.batch(&stmt::insert(&made("old", "alice", NOW - 61, NOW - 1)));
+        db.batch(&stmt::insert(&made("edge", "alice", NOW - 60, NOW)));
+        db.batch(&stmt::insert(&made("new", "alice", NOW, NOW + 60)));
         let mut left = db.column("SELECT token_hash FROM ws_tokens");
         left.sort();
         // Expiring this very second still counts as valid (`take`'s caller
         // refuses only `expires_at < now`).
         assert_eq!(left, ["edge", "new"]);
         // The batch is atomic: a bad insert keeps the expired ones too.
-        db.batch(&stmt::insert(
-            &new_token("old2", "alice", "i", "read", NOW - 1),
-            NOW - 61,
-        ));
+        db.batch(&stmt::insert(&made("old2", "alice", NOW - 61, NOW - 1)));
         assert!(db
-            .try_batch(&stmt::insert(
-                &new_token("x", "ghost", "i", "read", NOW + 60),
-                NOW
-            ))
+            .try_batch(&stmt::insert(&made("x", "ghost", NOW, NOW + 60)))
             .is_err());
         assert_eq!(db.count("ws_tokens"), 3);
     }

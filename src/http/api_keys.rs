@@ -95,19 +95,18 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     let id = new_id()?;
     let permission_names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
     let permissions_json = serde_json::to_string(&permission_names)?;
-    stmt::insert(
-        &NewKey {
-            id: &id,
-            user_id: &caller.user_id,
-            name: &name,
-            key_hash: &hash_api_key(&key),
-            key_prefix: api_key_prefix(&key),
-            scope_type,
-            scope_id: scope_id.as_deref(),
-            permissions_json: &permissions_json,
-        },
-        db::now_seconds(),
-    )
+    NewKey {
+        id: &id,
+        user_id: &caller.user_id,
+        name: &name,
+        key_hash: &hash_api_key(&key),
+        key_prefix: api_key_prefix(&key),
+        scope_type,
+        scope_id: scope_id.as_deref(),
+        permissions_json: &permissions_json,
+        created_at: db::now_seconds(),
+    }
+    .insert()
     .run(&ctx.db()?)
     .await?;
     created(serde_json::json!({

@@ -141,6 +141,7 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, kind: Kind, i
         target_id: target_id.as_deref(),
         permission,
         created_by: &caller.user_id,
+        created_at: db::now_seconds(),
     };
     let share_id = db::shares::grant(&db, &share).await?;
     if share_id != fresh_id {

@@ -50,9 +50,12 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
         instance_id,
         permission,
         expires_at,
-        basis: &caller.basis,
+        created_at: now,
+        api_key_id: caller.basis.api_key.as_deref(),
+        delegate_id: caller.basis.delegate.as_deref(),
+        secret_id: caller.basis.secret.as_deref(),
     };
-    db::run_batch(&ctx.db()?, &db::ws_tokens::stmt::insert(&row, now)).await?;
+    db::run_batch(&ctx.db()?, &db::ws_tokens::stmt::insert(&row)).await?;
     json(
         200,
         &serde_json::json!({

@@ -9,7 +9,7 @@ use crate::auth::secrets::{
 };
 use crate::ctx::Ctx;
 use crate::db;
-use crate::db::delegates::{stmt, DelegateRow, NewDelegate};
+use crate::db::delegates::{stmt, DelegateRow, NewDelegate, NewSecret};
 use crate::db::reach::stmt as reach;
 use crate::error::ApiError;
 use crate::instance::internal::Affected;
@@ -44,6 +44,7 @@ pub async fn create(
 ) -> Result<DelegateRow, ApiError> {
     authorize_delegate_management(&caller.principal).map_err(|d| denied(d, "Delegate"))?;
     let delegate_id = generate_delegate_id().map_err(random)?;
+    let created_at = db::now_seconds();
     let row = NewDelegate {
         delegate_id: &delegate_id,
         created_by_user_id: &caller.user_id,
@@ -51,12 +52,10 @@ pub async fn create(
         can_read: caps.can_read,
         can_write: caps.can_write,
         can_system: caps.can_system,
+        created_at,
         expires_at,
     };
-    let created_at = db::now_seconds();
-    stmt::insert_delegate(&row, created_at)
-        .run(&ctx.db()?)
-        .await?;
+    row.insert().run(&ctx.db()?).await?;
     Ok(DelegateRow {
         delegate_id: delegate_id.clone(),
         created_by_user_id: caller.user_id.clone(),
@@ -93,15 +92,14 @@ pub async fn create_secret(
     let delegate = owned(ctx, caller, delegate_id).await?;
     let secret_id = generate_secret_id().map_err(random)?;
     let secret = generate_delegate_secret().map_err(random)?;
-    stmt::insert_secret(
-        &secret_id,
-        &delegate.delegate_id,
-        &hash_delegate_secret(&secret),
+    let row = NewSecret {
+        secret_id: &secret_id,
+        delegate_id: &delegate.delegate_id,
+        secret_hash: &hash_delegate_secret(&secret),
         name,
-        db::now_seconds(),
-    )
-    .run(&ctx.db()?)
-    .await?;
+        created_at: db::now_seconds(),
+    };
+    row.insert().run(&ctx.db()?).await?;
     Ok((secret_id, secret))
 }
 
