@@ -186,56 +186,9 @@ pub struct IdRow {
     pub id: String,
 }
 
-/// One bound parameter; the n-th of a statement's list is its `?n`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arg<'a> {
-    Text(&'a str),
-    Int(i64),
-    Null,
-}
-
-impl<'a> From<&'a str> for Arg<'a> {
-    fn from(s: &'a str) -> Self {
-        Arg::Text(s)
-    }
-}
-
-impl From<i64> for Arg<'_> {
-    fn from(i: i64) -> Self {
-        Arg::Int(i)
-    }
-}
-
-/// Flags are 0/1 integer columns.
-impl From<bool> for Arg<'_> {
-    fn from(b: bool) -> Self {
-        Arg::Int(i64::from(b))
-    }
-}
-
-impl From<Permission> for Arg<'_> {
-    fn from(p: Permission) -> Self {
-        Arg::Text(p.as_str())
-    }
-}
-
-/// `None` binds NULL.
-impl<'a, T: Into<Arg<'a>>> From<Option<T>> for Arg<'a> {
-    fn from(value: Option<T>) -> Self {
-        value.map_or(Arg::Null, Into::into)
-    }
-}
-
-impl Arg<'_> {
-    pub fn to_js(self) -> JsValue {
-        match self {
-            Arg::Text(s) => JsValue::from_str(s),
-            // Seconds, flags and levels are far inside 2^53.
-            Arg::Int(i) => JsValue::from_f64(i as f64),
-            Arg::Null => JsValue::NULL,
-        }
-    }
-}
+/// One bound parameter; the n-th of a statement's list is its `?n`. The
+/// object's SQLite binds the same type.
+pub use crate::instance::store::SqlArg as Arg;
 
 /// An SQL constant with its parameters in `?1..?N` order: what a D1
 /// function runs, and what the native tests run on SQLite.

@@ -91,10 +91,13 @@ pub const UPDATE_PROJECT: &str = "UPDATE projects SET name = COALESCE(?2, name),
         updated_at = ?5
   WHERE id = ?1";
 
-/// The ids of the instances of project `?1`.
-macro_rules! project_instances {
-    () => {
-        "SELECT id FROM instances WHERE project_id = ?1"
+/// `$column` names an instance of project `?1`.
+macro_rules! instance_of_project {
+    ($column:literal) => {
+        concat!(
+            $column,
+            " IN (SELECT id FROM instances WHERE project_id = ?1)"
+        )
     };
 }
 
@@ -110,16 +113,14 @@ macro_rules! project_or_its_instances {
             " = ?1) OR (",
             $type,
             " = 'instance' AND ",
-            $id,
-            " IN (",
-            project_instances!(),
-            "))"
+            instance_of_project!($id),
+            ")"
         )
     };
 }
 
 /// `?1` project id.
-pub const SELECT_INSTANCE_IDS: &str = project_instances!();
+pub const SELECT_INSTANCE_IDS: &str = "SELECT id FROM instances WHERE project_id = ?1";
 
 /// Project deletion, in batch order; each takes `?1` project id.
 pub const DELETE_PROJECT_SHARES: &str = concat!(
@@ -127,9 +128,8 @@ pub const DELETE_PROJECT_SHARES: &str = concat!(
     project_or_its_instances!("resource_type", "resource_id")
 );
 pub const DELETE_PROJECT_TOKENS: &str = concat!(
-    "DELETE FROM ws_tokens WHERE instance_id IN (",
-    project_instances!(),
-    ")"
+    "DELETE FROM ws_tokens WHERE ",
+    instance_of_project!("instance_id")
 );
 pub const DELETE_PROJECT_KEYS: &str = concat!(
     "DELETE FROM api_keys WHERE ",

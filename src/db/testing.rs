@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ToSql};
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -16,16 +16,6 @@ use crate::permission::Permission;
 
 /// The time every seeded row is written at.
 pub const NOW: i64 = 1_700_000_000;
-
-impl ToSql for Arg<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match *self {
-            Arg::Text(s) => ValueRef::Text(s.as_bytes()),
-            Arg::Int(i) => ValueRef::Integer(i),
-            Arg::Null => ValueRef::Null,
-        }))
-    }
-}
 
 /// `migrations/*.sql`, ordered by file name.
 fn migrations() -> Vec<(String, String)> {
