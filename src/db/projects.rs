@@ -276,19 +276,17 @@ mod tests {
     #[test]
     fn list_visible_owned_and_shared_newest_update_first() {
         let db = seeded();
-        db.project("own", "bob");
-        db.project("by-user", "alice");
-        db.project("by-group", "alice");
-        db.project("by-owned-group", "carol");
-        db.project("by-instance", "alice");
-        db.project("by-group-instance", "carol");
-        db.project("unrelated", "alice");
-        db.project("other-user", "alice");
         db.group("g", "alice", &["bob"]);
         db.group("h", "bob", &[]);
+        // Each project with the share through which it reaches (or not) bob.
+        db.project("own", "bob");
+        db.project("by-user", "alice");
         db.share("s1", "project:by-user", "user:bob", "write", "alice");
+        db.project("by-group", "alice");
         db.share("s2", "project:by-group", "group:g", "read", "alice");
+        db.project("by-owned-group", "carol");
         db.share("s3", "project:by-owned-group", "group:h", "admin", "carol");
+        db.project("by-instance", "alice");
         db.share(
             "s4",
             "instance:by-instance-main",
@@ -296,6 +294,7 @@ mod tests {
             "read",
             "alice",
         );
+        db.project("by-group-instance", "carol");
         db.share(
             "s5",
             "instance:by-group-instance-main",
@@ -303,20 +302,10 @@ mod tests {
             "write",
             "carol",
         );
-        db.share("s6", "project:other-user", "user:carol", "admin", "alice");
+        db.project("unrelated", "alice");
         db.share("s7", "project:unrelated", "public", "admin", "alice");
-        // Distinct update times give the order.
-        let order = [
-            "by-group",
-            "own",
-            "by-instance",
-            "by-owned-group",
-            "by-user",
-            "by-group-instance",
-        ];
-        for (i, id) in order.iter().rev().enumerate() {
-            db.run(&stmt::update(id, None, None, NOW + 10 + i as i64));
-        }
+        db.project("other-user", "alice");
+        db.share("s6", "project:other-user", "user:carol", "admin", "alice");
 
         let expected = [
             ("by-group", Some(Read)),
@@ -326,6 +315,10 @@ mod tests {
             ("by-user", Some(Write)),
             ("by-group-instance", Some(Read)),
         ];
+        // Distinct update times give that order.
+        for (i, (id, _)) in expected.iter().rev().enumerate() {
+            db.run(&stmt::update(id, None, None, NOW + 10 + i as i64));
+        }
         let expected: Vec<_> = expected
             .iter()
             .map(|(id, r)| (id.to_string(), *r))
