@@ -43,9 +43,7 @@ pub async fn list(ctx: &Ctx, caller: &Caller) -> Answer {
 pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     authorize_api_key_management(&caller.principal).map_err(|d| denied(d, "API key"))?;
     let (body, name) = read_named(req).await?;
-    let scope_type = body
-        .opt_str("scopeType", 16)?
-        .ok_or_else(|| ApiError::bad_request("scopeType is required"))?;
+    let scope_type = body.req_str("scopeType", 16)?;
     let scope_id = body.opt_str("scopeId", 128)?;
     let names = body
         .str_list("permissions")?

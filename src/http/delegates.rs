@@ -160,12 +160,8 @@ pub async fn revoke_secret(ctx: &Ctx, caller: &Caller, id: &str, secret_id: &str
 
 pub async fn grant(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let body = read_object(req, MAX_BODY_BYTES).await?;
-    let instance_id = body
-        .opt_str("instanceId", 128)?
-        .ok_or_else(|| ApiError::bad_request("instanceId is required"))?;
-    let permission = body
-        .opt_str("permission", 16)?
-        .ok_or_else(|| ApiError::bad_request("permission is required"))?;
+    let instance_id = body.req_str("instanceId", 128)?;
+    let permission = body.req_str("permission", 16)?;
     // `system` is the dashboard's old word for `admin`.
     let permission = match permission {
         "system" => Some(Permission::Admin),

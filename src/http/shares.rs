@@ -74,12 +74,8 @@ pub async fn list(ctx: &Ctx, caller: &Caller, kind: Kind, id: &str) -> Answer {
 pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, kind: Kind, id: &str) -> Answer {
     let role = role_on(ctx, caller, kind, id, Action::ManageShares).await?;
     let body = read_object(req, MAX_BODY_BYTES).await?;
-    let target_type = body
-        .opt_str("targetType", 16)?
-        .ok_or_else(|| ApiError::bad_request("targetType is required"))?;
-    let permission = body
-        .opt_str("permission", 16)?
-        .ok_or_else(|| ApiError::bad_request("permission is required"))?;
+    let target_type = body.req_str("targetType", 16)?;
+    let permission = body.req_str("permission", 16)?;
     let permission = Permission::parse_grantable(permission)
         .ok_or_else(|| ApiError::bad_request("permission must be read, write or admin"))?;
     check_grant(role, permission).map_err(|d| denied(d, kind.label()))?;

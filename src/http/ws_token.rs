@@ -20,9 +20,7 @@ pub const TOKEN_LIFETIME_SECS: i64 = 60;
 
 pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     let body = read_object(req, MAX_BODY_BYTES).await?;
-    let instance_id = body
-        .opt_str("instanceId", 128)?
-        .ok_or_else(|| ApiError::bad_request("instanceId is required"))?;
+    let instance_id = body.req_str("instanceId", 128)?;
     if !is_valid_instance_id(instance_id) {
         return Err(ApiError::bad_request(
             "instanceId is not a valid instance id",

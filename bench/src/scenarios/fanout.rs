@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use super::{instance, ms_between, open_synced, percentiles, set_everywhere, Sockets};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::{r3, Summary};
@@ -16,12 +18,11 @@ const PER_SET: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let clients = ctx.size(200, 40);
-    out.param("clients", clients);
-    out.param("sets", SETS);
-    out.param("warmupSets", WARMUP);
-    out.param("connectConcurrency", CONCURRENCY);
-    out.param("valueBytes", VALUE_BYTES);
-    out.param("perSetTimeoutMs", PER_SET.as_millis() as u64);
+    out.params(json!({
+        "clients": clients, "sets": SETS, "warmupSets": WARMUP,
+        "connectConcurrency": CONCURRENCY, "valueBytes": VALUE_BYTES,
+        "perSetTimeoutMs": PER_SET.as_millis() as u64,
+    }));
     let instance = instance(ctx, out, "fanout").await?;
     let (g, t) = sockets.tracked(clients);
     let cpu = out.cpu_mark(ctx);
