@@ -294,18 +294,24 @@ async fn development_mode_cannot_revive_a_deleted_id() {
     assert_eq!(status, 404);
 }
 
+/// A delegate that can read, made with the signed-in `token`; its id.
+async fn reader_delegate(api: &Api<'_>, token: &str, name: &str) -> String {
+    let caps = json!({"can_read": true});
+    let (_, d) = api
+        .post(
+            "/api/delegates",
+            Some(token),
+            json!({"name": name, "keyPermissions": caps}),
+        )
+        .await;
+    d["delegate_id"].as_str().unwrap().to_string()
+}
+
 /// The 64-hex Durable Object id of an instance, as the delegates API
 /// reports it.
 async fn object_id(api: &Api<'_>, user: &User, instance: &str) -> String {
     let token = jwt(user);
-    let (_, d) = api
-        .post(
-            "/api/delegates",
-            Some(&token),
-            json!({"name": "probe", "keyPermissions": {"can_read": true}}),
-        )
-        .await;
-    let id = d["delegate_id"].as_str().unwrap();
+    let id = reader_delegate(api, &token, "probe").await;
     let grants = format!("/api/delegates/{id}/grants");
     let body = json!({"instanceId": instance, "permission": "read"});
     assert_eq!(api.post(&grants, Some(&token), body).await.0, 200);
@@ -406,21 +412,21 @@ fn slow_write(key: &str, value: &str, total: Duration) -> common::fake::FakeResp
 }
 
 /// Posts a chat and reads its whole stream; the stream's text.
-async fn chat(server_url: String, key: Option<String>, body: Value) -> String {
-    let mut req = reqwest::Client::new().post(server_url).json(&body);
-    if let Some(key) = key {
-        req = req.header("Authorization", format!("Bearer {key}"));
-    }
-    let resp = req.send().await.expect("chat");
+async fn chat(server_url: String, key: String, body: Value) -> String {
+    let resp = reqwest::Client::new()
+        .post(server_url)
+        .json(&body)
+        .header("Authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .expect("chat");
     assert_eq!(resp.status(), 200);
     resp.text().await.expect("chat stream")
 }
 
-#[tokio::test]
-async fn a_long_ai_request_cannot_reopen_a_read_only_instance() {
-    let (w, api) = setup("rro");
-    let alice = &w.alice;
-    let project = w.project(alice, "p").await;
+/// Starts an edit-mode chat on `instance`, with `key`, whose model takes
+/// about 2 s to write `late` = `x`; the stream's text when it ends.
+fn slow_chat(w: &World, instance: &str, key: String) -> tokio::task::JoinHandle<String> {
     let t = tag();
     script(
         &t,
@@ -430,14 +436,18 @@ async fn a_long_ai_request_cannot_reopen_a_read_only_instance() {
         ],
     );
     let body = json!({
-        "instanceId": project.main, "model": t, "mode": "edit",
+        "instanceId": instance, "model": t, "mode": "edit",
         "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "write"}]}],
     });
-    let running = tokio::spawn(chat(
-        w.server.local_url("/api/chat"),
-        Some(alice.key.clone()),
-        body,
-    ));
+    tokio::spawn(chat(w.server.local_url("/api/chat"), key, body))
+}
+
+#[tokio::test]
+async fn a_long_ai_request_cannot_reopen_a_read_only_instance() {
+    let (w, api) = setup("rro");
+    let alice = &w.alice;
+    let project = w.project(alice, "p").await;
+    let running = slow_chat(w, &project.main, alice.key.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, _) = api
         .patch(
@@ -462,19 +472,7 @@ async fn a_running_chat_stops_writing_when_its_key_is_deleted() {
     let alice = &w.alice;
     let project = w.project(alice, "p").await;
     let (key, key_id) = new_key(&api, alice, json!(["read", "write"])).await;
-    let t = tag();
-    script(
-        &t,
-        vec![
-            slow_write("late", "x", Duration::from_secs(2)),
-            text_step(&["done"]),
-        ],
-    );
-    let body = json!({
-        "instanceId": project.main, "model": t, "mode": "edit",
-        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "write"}]}],
-    });
-    let running = tokio::spawn(chat(w.server.local_url("/api/chat"), Some(key), body));
+    let running = slow_chat(w, &project.main, key);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let deleted = api
         .delete(&format!("/api/keys/{key_id}"), Some(&jwt(alice)))
@@ -503,14 +501,7 @@ async fn revocation_reaching_a_thousand_objects() {
     let owner = &w.alice;
     let project = w.project(owner, "many").await;
     let token = jwt(owner);
-    let (_, d) = api
-        .post(
-            "/api/delegates",
-            Some(&token),
-            json!({"name": "wide", "keyPermissions": {"can_read": true}}),
-        )
-        .await;
-    let delegate = d["delegate_id"].as_str().unwrap().to_string();
+    let delegate = reader_delegate(&api, &token, "wide").await;
     let (_, s) = api
         .post(
             &format!("/api/delegates/{delegate}/secrets"),
@@ -544,9 +535,7 @@ async fn revocation_reaching_a_thousand_objects() {
     let mut open = Vec::new();
     let opened = Instant::now();
     for id in ids.iter().take(sockets) {
-        let url = w.server.ws_url(&format!("/sync/{id}"));
-        let mut ws =
-            WsClient::connect_with_headers(&url, &[("Authorization", cred.as_str())]).await;
+        let mut ws = WsClient::connect_to(w.server, id, Some(&cred)).await;
         ws.handshake().await;
         open.push(ws);
     }
