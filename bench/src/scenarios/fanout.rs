@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{instance, ms_between, open_synced, percentiles, set_everywhere, Sockets};
+use super::{instance, ms_between, open_synced, percentiles, set_everywhere, Sockets, VALUE_BYTES};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::{r3, Summary};
 use crate::ws::padded;
@@ -13,7 +13,6 @@ use crate::ws::padded;
 const SETS: usize = 20;
 const WARMUP: usize = 2;
 const CONCURRENCY: usize = 20;
-const VALUE_BYTES: usize = 32;
 const PER_SET: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {

@@ -5,14 +5,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{ms_between, percentiles, set_everywhere, tracked_instance, Sockets};
+use super::{ms_between, percentiles, set_everywhere, tracked_instance, Sockets, VALUE_BYTES};
 use crate::ctx::{Ctx, Out};
 use crate::stats::Summary;
 use crate::ws::padded;
 
 const LISTENERS: usize = 10;
 const WARMUP: usize = 10;
-const VALUE_BYTES: usize = 32;
 const PER_SET: Duration = Duration::from_secs(15);
 
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {

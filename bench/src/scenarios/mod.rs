@@ -103,6 +103,10 @@ impl Scenario {
     }
 }
 
+/// The size of every value the set-timing scenarios (latency, throughput,
+/// fanout, multi) write.
+pub const VALUE_BYTES: usize = 32;
+
 /// How long to wait for the server's close frames at the end.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(3);
 

@@ -6,14 +6,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{ms_between, percentiles, set_everywhere, within, Sockets};
+use super::{ms_between, percentiles, set_everywhere, within, Sockets, VALUE_BYTES};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::{r3, Summary};
 use crate::ws::{padded, Group, Tracker};
 
 const CLIENTS: usize = 4;
 const CONNECT_INSTANCES_AT_ONCE: usize = 5;
-const VALUE_BYTES: usize = 32;
 const PER_SET: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {

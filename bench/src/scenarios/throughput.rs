@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{ms_between, tracked_instance, within, Sockets};
+use super::{ms_between, tracked_instance, within, Sockets, VALUE_BYTES};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::r3;
 use crate::ws::{padded, send_all, set_frame, Kind};
 
 const BATCH: usize = 50;
-const VALUE_BYTES: usize = 32;
 const STALL: Duration = Duration::from_secs(20);
 
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
