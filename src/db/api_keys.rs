@@ -21,31 +21,27 @@ pub struct ApiKeyRow {
 
 // --- SQL --------------------------------------------------------------------
 
-/// The columns of `ApiKeyRow`, in its order.
-macro_rules! key_columns {
+/// `ApiKeyRow`s, up to the `WHERE` keyword.
+macro_rules! select_keys {
     () => {
-        "id, user_id, name, key_prefix, scope_type, scope_id, permissions, created_at, last_used_at"
+        "SELECT id, user_id, name, key_prefix, scope_type, scope_id, permissions, created_at,
+                last_used_at FROM api_keys WHERE "
     };
 }
 
 /// `?1` key hash.
-pub const SELECT_BY_HASH: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    " FROM api_keys WHERE key_hash = ?1"
-);
+pub const SELECT_BY_HASH: &str = concat!(select_keys!(), "key_hash = ?1");
 
 /// `?1` key id (re-evaluating a live session).
-pub const SELECT_BY_ID: &str = concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = ?1");
+pub const SELECT_BY_ID: &str = concat!(select_keys!(), "id = ?1");
 
 /// `?1` key id, `?2` now.
 pub const UPDATE_LAST_USED: &str = "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1";
 
 /// `?1` user id; newest first.
 pub const SELECT_FOR_USER: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    " FROM api_keys WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC"
+    select_keys!(),
+    "user_id = ?1 ORDER BY created_at DESC, rowid DESC"
 );
 
 /// `?1` id … `?8` permissions JSON, `?9` now (`NewKey`).

@@ -73,18 +73,23 @@ pub const INSERT_DELEGATE: &str = concat!(
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
 );
 
+/// `DelegateRow`s, up to the `WHERE` keyword.
+macro_rules! select_delegates {
+    () => {
+        concat!("SELECT ", delegate_columns!(), " FROM delegates WHERE ")
+    };
+}
+
 /// `?1` creator; newest first.
 pub const SELECT_FOR_USER: &str = concat!(
-    "SELECT ",
-    delegate_columns!(),
-    " FROM delegates WHERE created_by_user_id = ?1 ORDER BY created_at DESC, rowid DESC"
+    select_delegates!(),
+    "created_by_user_id = ?1 ORDER BY created_at DESC, rowid DESC"
 );
 
 /// `?1` delegate id, `?2` creator: the delegate if that user created it.
 pub const SELECT_OWNED: &str = concat!(
-    "SELECT ",
-    delegate_columns!(),
-    " FROM delegates WHERE delegate_id = ?1 AND created_by_user_id = ?2"
+    select_delegates!(),
+    "delegate_id = ?1 AND created_by_user_id = ?2"
 );
 
 /// `?1` delegate id (the three deletes run as one batch).
