@@ -240,9 +240,9 @@ async fn read_write_admin_and_public_shares() {
         format!("/api/shares/{read_share}"),
     );
     assert_eq!(api.delete(&public, w.eve.auth()).await.0, 403);
-    assert_eq!(api.delete(&public, w.alice.auth()).await.0, 200);
+    api.delete_ok(&public, w.alice.auth()).await;
     assert_eq!(api.get(&project, w.eve.auth()).await.0, 404);
-    assert_eq!(api.delete(&read_share, w.alice.auth()).await.0, 200);
+    api.delete_ok(&read_share, w.alice.auth()).await;
     assert_eq!(api.get(&project, w.bob.auth()).await.0, 404);
     assert!(w.refusal(&main, &w.bob.key).await.starts_with("403"));
 }
@@ -324,14 +324,14 @@ async fn groups_grant_and_stop_granting_at_once() {
 
     // A member may leave; then the share no longer reaches it.
     let bob_membership = format!("{members}/{}", w.bob.id);
-    assert_eq!(api.delete(&bob_membership, w.bob.auth()).await.0, 200);
+    api.delete_ok(&bob_membership, w.bob.auth()).await;
     assert_eq!(api.get(&project, w.bob.auth()).await.0, 404);
 
     // Deleting the group stops its shares too.
     api.post(&members, w.alice.auth(), add_carol).await;
     assert_eq!(api.get(&project, w.carol.auth()).await.0, 200);
     assert_eq!(api.delete(&group, w.carol.auth()).await.0, 403);
-    assert_eq!(api.delete(&group, w.alice.auth()).await.0, 200);
+    api.delete_ok(&group, w.alice.auth()).await;
     assert_eq!(api.get(&project, w.carol.auth()).await.0, 404);
 }
 
@@ -384,9 +384,7 @@ async fn ws_tokens_are_one_time_bound_and_capped() {
     let (w, api, Project { id, main }) = alice_project("Tokens").await;
     let other = w.instance(&w.alice, &id, "other").await;
 
-    let (s, t) = api
-        .post("/api/ws-token", w.alice.auth(), json!({"instanceId": main}))
-        .await;
+    let (s, t) = api.ws_token(w.alice.auth(), &main).await;
     assert_eq!(s, 200, "{t}");
     assert_eq!(t["permission"], "admin");
     assert_eq!(t["instanceId"], main.as_str());
@@ -536,7 +534,7 @@ async fn deleting_removes_data_and_closes_sockets() {
     // Deleting one instance closes its sockets with 1000 "Instance deleted".
     let deleted = Some((1000, "Instance deleted".to_string()));
     let instance = format!("/api/instances/{second}");
-    assert_eq!(api.delete(&instance, w.alice.auth()).await.0, 200);
+    api.delete_ok(&instance, w.alice.auth()).await;
     assert_eq!(c2.expect_closed().await, deleted);
 
     let project = format!("/api/projects/{id}");

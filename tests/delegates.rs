@@ -426,14 +426,7 @@ async fn a_delegate_acts_at_the_lowest_of_grant_capabilities_and_creator_role() 
     let cred = delegate_auth(&id, &secret);
 
     // The read capability caps the write grant.
-    let (status, token) = s
-        .api
-        .post(
-            "/api/ws-token",
-            Some(&cred),
-            json!({"instanceId": project.main}),
-        )
-        .await;
+    let (status, token) = s.api.ws_token(Some(&cred), &project.main).await;
     assert_eq!(status, 200, "{token}");
     assert_eq!(token["permission"], "read");
     let (status, inst) = s
@@ -463,10 +456,7 @@ async fn a_delegate_acts_at_the_lowest_of_grant_capabilities_and_creator_role() 
         .get(&format!("/api/instances/{other}"), Some(&cred))
         .await;
     assert_eq!(status, 404);
-    let (status, _) = s
-        .api
-        .post("/api/ws-token", Some(&cred), json!({"instanceId": other}))
-        .await;
+    let (status, _) = s.api.ws_token(Some(&cred), &other).await;
     assert_eq!(status, 404);
     let refusal = WsClient::try_connect(
         &s.w.server.ws_url(&format!("/sync/{other}")),
@@ -663,7 +653,7 @@ async fn revoking_a_grant_closes_the_delegates_socket_and_lowering_it_lowers() {
     // Revoked: closed with 4003 within a second.
     let path = format!("/api/delegates/{id}/grants/{}", project.main);
     let started = Instant::now();
-    assert_eq!(s.api.delete(&path, Some(&jwt(alice))).await.0, 200);
+    s.api.delete_ok(&path, Some(&jwt(alice))).await;
     let (code, reason, _) = closed_within(&mut ws, Duration::from_secs(2)).await;
     assert_eq!((code, reason.as_str()), (4003, "Access revoked"));
     assert!(
@@ -711,13 +701,9 @@ async fn the_creator_losing_the_instance_ends_the_delegates_access() {
     assert_eq!(ws.recv_type("error").await["code"], "NO_PERMISSION");
 
     // Bob removes the share: the instance is gone for the delegate too.
-    assert_eq!(
-        s.api
-            .delete(&format!("/api/shares/{share}"), Some(&bob.key))
-            .await
-            .0,
-        200
-    );
+    s.api
+        .delete_ok(&format!("/api/shares/{share}"), Some(&bob.key))
+        .await;
     assert_eq!(s.api.get(&inst, Some(&cred)).await.0, 404);
     let (code, _, _) = closed_within(&mut ws, Duration::from_secs(2)).await;
     assert_eq!(code, 4003);
@@ -788,9 +774,7 @@ async fn the_dashboard_manages_delegates_with_bearer_dev_in_development() {
 
     // The delegate's credential is verified even in development mode.
     let cred = delegate_auth(id, secret["delegateSecret"].as_str().unwrap());
-    let (status, token) = api
-        .post("/api/ws-token", Some(&cred), json!({"instanceId": main}))
-        .await;
+    let (status, token) = api.ws_token(Some(&cred), main).await;
     assert_eq!((status, token["permission"].clone()), (200, json!("write")));
     let (status, _) = api.get("/api/projects", Some(&cred)).await;
     assert_eq!(status, 403);

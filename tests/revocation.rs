@@ -78,13 +78,7 @@ async fn deleting_an_api_key_closes_every_socket_it_opened() {
     // Three ways in: the header, a one-time token the key obtained, and an
     // in-band `auth`.
     let mut by_header = w.join(&project.main, &key).await;
-    let (_, token) = api
-        .post(
-            "/api/ws-token",
-            Some(&key),
-            json!({"instanceId": project.main}),
-        )
-        .await;
+    let (_, token) = api.ws_token(Some(&key), &project.main).await;
     let path = format!(
         "{}?token={}",
         project.main,
@@ -149,12 +143,8 @@ async fn a_deleted_share_closes_and_a_lowered_share_lowers() {
 
     // Deleted: closed with 4003 within a second.
     let started = Instant::now();
-    assert_eq!(
-        api.delete(&format!("/api/shares/{share}"), Some(&bob.key))
-            .await
-            .0,
-        200
-    );
+    api.delete_ok(&format!("/api/shares/{share}"), Some(&bob.key))
+        .await;
     assert_eq!(closed(&mut ws, Duration::from_secs(2)).await.0, 4003);
     assert!(started.elapsed() < Duration::from_secs(1));
     owner
@@ -187,19 +177,15 @@ async fn group_changes_reach_the_members_sockets() {
 
     // Removing bob closes bob's socket only.
     let path = format!("/api/groups/{gid}/members/{}", bob.id);
-    assert_eq!(api.delete(&path, Some(&carol.key)).await.0, 200);
+    api.delete_ok(&path, Some(&carol.key)).await;
     assert_eq!(closed(&mut bobs, Duration::from_secs(2)).await.0, 4003);
     eves.send(&json!({"type": "set", "key": "k", "value": 1}))
         .await;
     eves.recv_type("key_updated").await;
 
     // Deleting the group closes the rest.
-    assert_eq!(
-        api.delete(&format!("/api/groups/{gid}"), Some(&carol.key))
-            .await
-            .0,
-        200
-    );
+    api.delete_ok(&format!("/api/groups/{gid}"), Some(&carol.key))
+        .await;
     assert_eq!(closed(&mut eves, Duration::from_secs(2)).await.0, 4003);
 }
 
@@ -214,20 +200,10 @@ async fn a_deleted_instance_stays_deleted_on_every_path() {
         .await;
     ws.recv_type("key_updated").await;
     // A token obtained before the deletion.
-    let (_, early) = api
-        .post(
-            "/api/ws-token",
-            Some(&alice.key),
-            json!({"instanceId": doomed}),
-        )
-        .await;
+    let (_, early) = api.ws_token(Some(&alice.key), &doomed).await;
 
-    assert_eq!(
-        api.delete(&format!("/api/instances/{doomed}"), Some(&alice.key))
-            .await
-            .0,
-        200
-    );
+    api.delete_ok(&format!("/api/instances/{doomed}"), Some(&alice.key))
+        .await;
     assert_eq!(
         closed(&mut ws, Duration::from_secs(2)).await,
         (1000, "Instance deleted".to_string())
@@ -238,13 +214,7 @@ async fn a_deleted_instance_stays_deleted_on_every_path() {
     let late = WsClient::try_connect_to(w.server, &path, None).await;
     assert!(late.err().is_some_and(|e| e.starts_with("401")));
     assert!(w.refusal(&doomed, &alice.key).await.starts_with("403"));
-    let (status, _) = api
-        .post(
-            "/api/ws-token",
-            Some(&alice.key),
-            json!({"instanceId": doomed}),
-        )
-        .await;
+    let (status, _) = api.ws_token(Some(&alice.key), &doomed).await;
     assert_eq!(status, 404);
     let (status, _) = api
         .post(
@@ -277,10 +247,7 @@ async fn development_mode_cannot_revive_a_deleted_id() {
     assert_eq!(status, 201);
     let main = project["defaultInstanceId"].as_str().unwrap().to_string();
     let (mut ws, _) = WsClient::join(server, &main, None).await;
-    assert_eq!(
-        api.delete(&format!("/api/instances/{main}"), None).await.0,
-        200
-    );
+    api.delete_ok(&format!("/api/instances/{main}"), None).await;
     assert_eq!(closed(&mut ws, Duration::from_secs(2)).await.0, 1000);
     // dev-user may use any id, but not a deleted one.
     let mut again = WsClient::connect_to(server, &main, None).await;
@@ -288,9 +255,7 @@ async fn development_mode_cannot_revive_a_deleted_id() {
         again.expect_closed().await,
         Some((4004, "Instance not found".to_string()))
     );
-    let (status, _) = api
-        .post("/api/ws-token", None, json!({"instanceId": main}))
-        .await;
+    let (status, _) = api.ws_token(None, &main).await;
     assert_eq!(status, 404);
 }
 
@@ -364,15 +329,11 @@ async fn a_connect_that_never_authenticates_stores_nothing() {
     );
 
     // And a deleted instance keeps only its tombstone.
-    assert_eq!(
-        api.delete(
-            &format!("/api/instances/{}", project.main),
-            Some(&alice.key)
-        )
-        .await
-        .0,
-        200
-    );
+    api.delete_ok(
+        &format!("/api/instances/{}", project.main),
+        Some(&alice.key),
+    )
+    .await;
     let report = storage(&object).await;
     assert_eq!(report["deleted"], true, "{report}");
     assert_eq!(report["tables"], json!(["tombstone"]));
