@@ -58,7 +58,7 @@ macro_rules! share_level {
     };
 }
 
-/// Statement builders, one line each, declared in a `stmt` module:
+/// Statement builders, one entry each, declared in a `stmt` module:
 ///
 /// - `fn name(params) => SQL;` binds the parameters in order as `?1..?N`;
 /// - `fn name(params) => SQL(exprs);` binds those expressions instead;
@@ -94,7 +94,8 @@ macro_rules! statements {
 
 /// A new row's values and its insert statement, each column named once:
 /// `NewX => SQL { field: Type, … }` declares `pub struct NewX<'a>` whose
-/// fields bind, in order, as `?1..?N` of `SQL` (`NewX { … }.insert()`).
+/// fields (`Copy` values: ids, flags, times) bind, in order, as `?1..?N`
+/// of `SQL` (`NewX { … }.insert()`).
 macro_rules! new_row {
     ($(#[$attr:meta])* $name:ident => $sql:ident { $($field:ident: $ty:ty),+ $(,)? }) => {
         $(#[$attr])*
