@@ -98,6 +98,12 @@ impl Fields {
         }
     }
 
+    /// Like [`opt_str`](Self::opt_str), but required.
+    pub fn req_str(&self, name: &str, max_chars: usize) -> Result<&str, ApiError> {
+        self.opt_str(name, max_chars)?
+            .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))
+    }
+
     /// A required non-blank string of 1..=`max_chars` characters.
     pub fn name(&self, name: &str, max_chars: usize) -> Result<String, ApiError> {
         match self.opt_name(name, max_chars)? {
@@ -221,5 +227,8 @@ mod tests {
         assert_eq!(err(f.str_list("bad")).1, "bad must be an array of strings");
         assert_eq!(f.opt_str("c", 1).unwrap(), Some("x"));
         assert_eq!(err(f.opt_str("c", 0)).1, "c must be at most 0 characters");
+        assert_eq!(f.req_str("c", 1).unwrap(), "x");
+        assert_eq!(err(f.req_str("d", 1)).1, "d is required");
+        assert_eq!(err(f.req_str("c", 0)).1, "c must be at most 0 characters");
     }
 }

@@ -21,6 +21,12 @@ fn api() -> Api<'static> {
     world().api()
 }
 
+/// The world, its API and a new project of alice's named `name`.
+async fn alice_project(name: &str) -> (&'static World, Api<'static>, Project) {
+    let w = world();
+    (w, w.api(), w.project(&w.alice, name).await)
+}
+
 #[tokio::test]
 async fn credentials_are_required_and_checked() {
     let api = api();
@@ -50,9 +56,7 @@ async fn credentials_are_required_and_checked() {
 
 #[tokio::test]
 async fn projects_crud_and_isolation() {
-    let w = world();
-    let api = api();
-    let Project { id, main } = w.project(&w.alice, "Alpha").await;
+    let (w, api, Project { id, main }) = alice_project("Alpha").await;
     let project = format!("/api/projects/{id}");
 
     let (s, p) = api.get(&project, w.alice.auth()).await;
@@ -102,9 +106,7 @@ async fn projects_crud_and_isolation() {
 
 #[tokio::test]
 async fn bad_bodies_name_the_field() {
-    let w = world();
-    let api = api();
-    let Project { id, main } = w.project(&w.alice, "Bodies").await;
+    let (w, api, Project { id, main }) = alice_project("Bodies").await;
     let project = format!("/api/projects/{id}");
     let (instances, shares) = (format!("{project}/instances"), format!("{project}/shares"));
     let cases = [
@@ -171,9 +173,7 @@ async fn bad_bodies_name_the_field() {
 
 #[tokio::test]
 async fn read_write_admin_and_public_shares() {
-    let w = world();
-    let api = api();
-    let Project { id, main } = w.project(&w.alice, "Shared").await;
+    let (w, api, Project { id, main }) = alice_project("Shared").await;
     let project = format!("/api/projects/{id}");
     let shares = format!("{project}/shares");
 
@@ -240,18 +240,16 @@ async fn read_write_admin_and_public_shares() {
         format!("/api/shares/{read_share}"),
     );
     assert_eq!(api.delete(&public, w.eve.auth()).await.0, 403);
-    assert_eq!(api.delete(&public, w.alice.auth()).await.0, 200);
+    api.delete_ok(&public, w.alice.auth()).await;
     assert_eq!(api.get(&project, w.eve.auth()).await.0, 404);
-    assert_eq!(api.delete(&read_share, w.alice.auth()).await.0, 200);
+    api.delete_ok(&read_share, w.alice.auth()).await;
     assert_eq!(api.get(&project, w.bob.auth()).await.0, 404);
     assert!(w.refusal(&main, &w.bob.key).await.starts_with("403"));
 }
 
 #[tokio::test]
 async fn instance_shares_show_only_those_instances() {
-    let w = world();
-    let api = api();
-    let Project { id, main } = w.project(&w.alice, "Partial").await;
+    let (w, api, Project { id, main }) = alice_project("Partial").await;
     let other = w.instance(&w.alice, &id, "other").await;
     let shares = format!("/api/instances/{main}/shares");
     w.share(&w.alice, &shares, grant("user", &w.carol.id, "write"))
@@ -282,9 +280,7 @@ async fn instance_shares_show_only_those_instances() {
 
 #[tokio::test]
 async fn groups_grant_and_stop_granting_at_once() {
-    let w = world();
-    let api = api();
-    let Project { id, .. } = w.project(&w.alice, "Grouped").await;
+    let (w, api, Project { id, .. }) = alice_project("Grouped").await;
     let project = format!("/api/projects/{id}");
     let (s, g) = api
         .post("/api/groups", w.alice.auth(), json!({"name":"team"}))
@@ -328,14 +324,14 @@ async fn groups_grant_and_stop_granting_at_once() {
 
     // A member may leave; then the share no longer reaches it.
     let bob_membership = format!("{members}/{}", w.bob.id);
-    assert_eq!(api.delete(&bob_membership, w.bob.auth()).await.0, 200);
+    api.delete_ok(&bob_membership, w.bob.auth()).await;
     assert_eq!(api.get(&project, w.bob.auth()).await.0, 404);
 
     // Deleting the group stops its shares too.
     api.post(&members, w.alice.auth(), add_carol).await;
     assert_eq!(api.get(&project, w.carol.auth()).await.0, 200);
     assert_eq!(api.delete(&group, w.carol.auth()).await.0, 403);
-    assert_eq!(api.delete(&group, w.alice.auth()).await.0, 200);
+    api.delete_ok(&group, w.alice.auth()).await;
     assert_eq!(api.get(&project, w.carol.auth()).await.0, 404);
 }
 
@@ -350,9 +346,7 @@ async fn api_keys_are_managed_only_by_signed_in_users() {
 
 #[tokio::test]
 async fn scoped_keys_are_narrowed() {
-    let w = world();
-    let api = api();
-    let Project { id, main } = w.project(&w.alice, "Scoped").await;
+    let (w, api, Project { id, main }) = alice_project("Scoped").await;
     let other = w.instance(&w.alice, &id, "other").await;
     let inst_key = make_key(&format!("instance-scope-{id}"));
     let read_key = make_key(&format!("read-only-{id}"));
@@ -387,14 +381,10 @@ async fn scoped_keys_are_narrowed() {
 
 #[tokio::test]
 async fn ws_tokens_are_one_time_bound_and_capped() {
-    let w = world();
-    let api = api();
-    let Project { id, main } = w.project(&w.alice, "Tokens").await;
+    let (w, api, Project { id, main }) = alice_project("Tokens").await;
     let other = w.instance(&w.alice, &id, "other").await;
 
-    let (s, t) = api
-        .post("/api/ws-token", w.alice.auth(), json!({"instanceId": main}))
-        .await;
+    let (s, t) = api.ws_token(w.alice.auth(), &main).await;
     assert_eq!(s, 200, "{t}");
     assert_eq!(t["permission"], "admin");
     assert_eq!(t["instanceId"], main.as_str());
@@ -492,9 +482,7 @@ async fn in_band_auth_then_queued_writes_apply_in_order() {
 
 #[tokio::test]
 async fn read_only_instances_refuse_writes_at_once() {
-    let w = world();
-    let api = api();
-    let Project { main, .. } = w.project(&w.alice, "Frozen").await;
+    let (w, api, Project { main, .. }) = alice_project("Frozen").await;
     let mut c = w.join(&main, &w.alice.key).await;
     let instance = format!("/api/instances/{main}");
     let readonly = |on: bool| json!({ "is_readonly": on });
@@ -510,9 +498,7 @@ async fn read_only_instances_refuse_writes_at_once() {
 
 #[tokio::test]
 async fn clone_copies_every_key() {
-    let w = world();
-    let api = api();
-    let Project { id, main } = w.project(&w.alice, "Cloning").await;
+    let (w, api, Project { id, main }) = alice_project("Cloning").await;
     let mut c = w.join(&main, &w.alice.key).await;
     c.send(&json!({"type":"set","key":"a","value":{"x":1},"attributes":{"type":"json","tags":["t"],"contentTags":["c"]}})).await;
     c.send(&json!({"type":"set","key":"b","value":"two"})).await;
@@ -536,9 +522,7 @@ async fn clone_copies_every_key() {
 
 #[tokio::test]
 async fn deleting_removes_data_and_closes_sockets() {
-    let w = world();
-    let api = api();
-    let Project { id, main } = w.project(&w.alice, "Doomed").await;
+    let (w, api, Project { id, main }) = alice_project("Doomed").await;
     let second = w.instance(&w.alice, &id, "second").await;
     let mut c = w.join(&main, &w.alice.key).await;
     c.send(&json!({"type":"set","key":"k","value":1})).await;
@@ -550,7 +534,7 @@ async fn deleting_removes_data_and_closes_sockets() {
     // Deleting one instance closes its sockets with 1000 "Instance deleted".
     let deleted = Some((1000, "Instance deleted".to_string()));
     let instance = format!("/api/instances/{second}");
-    assert_eq!(api.delete(&instance, w.alice.auth()).await.0, 200);
+    api.delete_ok(&instance, w.alice.auth()).await;
     assert_eq!(c2.expect_closed().await, deleted);
 
     let project = format!("/api/projects/{id}");

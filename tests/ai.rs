@@ -116,6 +116,12 @@ impl ChatReply {
         self.chunks.last().unwrap()
     }
 
+    /// The stream ended with `last`, then `[DONE]`.
+    fn assert_ends_with(&self, last: Value) {
+        assert_eq!(self.last(), &last);
+        assert!(self.done);
+    }
+
     fn text(&self) -> String {
         self.of_type("text-delta")
             .iter()
@@ -563,11 +569,7 @@ async fn chat_step_cap_is_honoured() {
         assert_eq!(case.sent(COMPLETIONS).len(), expected);
         assert_eq!(reply.of_type("start-step").len(), expected);
         assert_eq!(reply.of_type("finish-step").len(), expected);
-        assert_eq!(
-            reply.last(),
-            &json!({"type":"finish","finishReason":"tool-calls"})
-        );
-        assert!(reply.done);
+        reply.assert_ends_with(json!({"type":"finish","finishReason":"tool-calls"}));
     }
 }
 
@@ -608,11 +610,7 @@ async fn chat_upstream_failures_end_the_stream_with_an_error() {
     let started = Instant::now();
     let reply = case.say("x").await;
     assert!(started.elapsed() < Duration::from_secs(TIMEOUT_SECS + 3));
-    assert_eq!(
-        reply.last(),
-        &json!({"type":"error","errorText":"OpenAI request timed out"})
-    );
-    assert!(reply.done);
+    reply.assert_ends_with(json!({"type":"error","errorText":"OpenAI request timed out"}));
 }
 
 #[tokio::test]

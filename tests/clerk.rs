@@ -382,9 +382,7 @@ async fn a_full_journey_and_a_deleted_user_leaves_nothing() {
         .await;
     assert_eq!(s, 201, "{p}");
     let instance = p["defaultInstanceId"].as_str().unwrap().to_string();
-    let (s, t) = api
-        .post("/api/ws-token", Some(&jwt), json!({"instanceId": instance}))
-        .await;
+    let (s, t) = api.ws_token(Some(&jwt), &instance).await;
     assert_eq!(s, 200, "{t}");
     let path = format!("{instance}?token={}", t["token"].as_str().unwrap());
     let mut browser = WsClient::connect_to(w.server, &path, None).await;
@@ -512,9 +510,7 @@ async fn a_full_journey_and_a_deleted_user_leaves_nothing() {
         .project(uid, &project, "p")
         .instance(uid, &project, &instance, "main")
         .write(w.server);
-    let (_, t) = api
-        .post("/api/ws-token", Some(&jwt), json!({"instanceId": instance}))
-        .await;
+    let (_, t) = api.ws_token(Some(&jwt), &instance).await;
     let path = format!("{instance}?token={}", t["token"].as_str().unwrap());
     let mut again = WsClient::connect_to(w.server, &path, None).await;
     assert_eq!(

@@ -11,7 +11,7 @@ use common::api::Api;
 use common::clerk::SignedIn;
 use common::jwt::now;
 use common::server::{dev_server, ServerOptions};
-use common::world::{grant, User, World};
+use common::world::{grant, Project, User, World};
 use common::ws::{Event, WsClient};
 use serde_json::{json, Value};
 
@@ -65,6 +65,35 @@ impl Setup {
         let (status, body) = self.api.post(&path, Some(&jwt(user)), json!({})).await;
         assert_eq!(status, 201, "{body}");
         body["delegateSecret"].as_str().unwrap().to_string()
+    }
+
+    /// A new project `p` of alice's, with a delegate of hers with `caps`
+    /// granted `permission` on its main instance; the delegate's id and secret.
+    async fn delegate_on_project(
+        &self,
+        caps: Value,
+        permission: &str,
+    ) -> (Project, String, String) {
+        let project = self.w.project(&self.w.alice, "p").await;
+        let (id, secret) = self
+            .granted(&self.w.alice, caps, &project.main, permission)
+            .await;
+        (project, id, secret)
+    }
+
+    /// A delegate of `user` with `caps`, a secret of it and a grant of
+    /// `permission` on `instance`; `(id, secret)`.
+    async fn granted(
+        &self,
+        user: &User,
+        caps: Value,
+        instance: &str,
+        permission: &str,
+    ) -> (String, String) {
+        let id = self.delegate(user, caps).await;
+        let secret = self.secret(user, &id).await;
+        assert_eq!(self.grant(user, &id, instance, permission).await, 200);
+        (id, secret)
     }
 
     async fn grant(&self, user: &User, delegate: &str, instance: &str, permission: &str) -> u16 {
@@ -391,20 +420,13 @@ async fn a_delegate_acts_at_the_lowest_of_grant_capabilities_and_creator_role() 
     let alice = &s.w.alice;
     let project = s.w.project(alice, "p").await;
     let other = s.w.instance(alice, &project.id, "other").await;
-    let id = s.delegate(alice, json!({"can_read": true})).await;
-    let secret = s.secret(alice, &id).await;
-    assert_eq!(s.grant(alice, &id, &project.main, "write").await, 200);
+    let (id, secret) = s
+        .granted(alice, json!({"can_read": true}), &project.main, "write")
+        .await;
     let cred = delegate_auth(&id, &secret);
 
     // The read capability caps the write grant.
-    let (status, token) = s
-        .api
-        .post(
-            "/api/ws-token",
-            Some(&cred),
-            json!({"instanceId": project.main}),
-        )
-        .await;
+    let (status, token) = s.api.ws_token(Some(&cred), &project.main).await;
     assert_eq!(status, 200, "{token}");
     assert_eq!(token["permission"], "read");
     let (status, inst) = s
@@ -434,10 +456,7 @@ async fn a_delegate_acts_at_the_lowest_of_grant_capabilities_and_creator_role() 
         .get(&format!("/api/instances/{other}"), Some(&cred))
         .await;
     assert_eq!(status, 404);
-    let (status, _) = s
-        .api
-        .post("/api/ws-token", Some(&cred), json!({"instanceId": other}))
-        .await;
+    let (status, _) = s.api.ws_token(Some(&cred), &other).await;
     assert_eq!(status, 404);
     let refusal = WsClient::try_connect(
         &s.w.server.ws_url(&format!("/sync/{other}")),
@@ -596,12 +615,9 @@ async fn an_expiring_delegates_open_socket_is_closed_when_it_expires() {
 async fn in_band_auth_accepts_a_delegate_credential() {
     let s = setup("dinband");
     let alice = &s.w.alice;
-    let project = s.w.project(alice, "p").await;
-    let id = s
-        .delegate(alice, json!({"can_read": true, "can_write": true}))
+    let (project, id, secret) = s
+        .delegate_on_project(json!({"can_read": true, "can_write": true}), "admin")
         .await;
-    let secret = s.secret(alice, &id).await;
-    assert_eq!(s.grant(alice, &id, &project.main, "admin").await, 200);
 
     let url = s.w.server.ws_url(&format!("/sync/{}", project.main));
     let mut ws = WsClient::connect_with_headers(&url, &[]).await;
@@ -646,15 +662,11 @@ async fn closed_within(ws: &mut WsClient, limit: Duration) -> (u16, String, Dura
 async fn revoking_a_grant_closes_the_delegates_socket_and_lowering_it_lowers() {
     let s = setup("drevoke");
     let alice = &s.w.alice;
-    let project = s.w.project(alice, "p").await;
-    let id = s
-        .delegate(alice, json!({"can_read": true, "can_write": true}))
+    let (project, id, secret) = s
+        .delegate_on_project(json!({"can_read": true, "can_write": true}), "write")
         .await;
-    let secret = s.secret(alice, &id).await;
-    assert_eq!(s.grant(alice, &id, &project.main, "write").await, 200);
     let cred = delegate_auth(&id, &secret);
-    let url = s.w.server.ws_url(&format!("/sync/{}", project.main));
-    let mut ws = WsClient::connect_with_headers(&url, &[("Authorization", cred.as_str())]).await;
+    let mut ws = WsClient::connect_to(s.w.server, &project.main, Some(&cred)).await;
     assert_eq!(ws.handshake_permission().await, "write");
     // The owner's own socket is not touched by the delegate's revocation.
     let mut owner = s.w.join(&project.main, &alice.key).await;
@@ -668,7 +680,7 @@ async fn revoking_a_grant_closes_the_delegates_socket_and_lowering_it_lowers() {
     // Revoked: closed with 4003 within a second.
     let path = format!("/api/delegates/{id}/grants/{}", project.main);
     let started = Instant::now();
-    assert_eq!(s.api.delete(&path, Some(&jwt(alice))).await.0, 200);
+    s.api.delete_ok(&path, Some(&jwt(alice))).await;
     let (code, reason, _) = closed_within(&mut ws, Duration::from_secs(2)).await;
     assert_eq!((code, reason.as_str()), (4003, "Access revoked"));
     assert!(
@@ -692,20 +704,19 @@ async fn the_creator_losing_the_instance_ends_the_delegates_access() {
     let share =
         s.w.share(bob, &shares, grant("user", &alice.id, "admin"))
             .await;
-    let id = s
-        .delegate(
+    let (id, secret) = s
+        .granted(
             alice,
             json!({"can_read": true, "can_write": true, "can_system": true}),
+            &bobs.main,
+            "admin",
         )
         .await;
-    let secret = s.secret(alice, &id).await;
-    assert_eq!(s.grant(alice, &id, &bobs.main, "admin").await, 200);
     let cred = delegate_auth(&id, &secret);
     let inst = format!("/api/instances/{}", bobs.main);
     let (status, body) = s.api.get(&inst, Some(&cred)).await;
     assert_eq!((status, body["role"].clone()), (200, json!("admin")));
-    let url = s.w.server.ws_url(&format!("/sync/{}", bobs.main));
-    let mut ws = WsClient::connect_with_headers(&url, &[("Authorization", cred.as_str())]).await;
+    let mut ws = WsClient::connect_to(s.w.server, &bobs.main, Some(&cred)).await;
     assert_eq!(ws.handshake_permission().await, "admin");
 
     // Bob lowers alice to read: the delegate is read at most.
@@ -717,13 +728,9 @@ async fn the_creator_losing_the_instance_ends_the_delegates_access() {
     assert_eq!(ws.recv_type("error").await["code"], "NO_PERMISSION");
 
     // Bob removes the share: the instance is gone for the delegate too.
-    assert_eq!(
-        s.api
-            .delete(&format!("/api/shares/{share}"), Some(&bob.key))
-            .await
-            .0,
-        200
-    );
+    s.api
+        .delete_ok(&format!("/api/shares/{share}"), Some(&bob.key))
+        .await;
     assert_eq!(s.api.get(&inst, Some(&cred)).await.0, 404);
     let (code, _, _) = closed_within(&mut ws, Duration::from_secs(2)).await;
     assert_eq!(code, 4003);
@@ -794,9 +801,7 @@ async fn the_dashboard_manages_delegates_with_bearer_dev_in_development() {
 
     // The delegate's credential is verified even in development mode.
     let cred = delegate_auth(id, secret["delegateSecret"].as_str().unwrap());
-    let (status, token) = api
-        .post("/api/ws-token", Some(&cred), json!({"instanceId": main}))
-        .await;
+    let (status, token) = api.ws_token(Some(&cred), main).await;
     assert_eq!((status, token["permission"].clone()), (200, json!("write")));
     let (status, _) = api.get("/api/projects", Some(&cred)).await;
     assert_eq!(status, 403);

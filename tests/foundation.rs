@@ -4,12 +4,14 @@
 
 mod common;
 
+use common::api::answer;
 use common::fake::{FakeResponse, FakeUpstream};
 use common::server::{dev_server, prod_server, run_wrangler, ServerOptions, TestServer};
+use reqwest::header::HeaderMap;
+use reqwest::RequestBuilder;
 use serde_json::{json, Value};
 
-fn assert_cors(resp: &reqwest::Response) {
-    let h = resp.headers();
+fn assert_cors(h: &HeaderMap) {
     assert_eq!(h["access-control-allow-origin"], "*");
     assert_eq!(
         h["access-control-allow-methods"],
@@ -21,24 +23,29 @@ fn assert_cors(resp: &reqwest::Response) {
     );
 }
 
+/// Sends `req`; the answer's status, headers and JSON body.
+async fn answer_and_headers(req: RequestBuilder) -> (u16, HeaderMap, Value) {
+    let resp = req.send().await.unwrap();
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    (status, headers, resp.json().await.unwrap())
+}
+
+fn get(url: String) -> RequestBuilder {
+    reqwest::Client::new().get(url)
+}
+
 #[tokio::test]
 async fn health_in_development() {
-    let resp = reqwest::get(dev_server().local_url("/health"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_cors(&resp);
-    let body: Value = resp.json().await.unwrap();
+    let (status, headers, body) = answer_and_headers(get(dev_server().local_url("/health"))).await;
+    assert_eq!(status, 200);
+    assert_cors(&headers);
     assert_eq!(body, json!({"status": "ok", "environment": "development"}));
 }
 
 #[tokio::test]
 async fn health_in_production() {
-    let resp = reqwest::get(prod_server().local_url("/health"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
+    let (status, _, body) = answer_and_headers(get(prod_server().local_url("/health"))).await;
+    assert_eq!(status, 200);
     assert_eq!(body, json!({"status": "ok", "environment": "production"}));
 }
 
@@ -46,25 +53,18 @@ async fn health_in_production() {
 async fn development_mode_only_on_loopback_hosts() {
     // The same development server, addressed by a public host name, must
     // behave as production (auth.md, safety net).
-    let resp = reqwest::Client::new()
-        .get(dev_server().url("/health"))
-        .header("Host", "mindcache.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
+    let public = get(dev_server().url("/health")).header("Host", "mindcache.example.com");
+    let (status, _, body) = answer_and_headers(public).await;
+    assert_eq!(status, 200);
     assert_eq!(body["environment"], "production");
 }
 
 #[tokio::test]
 async fn unknown_route_is_a_json_404_with_cors() {
-    let resp = reqwest::get(dev_server().local_url("/no/such/route"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
-    assert_cors(&resp);
-    let body: Value = resp.json().await.unwrap();
+    let (status, headers, body) =
+        answer_and_headers(get(dev_server().local_url("/no/such/route"))).await;
+    assert_eq!(status, 404);
+    assert_cors(&headers);
     assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
 }
 
@@ -78,21 +78,17 @@ async fn options_is_204_with_cors_on_any_path() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 204, "{path}");
-        assert_cors(&resp);
+        assert_cors(resp.headers());
         assert!(resp.bytes().await.unwrap().is_empty());
     }
 }
 
 #[tokio::test]
 async fn wrong_method_on_a_known_path_is_405() {
-    let resp = reqwest::Client::new()
-        .post(dev_server().local_url("/health"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 405);
-    assert_cors(&resp);
-    let body: Value = resp.json().await.unwrap();
+    let post = reqwest::Client::new().post(dev_server().local_url("/health"));
+    let (status, headers, body) = answer_and_headers(post).await;
+    assert_eq!(status, 405);
+    assert_cors(&headers);
     assert_eq!(body["error"], "Method not allowed");
 }
 
@@ -129,17 +125,9 @@ async fn fake_upstream_serves_and_records() {
     fake.on("POST", "/v1/echo", |req| {
         FakeResponse::json(201, &json!({"got": req.json()}))
     });
-    let resp = reqwest::Client::new()
-        .post(fake.url("/v1/echo"))
-        .json(&json!({"a": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    assert_eq!(
-        resp.json::<Value>().await.unwrap(),
-        json!({"got": {"a": 1}})
-    );
+    let echo = reqwest::Client::new().post(fake.url("/v1/echo"));
+    let got = answer(echo.json(&json!({"a": 1}))).await;
+    assert_eq!(got, (201, json!({"got": {"a": 1}})));
     assert_eq!(fake.requests_to("/v1/echo").len(), 1);
     let missing = reqwest::get(fake.url("/nope")).await.unwrap();
     assert_eq!(missing.status(), 404);

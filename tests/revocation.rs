@@ -78,13 +78,7 @@ async fn deleting_an_api_key_closes_every_socket_it_opened() {
     // Three ways in: the header, a one-time token the key obtained, and an
     // in-band `auth`.
     let mut by_header = w.join(&project.main, &key).await;
-    let (_, token) = api
-        .post(
-            "/api/ws-token",
-            Some(&key),
-            json!({"instanceId": project.main}),
-        )
-        .await;
+    let (_, token) = api.ws_token(Some(&key), &project.main).await;
     let path = format!(
         "{}?token={}",
         project.main,
@@ -177,12 +171,8 @@ async fn a_deleted_share_closes_and_a_lowered_share_lowers() {
 
     // Deleted: closed with 4003 within a second.
     let started = Instant::now();
-    assert_eq!(
-        api.delete(&format!("/api/shares/{share}"), Some(&bob.key))
-            .await
-            .0,
-        200
-    );
+    api.delete_ok(&format!("/api/shares/{share}"), Some(&bob.key))
+        .await;
     assert_eq!(closed(&mut ws, Duration::from_secs(2)).await.0, 4003);
     assert!(started.elapsed() < Duration::from_secs(1));
     owner
@@ -215,19 +205,15 @@ async fn group_changes_reach_the_members_sockets() {
 
     // Removing bob closes bob's socket only.
     let path = format!("/api/groups/{gid}/members/{}", bob.id);
-    assert_eq!(api.delete(&path, Some(&carol.key)).await.0, 200);
+    api.delete_ok(&path, Some(&carol.key)).await;
     assert_eq!(closed(&mut bobs, Duration::from_secs(2)).await.0, 4003);
     eves.send(&json!({"type": "set", "key": "k", "value": 1}))
         .await;
     eves.recv_type("key_updated").await;
 
     // Deleting the group closes the rest.
-    assert_eq!(
-        api.delete(&format!("/api/groups/{gid}"), Some(&carol.key))
-            .await
-            .0,
-        200
-    );
+    api.delete_ok(&format!("/api/groups/{gid}"), Some(&carol.key))
+        .await;
     assert_eq!(closed(&mut eves, Duration::from_secs(2)).await.0, 4003);
 }
 
@@ -242,20 +228,10 @@ async fn a_deleted_instance_stays_deleted_on_every_path() {
         .await;
     ws.recv_type("key_updated").await;
     // A token obtained before the deletion.
-    let (_, early) = api
-        .post(
-            "/api/ws-token",
-            Some(&alice.key),
-            json!({"instanceId": doomed}),
-        )
-        .await;
+    let (_, early) = api.ws_token(Some(&alice.key), &doomed).await;
 
-    assert_eq!(
-        api.delete(&format!("/api/instances/{doomed}"), Some(&alice.key))
-            .await
-            .0,
-        200
-    );
+    api.delete_ok(&format!("/api/instances/{doomed}"), Some(&alice.key))
+        .await;
     assert_eq!(
         closed(&mut ws, Duration::from_secs(2)).await,
         (1000, "Instance deleted".to_string())
@@ -266,13 +242,7 @@ async fn a_deleted_instance_stays_deleted_on_every_path() {
     let late = WsClient::try_connect_to(w.server, &path, None).await;
     assert!(late.err().is_some_and(|e| e.starts_with("401")));
     assert!(w.refusal(&doomed, &alice.key).await.starts_with("403"));
-    let (status, _) = api
-        .post(
-            "/api/ws-token",
-            Some(&alice.key),
-            json!({"instanceId": doomed}),
-        )
-        .await;
+    let (status, _) = api.ws_token(Some(&alice.key), &doomed).await;
     assert_eq!(status, 404);
     let (status, _) = api
         .post(
@@ -305,10 +275,7 @@ async fn development_mode_cannot_revive_a_deleted_id() {
     assert_eq!(status, 201);
     let main = project["defaultInstanceId"].as_str().unwrap().to_string();
     let (mut ws, _) = WsClient::join(server, &main, None).await;
-    assert_eq!(
-        api.delete(&format!("/api/instances/{main}"), None).await.0,
-        200
-    );
+    api.delete_ok(&format!("/api/instances/{main}"), None).await;
     assert_eq!(closed(&mut ws, Duration::from_secs(2)).await.0, 1000);
     // dev-user may use any id, but not a deleted one.
     let mut again = WsClient::connect_to(server, &main, None).await;
@@ -316,24 +283,28 @@ async fn development_mode_cannot_revive_a_deleted_id() {
         again.expect_closed().await,
         Some((4004, "Instance not found".to_string()))
     );
-    let (status, _) = api
-        .post("/api/ws-token", None, json!({"instanceId": main}))
-        .await;
+    let (status, _) = api.ws_token(None, &main).await;
     assert_eq!(status, 404);
+}
+
+/// A delegate that can read, made with the signed-in `token`; its id.
+async fn reader_delegate(api: &Api<'_>, token: &str, name: &str) -> String {
+    let caps = json!({"can_read": true});
+    let (_, d) = api
+        .post(
+            "/api/delegates",
+            Some(token),
+            json!({"name": name, "keyPermissions": caps}),
+        )
+        .await;
+    d["delegate_id"].as_str().unwrap().to_string()
 }
 
 /// The 64-hex Durable Object id of an instance, as the delegates API
 /// reports it.
 async fn object_id(api: &Api<'_>, user: &User, instance: &str) -> String {
     let token = jwt(user);
-    let (_, d) = api
-        .post(
-            "/api/delegates",
-            Some(&token),
-            json!({"name": "probe", "keyPermissions": {"can_read": true}}),
-        )
-        .await;
-    let id = d["delegate_id"].as_str().unwrap();
+    let id = reader_delegate(api, &token, "probe").await;
     let grants = format!("/api/delegates/{id}/grants");
     let body = json!({"instanceId": instance, "permission": "read"});
     assert_eq!(api.post(&grants, Some(&token), body).await.0, 200);
@@ -386,15 +357,11 @@ async fn a_connect_that_never_authenticates_stores_nothing() {
     );
 
     // And a deleted instance keeps only its tombstone.
-    assert_eq!(
-        api.delete(
-            &format!("/api/instances/{}", project.main),
-            Some(&alice.key)
-        )
-        .await
-        .0,
-        200
-    );
+    api.delete_ok(
+        &format!("/api/instances/{}", project.main),
+        Some(&alice.key),
+    )
+    .await;
     let report = storage(&object).await;
     assert_eq!(report["deleted"], true, "{report}");
     assert_eq!(report["tables"], json!(["tombstone"]));
@@ -457,21 +424,21 @@ fn slow_write(key: &str, value: &str, total: Duration) -> common::fake::FakeResp
 }
 
 /// Posts a chat and reads its whole stream; the stream's text.
-async fn chat(server_url: String, key: Option<String>, body: Value) -> String {
-    let mut req = reqwest::Client::new().post(server_url).json(&body);
-    if let Some(key) = key {
-        req = req.header("Authorization", format!("Bearer {key}"));
-    }
-    let resp = req.send().await.expect("chat");
+async fn chat(server_url: String, key: String, body: Value) -> String {
+    let resp = reqwest::Client::new()
+        .post(server_url)
+        .json(&body)
+        .header("Authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .expect("chat");
     assert_eq!(resp.status(), 200);
     resp.text().await.expect("chat stream")
 }
 
-#[tokio::test]
-async fn a_long_ai_request_cannot_reopen_a_read_only_instance() {
-    let (w, api) = setup("rro");
-    let alice = &w.alice;
-    let project = w.project(alice, "p").await;
+/// Starts an edit-mode chat on `instance`, with `key`, whose model takes
+/// about 2 s to write `late` = `x`; the stream's text when it ends.
+fn slow_chat(w: &World, instance: &str, key: String) -> tokio::task::JoinHandle<String> {
     let t = tag();
     script(
         &t,
@@ -481,14 +448,18 @@ async fn a_long_ai_request_cannot_reopen_a_read_only_instance() {
         ],
     );
     let body = json!({
-        "instanceId": project.main, "model": t, "mode": "edit",
+        "instanceId": instance, "model": t, "mode": "edit",
         "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "write"}]}],
     });
-    let running = tokio::spawn(chat(
-        w.server.local_url("/api/chat"),
-        Some(alice.key.clone()),
-        body,
-    ));
+    tokio::spawn(chat(w.server.local_url("/api/chat"), key, body))
+}
+
+#[tokio::test]
+async fn a_long_ai_request_cannot_reopen_a_read_only_instance() {
+    let (w, api) = setup("rro");
+    let alice = &w.alice;
+    let project = w.project(alice, "p").await;
+    let running = slow_chat(w, &project.main, alice.key.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, _) = api
         .patch(
@@ -513,19 +484,7 @@ async fn a_running_chat_stops_writing_when_its_key_is_deleted() {
     let alice = &w.alice;
     let project = w.project(alice, "p").await;
     let (key, key_id) = new_key(&api, alice, json!(["read", "write"])).await;
-    let t = tag();
-    script(
-        &t,
-        vec![
-            slow_write("late", "x", Duration::from_secs(2)),
-            text_step(&["done"]),
-        ],
-    );
-    let body = json!({
-        "instanceId": project.main, "model": t, "mode": "edit",
-        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "write"}]}],
-    });
-    let running = tokio::spawn(chat(w.server.local_url("/api/chat"), Some(key), body));
+    let running = slow_chat(w, &project.main, key);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let deleted = api
         .delete(&format!("/api/keys/{key_id}"), Some(&jwt(alice)))
@@ -554,14 +513,7 @@ async fn revocation_reaching_a_thousand_objects() {
     let owner = &w.alice;
     let project = w.project(owner, "many").await;
     let token = jwt(owner);
-    let (_, d) = api
-        .post(
-            "/api/delegates",
-            Some(&token),
-            json!({"name": "wide", "keyPermissions": {"can_read": true}}),
-        )
-        .await;
-    let delegate = d["delegate_id"].as_str().unwrap().to_string();
+    let delegate = reader_delegate(&api, &token, "wide").await;
     let (_, s) = api
         .post(
             &format!("/api/delegates/{delegate}/secrets"),
@@ -595,9 +547,7 @@ async fn revocation_reaching_a_thousand_objects() {
     let mut open = Vec::new();
     let opened = Instant::now();
     for id in ids.iter().take(sockets) {
-        let url = w.server.ws_url(&format!("/sync/{id}"));
-        let mut ws =
-            WsClient::connect_with_headers(&url, &[("Authorization", cred.as_str())]).await;
+        let mut ws = WsClient::connect_to(w.server, id, Some(&cred)).await;
         ws.handshake().await;
         open.push(ws);
     }

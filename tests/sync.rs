@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::api::answer;
 use common::server::{prod_server, shared, ServerOptions, TestServer};
 use common::unique_id;
 use common::world::Rows;
@@ -19,6 +20,11 @@ fn dev() -> &'static TestServer {
 
 async fn join(server: &TestServer, instance: &str) -> (WsClient, Value) {
     WsClient::join(server, instance, None).await
+}
+
+/// The `data` of the `sync` a fresh join of `instance` gets.
+async fn data(server: &TestServer, instance: &str) -> Value {
+    join(server, instance).await.1["data"].take()
 }
 
 fn now_ms() -> i64 {
@@ -98,8 +104,7 @@ async fn deletes_and_clears_are_broadcast() {
         let m = client.recv_type("cleared").await;
         assert_eq!(m["clearedBy"], "dev-user");
     }
-    let (_, sync) = join(dev(), &id).await;
-    assert_eq!(sync["data"], json!({}));
+    assert_eq!(data(dev(), &id).await, json!({}));
 }
 
 #[tokio::test]
@@ -114,15 +119,14 @@ async fn a_late_joiner_gets_the_current_state() {
     .await;
     let first = a.recv_type("key_updated").await;
     a.recv_type("key_updated").await;
-    let (_, sync) = join(dev(), &id).await;
-    let data = &sync["data"];
-    assert_eq!(data["name"]["value"], "Ada");
-    assert_eq!(data["name"]["updatedAt"], first["timestamp"]);
-    assert_eq!(data["profile"]["value"], json!({"age":36,"langs":["en"]}));
-    assert_eq!(data["profile"]["attributes"]["type"], "json");
-    assert_eq!(data["profile"]["attributes"]["tags"], json!(["person"]));
-    assert_eq!(data["profile"]["attributes"]["readonly"], true);
-    assert_eq!(data["profile"]["attributes"]["visible"], true);
+    let seen = data(dev(), &id).await;
+    assert_eq!(seen["name"]["value"], "Ada");
+    assert_eq!(seen["name"]["updatedAt"], first["timestamp"]);
+    assert_eq!(seen["profile"]["value"], json!({"age":36,"langs":["en"]}));
+    assert_eq!(seen["profile"]["attributes"]["type"], "json");
+    assert_eq!(seen["profile"]["attributes"]["tags"], json!(["person"]));
+    assert_eq!(seen["profile"]["attributes"]["readonly"], true);
+    assert_eq!(seen["profile"]["attributes"]["visible"], true);
 }
 
 #[tokio::test]
@@ -137,9 +141,9 @@ async fn unknown_attribute_fields_round_trip() {
         .await;
     let got = b.recv_type("key_updated").await;
     assert_eq!(got["attributes"], attrs);
-    let (_, sync) = join(dev(), &id).await;
-    assert_eq!(sync["data"]["doc"]["attributes"], attrs);
-    assert_eq!(sync["data"]["doc"]["value"], "# hi");
+    let seen = data(dev(), &id).await;
+    assert_eq!(seen["doc"]["attributes"], attrs);
+    assert_eq!(seen["doc"]["value"], "# hi");
 }
 
 #[tokio::test]
@@ -225,8 +229,7 @@ async fn every_bad_frame_gets_its_error_code_and_the_socket_stays_open() {
     b.expect_silence(QUIET).await;
     a.send(&set("ok", json!(true))).await;
     assert_eq!(a.recv_type("key_updated").await["key"], "ok");
-    let (_, sync) = join(dev(), &id).await;
-    assert_eq!(sync["data"].as_object().unwrap().len(), 1);
+    assert_eq!(data(dev(), &id).await.as_object().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -349,8 +352,7 @@ async fn instances_are_isolated() {
     a.send(&set("secret", json!("only in one"))).await;
     a.recv_type("key_updated").await;
     b.expect_silence(QUIET).await;
-    let (_, sync) = join(dev(), &two).await;
-    assert_eq!(sync["data"], json!({}));
+    assert_eq!(data(dev(), &two).await, json!({}));
 }
 
 #[tokio::test]
@@ -364,22 +366,10 @@ async fn the_close_handshake_is_answered() {
 #[tokio::test]
 async fn http_errors_before_the_upgrade() {
     let client = reqwest::Client::new();
-    let resp = client
-        .get(dev().local_url("/sync/ok-id"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 426);
-    let resp = client
-        .get(dev().local_url("/sync/bad.id"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    assert_eq!(
-        resp.json::<Value>().await.unwrap(),
-        json!({"error":"Invalid instance id"})
-    );
+    let plain = answer(client.get(dev().local_url("/sync/ok-id"))).await;
+    assert_eq!(plain.0, 426);
+    let bad = answer(client.get(dev().local_url("/sync/bad.id"))).await;
+    assert_eq!(bad, (400, json!({"error":"Invalid instance id"})));
     match WsClient::try_connect_to(dev(), "bad%20id", None).await {
         Err(status) => assert!(status.starts_with("400"), "{status}"),
         Ok(_) => panic!("upgrade with an invalid id must be refused"),
@@ -398,8 +388,7 @@ async fn keys_survive_a_restart() {
         a.recv_type("ack").await;
     }
     server.restart();
-    let (_, sync) = join(&server, &id).await;
-    assert_eq!(sync["data"]["kept"]["value"], json!([1, 2, 3]));
+    assert_eq!(data(&server, &id).await["kept"]["value"], json!([1, 2, 3]));
 }
 
 /// The Durable Object id of the instance whose storage file appeared last.

@@ -217,6 +217,14 @@ impl Out {
         self.params.insert(k.to_string(), v.into());
     }
 
+    /// Records every field of `params`, a `json!({…})` object, in its order.
+    pub fn params(&mut self, params: Value) {
+        let Value::Object(params) = params else {
+            panic!("parameters are a JSON object, not {params}");
+        };
+        self.params.extend(params);
+    }
+
     pub fn metric(&mut self, k: &str, v: impl Into<Value>) {
         self.metrics.insert(k.to_string(), v.into());
     }

@@ -230,46 +230,35 @@ pub async fn open(
     })
 }
 
-/// What went wrong or was odd, counted per scenario.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Counts {
-    pub server_errors: u64,
-    pub parse_errors: u64,
-    pub binary_frames: u64,
-    pub duplicate_deliveries: u64,
-    pub reordered_deliveries: u64,
-    pub dropped_deliveries: u64,
-    pub value_mismatches: u64,
-    pub unmatched_key_updates: u64,
-    pub unexpected_closes: u64,
-    pub client_errors: u64,
-    pub connect_failures: u64,
-    pub key_updated: u64,
-    pub syncs: u64,
-    pub auth_success: u64,
-    pub other_messages: u64,
+/// A struct of `u64` counters that add up across groups: each field is
+/// named once, for the struct and for `merge`.
+macro_rules! counters {
+    ($(#[$attr:meta])* pub struct $name:ident { $($(#[$doc:meta])* $field:ident),+ $(,)? }) => {
+        $(#[$attr])*
+        pub struct $name {
+            $($(#[$doc])* pub $field: u64,)+
+        }
+
+        impl $name {
+            pub fn merge(&mut self, o: &$name) {
+                $(self.$field += o.$field;)+
+            }
+        }
+    };
+}
+
+counters! {
+    /// What went wrong or was odd, counted per scenario.
+    #[derive(Debug, Clone, Default, Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Counts {
+        server_errors, parse_errors, binary_frames, duplicate_deliveries, reordered_deliveries,
+        dropped_deliveries, value_mismatches, unmatched_key_updates, unexpected_closes,
+        client_errors, connect_failures, key_updated, syncs, auth_success, other_messages,
+    }
 }
 
 impl Counts {
-    pub fn merge(&mut self, o: &Counts) {
-        self.server_errors += o.server_errors;
-        self.parse_errors += o.parse_errors;
-        self.binary_frames += o.binary_frames;
-        self.duplicate_deliveries += o.duplicate_deliveries;
-        self.reordered_deliveries += o.reordered_deliveries;
-        self.dropped_deliveries += o.dropped_deliveries;
-        self.value_mismatches += o.value_mismatches;
-        self.unmatched_key_updates += o.unmatched_key_updates;
-        self.unexpected_closes += o.unexpected_closes;
-        self.client_errors += o.client_errors;
-        self.connect_failures += o.connect_failures;
-        self.key_updated += o.key_updated;
-        self.syncs += o.syncs;
-        self.auth_success += o.auth_success;
-        self.other_messages += o.other_messages;
-    }
-
     /// Warnings a reader should see: everything that is not plain traffic.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
@@ -293,24 +282,14 @@ impl Counts {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CloseStats {
-    pub sockets: u64,
-    pub closed_cleanly: u64,
-    pub terminated_after_grace: u64,
-    /// Our close was answered by the connection ending without a close frame.
-    pub ended_without_close_frame: u64,
-    pub already_closed: u64,
-}
-
-impl CloseStats {
-    pub fn merge(&mut self, o: &CloseStats) {
-        self.sockets += o.sockets;
-        self.closed_cleanly += o.closed_cleanly;
-        self.terminated_after_grace += o.terminated_after_grace;
-        self.ended_without_close_frame += o.ended_without_close_frame;
-        self.already_closed += o.already_closed;
+counters! {
+    #[derive(Debug, Clone, Default, Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct CloseStats {
+        sockets, closed_cleanly, terminated_after_grace,
+        /// Our close was answered by the connection ending without a close frame.
+        ended_without_close_frame,
+        already_closed,
     }
 }
 

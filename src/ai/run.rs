@@ -127,12 +127,13 @@ pub async fn record_usage(
     endpoint: &str,
     instance_id: &str,
 ) -> Result<(), ApiError> {
-    db::usage::record(
-        &ctx.db()?,
+    db::usage::stmt::record(
         &caller.user_id,
         caller.basis.api_key.as_deref(),
         endpoint,
         Some(instance_id),
+        db::now_seconds(),
     )
+    .run(&ctx.db()?)
     .await
 }

@@ -78,16 +78,25 @@ pub fn parse_authorization_header(header: Option<&str>) -> Result<Credential, Cr
 }
 
 fn parse_bearer(token: &str) -> Result<Credential, CredentialError> {
-    if is_api_key_format(token) {
-        Ok(Credential::ApiKey(token.to_owned()))
-    } else if has_api_key_prefix(token) {
-        // A mistyped key is an API-key attempt: refuse it even in development
-        // mode instead of silently acting as `dev-user`.
-        Err(CredentialError::InvalidHeader)
-    } else if is_jwt_format(token) {
-        Ok(Credential::Jwt(token.to_owned()))
+    key_or_jwt(token, CredentialError::InvalidHeader)
+        .unwrap_or(Err(CredentialError::UnrecognizedBearer))
+}
+
+/// An API key or a JWT; `Some(Err(mistyped))` for what has the API-key
+/// prefix without its form: an API-key attempt, refused (even in development
+/// mode, instead of silently acting as `dev-user`). `None` for anything else.
+fn key_or_jwt(
+    value: &str,
+    mistyped: CredentialError,
+) -> Option<Result<Credential, CredentialError>> {
+    if is_api_key_format(value) {
+        Some(Ok(Credential::ApiKey(value.to_owned())))
+    } else if has_api_key_prefix(value) {
+        Some(Err(mistyped))
+    } else if is_jwt_format(value) {
+        Some(Ok(Credential::Jwt(value.to_owned())))
     } else {
-        Err(CredentialError::UnrecognizedBearer)
+        None
     }
 }
 
@@ -125,16 +134,11 @@ pub fn is_jwt_format(token: &str) -> bool {
 /// the bare credential (no scheme): an API key, a JWT, or `id:secret`.
 pub fn classify_in_band(api_key: &str) -> Result<Credential, CredentialError> {
     let value = api_key.trim();
-    if is_api_key_format(value) {
-        Ok(Credential::ApiKey(value.to_owned()))
-    } else if has_api_key_prefix(value) {
-        Err(CredentialError::UnrecognizedInBand)
-    } else if is_jwt_format(value) {
-        Ok(Credential::Jwt(value.to_owned()))
-    } else if value.contains(char::is_whitespace) {
-        Err(CredentialError::UnrecognizedInBand)
-    } else {
-        parse_delegate(value).ok_or(CredentialError::UnrecognizedInBand)
+    let unrecognized = CredentialError::UnrecognizedInBand;
+    match key_or_jwt(value, unrecognized) {
+        Some(credential) => credential,
+        None if value.contains(char::is_whitespace) => Err(unrecognized),
+        None => parse_delegate(value).ok_or(unrecognized),
     }
 }
 

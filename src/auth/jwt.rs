@@ -479,6 +479,11 @@ BaFH9VaPvQrmcI8mUyDkuVDEladCOaikiJ8veXFhYzY+oxh0dH9G3A==
         )
     }
 
+    /// `token` verified against the test keys and rules at `NOW`.
+    fn verify(token: &str) -> Result<VerifiedToken, JwtError> {
+        verify_token(token, &jwks(), &rules(), NOW)
+    }
+
     fn sign(claims: &Value) -> String {
         sign_with(&rs256_header("kid-a"), claims, KEY_A)
     }
@@ -504,7 +509,7 @@ BaFH9VaPvQrmcI8mUyDkuVDEladCOaikiJ8veXFhYzY+oxh0dH9G3A==
     #[test]
     fn accepts_a_good_token() {
         let t = sign(&good_claims());
-        let v = verify_token(&t, &jwks(), &rules(), NOW).expect("valid");
+        let v = verify(&t).expect("valid");
         assert_eq!(v.user_id, "user_123");
         assert_eq!(v.claims["sts"], "active");
         // No optional rules configured: iss/azp are not looked at.
@@ -578,7 +583,7 @@ BaFH9VaPvQrmcI8mUyDkuVDEladCOaikiJ8veXFhYzY+oxh0dH9G3A==
         ];
         for (name, claims, want) in cases {
             let t = sign(&claims);
-            let got = verify_token(&t, &jwks(), &rules(), NOW).map(|_| ());
+            let got = verify(&t).map(|_| ());
             assert_eq!(got, want, "{name}");
         }
     }
@@ -591,10 +596,7 @@ BaFH9VaPvQrmcI8mUyDkuVDEladCOaikiJ8veXFhYzY+oxh0dH9G3A==
             &with("exp", json!(NOW - 100)),
             KEY_B,
         );
-        assert_eq!(
-            verify_token(&t, &jwks(), &rules(), NOW),
-            Err(JwtError::BadSignature)
-        );
+        assert_eq!(verify(&t), Err(JwtError::BadSignature));
     }
 
     #[test]
@@ -607,15 +609,9 @@ BaFH9VaPvQrmcI8mUyDkuVDEladCOaikiJ8veXFhYzY+oxh0dH9G3A==
             b64(&with("sub", json!("user_admin"))),
             parts[2]
         );
-        assert_eq!(
-            verify_token(&forged, &jwks(), &rules(), NOW),
-            Err(JwtError::BadSignature)
-        );
+        assert_eq!(verify(&forged), Err(JwtError::BadSignature));
         let garbage_sig = format!("{}.{}.!!!", parts[0], parts[1]);
-        assert_eq!(
-            verify_token(&garbage_sig, &jwks(), &rules(), NOW),
-            Err(JwtError::BadSignature)
-        );
+        assert_eq!(verify(&garbage_sig), Err(JwtError::BadSignature));
     }
 
     #[test]
@@ -623,12 +619,12 @@ BaFH9VaPvQrmcI8mUyDkuVDEladCOaikiJ8veXFhYzY+oxh0dH9G3A==
         let payload = b64(&good_claims());
         let none = format!("{}.{payload}.", b64(&json!({"alg":"none","kid":"kid-a"})));
         assert_eq!(
-            verify_token(&none, &jwks(), &rules(), NOW),
+            verify(&none),
             Err(JwtError::UnsupportedAlgorithm("none".into()))
         );
         let none = format!("{}.{payload}.x", b64(&json!({"alg":"none","kid":"kid-a"})));
         assert_eq!(
-            verify_token(&none, &jwks(), &rules(), NOW),
+            verify(&none),
             Err(JwtError::UnsupportedAlgorithm("none".into()))
         );
 
@@ -643,7 +639,7 @@ BaFH9VaPvQrmcI8mUyDkuVDEladCOaikiJ8veXFhYzY+oxh0dH9G3A==
             &EncodingKey::from_secret(secret.as_bytes()),
         )
         .expect("sign");
-        let err = verify_token(&hs, &jwks(), &rules(), NOW).expect_err("refused");
+        let err = verify(&hs).expect_err("refused");
         assert_eq!(err, JwtError::UnsupportedAlgorithm("HS256".into()));
         assert_eq!(
             err.to_string(),
@@ -654,49 +650,37 @@ BaFH9VaPvQrmcI8mUyDkuVDEladCOaikiJ8veXFhYzY+oxh0dH9G3A==
         h.kid = Some("kid-a".into());
         let rs512 = sign_with(&h, &good_claims(), KEY_A);
         assert_eq!(
-            verify_token(&rs512, &jwks(), &rules(), NOW),
+            verify(&rs512),
             Err(JwtError::UnsupportedAlgorithm("RS512".into()))
         );
 
         let no_alg = format!("{}.{payload}.x", b64(&json!({"kid":"kid-a"})));
-        assert_eq!(
-            verify_token(&no_alg, &jwks(), &rules(), NOW),
-            Err(JwtError::Malformed)
-        );
+        assert_eq!(verify(&no_alg), Err(JwtError::Malformed));
     }
 
     #[test]
     fn header_checks() {
         let claims = good_claims();
         let t = sign_with(&rs256_header("kid-zzz"), &claims, KEY_A);
-        assert_eq!(
-            verify_token(&t, &jwks(), &rules(), NOW),
-            Err(JwtError::UnknownKey)
-        );
+        assert_eq!(verify(&t), Err(JwtError::UnknownKey));
 
         let t = sign_with(&Header::new(Algorithm::RS256), &claims, KEY_A);
-        assert_eq!(
-            verify_token(&t, &jwks(), &rules(), NOW),
-            Err(JwtError::MissingKeyId)
-        );
+        assert_eq!(verify(&t), Err(JwtError::MissingKeyId));
 
         let mut h = rs256_header("kid-a");
         h.typ = Some("at+jwt".into());
         let t = sign_with(&h, &claims, KEY_A);
-        assert_eq!(
-            verify_token(&t, &jwks(), &rules(), NOW),
-            Err(JwtError::InvalidType)
-        );
+        assert_eq!(verify(&t), Err(JwtError::InvalidType));
 
         let mut h = rs256_header("kid-a");
         h.typ = None;
         let t = sign_with(&h, &claims, KEY_A);
-        assert!(verify_token(&t, &jwks(), &rules(), NOW).is_ok());
+        assert!(verify(&t).is_ok());
 
         let mut h = rs256_header("kid-a");
         h.typ = Some("jwt".into());
         let t = sign_with(&h, &claims, KEY_A);
-        assert!(verify_token(&t, &jwks(), &rules(), NOW).is_ok());
+        assert!(verify(&t).is_ok());
 
         let header = read_header(&sign(&claims)).expect("header");
         assert_eq!(header.kid, "kid-a");
@@ -706,7 +690,7 @@ BaFH9VaPvQrmcI8mUyDkuVDEladCOaikiJ8veXFhYzY+oxh0dH9G3A==
     #[test]
     fn malformed_tokens() {
         for t in ["", "a", "a.b", "a.b.c.d", "..", "!!.e30.x", "e30.e30.x"] {
-            assert!(verify_token(t, &jwks(), &rules(), NOW).is_err(), "{t:?}");
+            assert!(verify(t).is_err(), "{t:?}");
         }
         // A valid signature over a payload that is not JSON.
         let input = format!(
@@ -717,10 +701,7 @@ BaFH9VaPvQrmcI8mUyDkuVDEladCOaikiJ8veXFhYzY+oxh0dH9G3A==
         let key = EncodingKey::from_rsa_pem(KEY_A.as_bytes()).expect("test key");
         let sig =
             jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::RS256).expect("sign");
-        assert_eq!(
-            verify_token(&format!("{input}.{sig}"), &jwks(), &rules(), NOW),
-            Err(JwtError::Malformed)
-        );
+        assert_eq!(verify(&format!("{input}.{sig}")), Err(JwtError::Malformed));
     }
 
     #[test]

@@ -651,38 +651,24 @@ mod tests {
             can_system: s,
         };
         let all = caps(true, true, true);
+        let (read, read_write) = (caps(true, false, false), caps(true, true, false));
+        let (write, system, none) = (
+            caps(false, true, false),
+            caps(false, false, true),
+            caps(false, false, false),
+        );
         let cases = [
             // (grant, capabilities, creator's role now) → role
             (Some(Admin), all, Some(Owner), Some(Admin)),
             (Some(Write), all, Some(Owner), Some(Write)),
-            (
-                Some(Admin),
-                caps(true, false, false),
-                Some(Owner),
-                Some(Read),
-            ),
-            (
-                Some(Admin),
-                caps(true, true, false),
-                Some(Admin),
-                Some(Write),
-            ),
-            (
-                Some(Admin),
-                caps(false, true, false),
-                Some(Admin),
-                Some(Write),
-            ),
-            (
-                Some(Admin),
-                caps(false, false, true),
-                Some(Write),
-                Some(Write),
-            ),
+            (Some(Admin), read, Some(Owner), Some(Read)),
+            (Some(Admin), read_write, Some(Admin), Some(Write)),
+            (Some(Admin), write, Some(Admin), Some(Write)),
+            (Some(Admin), system, Some(Write), Some(Write)),
             (Some(Write), all, Some(Read), Some(Read)),
             // No grant, no capability, or a creator without access: nothing.
             (None, all, Some(Owner), None),
-            (Some(Admin), caps(false, false, false), Some(Owner), None),
+            (Some(Admin), none, Some(Owner), None),
             (Some(Admin), all, None, None),
             // A corrupt grant row claiming owner stays admin at most.
             (Some(Owner), all, Some(Owner), Some(Admin)),

@@ -40,7 +40,8 @@ async fn credential_caller(ctx: &Ctx, credential: Credential) -> Result<Caller, 
     match credential {
         Credential::ApiKey(key) => {
             let db = ctx.db()?;
-            let row = db::api_keys::find_by_hash(&db, &hash_api_key(&key))
+            let row: ApiKeyRow = db::api_keys::stmt::find_by_hash(&hash_api_key(&key))
+                .first(&db)
                 .await?
                 .ok_or(AuthError::UnknownApiKey)?;
             db::api_keys::touch(&db, &row).await?;
@@ -52,9 +53,11 @@ async fn credential_caller(ctx: &Ctx, credential: Credential) -> Result<Caller, 
         Credential::Jwt(token) => Ok(Caller::user(clerk::verify(&ctx.env, &token).await?)),
         Credential::Delegate { id, secret } => {
             let db = ctx.db()?;
-            let row = db::delegates::credential(&db, &id, &hash_delegate_secret(&secret))
-                .await?
-                .ok_or(AuthError::UnknownDelegate)?;
+            let row: CredentialRow =
+                db::delegates::stmt::credential(&id, &hash_delegate_secret(&secret))
+                    .first(&db)
+                    .await?
+                    .ok_or(AuthError::UnknownDelegate)?;
             let caller = delegate_caller(row.clone(), db::now_seconds())?;
             db::delegates::touch_secret(&db, &row).await?;
             Ok(caller)
@@ -111,13 +114,14 @@ pub async fn from_basis(
 ) -> Result<Option<Caller>, AuthError> {
     let db = ctx.db()?;
     if let (Some(delegate), Some(secret)) = (&basis.delegate, &basis.secret) {
-        let Some(row) = db::delegates::credential_by_ids(&db, delegate, secret).await? else {
+        let found = db::delegates::stmt::credential_by_ids(delegate, secret);
+        let Some(row) = found.first(&db).await? else {
             return Ok(None);
         };
         return Ok(delegate_caller(row, db::now_seconds()).ok());
     }
     if let Some(key_id) = &basis.api_key {
-        let Some(row) = db::api_keys::find_by_id(&db, key_id).await? else {
+        let Some(row) = db::api_keys::stmt::find_by_id(key_id).first(&db).await? else {
             return Ok(None);
         };
         return Ok(api_key_caller(row).ok());

@@ -4,7 +4,6 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{now_seconds, Arg, Statement};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -22,34 +21,30 @@ pub struct ApiKeyRow {
 
 // --- SQL --------------------------------------------------------------------
 
-/// The columns of `ApiKeyRow`, in its order.
-macro_rules! key_columns {
+/// `ApiKeyRow`s, up to the `WHERE` keyword.
+macro_rules! select_keys {
     () => {
-        "id, user_id, name, key_prefix, scope_type, scope_id, permissions, created_at, last_used_at"
+        "SELECT id, user_id, name, key_prefix, scope_type, scope_id, permissions, created_at,
+                last_used_at FROM api_keys WHERE "
     };
 }
 
 /// `?1` key hash.
-pub const SELECT_BY_HASH: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    " FROM api_keys WHERE key_hash = ?1"
-);
+pub const SELECT_BY_HASH: &str = concat!(select_keys!(), "key_hash = ?1");
 
 /// `?1` key id (re-evaluating a live session).
-pub const SELECT_BY_ID: &str = concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = ?1");
+pub const SELECT_BY_ID: &str = concat!(select_keys!(), "id = ?1");
 
 /// `?1` key id, `?2` now.
 pub const UPDATE_LAST_USED: &str = "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1";
 
 /// `?1` user id; newest first.
 pub const SELECT_FOR_USER: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    " FROM api_keys WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC"
+    select_keys!(),
+    "user_id = ?1 ORDER BY created_at DESC, rowid DESC"
 );
 
-/// `?1` id … `?8` permissions JSON, `?9` now.
+/// `?1` id … `?8` permissions JSON, `?9` now (`NewKey`).
 pub const INSERT_KEY: &str =
     "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, scope_type, scope_id,
                            permissions, created_at)
@@ -58,91 +53,38 @@ pub const INSERT_KEY: &str =
 /// `?1` key id, `?2` user id (the owner); returns the id if it deleted.
 pub const DELETE_OWNED: &str = "DELETE FROM api_keys WHERE id = ?1 AND user_id = ?2 RETURNING id";
 
+new_row! {
+    /// A new key (only its hash and prefix are stored).
+    NewKey => INSERT_KEY {
+        id: &'a str, user_id: &'a str, name: &'a str, key_hash: &'a str, key_prefix: &'a str,
+        scope_type: &'a str, scope_id: Option<&'a str>, permissions_json: &'a str,
+        created_at: i64,
+    }
+}
+
 /// The statements with their parameters bound in order.
 pub mod stmt {
     use super::*;
 
-    pub fn find_by_hash(key_hash: &str) -> Statement<'_> {
-        Statement::new(SELECT_BY_HASH, [Arg::Text(key_hash)])
-    }
-
-    pub fn find_by_id(id: &str) -> Statement<'_> {
-        Statement::new(SELECT_BY_ID, [Arg::Text(id)])
-    }
-
-    pub fn touch(id: &str, now: i64) -> Statement<'_> {
-        Statement::new(UPDATE_LAST_USED, [Arg::Text(id), Arg::Int(now)])
-    }
-
-    pub fn list_for_user(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_FOR_USER, [Arg::Text(user_id)])
-    }
-
-    pub fn insert<'a>(key: &NewKey<'a>, now: i64) -> Statement<'a> {
-        Statement::new(
-            INSERT_KEY,
-            [
-                Arg::Text(key.id),
-                Arg::Text(key.user_id),
-                Arg::Text(key.name),
-                Arg::Text(key.key_hash),
-                Arg::Text(key.key_prefix),
-                Arg::Text(key.scope_type),
-                Arg::opt_text(key.scope_id),
-                Arg::Text(key.permissions_json),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn delete_owned<'a>(id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(DELETE_OWNED, [Arg::Text(id), Arg::Text(user_id)])
+    statements! {
+        fn find_by_hash(key_hash: &'a str) => SELECT_BY_HASH;
+        fn find_by_id(id: &'a str) => SELECT_BY_ID;
+        fn touch(id: &'a str, now: i64) => UPDATE_LAST_USED;
+        /// Newest first.
+        fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
+        /// Returns a row if `user_id` owned the key and it is deleted.
+        fn delete_owned(id: &'a str, user_id: &'a str) => DELETE_OWNED;
     }
 }
 
 // --- D1 ---------------------------------------------------------------------
 
-pub async fn find_by_hash(db: &D1Database, key_hash: &str) -> Result<Option<ApiKeyRow>, ApiError> {
-    stmt::find_by_hash(key_hash).first(db).await
-}
-
-pub async fn find_by_id(db: &D1Database, id: &str) -> Result<Option<ApiKeyRow>, ApiError> {
-    stmt::find_by_id(id).first(db).await
-}
-
-/// Records use, at most once a minute per key (a write per request would
-/// cost more than the information is worth).
+/// Records use, at most once a minute per key.
 pub async fn touch(db: &D1Database, row: &ApiKeyRow) -> Result<(), ApiError> {
-    let now = now_seconds();
-    if row.last_used_at.is_some_and(|t| now - t < 60) {
-        return Ok(());
+    match super::use_worth_recording(row.last_used_at) {
+        Some(now) => stmt::touch(&row.id, now).run(db).await,
+        None => Ok(()),
     }
-    stmt::touch(&row.id, now).run(db).await
-}
-
-pub async fn list_for_user(db: &D1Database, user_id: &str) -> Result<Vec<ApiKeyRow>, ApiError> {
-    stmt::list_for_user(user_id).all(db).await
-}
-
-pub struct NewKey<'a> {
-    pub id: &'a str,
-    pub user_id: &'a str,
-    pub name: &'a str,
-    pub key_hash: &'a str,
-    pub key_prefix: &'a str,
-    pub scope_type: &'a str,
-    pub scope_id: Option<&'a str>,
-    pub permissions_json: &'a str,
-}
-
-pub async fn insert(db: &D1Database, key: &NewKey<'_>) -> Result<(), ApiError> {
-    stmt::insert(key, now_seconds()).run(db).await
-}
-
-/// Deletes the key if `user_id` owns it; returns whether it did.
-pub async fn delete_owned(db: &D1Database, id: &str, user_id: &str) -> Result<bool, ApiError> {
-    let deleted: Option<serde_json::Value> = stmt::delete_owned(id, user_id).first(db).await?;
-    Ok(deleted.is_some())
 }
 
 #[cfg(test)]
@@ -151,9 +93,7 @@ mod tests {
     use crate::db::testing::{TestDb, NOW};
 
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        db.user("alice");
-        db.user("bob");
+        let db = TestDb::with_users(&["alice", "bob"]);
         db.project("p", "alice");
         db
     }
@@ -179,10 +119,8 @@ mod tests {
         assert_eq!((row.created_at, row.last_used_at), (NOW, None));
         let row: ApiKeyRow = db.first(&stmt::find_by_hash("hash-k2")).unwrap();
         assert_eq!((row.scope_type.as_str(), row.scope_id), ("account", None));
-        assert!(db
-            .first::<ApiKeyRow>(&stmt::find_by_hash("hash-k3"))
-            .is_none());
-        assert!(db.first::<ApiKeyRow>(&stmt::find_by_hash("k1")).is_none());
+        assert!(db.returns_nothing(&stmt::find_by_hash("hash-k3")));
+        assert!(db.returns_nothing(&stmt::find_by_hash("k1")));
     }
 
     #[test]
@@ -198,14 +136,15 @@ mod tests {
             scope_type: "account",
             scope_id: None,
             permissions_json: "[]",
+            created_at: NOW,
         };
-        assert!(db.try_rows(&stmt::insert(&clash, NOW)).is_err());
+        assert!(db.try_rows(&clash.insert()).is_err());
         let orphan = NewKey {
             user_id: "ghost",
             key_hash: "hash-k3",
             ..clash
         };
-        assert!(db.try_rows(&stmt::insert(&orphan, NOW)).is_err());
+        assert!(db.try_rows(&orphan.insert()).is_err());
         assert_eq!(db.ids("api_keys"), ["k1"]);
     }
 
@@ -230,9 +169,7 @@ mod tests {
         let rows: Vec<ApiKeyRow> = db.all(&stmt::list_for_user("alice"));
         let ids: Vec<_> = rows.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["k3", "k1"]);
-        assert!(db
-            .all::<ApiKeyRow>(&stmt::list_for_user("nobody"))
-            .is_empty());
+        assert!(db.returns_nothing(&stmt::list_for_user("nobody")));
     }
 
     #[test]

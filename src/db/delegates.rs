@@ -5,7 +5,6 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{now_seconds, Arg, Statement};
 use crate::error::ApiError;
 use crate::permission::Permission;
 
@@ -74,18 +73,23 @@ pub const INSERT_DELEGATE: &str = concat!(
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
 );
 
+/// `DelegateRow`s, up to the `WHERE` keyword.
+macro_rules! select_delegates {
+    () => {
+        concat!("SELECT ", delegate_columns!(), " FROM delegates WHERE ")
+    };
+}
+
 /// `?1` creator; newest first.
 pub const SELECT_FOR_USER: &str = concat!(
-    "SELECT ",
-    delegate_columns!(),
-    " FROM delegates WHERE created_by_user_id = ?1 ORDER BY created_at DESC, rowid DESC"
+    select_delegates!(),
+    "created_by_user_id = ?1 ORDER BY created_at DESC, rowid DESC"
 );
 
 /// `?1` delegate id, `?2` creator: the delegate if that user created it.
 pub const SELECT_OWNED: &str = concat!(
-    "SELECT ",
-    delegate_columns!(),
-    " FROM delegates WHERE delegate_id = ?1 AND created_by_user_id = ?2"
+    select_delegates!(),
+    "delegate_id = ?1 AND created_by_user_id = ?2"
 );
 
 /// `?1` delegate id (the three deletes run as one batch).
@@ -93,7 +97,8 @@ pub const DELETE_GRANTS_OF: &str = "DELETE FROM delegate_grants WHERE delegate_i
 pub const DELETE_SECRETS_OF: &str = "DELETE FROM delegate_secrets WHERE delegate_id = ?1";
 pub const DELETE_DELEGATE: &str = "DELETE FROM delegates WHERE delegate_id = ?1";
 
-/// `?1` secret id, `?2` delegate id, `?3` hash, `?4` name, `?5` now.
+/// `?1` secret id, `?2` delegate id, `?3` hash, `?4` name, `?5` now
+/// (`NewSecret`).
 pub const INSERT_SECRET: &str =
     "INSERT INTO delegate_secrets (secret_id, delegate_id, secret_hash, name, created_at)
      VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -158,257 +163,67 @@ pub const DELETE_USER_DELEGATES: &str = "DELETE FROM delegates WHERE created_by_
 /// `?1` instance id: the grants on an instance about to be deleted.
 pub const DELETE_INSTANCE_GRANTS: &str = "DELETE FROM delegate_grants WHERE instance_id = ?1";
 
-/// A new delegate's columns.
-pub struct NewDelegate<'a> {
-    pub delegate_id: &'a str,
-    pub created_by_user_id: &'a str,
-    pub name: &'a str,
-    pub can_read: bool,
-    pub can_write: bool,
-    pub can_system: bool,
-    pub expires_at: Option<i64>,
+new_row! {
+    /// A new delegate.
+    NewDelegate => INSERT_DELEGATE {
+        delegate_id: &'a str, created_by_user_id: &'a str, name: &'a str,
+        can_read: bool, can_write: bool, can_system: bool,
+        created_at: i64, expires_at: Option<i64>,
+    }
+}
+
+new_row! {
+    /// A new secret of a delegate (only its hash is stored).
+    NewSecret => INSERT_SECRET {
+        secret_id: &'a str, delegate_id: &'a str, secret_hash: &'a str, name: Option<&'a str>,
+        created_at: i64,
+    }
 }
 
 /// The statements with their parameters bound in order.
 pub mod stmt {
     use super::*;
 
-    pub fn insert_delegate<'a>(d: &NewDelegate<'a>, now: i64) -> Statement<'a> {
-        Statement::new(
-            INSERT_DELEGATE,
-            [
-                Arg::Text(d.delegate_id),
-                Arg::Text(d.created_by_user_id),
-                Arg::Text(d.name),
-                Arg::Int(i64::from(d.can_read)),
-                Arg::Int(i64::from(d.can_write)),
-                Arg::Int(i64::from(d.can_system)),
-                Arg::Int(now),
-                Arg::opt_int(d.expires_at),
-            ],
-        )
-    }
-
-    pub fn list_for_user(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_FOR_USER, [Arg::Text(user_id)])
-    }
-
-    pub fn owned<'a>(delegate_id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(SELECT_OWNED, [Arg::Text(delegate_id), Arg::Text(user_id)])
-    }
-
-    pub fn delete(delegate_id: &str) -> [Statement<'_>; 3] {
-        let id = [Arg::Text(delegate_id)];
-        [
-            Statement::new(DELETE_GRANTS_OF, id),
-            Statement::new(DELETE_SECRETS_OF, id),
-            Statement::new(DELETE_DELEGATE, id),
-        ]
-    }
-
-    pub fn insert_secret<'a>(
-        secret_id: &'a str,
-        delegate_id: &'a str,
-        hash: &'a str,
-        name: Option<&'a str>,
-        now: i64,
-    ) -> Statement<'a> {
-        Statement::new(
-            INSERT_SECRET,
-            [
-                Arg::Text(secret_id),
-                Arg::Text(delegate_id),
-                Arg::Text(hash),
-                Arg::opt_text(name),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn secrets(delegate_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_SECRETS, [Arg::Text(delegate_id)])
-    }
-
-    pub fn revoke_secret<'a>(secret_id: &'a str, delegate_id: &'a str, now: i64) -> Statement<'a> {
-        Statement::new(
-            REVOKE_SECRET,
-            [Arg::Text(secret_id), Arg::Text(delegate_id), Arg::Int(now)],
-        )
-    }
-
-    pub fn credential<'a>(delegate_id: &'a str, hash: &'a str) -> Statement<'a> {
-        Statement::new(SELECT_CREDENTIAL, [Arg::Text(delegate_id), Arg::Text(hash)])
-    }
-
-    pub fn credential_by_ids<'a>(delegate_id: &'a str, secret_id: &'a str) -> Statement<'a> {
-        Statement::new(
-            SELECT_CREDENTIAL_BY_IDS,
-            [Arg::Text(delegate_id), Arg::Text(secret_id)],
-        )
-    }
-
-    pub fn touch_secret(secret_id: &str, now: i64) -> Statement<'_> {
-        Statement::new(TOUCH_SECRET, [Arg::Text(secret_id), Arg::Int(now)])
-    }
-
-    pub fn upsert_grant<'a>(
-        delegate_id: &'a str,
-        instance_id: &'a str,
-        permission: Permission,
-        granted_by: &'a str,
-        now: i64,
-    ) -> Statement<'a> {
-        Statement::new(
-            UPSERT_GRANT,
-            [
-                Arg::Text(delegate_id),
-                Arg::Text(instance_id),
-                Arg::Text(permission.as_str()),
-                Arg::Text(granted_by),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn grants(delegate_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_GRANTS, [Arg::Text(delegate_id)])
-    }
-
-    pub fn grant<'a>(delegate_id: &'a str, instance_id: &'a str, now: i64) -> Statement<'a> {
-        Statement::new(
-            SELECT_GRANT,
-            [
-                Arg::Text(delegate_id),
-                Arg::Text(instance_id),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn delete_grant<'a>(delegate_id: &'a str, instance_id: &'a str) -> Statement<'a> {
-        Statement::new(
-            DELETE_GRANT,
-            [Arg::Text(delegate_id), Arg::Text(instance_id)],
-        )
-    }
-
-    pub fn delete_for_user(user_id: &str) -> [Statement<'_>; 3] {
-        let id = [Arg::Text(user_id)];
-        [
-            Statement::new(DELETE_USER_GRANTS, id),
-            Statement::new(DELETE_USER_SECRETS, id),
-            Statement::new(DELETE_USER_DELEGATES, id),
-        ]
-    }
-
-    pub fn delete_instance_grants(instance_id: &str) -> Statement<'_> {
-        Statement::new(DELETE_INSTANCE_GRANTS, [Arg::Text(instance_id)])
+    statements! {
+        /// Newest first.
+        fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
+        /// The delegate if `user_id` created it (else it does not exist for them).
+        fn owned(delegate_id: &'a str, user_id: &'a str) => SELECT_OWNED;
+        fn secrets(delegate_id: &'a str) => SELECT_SECRETS;
+        /// Returns a row if the delegate has such a secret.
+        fn revoke_secret(secret_id: &'a str, delegate_id: &'a str, now: i64) => REVOKE_SECRET;
+        fn credential(delegate_id: &'a str, hash: &'a str) => SELECT_CREDENTIAL;
+        fn credential_by_ids(delegate_id: &'a str, secret_id: &'a str) => SELECT_CREDENTIAL_BY_IDS;
+        fn touch_secret(secret_id: &'a str, now: i64) => TOUCH_SECRET;
+        fn upsert_grant(
+            delegate_id: &'a str, instance_id: &'a str, permission: Permission, granted_by: &'a str,
+            now: i64,
+        ) => UPSERT_GRANT;
+        fn grants(delegate_id: &'a str) => SELECT_GRANTS;
+        fn grant(delegate_id: &'a str, instance_id: &'a str, now: i64) => SELECT_GRANT;
+        /// Returns a row if there was such a grant.
+        fn delete_grant(delegate_id: &'a str, instance_id: &'a str) => DELETE_GRANT;
+        /// The grants on an instance (instance deletion).
+        fn delete_instance_grants(instance_id: &'a str) => DELETE_INSTANCE_GRANTS;
+        /// One batch: a delegate with its secrets and grants.
+        fn delete(delegate_id: &'a str) => [
+            DELETE_GRANTS_OF, DELETE_SECRETS_OF, DELETE_DELEGATE,
+        ];
+        /// One batch: every delegate `user_id` created (account deletion).
+        fn delete_for_user(user_id: &'a str) => [
+            DELETE_USER_GRANTS, DELETE_USER_SECRETS, DELETE_USER_DELEGATES,
+        ];
     }
 }
 
 // --- D1 ---------------------------------------------------------------------
 
-pub async fn insert(db: &D1Database, d: &NewDelegate<'_>) -> Result<i64, ApiError> {
-    let now = now_seconds();
-    stmt::insert_delegate(d, now).run(db).await?;
-    Ok(now)
-}
-
-pub async fn list_for_user(db: &D1Database, user_id: &str) -> Result<Vec<DelegateRow>, ApiError> {
-    stmt::list_for_user(user_id).all(db).await
-}
-
-/// The delegate if `user_id` created it (else it does not exist for them).
-pub async fn owned(
-    db: &D1Database,
-    delegate_id: &str,
-    user_id: &str,
-) -> Result<Option<DelegateRow>, ApiError> {
-    stmt::owned(delegate_id, user_id).first(db).await
-}
-
-/// Deletes a delegate with its secrets and grants, in one batch.
-pub async fn delete(db: &D1Database, delegate_id: &str) -> Result<(), ApiError> {
-    super::run_batch(db, &stmt::delete(delegate_id)).await
-}
-
-pub async fn insert_secret(
-    db: &D1Database,
-    secret_id: &str,
-    delegate_id: &str,
-    hash: &str,
-    name: Option<&str>,
-) -> Result<i64, ApiError> {
-    let now = now_seconds();
-    stmt::insert_secret(secret_id, delegate_id, hash, name, now)
-        .run(db)
-        .await?;
-    Ok(now)
-}
-
-pub async fn secrets(db: &D1Database, delegate_id: &str) -> Result<Vec<SecretRow>, ApiError> {
-    stmt::secrets(delegate_id).all(db).await
-}
-
-/// Revokes a secret of the delegate; whether such a secret exists.
-pub async fn revoke_secret(
-    db: &D1Database,
-    secret_id: &str,
-    delegate_id: &str,
-) -> Result<bool, ApiError> {
-    let row: Option<super::IdRow> = stmt::revoke_secret(secret_id, delegate_id, now_seconds())
-        .first(db)
-        .await?;
-    Ok(row.is_some())
-}
-
-pub async fn credential(
-    db: &D1Database,
-    delegate_id: &str,
-    secret_hash: &str,
-) -> Result<Option<CredentialRow>, ApiError> {
-    stmt::credential(delegate_id, secret_hash).first(db).await
-}
-
-pub async fn credential_by_ids(
-    db: &D1Database,
-    delegate_id: &str,
-    secret_id: &str,
-) -> Result<Option<CredentialRow>, ApiError> {
-    stmt::credential_by_ids(delegate_id, secret_id)
-        .first(db)
-        .await
-}
-
 /// Records use of a secret, at most once a minute.
 pub async fn touch_secret(db: &D1Database, row: &CredentialRow) -> Result<(), ApiError> {
-    let now = now_seconds();
-    if row.last_used_at.is_some_and(|t| now - t < 60) {
-        return Ok(());
+    match super::use_worth_recording(row.last_used_at) {
+        Some(now) => stmt::touch_secret(&row.secret_id, now).run(db).await,
+        None => Ok(()),
     }
-    stmt::touch_secret(&row.secret_id, now).run(db).await
-}
-
-pub async fn upsert_grant(
-    db: &D1Database,
-    delegate_id: &str,
-    instance_id: &str,
-    permission: Permission,
-    granted_by: &str,
-) -> Result<(), ApiError> {
-    stmt::upsert_grant(
-        delegate_id,
-        instance_id,
-        permission,
-        granted_by,
-        now_seconds(),
-    )
-    .run(db)
-    .await
-}
-
-pub async fn grants(db: &D1Database, delegate_id: &str) -> Result<Vec<GrantRow>, ApiError> {
-    stmt::grants(delegate_id).all(db).await
 }
 
 /// The live grant's permission on the instance, if any.
@@ -417,67 +232,60 @@ pub async fn grant(
     delegate_id: &str,
     instance_id: &str,
 ) -> Result<Option<Permission>, ApiError> {
-    let row: Option<GrantRow> = stmt::grant(delegate_id, instance_id, now_seconds())
+    let row: Option<GrantRow> = stmt::grant(delegate_id, instance_id, super::now_seconds())
         .first(db)
         .await?;
     Ok(row.and_then(|g| Permission::parse_grantable(&g.permission)))
-}
-
-/// Removes a grant; whether there was one.
-pub async fn delete_grant(
-    db: &D1Database,
-    delegate_id: &str,
-    instance_id: &str,
-) -> Result<bool, ApiError> {
-    let row: Option<super::IdRow> = stmt::delete_grant(delegate_id, instance_id)
-        .first(db)
-        .await?;
-    Ok(row.is_some())
-}
-
-/// Deletes every delegate `user_id` created (account deletion).
-pub async fn delete_for_user(db: &D1Database, user_id: &str) -> Result<(), ApiError> {
-    super::run_batch(db, &stmt::delete_for_user(user_id)).await
-}
-
-/// Deletes the grants on an instance (instance deletion).
-pub async fn delete_instance_grants(db: &D1Database, instance_id: &str) -> Result<(), ApiError> {
-    stmt::delete_instance_grants(instance_id).run(db).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db::testing::{TestDb, NOW};
+    use crate::permission::Permission::{Read, Write};
 
-    fn world() -> TestDb {
-        let db = TestDb::new();
-        db.user("u1");
-        db.user("u2");
+    /// u1 (project p1 with instances i1, i2), u2, and `delegates` as
+    /// `(id, creator)`, made at `NOW` and never expiring.
+    fn world(delegates: &[(&str, &str)]) -> TestDb {
+        let db = TestDb::with_users(&["u1", "u2"]);
         db.project("p1", "u1");
         db.instance("i1", "p1", "u1");
         db.instance("i2", "p1", "u1");
+        for (id, creator) in delegates {
+            delegate(&db, id, creator, NOW, None);
+        }
         db
     }
 
     fn delegate(db: &TestDb, id: &str, user: &str, at: i64, expires: Option<i64>) {
-        db.run(&stmt::insert_delegate(
-            &NewDelegate {
-                delegate_id: id,
-                created_by_user_id: user,
-                name: "agent",
-                can_read: true,
-                can_write: true,
-                can_system: false,
-                expires_at: expires,
-            },
-            at,
-        ));
+        let row = NewDelegate {
+            delegate_id: id,
+            created_by_user_id: user,
+            name: "agent",
+            can_read: true,
+            can_write: true,
+            can_system: false,
+            created_at: at,
+            expires_at: expires,
+        };
+        db.run(&row.insert());
+    }
+
+    /// Secret `id` of `delegate` with hash `hash`, made at `at`.
+    fn secret(db: &TestDb, id: &str, delegate: &str, hash: &str, name: Option<&str>, at: i64) {
+        let row = NewSecret {
+            secret_id: id,
+            delegate_id: delegate,
+            secret_hash: hash,
+            name,
+            created_at: at,
+        };
+        db.run(&row.insert());
     }
 
     #[test]
     fn delegates_are_listed_newest_first_and_only_for_their_creator() {
-        let db = world();
+        let db = world(&[]);
         delegate(&db, "del_a", "u1", NOW - 10, None);
         delegate(&db, "del_b", "u1", NOW, Some(NOW + 100));
         delegate(&db, "del_c", "u2", NOW, None);
@@ -489,9 +297,7 @@ mod tests {
             (rows[0].can_read, rows[0].can_write, rows[0].can_system),
             (1, 1, 0)
         );
-        assert!(db
-            .first::<DelegateRow>(&stmt::owned("del_c", "u1"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::owned("del_c", "u1")));
         assert!(db
             .first::<DelegateRow>(&stmt::owned("del_c", "u2"))
             .is_some());
@@ -499,24 +305,14 @@ mod tests {
 
     #[test]
     fn credentials_match_live_secrets_only() {
-        let db = world();
-        delegate(&db, "del_a", "u1", NOW, None);
-        delegate(&db, "del_b", "u1", NOW, None);
-        db.run(&stmt::insert_secret(
-            "sec_1",
-            "del_a",
-            "h1",
-            Some("ci"),
-            NOW,
-        ));
-        db.run(&stmt::insert_secret("sec_2", "del_a", "h2", None, NOW + 1));
+        let db = world(&[("del_a", "u1"), ("del_b", "u1")]);
+        secret(&db, "sec_1", "del_a", "h1", Some("ci"), NOW);
+        secret(&db, "sec_2", "del_a", "h2", None, NOW + 1);
         let found: CredentialRow = db.first(&stmt::credential("del_a", "h1")).unwrap();
         assert_eq!(found.secret_id, "sec_1");
         assert_eq!(found.created_by_user_id, "u1");
         // The hash of another delegate's secret does not authenticate.
-        assert!(db
-            .first::<CredentialRow>(&stmt::credential("del_b", "h1"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::credential("del_b", "h1")));
         assert!(db
             .first::<CredentialRow>(&stmt::credential_by_ids("del_a", "sec_2"))
             .is_some());
@@ -524,20 +320,14 @@ mod tests {
         let revoked: Option<crate::db::IdRow> =
             db.first(&stmt::revoke_secret("sec_1", "del_a", NOW + 5));
         assert!(revoked.is_some());
-        assert!(db
-            .first::<CredentialRow>(&stmt::credential("del_a", "h1"))
-            .is_none());
-        assert!(db
-            .first::<CredentialRow>(&stmt::credential_by_ids("del_a", "sec_1"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::credential("del_a", "h1")));
+        assert!(db.returns_nothing(&stmt::credential_by_ids("del_a", "sec_1")));
         // Revoking again keeps the first time; another delegate's secret is not found.
         db.first::<crate::db::IdRow>(&stmt::revoke_secret("sec_1", "del_a", NOW + 50));
         let secrets: Vec<SecretRow> = db.all(&stmt::secrets("del_a"));
         assert_eq!(secrets[0].secret_id, "sec_2");
         assert_eq!(secrets[1].revoked_at, Some(NOW + 5));
-        assert!(db
-            .first::<crate::db::IdRow>(&stmt::revoke_secret("sec_2", "del_b", NOW))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::revoke_secret("sec_2", "del_b", NOW)));
 
         db.run(&stmt::touch_secret("sec_2", NOW + 9));
         let row: CredentialRow = db.first(&stmt::credential("del_a", "h2")).unwrap();
@@ -546,29 +336,10 @@ mod tests {
 
     #[test]
     fn grants_replace_expire_and_delete() {
-        let db = world();
-        delegate(&db, "del_a", "u1", NOW, None);
-        db.run(&stmt::upsert_grant(
-            "del_a",
-            "i1",
-            Permission::Write,
-            "u1",
-            NOW,
-        ));
-        db.run(&stmt::upsert_grant(
-            "del_a",
-            "i2",
-            Permission::Read,
-            "u1",
-            NOW + 1,
-        ));
-        db.run(&stmt::upsert_grant(
-            "del_a",
-            "i1",
-            Permission::Read,
-            "u1",
-            NOW + 2,
-        ));
+        let db = world(&[("del_a", "u1")]);
+        db.run(&stmt::upsert_grant("del_a", "i1", Write, "u1", NOW));
+        db.run(&stmt::upsert_grant("del_a", "i2", Read, "u1", NOW + 1));
+        db.run(&stmt::upsert_grant("del_a", "i1", Read, "u1", NOW + 2));
         let grants: Vec<GrantRow> = db.all(&stmt::grants("del_a"));
         let listed: Vec<_> = grants
             .iter()
@@ -581,42 +352,23 @@ mod tests {
         db.conn
             .execute_batch("UPDATE delegate_grants SET expires_at = 5 WHERE instance_id = 'i2'")
             .unwrap();
-        assert!(db
-            .first::<GrantRow>(&stmt::grant("del_a", "i2", NOW))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::grant("del_a", "i2", NOW)));
 
         let gone: Option<crate::db::IdRow> = db.first(&stmt::delete_grant("del_a", "i1"));
         assert!(gone.is_some());
-        assert!(db
-            .first::<crate::db::IdRow>(&stmt::delete_grant("del_a", "i1"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::delete_grant("del_a", "i1")));
         // A grant on a missing instance is refused by the foreign key.
         assert!(db
-            .try_rows(&stmt::upsert_grant(
-                "del_a",
-                "nope",
-                Permission::Read,
-                "u1",
-                NOW
-            ))
+            .try_rows(&stmt::upsert_grant("del_a", "nope", Read, "u1", NOW))
             .is_err());
     }
 
     #[test]
     fn deletions_take_secrets_and_grants_with_them() {
-        let db = world();
-        delegate(&db, "del_a", "u1", NOW, None);
-        delegate(&db, "del_b", "u1", NOW, None);
-        delegate(&db, "del_c", "u2", NOW, None);
+        let db = world(&[("del_a", "u1"), ("del_b", "u1"), ("del_c", "u2")]);
         for d in ["del_a", "del_b", "del_c"] {
-            db.run(&stmt::insert_secret(
-                &format!("sec_{d}"),
-                d,
-                &format!("h_{d}"),
-                None,
-                NOW,
-            ));
-            db.run(&stmt::upsert_grant(d, "i1", Permission::Read, "u1", NOW));
+            secret(&db, &format!("sec_{d}"), d, &format!("h_{d}"), None, NOW);
+            db.run(&stmt::upsert_grant(d, "i1", Read, "u1", NOW));
         }
         db.batch(&stmt::delete("del_a"));
         assert_eq!(
@@ -639,16 +391,9 @@ mod tests {
 
     #[test]
     fn the_foreign_keys_cascade() {
-        let db = world();
-        delegate(&db, "del_a", "u1", NOW, None);
-        db.run(&stmt::insert_secret("sec_1", "del_a", "h1", None, NOW));
-        db.run(&stmt::upsert_grant(
-            "del_a",
-            "i1",
-            Permission::Read,
-            "u1",
-            NOW,
-        ));
+        let db = world(&[("del_a", "u1")]);
+        secret(&db, "sec_1", "del_a", "h1", None, NOW);
+        db.run(&stmt::upsert_grant("del_a", "i1", Read, "u1", NOW));
         db.conn
             .execute_batch("DELETE FROM instances WHERE id = 'i1'")
             .unwrap();

@@ -1,10 +1,6 @@
 //! Rows of the `groups` and `group_members` tables.
 
 use serde::{Deserialize, Serialize};
-use worker::D1Database;
-
-use super::{now_seconds, run_batch, Arg, Statement};
-use crate::error::ApiError;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GroupListRow {
@@ -76,90 +72,19 @@ pub const DELETE_MEMBER: &str =
 pub mod stmt {
     use super::*;
 
-    pub fn list_for_user(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_FOR_USER, [Arg::Text(user_id)])
+    statements! {
+        fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
+        fn create(id: &'a str, name: &'a str, owner_id: &'a str, now: i64) => INSERT_GROUP;
+        fn get(id: &'a str, user_id: &'a str) => SELECT_GROUP;
+        fn members(group_id: &'a str) => SELECT_MEMBERS;
+        fn add_member(group_id: &'a str, user_id: &'a str, now: i64) => INSERT_MEMBER;
+        /// Returns a row if there was such a membership.
+        fn remove_member(group_id: &'a str, user_id: &'a str) => DELETE_MEMBER;
+        /// One batch: the group, its memberships and every share to it.
+        fn delete(id: &'a str) => [
+            DELETE_SHARES_TO_GROUP, DELETE_GROUP_MEMBERS, DELETE_GROUP,
+        ];
     }
-
-    pub fn create<'a>(id: &'a str, name: &'a str, owner_id: &'a str, now: i64) -> Statement<'a> {
-        Statement::new(
-            INSERT_GROUP,
-            [
-                Arg::Text(id),
-                Arg::Text(name),
-                Arg::Text(owner_id),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn get<'a>(id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(SELECT_GROUP, [Arg::Text(id), Arg::Text(user_id)])
-    }
-
-    pub fn members(group_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_MEMBERS, [Arg::Text(group_id)])
-    }
-
-    /// One batch.
-    pub fn delete(id: &str) -> Vec<Statement<'_>> {
-        [DELETE_SHARES_TO_GROUP, DELETE_GROUP_MEMBERS, DELETE_GROUP]
-            .into_iter()
-            .map(|sql| Statement::new(sql, [Arg::Text(id)]))
-            .collect()
-    }
-
-    pub fn add_member<'a>(group_id: &'a str, user_id: &'a str, now: i64) -> Statement<'a> {
-        Statement::new(
-            INSERT_MEMBER,
-            [Arg::Text(group_id), Arg::Text(user_id), Arg::Int(now)],
-        )
-    }
-
-    pub fn remove_member<'a>(group_id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(DELETE_MEMBER, [Arg::Text(group_id), Arg::Text(user_id)])
-    }
-}
-
-// --- D1 ---------------------------------------------------------------------
-
-pub async fn list_for_user(db: &D1Database, user_id: &str) -> Result<Vec<GroupListRow>, ApiError> {
-    stmt::list_for_user(user_id).all(db).await
-}
-
-pub async fn create(db: &D1Database, id: &str, name: &str, owner_id: &str) -> Result<(), ApiError> {
-    stmt::create(id, name, owner_id, now_seconds())
-        .run(db)
-        .await
-}
-
-pub async fn get(db: &D1Database, id: &str, user_id: &str) -> Result<Option<GroupRow>, ApiError> {
-    stmt::get(id, user_id).first(db).await
-}
-
-pub async fn members(db: &D1Database, group_id: &str) -> Result<Vec<MemberRow>, ApiError> {
-    stmt::members(group_id).all(db).await
-}
-
-/// Deletes the group, its memberships and every share to it.
-pub async fn delete(db: &D1Database, id: &str) -> Result<(), ApiError> {
-    run_batch(db, &stmt::delete(id)).await
-}
-
-pub async fn add_member(db: &D1Database, group_id: &str, user_id: &str) -> Result<(), ApiError> {
-    stmt::add_member(group_id, user_id, now_seconds())
-        .run(db)
-        .await
-}
-
-/// Removes a membership; returns whether there was one.
-pub async fn remove_member(
-    db: &D1Database,
-    group_id: &str,
-    user_id: &str,
-) -> Result<bool, ApiError> {
-    let removed: Option<serde_json::Value> =
-        stmt::remove_member(group_id, user_id).first(db).await?;
-    Ok(removed.is_some())
 }
 
 #[cfg(test)]
@@ -171,11 +96,7 @@ mod tests {
     use crate::permission::Permission;
 
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        for u in ["alice", "bob", "carol"] {
-            db.user(u);
-        }
-        db
+        TestDb::with_users(&["alice", "bob", "carol"])
     }
 
     fn instance_role_of(db: &TestDb, instance: &str, user: &str) -> Option<Permission> {
@@ -186,9 +107,9 @@ mod tests {
     #[test]
     fn list_for_user_owned_and_member_groups_newest_first() {
         let db = seeded();
-        db.group("g1", "alice");
-        db.group("g2", "bob");
-        db.group("g3", "bob");
+        db.group("g1", "alice", &[]);
+        db.group("g2", "bob", &[]);
+        db.group("g3", "bob", &[]);
         db.run(&stmt::create("g4", "Later", "carol", NOW + 1));
         db.member("g2", "alice");
         db.member("g4", "alice");
@@ -208,16 +129,13 @@ mod tests {
             ]
         );
         assert_eq!(rows[0].name, "Later");
-        assert!(db
-            .all::<GroupListRow>(&stmt::list_for_user("nobody"))
-            .is_empty());
+        assert!(db.returns_nothing(&stmt::list_for_user("nobody")));
     }
 
     #[test]
     fn get_reports_membership_of_the_caller() {
         let db = seeded();
-        db.group("g", "alice");
-        db.member("g", "bob");
+        db.group("g", "alice", &["bob"]);
         let get = |user| db.first::<GroupRow>(&stmt::get("g", user)).unwrap();
         assert_eq!(get("bob").is_member, 1);
         assert_eq!(get("carol").is_member, 0);
@@ -227,15 +145,13 @@ mod tests {
             (row.name.as_str(), row.owner_id.as_str(), row.created_at),
             ("g", "alice", NOW)
         );
-        assert!(db.first::<GroupRow>(&stmt::get("nope", "alice")).is_none());
+        assert!(db.returns_nothing(&stmt::get("nope", "alice")));
     }
 
     #[test]
     fn members_add_and_remove() {
         let db = seeded();
-        db.group("g", "alice");
-        db.member("g", "carol");
-        db.member("g", "bob");
+        db.group("g", "alice", &["carol", "bob"]);
         db.member("g", "carol"); // again: no-op
         let rows: Vec<MemberRow> = db.all(&stmt::members("g"));
         let got: Vec<_> = rows
@@ -263,10 +179,8 @@ mod tests {
     fn delete_removes_memberships_and_shares_so_access_stops() {
         let db = seeded();
         db.project("p", "alice");
-        db.group("g", "alice");
-        db.group("h", "alice");
-        db.member("g", "bob");
-        db.member("h", "bob");
+        db.group("g", "alice", &["bob"]);
+        db.group("h", "alice", &["bob"]);
         db.share("to-g", "instance:p-main", "group:g", "write", "alice");
         db.share("to-g2", "project:p", "group:g", "read", "alice");
         db.share("to-h", "project:p", "group:h", "read", "alice");

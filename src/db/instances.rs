@@ -1,11 +1,9 @@
 //! Rows of the `instances` table, with the facts role resolution needs.
 
 use serde::Deserialize;
-use worker::D1Database;
 
-use super::{level_to_permission, now_seconds, run_batch, Arg, Statement};
+use super::level_to_permission;
 use crate::auth::roles::AccessFacts;
-use crate::error::ApiError;
 pub use crate::instance::internal::ReadOnlyFlag;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,137 +107,28 @@ pub const SELECT_READ_ONLY: &str =
 pub mod stmt {
     use super::*;
 
-    pub fn get<'a>(instance_id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(
-            SELECT_INSTANCE,
-            [Arg::Text(instance_id), Arg::Text(user_id)],
-        )
+    statements! {
+        /// One instance with the caller's (`user_id`) share facts.
+        fn get(instance_id: &'a str, user_id: &'a str) => SELECT_INSTANCE;
+        /// The project's instances with the caller's share facts, newest first.
+        fn list_for_project(project_id: &'a str, user_id: &'a str) => SELECT_FOR_PROJECT;
+        fn create(
+            id: &'a str, project_id: &'a str, owner_id: &'a str, name: &'a str,
+            parent: Option<&'a str>, now: i64,
+        ) => INSERT_INSTANCE;
+        /// `now` in seconds, `now_ms` in milliseconds (the flag's version).
+        fn update(
+            id: &'a str, name: Option<&'a str>, read_only: Option<bool>, now: i64, now_ms: i64,
+        ) => UPDATE_INSTANCE;
+        /// The read-only flag with its version (`ReadOnlyFlag`), no row when
+        /// no such instance exists.
+        fn read_only(instance_id: &'a str) => SELECT_READ_ONLY;
+        /// One batch: the instance row, its shares, its tokens and keys scoped
+        /// to it.
+        fn delete(id: &'a str) => [
+            DELETE_INSTANCE_SHARES, DELETE_INSTANCE_TOKENS, DELETE_INSTANCE_KEYS, DELETE_INSTANCE,
+        ];
     }
-
-    pub fn list_for_project<'a>(project_id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(
-            SELECT_FOR_PROJECT,
-            [Arg::Text(project_id), Arg::Text(user_id)],
-        )
-    }
-
-    pub fn create<'a>(
-        id: &'a str,
-        project_id: &'a str,
-        owner_id: &'a str,
-        name: &'a str,
-        parent: Option<&'a str>,
-        now: i64,
-    ) -> Statement<'a> {
-        Statement::new(
-            INSERT_INSTANCE,
-            [
-                Arg::Text(id),
-                Arg::Text(project_id),
-                Arg::Text(owner_id),
-                Arg::Text(name),
-                Arg::opt_text(parent),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn update<'a>(
-        id: &'a str,
-        name: Option<&'a str>,
-        read_only: Option<bool>,
-        now: i64,
-        now_ms: i64,
-    ) -> Statement<'a> {
-        Statement::new(
-            UPDATE_INSTANCE,
-            [
-                Arg::Text(id),
-                Arg::opt_text(name),
-                Arg::opt_int(read_only.map(i64::from)),
-                Arg::Int(now),
-                Arg::Int(now_ms),
-            ],
-        )
-    }
-
-    /// One batch.
-    pub fn delete(id: &str) -> Vec<Statement<'_>> {
-        [
-            DELETE_INSTANCE_SHARES,
-            DELETE_INSTANCE_TOKENS,
-            DELETE_INSTANCE_KEYS,
-            DELETE_INSTANCE,
-        ]
-        .into_iter()
-        .map(|sql| Statement::new(sql, [Arg::Text(id)]))
-        .collect()
-    }
-
-    pub fn read_only(instance_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_READ_ONLY, [Arg::Text(instance_id)])
-    }
-}
-
-// --- D1 ---------------------------------------------------------------------
-
-/// One instance with the caller's (`user_id`) share facts.
-pub async fn get(
-    db: &D1Database,
-    instance_id: &str,
-    user_id: &str,
-) -> Result<Option<InstanceRow>, ApiError> {
-    stmt::get(instance_id, user_id).first(db).await
-}
-
-/// The project's instances with the caller's share facts, newest first.
-pub async fn list_for_project(
-    db: &D1Database,
-    project_id: &str,
-    user_id: &str,
-) -> Result<Vec<InstanceRow>, ApiError> {
-    stmt::list_for_project(project_id, user_id).all(db).await
-}
-
-pub async fn create(
-    db: &D1Database,
-    id: &str,
-    project_id: &str,
-    owner_id: &str,
-    name: &str,
-    parent: Option<&str>,
-) -> Result<i64, ApiError> {
-    let now = now_seconds();
-    stmt::create(id, project_id, owner_id, name, parent, now)
-        .run(db)
-        .await?;
-    Ok(now)
-}
-
-pub async fn update(
-    db: &D1Database,
-    id: &str,
-    name: Option<&str>,
-    read_only: Option<bool>,
-) -> Result<(), ApiError> {
-    let now_ms = worker::Date::now().as_millis() as i64;
-    stmt::update(id, name, read_only, now_seconds(), now_ms)
-        .run(db)
-        .await
-}
-
-/// Deletes the instance row, its shares, its tokens and keys scoped to it.
-pub async fn delete(db: &D1Database, id: &str) -> Result<(), ApiError> {
-    run_batch(db, &stmt::delete(id)).await
-}
-
-/// The instance's read-only flag with its version, or `None` when no such
-/// instance exists.
-pub async fn read_only(
-    db: &D1Database,
-    instance_id: &str,
-) -> Result<Option<ReadOnlyFlag>, ApiError> {
-    stmt::read_only(instance_id).first(db).await
 }
 
 #[cfg(test)]
@@ -256,10 +145,7 @@ mod tests {
 
     /// alice owns project `p` (instances `p-main`, `x`); bob owns `q`.
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        for u in ["alice", "bob", "carol", "dave", "erin"] {
-            db.user(u);
-        }
+        let db = TestDb::with_users(&["alice", "bob", "carol", "dave", "erin"]);
         db.project("p", "alice");
         db.instance("x", "p", "alice");
         db.project("q", "bob");
@@ -271,8 +157,7 @@ mod tests {
         let db = seeded();
         db.share("s1", "project:p", "user:bob", "write", "alice");
         db.share("s2", "instance:x", "user:carol", "admin", "alice");
-        db.group("g", "erin");
-        db.member("g", "dave");
+        db.group("g", "erin", &["dave"]);
         db.share("s3", "instance:x", "group:g", "read", "alice");
         // Not to anyone here: another resource, another user, an API key.
         db.share("s4", "project:q", "user:carol", "admin", "bob");
@@ -325,9 +210,7 @@ mod tests {
     #[test]
     fn unknown_instance_is_none() {
         let db = seeded();
-        assert!(db
-            .first::<InstanceRow>(&stmt::get("nope", "alice"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::get("nope", "alice")));
         assert_eq!(
             db.first::<ReadOnlyFlag>(&stmt::read_only("nope"))
                 .map(|r| r.read_only),
@@ -348,9 +231,7 @@ mod tests {
             .map(|r| instance_role(&r.facts("bob")))
             .collect();
         assert_eq!(roles, [Some(Write), None, None]);
-        assert!(db
-            .all::<InstanceRow>(&stmt::list_for_project("nope", "bob"))
-            .is_empty());
+        assert!(db.returns_nothing(&stmt::list_for_project("nope", "bob")));
     }
 
     #[test]
@@ -393,14 +274,8 @@ mod tests {
     #[test]
     fn delete_removes_the_instance_its_shares_tokens_and_scoped_keys() {
         let db = seeded();
-        db.instance("c", "p", "alice");
+        db.clone_of("c", "p", "alice", "x");
         db.run(&stmt::update("c", None, None, NOW, NOW * 1000)); // no-op update
-        db.conn
-            .execute(
-                "UPDATE instances SET parent_instance_id = 'x' WHERE id = 'c'",
-                [],
-            )
-            .unwrap();
         db.share("on-x", "instance:x", "user:bob", "read", "alice");
         db.share("on-main", "instance:p-main", "user:bob", "read", "alice");
         db.share("on-p", "project:p", "user:carol", "read", "alice");

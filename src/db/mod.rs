@@ -2,10 +2,12 @@
 //! under this module, as a named constant with `?N` placeholders (SQL text is
 //! only ever assembled at compile time from constants, never from input).
 //!
-//! Each module pairs its constants with statement builders (`stmt::*`) that
-//! bind the parameters in order; the D1 functions run those [`Statement`]s
-//! and the native unit tests run the very same ones on rusqlite with the
-//! migrations applied (see `testing`), like the instance store does.
+//! Each module pairs its constants with statement builders (`stmt::*`,
+//! declared with [`statements!`]) that bind the parameters in order. Callers
+//! run those [`Statement`]s on D1 (`stmt::get(..).first(&db)`); the native
+//! unit tests run the very same ones on rusqlite with the migrations applied
+//! (see `testing`), like the instance store does. A module keeps a D1
+//! function only where there is more to do than run one statement.
 
 // Shared SQL fragments. They are macros, not constants, so that every
 // statement is a single `&'static str` built with `concat!`. Defined before
@@ -56,6 +58,59 @@ macro_rules! share_level {
     };
 }
 
+/// Statement builders, one entry each, declared in a `stmt` module:
+///
+/// - `fn name(params) => SQL;` binds the parameters in order as `?1..?N`;
+/// - `fn name(params) => SQL(exprs);` binds those expressions instead;
+/// - `fn name(params) => [SQL, …];` is a batch: each statement, in order,
+///   with the same parameters.
+///
+/// Each value becomes an [`Arg`] by `From`. Parameters borrow for `'a`, the
+/// lifetime of the returned statements.
+macro_rules! statements {
+    () => {};
+    ($(#[$attr:meta])* fn $name:ident($($param:ident: $ty:ty),* $(,)?)
+        => [$($sql:ident),+ $(,)?]; $($rest:tt)*) => {
+        $(#[$attr])*
+        pub fn $name<'a>($($param: $ty),*) -> Vec<$crate::db::Statement<'a>> {
+            let args = [$($crate::db::Arg::from($param)),*];
+            $crate::db::Statement::each(&[$($sql),+], &args)
+        }
+        statements!($($rest)*);
+    };
+    ($(#[$attr:meta])* fn $name:ident($($param:ident: $ty:ty),* $(,)?)
+        => $sql:ident($($arg:expr),* $(,)?); $($rest:tt)*) => {
+        $(#[$attr])*
+        pub fn $name<'a>($($param: $ty),*) -> $crate::db::Statement<'a> {
+            $crate::db::Statement::new($sql, [$($crate::db::Arg::from($arg)),*])
+        }
+        statements!($($rest)*);
+    };
+    ($(#[$attr:meta])* fn $name:ident($($param:ident: $ty:ty),* $(,)?)
+        => $sql:ident; $($rest:tt)*) => {
+        statements!($(#[$attr])* fn $name($($param: $ty),*) => $sql($($param),*); $($rest)*);
+    };
+}
+
+/// A new row's values and its insert statement, each column named once:
+/// `NewX => SQL { field: Type, … }` declares `pub struct NewX<'a>` whose
+/// fields (`Copy` values: ids, flags, times) bind, in order, as `?1..?N`
+/// of `SQL` (`NewX { … }.insert()`).
+macro_rules! new_row {
+    ($(#[$attr:meta])* $name:ident => $sql:ident { $($field:ident: $ty:ty),+ $(,)? }) => {
+        $(#[$attr])*
+        pub struct $name<'a> {
+            $(pub $field: $ty),+
+        }
+
+        impl<'a> $name<'a> {
+            pub fn insert(&self) -> $crate::db::Statement<'a> {
+                $crate::db::Statement::new($sql, [$($crate::db::Arg::from(self.$field)),+])
+            }
+        }
+    };
+}
+
 pub mod api_keys;
 pub mod delegates;
 pub mod groups;
@@ -85,19 +140,20 @@ pub fn database(env: &Env) -> Result<D1Database, ApiError> {
 
 /// Unix seconds, the unit of every D1 timestamp.
 pub fn now_seconds() -> i64 {
-    (worker::Date::now().as_millis() / 1000) as i64
+    now_millis() / 1000
 }
 
-pub fn text(s: &str) -> JsValue {
-    JsValue::from_str(s)
+/// Unix milliseconds (the read-only flag's version).
+pub fn now_millis() -> i64 {
+    worker::Date::now().as_millis() as i64
 }
 
-pub fn opt_text(s: Option<&str>) -> JsValue {
-    s.map_or(JsValue::NULL, JsValue::from_str)
-}
-
-pub fn int(i: i64) -> JsValue {
-    JsValue::from_f64(i as f64)
+/// `Some(now)` when a credential last used at `last_used_at` should record
+/// this use: at most once a minute, as a write per request would cost more
+/// than the information is worth.
+pub fn use_worth_recording(last_used_at: Option<i64>) -> Option<i64> {
+    let now = now_seconds();
+    last_used_at.is_none_or(|t| now - t >= 60).then_some(now)
 }
 
 /// Share levels are compared in SQL as numbers: read 1, write 2, admin 3.
@@ -131,32 +187,9 @@ pub struct IdRow {
     pub id: String,
 }
 
-/// One bound parameter; the n-th of a statement's list is its `?n`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arg<'a> {
-    Text(&'a str),
-    Int(i64),
-    Null,
-}
-
-impl<'a> Arg<'a> {
-    pub fn opt_text(s: Option<&'a str>) -> Self {
-        s.map_or(Arg::Null, Arg::Text)
-    }
-
-    pub fn opt_int(i: Option<i64>) -> Self {
-        i.map_or(Arg::Null, Arg::Int)
-    }
-
-    pub fn to_js(self) -> JsValue {
-        match self {
-            Arg::Text(s) => text(s),
-            // Seconds, flags and levels are far inside 2^53.
-            Arg::Int(i) => int(i),
-            Arg::Null => JsValue::NULL,
-        }
-    }
-}
+/// One bound parameter; the n-th of a statement's list is its `?n`. The
+/// object's SQLite binds the same type.
+pub use crate::instance::store::SqlArg as Arg;
 
 /// An SQL constant with its parameters in `?1..?N` order: what a D1
 /// function runs, and what the native tests run on SQLite.
@@ -172,6 +205,12 @@ impl<'a> Statement<'a> {
             sql,
             args: args.into(),
         }
+    }
+
+    /// One statement per SQL constant, each with the same parameters: a
+    /// batch that deletes a row and what hangs on it, in order.
+    pub fn each(sqls: &[&'static str], args: &[Arg<'a>]) -> Vec<Self> {
+        sqls.iter().map(|&sql| Statement::new(sql, args)).collect()
     }
 
     pub fn prepare(&self, db: &D1Database) -> Result<D1PreparedStatement, ApiError> {
@@ -193,6 +232,18 @@ impl<'a> Statement<'a> {
     pub async fn run(&self, db: &D1Database) -> Result<(), ApiError> {
         self.prepare(db)?.run().await?;
         Ok(())
+    }
+
+    /// Whether it returned a row: for a `… RETURNING` statement, whether it
+    /// changed one.
+    pub async fn found(&self, db: &D1Database) -> Result<bool, ApiError> {
+        Ok(self.first::<serde_json::Value>(db).await?.is_some())
+    }
+
+    /// The `id` column of every row.
+    pub async fn ids(&self, db: &D1Database) -> Result<Vec<String>, ApiError> {
+        let rows: Vec<IdRow> = self.all(db).await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{level_to_permission, now_seconds, run_batch, Arg, IdRow, Statement};
+use super::{level_to_permission, run_batch_returning, IdRow, Statement};
 use crate::auth::roles::AccessFacts;
 use crate::error::ApiError;
 use crate::permission::Permission;
@@ -91,20 +91,50 @@ pub const UPDATE_PROJECT: &str = "UPDATE projects SET name = COALESCE(?2, name),
         updated_at = ?5
   WHERE id = ?1";
 
+/// `$column` names an instance of project `?1`.
+macro_rules! instance_of_project {
+    ($column:literal) => {
+        concat!(
+            $column,
+            " IN (SELECT id FROM instances WHERE project_id = ?1)"
+        )
+    };
+}
+
+/// A condition on a row's `$type`/`$id` columns (a resource or a key
+/// scope): they name project `?1` or one of its instances.
+macro_rules! project_or_its_instances {
+    ($type:literal, $id:literal) => {
+        concat!(
+            "(",
+            $type,
+            " = 'project' AND ",
+            $id,
+            " = ?1) OR (",
+            $type,
+            " = 'instance' AND ",
+            instance_of_project!($id),
+            ")"
+        )
+    };
+}
+
 /// `?1` project id.
 pub const SELECT_INSTANCE_IDS: &str = "SELECT id FROM instances WHERE project_id = ?1";
 
 /// Project deletion, in batch order; each takes `?1` project id.
-pub const DELETE_PROJECT_SHARES: &str =
-    "DELETE FROM shares WHERE (resource_type = 'project' AND resource_id = ?1)
-        OR (resource_type = 'instance' AND resource_id IN
-            (SELECT id FROM instances WHERE project_id = ?1))";
-pub const DELETE_PROJECT_TOKENS: &str =
-    "DELETE FROM ws_tokens WHERE instance_id IN (SELECT id FROM instances WHERE project_id = ?1)";
-pub const DELETE_PROJECT_KEYS: &str =
-    "DELETE FROM api_keys WHERE (scope_type = 'project' AND scope_id = ?1)
-        OR (scope_type = 'instance' AND scope_id IN
-            (SELECT id FROM instances WHERE project_id = ?1))";
+pub const DELETE_PROJECT_SHARES: &str = concat!(
+    "DELETE FROM shares WHERE ",
+    project_or_its_instances!("resource_type", "resource_id")
+);
+pub const DELETE_PROJECT_TOKENS: &str = concat!(
+    "DELETE FROM ws_tokens WHERE ",
+    instance_of_project!("instance_id")
+);
+pub const DELETE_PROJECT_KEYS: &str = concat!(
+    "DELETE FROM api_keys WHERE ",
+    project_or_its_instances!("scope_type", "scope_id")
+);
 /// Returns the ids it deleted: an instance created while the project was
 /// being deleted is among them, so its object can be destroyed too.
 pub const DELETE_PROJECT_INSTANCES: &str =
@@ -115,12 +145,35 @@ pub const DELETE_PROJECT: &str = "DELETE FROM projects WHERE id = ?1";
 pub mod stmt {
     use super::*;
 
-    pub fn get<'a>(project_id: &'a str, user_id: &'a str) -> Statement<'a> {
-        Statement::new(SELECT_PROJECT, [Arg::Text(project_id), Arg::Text(user_id)])
-    }
-
-    pub fn list_visible(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_VISIBLE, [Arg::Text(user_id)])
+    statements! {
+        /// One project with the caller's (`user_id`) share facts.
+        fn get(project_id: &'a str, user_id: &'a str) => SELECT_PROJECT;
+        /// Projects the caller owns or reaches by a user or group share (on
+        /// the project or one of its instances), newest `updated_at` first.
+        /// Public shares do not list a project in everyone's list; it stays
+        /// reachable by id.
+        fn list_visible(user_id: &'a str) => SELECT_VISIBLE;
+        /// `description`: `None` keeps it, `Some(None)` clears it.
+        fn update(
+            project_id: &'a str, name: Option<&'a str>, description: Option<Option<&'a str>>,
+            now: i64,
+        ) => UPDATE_PROJECT(project_id, name, description.is_none(), description.flatten(), now);
+        /// Ids of the project's instances (to destroy their objects).
+        fn instance_ids(project_id: &'a str) => SELECT_INSTANCE_IDS;
+        fn insert_project(
+            project_id: &'a str, owner_id: &'a str, name: &'a str, description: Option<&'a str>,
+            now: i64,
+        ) => INSERT_PROJECT;
+        fn insert_main_instance(
+            instance_id: &'a str, project_id: &'a str, owner_id: &'a str, now: i64,
+        ) => INSERT_MAIN_INSTANCE;
+        /// One batch: the project, its instances, every share on either, tokens
+        /// and keys scoped to them. `DELETE_PROJECT_INSTANCES` (at
+        /// [`DELETED_INSTANCES`]) returns the ids of the instances it deleted.
+        fn delete(project_id: &'a str) => [
+            DELETE_PROJECT_SHARES, DELETE_PROJECT_TOKENS, DELETE_PROJECT_KEYS,
+            DELETE_PROJECT_INSTANCES, DELETE_PROJECT,
+        ];
     }
 
     /// One batch: the project and its `main` instance.
@@ -133,127 +186,23 @@ pub mod stmt {
         now: i64,
     ) -> Vec<Statement<'a>> {
         vec![
-            Statement::new(
-                INSERT_PROJECT,
-                [
-                    Arg::Text(project_id),
-                    Arg::Text(owner_id),
-                    Arg::Text(name),
-                    Arg::opt_text(description),
-                    Arg::Int(now),
-                ],
-            ),
-            Statement::new(
-                INSERT_MAIN_INSTANCE,
-                [
-                    Arg::Text(instance_id),
-                    Arg::Text(project_id),
-                    Arg::Text(owner_id),
-                    Arg::Int(now),
-                ],
-            ),
+            insert_project(project_id, owner_id, name, description, now),
+            insert_main_instance(instance_id, project_id, owner_id, now),
         ]
     }
 
-    /// `description`: `None` keeps it, `Some(None)` clears it.
-    pub fn update<'a>(
-        project_id: &'a str,
-        name: Option<&'a str>,
-        description: Option<Option<&'a str>>,
-        now: i64,
-    ) -> Statement<'a> {
-        Statement::new(
-            UPDATE_PROJECT,
-            [
-                Arg::Text(project_id),
-                Arg::opt_text(name),
-                Arg::Int(i64::from(description.is_none())),
-                Arg::opt_text(description.flatten()),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn instance_ids(project_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_INSTANCE_IDS, [Arg::Text(project_id)])
-    }
-
-    /// One batch.
-    pub fn delete(project_id: &str) -> Vec<Statement<'_>> {
-        [
-            DELETE_PROJECT_SHARES,
-            DELETE_PROJECT_TOKENS,
-            DELETE_PROJECT_KEYS,
-            DELETE_PROJECT_INSTANCES,
-            DELETE_PROJECT,
-        ]
-        .into_iter()
-        .map(|sql| Statement::new(sql, [Arg::Text(project_id)]))
-        .collect()
-    }
+    /// Where `delete` has `DELETE_PROJECT_INSTANCES`.
+    pub const DELETED_INSTANCES: usize = 3;
 }
 
 // --- D1 ---------------------------------------------------------------------
 
-/// One project with the caller's (`user_id`) share facts.
-pub async fn get(
-    db: &D1Database,
-    project_id: &str,
-    user_id: &str,
-) -> Result<Option<ProjectRow>, ApiError> {
-    stmt::get(project_id, user_id).first(db).await
-}
-
-/// Projects the caller owns or reaches by a user or group share (on the
-/// project or one of its instances), newest `updated_at` first. Public
-/// shares do not list a project in everyone's list; it stays reachable by id.
-pub async fn list_visible(db: &D1Database, user_id: &str) -> Result<Vec<ProjectRow>, ApiError> {
-    stmt::list_visible(user_id).all(db).await
-}
-
-/// Creates a project and its default `main` instance in one batch.
-pub async fn create(
-    db: &D1Database,
-    project_id: &str,
-    instance_id: &str,
-    owner_id: &str,
-    name: &str,
-    description: Option<&str>,
-) -> Result<i64, ApiError> {
-    let now = now_seconds();
-    let batch = stmt::create(project_id, instance_id, owner_id, name, description, now);
-    run_batch(db, &batch).await?;
-    Ok(now)
-}
-
-pub async fn update(
-    db: &D1Database,
-    project_id: &str,
-    name: Option<&str>,
-    description: Option<Option<&str>>,
-) -> Result<(), ApiError> {
-    stmt::update(project_id, name, description, now_seconds())
-        .run(db)
-        .await
-}
-
-/// Ids of the project's instances (to destroy their objects).
-pub async fn instance_ids(db: &D1Database, project_id: &str) -> Result<Vec<String>, ApiError> {
-    let rows: Vec<IdRow> = stmt::instance_ids(project_id).all(db).await?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
-}
-
-/// Deletes the project, its instances, every share on either, tokens and
-/// keys scoped to them, in one batch.
 /// Deletes the project's rows in one batch; the ids of the instances whose
-/// rows it deleted.
+/// rows it deleted (an instance created while the project was being deleted
+/// is among them).
 pub async fn delete(db: &D1Database, project_id: &str) -> Result<Vec<String>, ApiError> {
-    let statements = stmt::delete(project_id);
-    let index = statements
-        .iter()
-        .position(|s| s.sql == DELETE_PROJECT_INSTANCES)
-        .unwrap_or(3);
-    let rows: Vec<super::IdRow> = super::run_batch_returning(db, &statements, index).await?;
+    let rows: Vec<IdRow> =
+        run_batch_returning(db, &stmt::delete(project_id), stmt::DELETED_INSTANCES).await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
@@ -280,11 +229,7 @@ mod tests {
     }
 
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        for u in ["alice", "bob", "carol", "dave", "erin", "frank"] {
-            db.user(u);
-        }
-        db
+        TestDb::with_users(&["alice", "bob", "carol", "dave", "erin", "frank"])
     }
 
     #[test]
@@ -294,8 +239,7 @@ mod tests {
         db.instance("x", "p", "alice");
         db.share("s1", "project:p", "user:bob", "admin", "alice");
         db.share("s2", "instance:x", "user:carol", "admin", "alice");
-        db.group("g", "erin");
-        db.member("g", "dave");
+        db.group("g", "erin", &["dave"]);
         db.share("s3", "project:p", "group:g", "write", "alice");
 
         let cases = [
@@ -313,9 +257,7 @@ mod tests {
         assert_eq!((carol.project_level, carol.via_instance), (None, 1));
         let dave: ProjectRow = db.first(&stmt::get("p", "dave")).unwrap();
         assert_eq!((dave.project_level, dave.via_instance), (Some(2), 0));
-        assert!(db
-            .first::<ProjectRow>(&stmt::get("nope", "alice"))
-            .is_none());
+        assert!(db.returns_nothing(&stmt::get("nope", "alice")));
     }
 
     #[test]
@@ -334,20 +276,17 @@ mod tests {
     #[test]
     fn list_visible_owned_and_shared_newest_update_first() {
         let db = seeded();
+        db.group("g", "alice", &["bob"]);
+        db.group("h", "bob", &[]);
+        // Each project with the share through which it reaches (or not) bob.
         db.project("own", "bob");
         db.project("by-user", "alice");
-        db.project("by-group", "alice");
-        db.project("by-owned-group", "carol");
-        db.project("by-instance", "alice");
-        db.project("by-group-instance", "carol");
-        db.project("unrelated", "alice");
-        db.project("other-user", "alice");
-        db.group("g", "alice");
-        db.member("g", "bob");
-        db.group("h", "bob");
         db.share("s1", "project:by-user", "user:bob", "write", "alice");
+        db.project("by-group", "alice");
         db.share("s2", "project:by-group", "group:g", "read", "alice");
+        db.project("by-owned-group", "carol");
         db.share("s3", "project:by-owned-group", "group:h", "admin", "carol");
+        db.project("by-instance", "alice");
         db.share(
             "s4",
             "instance:by-instance-main",
@@ -355,6 +294,7 @@ mod tests {
             "read",
             "alice",
         );
+        db.project("by-group-instance", "carol");
         db.share(
             "s5",
             "instance:by-group-instance-main",
@@ -362,20 +302,10 @@ mod tests {
             "write",
             "carol",
         );
-        db.share("s6", "project:other-user", "user:carol", "admin", "alice");
+        db.project("unrelated", "alice");
         db.share("s7", "project:unrelated", "public", "admin", "alice");
-        // Distinct update times give the order.
-        let order = [
-            "by-group",
-            "own",
-            "by-instance",
-            "by-owned-group",
-            "by-user",
-            "by-group-instance",
-        ];
-        for (i, id) in order.iter().rev().enumerate() {
-            db.run(&stmt::update(id, None, None, NOW + 10 + i as i64));
-        }
+        db.project("other-user", "alice");
+        db.share("s6", "project:other-user", "user:carol", "admin", "alice");
 
         let expected = [
             ("by-group", Some(Read)),
@@ -385,6 +315,10 @@ mod tests {
             ("by-user", Some(Write)),
             ("by-group-instance", Some(Read)),
         ];
+        // Distinct update times give that order.
+        for (i, (id, _)) in expected.iter().rev().enumerate() {
+            db.run(&stmt::update(id, None, None, NOW + 10 + i as i64));
+        }
         let expected: Vec<_> = expected
             .iter()
             .map(|(id, r)| (id.to_string(), *r))
@@ -462,14 +396,8 @@ mod tests {
         db.project("p", "alice");
         db.instance("x", "p", "alice");
         db.project("q", "alice");
-        db.instance("c", "q", "alice");
-        db.conn
-            .execute(
-                "UPDATE instances SET parent_instance_id = 'x' WHERE id = 'c'",
-                [],
-            )
-            .unwrap();
-        db.group("g", "alice");
+        db.clone_of("c", "q", "alice", "x");
+        db.group("g", "alice", &[]);
         db.share("on-p", "project:p", "user:bob", "read", "alice");
         db.share("on-x", "instance:x", "group:g", "read", "alice");
         db.share("on-main", "instance:p-main", "public", "read", "alice");
@@ -489,7 +417,9 @@ mod tests {
         ids.sort();
         assert_eq!(ids, ["p-main", "x"]);
 
-        db.batch(&stmt::delete("p"));
+        let batch = stmt::delete("p");
+        assert_eq!(batch[stmt::DELETED_INSTANCES].sql, DELETE_PROJECT_INSTANCES);
+        db.batch(&batch);
 
         assert_eq!(db.ids("projects"), ["q"]);
         assert_eq!(db.ids("instances"), ["c", "q-main"]);
@@ -502,7 +432,7 @@ mod tests {
             db.column("SELECT COALESCE(parent_instance_id, '-') FROM instances WHERE id = 'c'"),
             ["-"]
         );
-        assert!(db.all::<IdRow>(&stmt::instance_ids("p")).is_empty());
+        assert!(db.returns_nothing(&stmt::instance_ids("p")));
         db.batch(&stmt::delete("p")); // replay is harmless
         assert_eq!(db.ids("projects"), ["q"]);
     }

@@ -3,11 +3,6 @@
 //! group or a user is deleted or loses a share. Each query returns instance
 //! ids only.
 
-use worker::D1Database;
-
-use super::{now_seconds, Arg, IdRow, Statement};
-use crate::error::ApiError;
-
 // --- SQL --------------------------------------------------------------------
 
 /// `?1` API key or delegate id, `?2` instance id, `?3` now: the credential
@@ -65,95 +60,34 @@ pub const SELECT_USER_INSTANCES: &str = concat!(
     " JOIN delegates d ON d.delegate_id = u.credential_id WHERE d.created_by_user_id = ?1"
 );
 
-/// The statements with their parameters bound in order.
+/// The statements with their parameters bound in order; the queries return
+/// `IdRow`s (`Statement::ids`).
 pub mod stmt {
     use super::*;
 
-    pub fn record_use<'a>(credential: &'a str, instance_id: &'a str, now: i64) -> Statement<'a> {
-        Statement::new(
-            RECORD_USE,
-            [Arg::Text(credential), Arg::Text(instance_id), Arg::Int(now)],
-        )
+    statements! {
+        /// An API key or delegate opened a socket on an instance (recorded
+        /// once per pair).
+        fn record_use(credential: &'a str, instance_id: &'a str, now: i64) => RECORD_USE;
+        /// The instances an API key or delegate opened sockets on.
+        fn used_instances(credential: &'a str) => SELECT_USED_INSTANCES;
+        /// Forgets where a deleted credential was used.
+        fn forget_uses(credential: &'a str) => DELETE_USES;
+        /// Forgets where the keys and delegates of a user being deleted were used.
+        fn forget_user_uses(user_id: &'a str) => DELETE_USER_USES;
+        fn group_instances(group_id: &'a str) => SELECT_GROUP_INSTANCES;
+        fn user_instances(user_id: &'a str) => SELECT_USER_INSTANCES;
+        /// What deleting a user takes from others (shares it made, shares
+        /// to its groups).
+        fn users_shared_instances(user_id: &'a str) => SELECT_USERS_SHARED_INSTANCES;
     }
-
-    pub fn used_instances(credential: &str) -> Statement<'_> {
-        Statement::new(SELECT_USED_INSTANCES, [Arg::Text(credential)])
-    }
-
-    pub fn forget_uses(credential: &str) -> Statement<'_> {
-        Statement::new(DELETE_USES, [Arg::Text(credential)])
-    }
-
-    pub fn forget_user_uses(user_id: &str) -> Statement<'_> {
-        Statement::new(DELETE_USER_USES, [Arg::Text(user_id)])
-    }
-
-    pub fn users_shared_instances(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_USERS_SHARED_INSTANCES, [Arg::Text(user_id)])
-    }
-
-    pub fn group_instances(group_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_GROUP_INSTANCES, [Arg::Text(group_id)])
-    }
-
-    pub fn user_instances(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_USER_INSTANCES, [Arg::Text(user_id)])
-    }
-}
-
-// --- D1 ---------------------------------------------------------------------
-
-/// Records that an API key or delegate opened a socket on an instance
-/// (once per pair).
-pub async fn record_use(
-    db: &D1Database,
-    credential: &str,
-    instance_id: &str,
-) -> Result<(), ApiError> {
-    stmt::record_use(credential, instance_id, now_seconds())
-        .run(db)
-        .await
-}
-
-/// Forgets where the keys and delegates of a user being deleted were used.
-pub async fn forget_user_uses(db: &D1Database, user_id: &str) -> Result<(), ApiError> {
-    stmt::forget_user_uses(user_id).run(db).await
-}
-
-/// Forgets where a deleted credential was used.
-pub async fn forget_uses(db: &D1Database, credential: &str) -> Result<(), ApiError> {
-    stmt::forget_uses(credential).run(db).await
-}
-
-async fn ids(db: &D1Database, st: Statement<'_>) -> Result<Vec<String>, ApiError> {
-    let rows: Vec<IdRow> = st.all(db).await?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
-}
-
-/// The instances an API key or delegate opened sockets on.
-pub async fn used_instances(db: &D1Database, credential: &str) -> Result<Vec<String>, ApiError> {
-    ids(db, stmt::used_instances(credential)).await
-}
-
-pub async fn users_shared_instances(
-    db: &D1Database,
-    user_id: &str,
-) -> Result<Vec<String>, ApiError> {
-    ids(db, stmt::users_shared_instances(user_id)).await
-}
-
-pub async fn group_instances(db: &D1Database, group_id: &str) -> Result<Vec<String>, ApiError> {
-    ids(db, stmt::group_instances(group_id)).await
-}
-
-pub async fn user_instances(db: &D1Database, user_id: &str) -> Result<Vec<String>, ApiError> {
-    ids(db, stmt::user_instances(user_id)).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db::testing::{TestDb, NOW};
+    use crate::db::{IdRow, Statement};
 
     fn ids_of(db: &TestDb, st: &Statement<'_>) -> Vec<String> {
         let mut ids: Vec<String> = db.all::<IdRow>(st).into_iter().map(|r| r.id).collect();
@@ -164,15 +98,11 @@ mod tests {
     /// alice owns project p (p-main, p-2) and q (q-main); bob is in group g
     /// (owned by carol) and has a share of his own.
     fn world() -> TestDb {
-        let db = TestDb::new();
-        for u in ["alice", "bob", "carol"] {
-            db.user(u);
-        }
+        let db = TestDb::with_users(&["alice", "bob", "carol"]);
         db.project("p", "alice"); // with its instance p-main
         db.instance("p-2", "p", "alice");
         db.project("q", "alice"); // with q-main
-        db.group("g", "carol");
-        db.member("g", "bob");
+        db.group("g", "carol", &["bob"]);
         db
     }
 

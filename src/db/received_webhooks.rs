@@ -35,8 +35,9 @@ pub mod stmt {
         ]
     }
 
-    pub fn release(id: &str) -> Statement<'_> {
-        Statement::new(DELETE_DELIVERY, [Arg::Text(id)])
+    statements! {
+        /// Forgets delivery `id`, so that a retry of it is applied.
+        fn release(id: &'a str) => DELETE_DELIVERY;
     }
 }
 
@@ -51,21 +52,9 @@ pub async fn claim(
     now: i64,
     forget_before: i64,
 ) -> Result<bool, ApiError> {
-    let prepared = stmt::claim(id, now, forget_before)
-        .iter()
-        .map(|s| s.prepare(db))
-        .collect::<Result<Vec<_>, _>>()?;
-    let results = db.batch(prepared).await?;
-    let claimed: Vec<IdRow> = match results.last() {
-        Some(insert) => insert.results()?,
-        None => return Err(ApiError::internal("D1 batch returned no results")),
-    };
+    let batch = stmt::claim(id, now, forget_before);
+    let claimed: Vec<IdRow> = super::run_batch_returning(db, &batch, 1).await?;
     Ok(!claimed.is_empty())
-}
-
-/// Forgets delivery `id`, so that a retry of it is applied.
-pub async fn release(db: &D1Database, id: &str) -> Result<(), ApiError> {
-    stmt::release(id).run(db).await
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 use worker::D1Database;
 
-use super::{now_seconds, Arg, IdRow, Statement};
+use super::IdRow;
 use crate::error::ApiError;
+use crate::permission::Permission;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ShareListRow {
@@ -57,7 +58,8 @@ pub const SELECT_EXISTING: &str =
 pub const UPDATE_PERMISSION: &str = "UPDATE shares SET permission = ?2 WHERE id = ?1";
 
 /// `?1` id, `?2` resource type, `?3` resource id, `?4` target type,
-/// `?5` target id or NULL, `?6` permission, `?7` created by, `?8` now.
+/// `?5` target id or NULL, `?6` permission, `?7` created by, `?8` now
+/// (`NewShare`).
 pub const INSERT_SHARE: &str =
     "INSERT INTO shares (id, resource_type, resource_id, target_type, target_id, permission,
                      created_by, created_at)
@@ -66,201 +68,87 @@ pub const INSERT_SHARE: &str =
 /// `?1` share id.
 pub const DELETE_SHARE: &str = "DELETE FROM shares WHERE id = ?1";
 
+new_row! {
+    /// A new share.
+    NewShare => INSERT_SHARE {
+        id: &'a str, resource_type: &'a str, resource_id: &'a str,
+        target_type: &'a str, target_id: Option<&'a str>,
+        permission: Permission, created_by: &'a str, created_at: i64,
+    }
+}
+
 /// The statements with their parameters bound in order.
 pub mod stmt {
     use super::*;
 
-    pub fn list<'a>(resource_type: &'a str, resource_id: &'a str) -> Statement<'a> {
-        Statement::new(
-            SELECT_FOR_RESOURCE,
-            [Arg::Text(resource_type), Arg::Text(resource_id)],
-        )
-    }
-
-    pub fn get(id: &str) -> Statement<'_> {
-        Statement::new(SELECT_SHARE, [Arg::Text(id)])
-    }
-
-    pub fn find_existing<'a>(
-        resource_type: &'a str,
-        resource_id: &'a str,
-        target_type: &'a str,
-        target_id: Option<&'a str>,
-    ) -> Statement<'a> {
-        Statement::new(
-            SELECT_EXISTING,
-            [
-                Arg::Text(resource_type),
-                Arg::Text(resource_id),
-                Arg::Text(target_type),
-                Arg::opt_text(target_id),
-            ],
-        )
-    }
-
-    pub fn set_permission<'a>(id: &'a str, permission: &'a str) -> Statement<'a> {
-        Statement::new(UPDATE_PERMISSION, [Arg::Text(id), Arg::Text(permission)])
-    }
-
-    /// The fields of a new share, in `INSERT_SHARE` order.
-    pub struct NewShare<'a> {
-        pub id: &'a str,
-        pub resource_type: &'a str,
-        pub resource_id: &'a str,
-        pub target_type: &'a str,
-        pub target_id: Option<&'a str>,
-        pub permission: &'a str,
-        pub created_by: &'a str,
-    }
-
-    pub fn insert<'a>(share: &NewShare<'a>, now: i64) -> Statement<'a> {
-        Statement::new(
-            INSERT_SHARE,
-            [
-                Arg::Text(share.id),
-                Arg::Text(share.resource_type),
-                Arg::Text(share.resource_id),
-                Arg::Text(share.target_type),
-                Arg::opt_text(share.target_id),
-                Arg::Text(share.permission),
-                Arg::Text(share.created_by),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn delete(id: &str) -> Statement<'_> {
-        Statement::new(DELETE_SHARE, [Arg::Text(id)])
+    statements! {
+        fn list(resource_type: &'a str, resource_id: &'a str) => SELECT_FOR_RESOURCE;
+        fn get(id: &'a str) => SELECT_SHARE;
+        /// The share of `share`'s resource to its target, if any.
+        fn find_existing(share: &NewShare<'a>) => SELECT_EXISTING(
+            share.resource_type, share.resource_id, share.target_type, share.target_id,
+        );
+        fn set_permission(id: &'a str, permission: Permission) => UPDATE_PERMISSION;
+        fn delete(id: &'a str) => DELETE_SHARE;
     }
 }
 
 // --- D1 ---------------------------------------------------------------------
 
-pub async fn list(
-    db: &D1Database,
-    resource_type: &str,
-    resource_id: &str,
-) -> Result<Vec<ShareListRow>, ApiError> {
-    stmt::list(resource_type, resource_id).all(db).await
-}
-
-pub async fn get(db: &D1Database, id: &str) -> Result<Option<ShareRow>, ApiError> {
-    stmt::get(id).first(db).await
-}
-
-/// Grants `permission`; granting the same target again updates the
-/// existing row. Returns the share's id.
-#[allow(clippy::too_many_arguments)]
-pub async fn grant(
-    db: &D1Database,
-    new_id: &str,
-    resource_type: &str,
-    resource_id: &str,
-    target_type: &str,
-    target_id: Option<&str>,
-    permission: &str,
-    created_by: &str,
-) -> Result<String, ApiError> {
-    let existing: Option<IdRow> =
-        stmt::find_existing(resource_type, resource_id, target_type, target_id)
-            .first(db)
-            .await?;
+/// Grants `share.permission`; granting the same target again updates the
+/// existing row instead. Returns the share's id.
+pub async fn grant(db: &D1Database, share: &NewShare<'_>) -> Result<String, ApiError> {
+    let existing: Option<IdRow> = stmt::find_existing(share).first(db).await?;
     if let Some(IdRow { id }) = existing {
-        stmt::set_permission(&id, permission).run(db).await?;
+        stmt::set_permission(&id, share.permission).run(db).await?;
         return Ok(id);
     }
-    let share = stmt::NewShare {
-        id: new_id,
-        resource_type,
-        resource_id,
-        target_type,
-        target_id,
-        permission,
-        created_by,
-    };
-    stmt::insert(&share, now_seconds()).run(db).await?;
-    Ok(new_id.to_string())
-}
-
-pub async fn delete(db: &D1Database, id: &str) -> Result<(), ApiError> {
-    stmt::delete(id).run(db).await
+    share.insert().run(db).await?;
+    Ok(share.id.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::testing::{TestDb, NOW};
+    use crate::db::testing::{new_share, TestDb, NOW};
 
     /// `grant` over the native database, step for step.
-    #[allow(clippy::too_many_arguments)]
-    fn grant(
-        db: &TestDb,
-        new_id: &str,
-        resource_type: &str,
-        resource_id: &str,
-        target_type: &str,
-        target_id: Option<&str>,
-        permission: &str,
-        created_by: &str,
-        now: i64,
-    ) -> String {
-        let existing: Option<IdRow> = db.first(&stmt::find_existing(
-            resource_type,
-            resource_id,
-            target_type,
-            target_id,
-        ));
+    fn grant(db: &TestDb, share: &NewShare<'_>) -> String {
+        let existing: Option<IdRow> = db.first(&stmt::find_existing(share));
         if let Some(IdRow { id }) = existing {
-            assert_eq!(db.run(&stmt::set_permission(&id, permission)), 1);
+            assert_eq!(db.run(&stmt::set_permission(&id, share.permission)), 1);
             return id;
         }
-        let share = stmt::NewShare {
-            id: new_id,
-            resource_type,
-            resource_id,
-            target_type,
-            target_id,
-            permission,
-            created_by,
-        };
-        db.run(&stmt::insert(&share, now));
-        new_id.to_string()
+        db.run(&share.insert());
+        share.id.to_string()
+    }
+
+    /// A share by alice, made at `at`.
+    fn share<'a>(
+        id: &'a str,
+        resource: &'a str,
+        target: &'a str,
+        perm: &'a str,
+        at: i64,
+    ) -> NewShare<'a> {
+        NewShare {
+            created_at: at,
+            ..new_share(id, resource, target, perm, "alice")
+        }
     }
 
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        db.user("alice");
-        db.user("bob");
+        let db = TestDb::with_users(&["alice", "bob"]);
         db.project("p", "alice");
-        db.group("g", "alice");
+        db.group("g", "alice", &[]);
         db
     }
 
     #[test]
     fn grant_inserts_then_updates_the_same_target() {
         let db = seeded();
-        let a = grant(
-            &db,
-            "a",
-            "project",
-            "p",
-            "user",
-            Some("bob"),
-            "read",
-            "alice",
-            NOW,
-        );
-        let b = grant(
-            &db,
-            "b",
-            "project",
-            "p",
-            "user",
-            Some("bob"),
-            "admin",
-            "alice",
-            NOW + 1,
-        );
+        let a = grant(&db, &share("a", "project:p", "user:bob", "read", NOW));
+        let b = grant(&db, &share("b", "project:p", "user:bob", "admin", NOW + 1));
         assert_eq!((a.as_str(), b.as_str()), ("a", "a"));
         let row: ShareRow = db.first(&stmt::get("a")).unwrap();
         assert_eq!(
@@ -277,90 +165,29 @@ mod tests {
         );
 
         // Public shares have no target id; a second one is the same share.
-        let c = grant(
-            &db, "c", "project", "p", "public", None, "read", "alice", NOW,
-        );
-        let d = grant(
-            &db, "d", "project", "p", "public", None, "write", "alice", NOW,
-        );
+        let c = grant(&db, &share("c", "project:p", "public", "read", NOW));
+        let d = grant(&db, &share("d", "project:p", "public", "write", NOW));
         assert_eq!((c.as_str(), d.as_str()), ("c", "c"));
         // Other targets and resources are other shares.
-        grant(
-            &db,
-            "e",
-            "project",
-            "p",
-            "group",
-            Some("g"),
-            "read",
-            "alice",
-            NOW,
-        );
-        grant(
-            &db, "f", "instance", "p-main", "public", None, "read", "alice", NOW,
-        );
+        grant(&db, &share("e", "project:p", "group:g", "read", NOW));
+        grant(&db, &share("f", "instance:p-main", "public", "read", NOW));
         assert_eq!(db.ids("shares"), ["a", "c", "e", "f"]);
-        assert!(db.first::<ShareRow>(&stmt::get("b")).is_none());
+        assert!(db.returns_nothing(&stmt::get("b")));
 
         // The unique index backs this up for racing grants.
-        let dup = stmt::NewShare {
-            id: "dup",
-            resource_type: "project",
-            resource_id: "p",
-            target_type: "public",
-            target_id: None,
-            permission: "read",
-            created_by: "alice",
-        };
-        assert!(db.try_rows(&stmt::insert(&dup, NOW)).is_err());
+        let dup = share("dup", "project:p", "public", "read", NOW);
+        assert!(db.try_rows(&dup.insert()).is_err());
     }
 
     #[test]
     fn list_names_each_target_oldest_first() {
         let db = seeded();
+        grant(&db, &share("s1", "project:p", "group:g", "write", NOW + 1));
+        grant(&db, &share("s2", "project:p", "user:bob", "read", NOW));
+        grant(&db, &share("s3", "project:p", "public", "read", NOW + 1));
         grant(
             &db,
-            "s1",
-            "project",
-            "p",
-            "group",
-            Some("g"),
-            "write",
-            "alice",
-            NOW + 1,
-        );
-        grant(
-            &db,
-            "s2",
-            "project",
-            "p",
-            "user",
-            Some("bob"),
-            "read",
-            "alice",
-            NOW,
-        );
-        grant(
-            &db,
-            "s3",
-            "project",
-            "p",
-            "public",
-            None,
-            "read",
-            "alice",
-            NOW + 1,
-        );
-        grant(
-            &db,
-            "s4",
-            "instance",
-            "p-main",
-            "user",
-            Some("bob"),
-            "admin",
-            "alice",
-            NOW,
+            &share("s4", "instance:p-main", "user:bob", "admin", NOW),
         );
         let rows: Vec<ShareListRow> = db.all(&stmt::list("project", "p"));
         let got: Vec<_> = rows
@@ -394,9 +221,7 @@ mod tests {
         assert_eq!(rows[0].created_at, NOW);
         let on_instance: Vec<ShareListRow> = db.all(&stmt::list("instance", "p-main"));
         assert_eq!(on_instance.len(), 1);
-        assert!(db
-            .all::<ShareListRow>(&stmt::list("instance", "p"))
-            .is_empty());
+        assert!(db.returns_nothing(&stmt::list("instance", "p")));
     }
 
     #[test]

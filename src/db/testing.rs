@@ -6,26 +6,16 @@
 
 use std::path::Path;
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ToSql};
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{api_keys, groups, instances, projects, shares, users, ws_tokens, Arg, Statement};
-use crate::permission::AccessBasis;
+use crate::permission::Permission;
 
 /// The time every seeded row is written at.
 pub const NOW: i64 = 1_700_000_000;
-
-impl ToSql for Arg<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match *self {
-            Arg::Text(s) => ValueRef::Text(s.as_bytes()),
-            Arg::Int(i) => ValueRef::Integer(i),
-            Arg::Null => ValueRef::Null,
-        }))
-    }
-}
 
 /// `migrations/*.sql`, ordered by file name.
 fn migrations() -> Vec<(String, String)> {
@@ -79,6 +69,15 @@ impl TestDb {
         TestDb { conn }
     }
 
+    /// A fresh database with [`user`](Self::user)s `ids`.
+    pub fn with_users(ids: &[&str]) -> Self {
+        let db = TestDb::new();
+        for id in ids {
+            db.user(id);
+        }
+        db
+    }
+
     /// Runs a statement, returning its rows as D1 objects. Like D1, binding
     /// fails unless there is exactly one argument per `?N`; on top of that,
     /// every argument must be used by the SQL (no placeholder tricks).
@@ -114,6 +113,13 @@ impl TestDb {
                     .unwrap_or_else(|e| panic!("row type: {e}: {}", st.sql))
             })
             .collect()
+    }
+
+    /// Whether the statement returns no row (of whatever type).
+    pub fn returns_nothing(&self, st: &Statement<'_>) -> bool {
+        self.try_rows(st)
+            .unwrap_or_else(|e| panic!("{e}: {}", st.sql))
+            .is_empty()
     }
 
     /// The first row, as D1's `first(None)`.
@@ -193,8 +199,24 @@ impl TestDb {
         self.run(&instances::stmt::create(id, project, owner, id, None, NOW));
     }
 
-    pub fn group(&self, id: &str, owner: &str) {
+    /// Another instance of `project`, cloned from `parent`.
+    pub fn clone_of(&self, id: &str, project: &str, owner: &str, parent: &str) {
+        self.run(&instances::stmt::create(
+            id,
+            project,
+            owner,
+            id,
+            Some(parent),
+            NOW,
+        ));
+    }
+
+    /// A group named after its id, with `members`.
+    pub fn group(&self, id: &str, owner: &str, members: &[&str]) {
         self.run(&groups::stmt::create(id, id, owner, NOW));
+        for user in members {
+            self.member(id, user);
+        }
     }
 
     pub fn member(&self, group: &str, user: &str) {
@@ -204,30 +226,14 @@ impl TestDb {
     /// A share `id` on `resource` (`project:<id>` or `instance:<id>`) to
     /// `target` (`user:<id>`, `group:<id>` or `public`).
     pub fn share(&self, id: &str, resource: &str, target: &str, permission: &str, by: &str) {
-        let (resource_type, resource_id) = resource.split_once(':').expect("kind:id");
-        let (target_type, target_id) = match target.split_once(':') {
-            Some((kind, id)) => (kind, Some(id)),
-            None => (target, None),
-        };
-        let share = shares::stmt::NewShare {
-            id,
-            resource_type,
-            resource_id,
-            target_type,
-            target_id,
-            permission,
-            created_by: by,
-        };
-        self.run(&shares::stmt::insert(&share, NOW));
+        let share = new_share(id, resource, target, permission, by);
+        self.run(&share.insert());
     }
 
     /// An API key of `user` with hash `hash-<id>`; `scope` is `account`,
     /// `project:<id>` or `instance:<id>`.
     pub fn api_key(&self, id: &str, user: &str, scope: &str) {
-        let (scope_type, scope_id) = match scope.split_once(':') {
-            Some((kind, id)) => (kind, Some(id)),
-            None => (scope, None),
-        };
+        let (scope_type, scope_id) = kind_and_id(scope);
         let hash = format!("hash-{id}");
         let key = api_keys::NewKey {
             id,
@@ -238,21 +244,15 @@ impl TestDb {
             scope_type,
             scope_id,
             permissions_json: r#"["read"]"#,
+            created_at: NOW,
         };
-        self.run(&api_keys::stmt::insert(&key, NOW));
+        self.run(&key.insert());
     }
 
     /// A WebSocket token with hash `hash`, valid for a minute.
     pub fn ws_token(&self, hash: &str, user: &str, instance: &str) {
-        self.batch(&ws_tokens::stmt::insert(
-            hash,
-            user,
-            instance,
-            "write",
-            NOW + 60,
-            NOW,
-            &AccessBasis::default(),
-        ));
+        let token = new_token(hash, user, instance, "write");
+        self.batch(&ws_tokens::stmt::insert(&token));
     }
 
     /// An outbound webhook (no D1 statement writes these yet; raw SQL).
@@ -265,4 +265,60 @@ impl TestDb {
             )
             .expect("webhook row");
     }
+}
+
+/// `kind:id` split, or `kind` alone (`public`, `account`) with no id.
+fn kind_and_id(s: &str) -> (&str, Option<&str>) {
+    match s.split_once(':') {
+        Some((kind, id)) => (kind, Some(id)),
+        None => (s, None),
+    }
+}
+
+/// A share `id` on `resource` (`project:<id>` or `instance:<id>`) to
+/// `target` (`user:<id>`, `group:<id>` or `public`), made by `by` at `NOW`.
+pub fn new_share<'a>(
+    id: &'a str,
+    resource: &'a str,
+    target: &'a str,
+    permission: &'a str,
+    by: &'a str,
+) -> shares::NewShare<'a> {
+    let (resource_type, resource_id) = resource.split_once(':').expect("kind:id");
+    let (target_type, target_id) = kind_and_id(target);
+    shares::NewShare {
+        id,
+        resource_type,
+        resource_id,
+        target_type,
+        target_id,
+        permission: permission_named(permission),
+        created_by: by,
+        created_at: NOW,
+    }
+}
+
+/// A WebSocket token made at `NOW` and valid for a minute, obtained
+/// without an API key or delegate.
+pub fn new_token<'a>(
+    hash: &'a str,
+    user: &'a str,
+    instance: &'a str,
+    permission: &'a str,
+) -> ws_tokens::NewToken<'a> {
+    ws_tokens::NewToken {
+        token_hash: hash,
+        user_id: user,
+        instance_id: instance,
+        permission: permission_named(permission),
+        expires_at: NOW + 60,
+        created_at: NOW,
+        api_key_id: None,
+        delegate_id: None,
+        secret_id: None,
+    }
+}
+
+fn permission_named(name: &str) -> Permission {
+    Permission::parse_grantable(name).expect("read, write or admin")
 }

@@ -1,10 +1,5 @@
 //! `usage_logs`: one row per metered API call.
 
-use worker::D1Database;
-
-use super::{now_seconds, Arg, Statement};
-use crate::error::ApiError;
-
 /// `?1` user id, `?2` API key id or NULL, `?3` endpoint, `?4` instance id or
 /// NULL, `?5` now.
 pub const INSERT_USAGE: &str =
@@ -15,36 +10,12 @@ pub const INSERT_USAGE: &str =
 pub mod stmt {
     use super::*;
 
-    pub fn record<'a>(
-        user_id: &'a str,
-        api_key_id: Option<&'a str>,
-        endpoint: &'a str,
-        instance_id: Option<&'a str>,
-        now: i64,
-    ) -> Statement<'a> {
-        Statement::new(
-            INSERT_USAGE,
-            [
-                Arg::Text(user_id),
-                Arg::opt_text(api_key_id),
-                Arg::Text(endpoint),
-                Arg::opt_text(instance_id),
-                Arg::Int(now),
-            ],
-        )
+    statements! {
+        fn record(
+            user_id: &'a str, api_key_id: Option<&'a str>, endpoint: &'a str,
+            instance_id: Option<&'a str>, now: i64,
+        ) => INSERT_USAGE;
     }
-}
-
-pub async fn record(
-    db: &D1Database,
-    user_id: &str,
-    api_key_id: Option<&str>,
-    endpoint: &str,
-    instance_id: Option<&str>,
-) -> Result<(), ApiError> {
-    stmt::record(user_id, api_key_id, endpoint, instance_id, now_seconds())
-        .run(db)
-        .await
 }
 
 #[cfg(test)]

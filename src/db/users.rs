@@ -1,10 +1,6 @@
 //! Rows of the `users` table.
 
 use serde::Deserialize;
-use worker::D1Database;
-
-use super::{now_seconds, run_batch, Arg, IdRow, Statement};
-use crate::error::ApiError;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct UserRow {
@@ -81,104 +77,35 @@ pub const DELETE_USER: &str = "DELETE FROM users WHERE id = ?1";
 pub mod stmt {
     use super::*;
 
-    pub fn ensure(user_id: &str, now: i64) -> Statement<'_> {
-        Statement::new(INSERT_IF_MISSING, [Arg::Text(user_id), Arg::Int(now)])
+    statements! {
+        /// Makes sure the caller has a row (every authenticated `/api/*`
+        /// request).
+        fn ensure(user_id: &'a str, now: i64) => INSERT_IF_MISSING;
+        fn get(user_id: &'a str) => SELECT_USER;
+        fn find_by_email(email: &'a str) => SELECT_BY_EMAIL;
+        /// Creates or updates a user from Clerk (webhook); replays are harmless.
+        fn upsert(
+            user_id: &'a str, email: Option<&'a str>, name: Option<&'a str>, now: i64,
+        ) => UPSERT_USER;
+        /// Every instance in projects the user owns.
+        fn owned_instance_ids(user_id: &'a str) => SELECT_OWNED_INSTANCE_IDS;
+        /// One batch: the user and everything it owns or was given (its projects
+        /// and their instances, every share on those, its groups and the shares
+        /// to them, shares to the user, its keys, tokens and memberships), so a
+        /// failure leaves nothing half-deleted; replaying it is harmless.
+        fn delete_everything(user_id: &'a str) => [
+            DELETE_SHARES_ON_OWNED, DELETE_SHARES_TO_OWNED_GROUPS, DELETE_SHARES_TO_AND_BY_USER,
+            DELETE_TOKENS, DELETE_KEYS, DELETE_MEMBERSHIPS, DELETE_OWNED_GROUPS,
+            DELETE_OWNED_INSTANCES, DELETE_OWNED_PROJECTS, DELETE_USER,
+        ];
     }
-
-    pub fn get(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_USER, [Arg::Text(user_id)])
-    }
-
-    pub fn find_by_email(email: &str) -> Statement<'_> {
-        Statement::new(SELECT_BY_EMAIL, [Arg::Text(email)])
-    }
-
-    pub fn upsert<'a>(
-        user_id: &'a str,
-        email: Option<&'a str>,
-        name: Option<&'a str>,
-        now: i64,
-    ) -> Statement<'a> {
-        Statement::new(
-            UPSERT_USER,
-            [
-                Arg::Text(user_id),
-                Arg::opt_text(email),
-                Arg::opt_text(name),
-                Arg::Int(now),
-            ],
-        )
-    }
-
-    pub fn owned_instance_ids(user_id: &str) -> Statement<'_> {
-        Statement::new(SELECT_OWNED_INSTANCE_IDS, [Arg::Text(user_id)])
-    }
-
-    /// One batch.
-    pub fn delete_everything(user_id: &str) -> Vec<Statement<'_>> {
-        [
-            DELETE_SHARES_ON_OWNED,
-            DELETE_SHARES_TO_OWNED_GROUPS,
-            DELETE_SHARES_TO_AND_BY_USER,
-            DELETE_TOKENS,
-            DELETE_KEYS,
-            DELETE_MEMBERSHIPS,
-            DELETE_OWNED_GROUPS,
-            DELETE_OWNED_INSTANCES,
-            DELETE_OWNED_PROJECTS,
-            DELETE_USER,
-        ]
-        .into_iter()
-        .map(|sql| Statement::new(sql, [Arg::Text(user_id)]))
-        .collect()
-    }
-}
-
-// --- D1 ---------------------------------------------------------------------
-
-/// Makes sure the caller has a row (every authenticated `/api/*` request).
-pub async fn ensure(db: &D1Database, user_id: &str) -> Result<(), ApiError> {
-    stmt::ensure(user_id, now_seconds()).run(db).await
-}
-
-pub async fn get(db: &D1Database, user_id: &str) -> Result<Option<UserRow>, ApiError> {
-    stmt::get(user_id).first(db).await
-}
-
-pub async fn find_by_email(db: &D1Database, email: &str) -> Result<Option<UserRow>, ApiError> {
-    stmt::find_by_email(email).first(db).await
-}
-
-/// Creates or updates a user from Clerk (webhook); replays are harmless.
-pub async fn upsert(
-    db: &D1Database,
-    user_id: &str,
-    email: Option<&str>,
-    name: Option<&str>,
-) -> Result<(), ApiError> {
-    stmt::upsert(user_id, email, name, now_seconds())
-        .run(db)
-        .await
-}
-
-/// Every instance in projects the user owns.
-pub async fn owned_instance_ids(db: &D1Database, user_id: &str) -> Result<Vec<String>, ApiError> {
-    let rows: Vec<IdRow> = stmt::owned_instance_ids(user_id).all(db).await?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
-}
-
-/// Removes the user and everything it owns or was given: its projects and
-/// their instances, every share on those, its groups and the shares to
-/// them, shares to the user, its keys, tokens and memberships. One batch,
-/// so a failure leaves nothing half-deleted; replaying it is harmless.
-pub async fn delete_everything(db: &D1Database, user_id: &str) -> Result<(), ApiError> {
-    run_batch(db, &stmt::delete_everything(user_id)).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db::testing::{TestDb, NOW};
+    use crate::db::IdRow;
 
     #[test]
     fn ensure_creates_once_and_upsert_updates_profile_only() {
@@ -207,7 +134,7 @@ mod tests {
         db.run(&stmt::upsert("u1", None, Some("B"), NOW + 11));
         let row: UserRow = db.first(&stmt::get("u1")).unwrap();
         assert_eq!((row.email, row.name.as_deref()), (None, Some("B")));
-        assert!(db.first::<UserRow>(&stmt::get("u2")).is_none());
+        assert!(db.returns_nothing(&stmt::get("u2")));
     }
 
     #[test]
@@ -225,27 +152,14 @@ mod tests {
     /// alice owns projects `a` (instances `a-main`, `a-x`) and `a2`, group
     /// `ga`; bob owns project `b` and group `gb`. They share with each other.
     fn two_accounts() -> TestDb {
-        let db = TestDb::new();
-        for u in ["alice", "bob", "carol"] {
-            db.user(u);
-        }
+        let db = TestDb::with_users(&["alice", "bob", "carol"]);
         db.project("a", "alice");
         db.instance("a-x", "a", "alice");
         db.project("a2", "alice");
         db.project("b", "bob");
-        db.instance("b-clone", "b", "bob");
-        db.conn
-            .execute(
-                "UPDATE instances SET parent_instance_id = 'a-x' WHERE id = 'b-clone'",
-                [],
-            )
-            .unwrap();
-        db.group("ga", "alice");
-        db.member("ga", "bob");
-        db.member("ga", "carol");
-        db.group("gb", "bob");
-        db.member("gb", "alice");
-        db.member("gb", "carol");
+        db.clone_of("b-clone", "b", "bob", "a-x");
+        db.group("ga", "alice", &["bob", "carol"]);
+        db.group("gb", "bob", &["alice", "carol"]);
 
         // On alice's things (all go).
         db.share("a-to-bob", "project:a", "user:bob", "write", "alice");
@@ -338,9 +252,7 @@ mod tests {
             .first(&crate::db::projects::stmt::get("b", "bob"))
             .unwrap();
         assert_eq!(b.owner_id, "bob");
-        assert!(db
-            .all::<IdRow>(&stmt::owned_instance_ids("alice"))
-            .is_empty());
+        assert!(db.returns_nothing(&stmt::owned_instance_ids("alice")));
 
         // A replayed webhook finds nothing left to delete.
         db.batch(&stmt::delete_everything("alice"));

@@ -1,11 +1,9 @@
 //! Rows of the `ws_tokens` table: one-time WebSocket tokens, stored hashed.
 
 use serde::Deserialize;
-use worker::D1Database;
 
-use super::{now_seconds, run_batch, Arg, Statement};
-use crate::error::ApiError;
-use crate::permission::AccessBasis;
+use super::Statement;
+use crate::permission::{AccessBasis, Permission};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TokenRow {
@@ -47,106 +45,63 @@ pub const INSERT_TOKEN: &str =
 pub const TAKE_TOKEN: &str = "DELETE FROM ws_tokens WHERE token_hash = ?1
      RETURNING user_id, instance_id, permission, expires_at, api_key_id, delegate_id, secret_id";
 
+new_row! {
+    /// What a new token grants, and the API key, delegate and secret the
+    /// caller authenticated with.
+    NewToken => INSERT_TOKEN {
+        token_hash: &'a str, user_id: &'a str, instance_id: &'a str, permission: Permission,
+        expires_at: i64, created_at: i64,
+        api_key_id: Option<&'a str>, delegate_id: Option<&'a str>, secret_id: Option<&'a str>,
+    }
+}
+
 /// The statements with their parameters bound in order.
 pub mod stmt {
     use super::*;
 
-    /// One batch: the purge, then the insert.
-    pub fn insert<'a>(
-        token_hash: &'a str,
-        user_id: &'a str,
-        instance_id: &'a str,
-        permission: &'a str,
-        expires_at: i64,
-        now: i64,
-        basis: &'a AccessBasis,
-    ) -> Vec<Statement<'a>> {
-        vec![
-            Statement::new(DELETE_EXPIRED, [Arg::Int(now)]),
-            Statement::new(
-                INSERT_TOKEN,
-                [
-                    Arg::Text(token_hash),
-                    Arg::Text(user_id),
-                    Arg::Text(instance_id),
-                    Arg::Text(permission),
-                    Arg::Int(expires_at),
-                    Arg::Int(now),
-                    Arg::opt_text(basis.api_key.as_deref()),
-                    Arg::opt_text(basis.delegate.as_deref()),
-                    Arg::opt_text(basis.secret.as_deref()),
-                ],
-            ),
-        ]
+    statements! {
+        fn purge_expired(now: i64) => DELETE_EXPIRED;
+        /// Takes a token: deletes it and returns what it granted (`TokenRow`),
+        /// so a second use finds nothing (one statement, so two racing uses
+        /// cannot both win).
+        fn take(token_hash: &'a str) => TAKE_TOKEN;
     }
 
-    pub fn take(token_hash: &str) -> Statement<'_> {
-        Statement::new(TAKE_TOKEN, [Arg::Text(token_hash)])
+    /// One batch: the purge of expired tokens (opportunistically, here),
+    /// then the insert.
+    pub fn insert<'a>(token: &NewToken<'a>) -> Vec<Statement<'a>> {
+        vec![purge_expired(token.created_at), token.insert()]
     }
-}
-
-// --- D1 ---------------------------------------------------------------------
-
-/// Stores a token and purges expired ones (opportunistically, here).
-pub async fn insert(
-    db: &D1Database,
-    token_hash: &str,
-    user_id: &str,
-    instance_id: &str,
-    permission: &str,
-    expires_at: i64,
-    basis: &AccessBasis,
-) -> Result<(), ApiError> {
-    let batch = stmt::insert(
-        token_hash,
-        user_id,
-        instance_id,
-        permission,
-        expires_at,
-        now_seconds(),
-        basis,
-    );
-    run_batch(db, &batch).await
-}
-
-/// Takes a token: deletes it and returns what it granted, so a second use
-/// finds nothing (one statement, so two racing uses cannot both win).
-pub async fn take(db: &D1Database, token_hash: &str) -> Result<Option<TokenRow>, ApiError> {
-    stmt::take(token_hash).first(db).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::testing::{TestDb, NOW};
+    use crate::db::testing::{new_token, TestDb, NOW};
+
+    /// A read token on `i`, made at `now`.
+    fn made(
+        hash: &'static str,
+        user: &'static str,
+        now: i64,
+        expires_at: i64,
+    ) -> NewToken<'static> {
+        NewToken {
+            created_at: now,
+            expires_at,
+            ..new_token(hash, user, "i", "read")
+        }
+    }
 
     fn seeded() -> TestDb {
-        let db = TestDb::new();
-        db.user("alice");
-        db
+        TestDb::with_users(&["alice"])
     }
 
     #[test]
     fn a_token_is_taken_once() {
         let db = seeded();
-        db.batch(&stmt::insert(
-            "h1",
-            "alice",
-            "i1",
-            "read",
-            NOW + 60,
-            NOW,
-            &AccessBasis::default(),
-        ));
-        db.batch(&stmt::insert(
-            "h2",
-            "alice",
-            "i2",
-            "admin",
-            NOW + 60,
-            NOW,
-            &AccessBasis::default(),
-        ));
+        db.batch(&stmt::insert(&new_token("h1", "alice", "i1", "read")));
+        db.batch(&stmt::insert(&new_token("h2", "alice", "i2", "admin")));
         let row: TokenRow = db.first(&stmt::take("h1")).unwrap();
         assert_eq!(
             (
@@ -157,66 +112,26 @@ mod tests {
             ("alice", "i1", "read")
         );
         assert_eq!(row.expires_at, NOW + 60);
-        assert!(db.first::<TokenRow>(&stmt::take("h1")).is_none());
-        assert!(db.first::<TokenRow>(&stmt::take("unknown")).is_none());
+        assert!(db.returns_nothing(&stmt::take("h1")));
+        assert!(db.returns_nothing(&stmt::take("unknown")));
         assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["h2"]);
     }
 
     #[test]
     fn insert_purges_tokens_expired_before_now() {
         let db = seeded();
-        db.batch(&stmt::insert(
-            "old",
-            "alice",
-            "i",
-            "read",
-            NOW - 1,
-            NOW - 61,
-            &AccessBasis::default(),
-        ));
-        db.batch(&stmt::insert(
-            "edge",
-            "alice",
-            "i",
-            "read",
-            NOW,
-            NOW - 60,
-            &AccessBasis::default(),
-        ));
-        db.batch(&stmt::insert(
-            "new",
-            "alice",
-            "i",
-            "read",
-            NOW + 60,
-            NOW,
-            &AccessBasis::default(),
-        ));
+        db.batch(&stmt::insert(&made("old", "alice", NOW - 61, NOW - 1)));
+        db.batch(&stmt::insert(&made("edge", "alice", NOW - 60, NOW)));
+        db.batch(&stmt::insert(&made("new", "alice", NOW, NOW + 60)));
         let mut left = db.column("SELECT token_hash FROM ws_tokens");
         left.sort();
         // Expiring this very second still counts as valid (`take`'s caller
         // refuses only `expires_at < now`).
         assert_eq!(left, ["edge", "new"]);
         // The batch is atomic: a bad insert keeps the expired ones too.
-        db.batch(&stmt::insert(
-            "old2",
-            "alice",
-            "i",
-            "read",
-            NOW - 1,
-            NOW - 61,
-            &AccessBasis::default(),
-        ));
+        db.batch(&stmt::insert(&made("old2", "alice", NOW - 61, NOW - 1)));
         assert!(db
-            .try_batch(&stmt::insert(
-                "x",
-                "ghost",
-                "i",
-                "read",
-                NOW + 60,
-                NOW,
-                &AccessBasis::default()
-            ))
+            .try_batch(&stmt::insert(&made("x", "ghost", NOW, NOW + 60)))
             .is_err());
         assert_eq!(db.count("ws_tokens"), 3);
     }

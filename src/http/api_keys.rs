@@ -9,7 +9,7 @@ use crate::auth::roles::{authorize_api_key_management, Action};
 use crate::auth::secrets::{api_key_prefix, generate_api_key, hash_api_key};
 use crate::ctx::Ctx;
 use crate::db;
-use crate::db::api_keys::NewKey;
+use crate::db::api_keys::{stmt, ApiKeyRow, NewKey};
 use crate::error::ApiError;
 use crate::instance::internal::Affected;
 use crate::permission::Permission;
@@ -19,7 +19,7 @@ use crate::services::revocation;
 
 pub async fn list(ctx: &Ctx, caller: &Caller) -> Answer {
     authorize_api_key_management(&caller.principal).map_err(|d| denied(d, "API key"))?;
-    let rows = db::api_keys::list_for_user(&ctx.db()?, &caller.user_id).await?;
+    let rows: Vec<ApiKeyRow> = stmt::list_for_user(&caller.user_id).all(&ctx.db()?).await?;
     let keys: Vec<serde_json::Value> = rows
         .iter()
         .map(|k| {
@@ -43,9 +43,7 @@ pub async fn list(ctx: &Ctx, caller: &Caller) -> Answer {
 pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     authorize_api_key_management(&caller.principal).map_err(|d| denied(d, "API key"))?;
     let (body, name) = read_named(req).await?;
-    let scope_type = body
-        .opt_str("scopeType", 16)?
-        .ok_or_else(|| ApiError::bad_request("scopeType is required"))?;
+    let scope_type = body.req_str("scopeType", 16)?;
     let scope_id = body.opt_str("scopeId", 128)?;
     let names = body
         .str_list("permissions")?
@@ -95,19 +93,19 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     let id = new_id()?;
     let permission_names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
     let permissions_json = serde_json::to_string(&permission_names)?;
-    db::api_keys::insert(
-        &ctx.db()?,
-        &NewKey {
-            id: &id,
-            user_id: &caller.user_id,
-            name: &name,
-            key_hash: &hash_api_key(&key),
-            key_prefix: api_key_prefix(&key),
-            scope_type,
-            scope_id: scope_id.as_deref(),
-            permissions_json: &permissions_json,
-        },
-    )
+    NewKey {
+        id: &id,
+        user_id: &caller.user_id,
+        name: &name,
+        key_hash: &hash_api_key(&key),
+        key_prefix: api_key_prefix(&key),
+        scope_type,
+        scope_id: scope_id.as_deref(),
+        permissions_json: &permissions_json,
+        created_at: db::now_seconds(),
+    }
+    .insert()
+    .run(&ctx.db()?)
     .await?;
     created(serde_json::json!({
             "id": id,
@@ -123,11 +121,11 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     authorize_api_key_management(&caller.principal).map_err(|d| denied(d, "API key"))?;
     let db = ctx.db()?;
-    let reached = db::reach::used_instances(&db, id).await?;
-    if !db::api_keys::delete_owned(&db, id, &caller.user_id).await? {
+    let reached = db::reach::stmt::used_instances(id).ids(&db).await?;
+    if !stmt::delete_owned(id, &caller.user_id).found(&db).await? {
         return Err(ApiError::not_found("API key not found"));
     }
-    db::reach::forget_uses(&db, id).await?;
+    db::reach::stmt::forget_uses(id).run(&db).await?;
     // The key's open sockets close at once (§8).
     revocation::revoke(ctx, &reached, Affected::ApiKey(id.to_owned())).await;
     json(200, &serde_json::json!({ "success": true }))

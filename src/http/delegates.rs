@@ -10,8 +10,7 @@ use super::{json, Answer};
 use crate::auth::caller::Caller;
 use crate::auth::roles::DelegateCaps;
 use crate::ctx::Ctx;
-use crate::db;
-use crate::db::delegates::DelegateRow;
+use crate::db::delegates::{stmt, DelegateRow, GrantRow, SecretRow};
 use crate::error::ApiError;
 use crate::fields::{parse_object, Fields};
 use crate::permission::Permission;
@@ -138,7 +137,7 @@ pub async fn create_secret(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &s
 
 pub async fn list_secrets(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let delegate = delegates::owned(ctx, caller, id).await?;
-    let rows = db::delegates::secrets(&ctx.db()?, &delegate.delegate_id).await?;
+    let rows: Vec<SecretRow> = stmt::secrets(&delegate.delegate_id).all(&ctx.db()?).await?;
     let secrets: Vec<Value> = rows
         .iter()
         .map(|s| {
@@ -161,12 +160,8 @@ pub async fn revoke_secret(ctx: &Ctx, caller: &Caller, id: &str, secret_id: &str
 
 pub async fn grant(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let body = read_object(req, MAX_BODY_BYTES).await?;
-    let instance_id = body
-        .opt_str("instanceId", 128)?
-        .ok_or_else(|| ApiError::bad_request("instanceId is required"))?;
-    let permission = body
-        .opt_str("permission", 16)?
-        .ok_or_else(|| ApiError::bad_request("permission is required"))?;
+    let instance_id = body.req_str("instanceId", 128)?;
+    let permission = body.req_str("permission", 16)?;
     // `system` is the dashboard's old word for `admin`.
     let permission = match permission {
         "system" => Some(Permission::Admin),
@@ -179,7 +174,7 @@ pub async fn grant(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> A
 
 pub async fn list_grants(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let delegate = delegates::owned(ctx, caller, id).await?;
-    let rows = db::delegates::grants(&ctx.db()?, &delegate.delegate_id).await?;
+    let rows: Vec<GrantRow> = stmt::grants(&delegate.delegate_id).all(&ctx.db()?).await?;
     let namespace = ctx.env.durable_object("MINDCACHE_INSTANCE")?;
     let mut grants = Vec::with_capacity(rows.len());
     for g in &rows {

@@ -8,7 +8,8 @@ use crate::auth::caller::Caller;
 use crate::auth::roles::{authorize_group, authorize_groups, GroupAction};
 use crate::ctx::Ctx;
 use crate::db;
-use crate::db::groups::GroupRow;
+use crate::db::groups::{stmt, GroupListRow, GroupRow, MemberRow};
+use crate::db::users::{stmt as users, UserRow};
 use crate::error::ApiError;
 use crate::instance::internal::Affected;
 use crate::services::access::denied;
@@ -17,7 +18,7 @@ use crate::services::revocation;
 
 pub async fn list(ctx: &Ctx, caller: &Caller) -> Answer {
     authorize_groups(&caller.principal).map_err(|d| denied(d, "Group"))?;
-    let groups = db::groups::list_for_user(&ctx.db()?, &caller.user_id).await?;
+    let groups: Vec<GroupListRow> = stmt::list_for_user(&caller.user_id).all(&ctx.db()?).await?;
     json(200, &serde_json::json!({ "groups": groups }))
 }
 
@@ -25,7 +26,9 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     authorize_groups(&caller.principal).map_err(|d| denied(d, "Group"))?;
     let (_, name) = read_named(req).await?;
     let id = new_id()?;
-    db::groups::create(&ctx.db()?, &id, &name, &caller.user_id).await?;
+    stmt::create(&id, &name, &caller.user_id, db::now_seconds())
+        .run(&ctx.db()?)
+        .await?;
     json(201, &serde_json::json!({ "id": id, "name": name }))
 }
 
@@ -36,7 +39,8 @@ async fn group_for(
     id: &str,
     action: GroupAction,
 ) -> Result<GroupRow, ApiError> {
-    let group = db::groups::get(&ctx.db()?, id, &caller.user_id)
+    let group: GroupRow = stmt::get(id, &caller.user_id)
+        .first(&ctx.db()?)
         .await?
         .ok_or_else(|| ApiError::not_found("Group not found"))?;
     let is_owner = group.owner_id == caller.user_id;
@@ -47,7 +51,7 @@ async fn group_for(
 
 pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let group = group_for(ctx, caller, id, GroupAction::View).await?;
-    let members = db::groups::members(&ctx.db()?, &group.id).await?;
+    let members: Vec<MemberRow> = stmt::members(&group.id).all(&ctx.db()?).await?;
     json(
         200,
         &serde_json::json!({
@@ -63,8 +67,8 @@ pub async fn get(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
 pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
     let group = group_for(ctx, caller, id, GroupAction::Delete).await?;
     let db = ctx.db()?;
-    let reached = db::reach::group_instances(&db, &group.id).await?;
-    db::groups::delete(&db, &group.id).await?;
+    let reached = db::reach::stmt::group_instances(&group.id).ids(&db).await?;
+    db::run_batch(&db, &stmt::delete(&group.id)).await?;
     // Its shares stop granting at once, on open sockets too (§8).
     revocation::recheck(ctx, &reached, Affected::All).await;
     json(200, &serde_json::json!({ "success": true }))
@@ -74,13 +78,15 @@ pub async fn add_member(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str)
     let group = group_for(ctx, caller, id, GroupAction::AddMember).await?;
     let body = read_object(req, MAX_BODY_BYTES).await?;
     let db = ctx.db()?;
-    let user = match (body.opt_str("userId", 256)?, body.opt_str("email", 320)?) {
-        (Some(uid), _) => db::users::get(&db, uid).await?,
-        (None, Some(email)) => db::users::find_by_email(&db, email).await?,
+    let user: UserRow = match (body.opt_str("userId", 256)?, body.opt_str("email", 320)?) {
+        (Some(uid), _) => users::get(uid).first(&db).await?,
+        (None, Some(email)) => users::find_by_email(email).first(&db).await?,
         (None, None) => return Err(ApiError::bad_request("userId or email is required")),
     }
     .ok_or_else(|| ApiError::not_found("User not found"))?;
-    db::groups::add_member(&db, &group.id, &user.id).await?;
+    stmt::add_member(&group.id, &user.id, db::now_seconds())
+        .run(&db)
+        .await?;
     json(
         201,
         &serde_json::json!({ "group_id": group.id, "user_id": user.id }),
@@ -93,8 +99,8 @@ pub async fn remove_member(ctx: &Ctx, caller: &Caller, id: &str, user_id: &str) 
     };
     let group = group_for(ctx, caller, id, action).await?;
     let db = ctx.db()?;
-    let reached = db::reach::group_instances(&db, &group.id).await?;
-    if !db::groups::remove_member(&db, &group.id, user_id).await? {
+    let reached = db::reach::stmt::group_instances(&group.id).ids(&db).await?;
+    if !stmt::remove_member(&group.id, user_id).found(&db).await? {
         return Err(ApiError::not_found("Member not found"));
     }
     revocation::recheck(ctx, &reached, Affected::User(user_id.to_owned())).await;

@@ -9,7 +9,7 @@ use crate::auth::caller::Caller;
 use crate::auth::roles::Action;
 use crate::ctx::Ctx;
 use crate::db;
-use crate::db::instances::InstanceRow;
+use crate::db::instances::{stmt, InstanceRow};
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
 use crate::services::access;
@@ -45,8 +45,9 @@ impl<'a> InstanceView<'a> {
 
 pub async fn list(ctx: &Ctx, caller: &Caller, project_id: &str) -> Answer {
     let project = access::project(ctx, caller, project_id, Action::View).await?;
-    let rows =
-        db::instances::list_for_project(&ctx.db()?, &project.row.id, &caller.user_id).await?;
+    let rows: Vec<InstanceRow> = stmt::list_for_project(&project.row.id, &caller.user_id)
+        .all(&ctx.db()?)
+        .await?;
     // A caller reaching the project only through instance shares sees just
     // those instances: the per-instance role decides for every row.
     let instances: Vec<InstanceView> = rows
@@ -76,14 +77,15 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, project_id: &
 
     let id = new_id()?;
     let db = ctx.db()?;
-    db::instances::create(
-        &db,
+    stmt::create(
         &id,
         &project.id,
         &project.owner_id,
         &name,
         source.as_ref().map(|s| s.id.as_str()),
+        db::now_seconds(),
     )
+    .run(&db)
     .await?;
     if let Some(source) = source {
         if let Err(e) = copy_keys(ctx, caller, &source.id, &id).await {
@@ -131,7 +133,10 @@ pub async fn update(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> 
         return Err(ApiError::bad_request("name or is_readonly is required"));
     }
     let db = ctx.db()?;
-    db::instances::update(&db, &row.id, name.as_deref(), read_only).await?;
+    let now = db::now_seconds();
+    stmt::update(&row.id, name.as_deref(), read_only, now, db::now_millis())
+        .run(&db)
+        .await?;
     let row = access::instance(ctx, caller, id, Action::View).await?.row;
     if read_only.is_some() {
         // Tell the object now, so writes are refused from the next message

@@ -96,7 +96,8 @@ async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Caller, ApiError> {
     if caller.principal == Principal::User {
         // API keys belong to existing users (foreign key); signed-in users
         // may be new to us.
-        db::users::ensure(&ctx.db()?, &caller.user_id).await?;
+        let ensure = db::users::stmt::ensure(&caller.user_id, db::now_seconds());
+        ensure.run(&ctx.db()?).await?;
     }
     Ok(caller)
 }

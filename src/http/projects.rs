@@ -9,7 +9,7 @@ use crate::auth::caller::Caller;
 use crate::auth::roles::{authorize_create_project, effective_role, Action, Resource};
 use crate::ctx::Ctx;
 use crate::db;
-use crate::db::projects::ProjectRow;
+use crate::db::projects::{stmt, ProjectRow};
 use crate::error::ApiError;
 use crate::permission::Permission;
 use crate::services::access::{self, denied};
@@ -42,7 +42,7 @@ impl<'a> ProjectView<'a> {
 }
 
 pub async fn list(ctx: &Ctx, caller: &Caller) -> Answer {
-    let rows = db::projects::list_visible(&ctx.db()?, &caller.user_id).await?;
+    let rows: Vec<ProjectRow> = stmt::list_visible(&caller.user_id).all(&ctx.db()?).await?;
     let projects: Vec<ProjectView> = rows
         .iter()
         .filter_map(|row| {
@@ -63,15 +63,9 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     let description = body.opt_str("description", MAX_DESCRIPTION)?;
     let id = new_id()?;
     let instance_id = new_id()?;
-    let now = db::projects::create(
-        &ctx.db()?,
-        &id,
-        &instance_id,
-        &caller.user_id,
-        &name,
-        description,
-    )
-    .await?;
+    let now = db::now_seconds();
+    let batch = stmt::create(&id, &instance_id, &caller.user_id, &name, description, now);
+    db::run_batch(&ctx.db()?, &batch).await?;
     created(serde_json::json!({
             "id": id,
             "name": name,
@@ -99,7 +93,14 @@ pub async fn update(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> 
     if name.is_none() && description.is_none() {
         return Err(ApiError::bad_request("name or description is required"));
     }
-    db::projects::update(&ctx.db()?, &project.row.id, name.as_deref(), description).await?;
+    stmt::update(
+        &project.row.id,
+        name.as_deref(),
+        description,
+        db::now_seconds(),
+    )
+    .run(&ctx.db()?)
+    .await?;
     json(200, &serde_json::json!({ "success": true }))
 }
 

@@ -9,6 +9,9 @@ use crate::auth::caller::Caller;
 use crate::auth::roles::{authorize, authorize_group, check_grant, Action, GroupAction};
 use crate::ctx::Ctx;
 use crate::db;
+use crate::db::groups::GroupRow;
+use crate::db::shares::{stmt, NewShare, ShareListRow, ShareRow};
+use crate::db::users::{stmt as users, UserRow};
 use crate::error::ApiError;
 use crate::instance::internal::Affected;
 use crate::permission::Permission;
@@ -64,19 +67,15 @@ async fn role_on(
 
 pub async fn list(ctx: &Ctx, caller: &Caller, kind: Kind, id: &str) -> Answer {
     role_on(ctx, caller, kind, id, Action::ManageShares).await?;
-    let shares = db::shares::list(&ctx.db()?, kind.as_str(), id).await?;
+    let shares: Vec<ShareListRow> = stmt::list(kind.as_str(), id).all(&ctx.db()?).await?;
     json(200, &serde_json::json!({ "shares": shares }))
 }
 
 pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, kind: Kind, id: &str) -> Answer {
     let role = role_on(ctx, caller, kind, id, Action::ManageShares).await?;
     let body = read_object(req, MAX_BODY_BYTES).await?;
-    let target_type = body
-        .opt_str("targetType", 16)?
-        .ok_or_else(|| ApiError::bad_request("targetType is required"))?;
-    let permission = body
-        .opt_str("permission", 16)?
-        .ok_or_else(|| ApiError::bad_request("permission is required"))?;
+    let target_type = body.req_str("targetType", 16)?;
+    let permission = body.req_str("permission", 16)?;
     let permission = Permission::parse_grantable(permission)
         .ok_or_else(|| ApiError::bad_request("permission must be read, write or admin"))?;
     check_grant(role, permission).map_err(|d| denied(d, kind.label()))?;
@@ -89,8 +88,8 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, kind: Kind, i
                 body.opt_str("targetId", 256)?,
                 body.opt_str("targetEmail", 320)?,
             ) {
-                (Some(uid), _) => db::users::get(&db, uid).await?,
-                (None, Some(email)) => db::users::find_by_email(&db, email).await?,
+                (Some(uid), _) => users::get(uid).first::<UserRow>(&db).await?,
+                (None, Some(email)) => users::find_by_email(email).first(&db).await?,
                 (None, None) => {
                     return Err(ApiError::bad_request(
                         "targetId or targetEmail is required for a user share",
@@ -106,7 +105,8 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, kind: Kind, i
             let gid = body
                 .opt_str("targetId", 256)?
                 .ok_or_else(|| ApiError::bad_request("targetId is required for a group share"))?;
-            let group = db::groups::get(&db, gid, &caller.user_id)
+            let group: GroupRow = db::groups::stmt::get(gid, &caller.user_id)
+                .first(&db)
                 .await?
                 .ok_or_else(|| ApiError::not_found("Group not found"))?;
             // Only to a group the granter may see (owns or belongs to): any
@@ -129,17 +129,17 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, kind: Kind, i
         }
     };
     let fresh_id = new_id()?;
-    let share_id = db::shares::grant(
-        &db,
-        &fresh_id,
-        kind.as_str(),
-        id,
+    let share = NewShare {
+        id: &fresh_id,
+        resource_type: kind.as_str(),
+        resource_id: id,
         target_type,
-        target_id.as_deref(),
-        permission.as_str(),
-        &caller.user_id,
-    )
-    .await?;
+        target_id: target_id.as_deref(),
+        permission,
+        created_by: &caller.user_id,
+        created_at: db::now_seconds(),
+    };
+    let share_id = db::shares::grant(&db, &share).await?;
     if share_id != fresh_id {
         // An existing share changed permission: a lowered one lowers sockets.
         let reached = revocation::instances_under(ctx, kind.as_str(), id).await?;
@@ -159,7 +159,8 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller, kind: Kind, i
 pub async fn delete(ctx: &Ctx, caller: &Caller, share_id: &str) -> Answer {
     let db = ctx.db()?;
     let not_found = || ApiError::not_found("Share not found");
-    let share = db::shares::get(&db, share_id)
+    let share: ShareRow = stmt::get(share_id)
+        .first(&db)
         .await?
         .ok_or_else(not_found)?;
     let kind = Kind::parse(&share.resource_type).ok_or_else(not_found)?;
@@ -169,7 +170,7 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, share_id: &str) -> Answer {
         .map_err(|_| not_found())?;
     authorize(&caller.principal, Action::ManageShares, Some(role))
         .map_err(|d| denied(d, "Share"))?;
-    db::shares::delete(&db, &share.id).await?;
+    stmt::delete(&share.id).run(&db).await?;
     // Whoever this share reached is re-evaluated on the resource's instances.
     let reached = revocation::instances_under(ctx, kind.as_str(), &share.resource_id).await?;
     revocation::recheck(ctx, &reached, Affected::All).await;

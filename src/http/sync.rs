@@ -10,6 +10,7 @@ use crate::auth::verify;
 use crate::auth::DEV_USER;
 use crate::ctx::Ctx;
 use crate::db;
+use crate::db::ws_tokens::TokenRow;
 use crate::error::ApiError;
 use crate::instance::client::{Identity, InstanceClient};
 use crate::instance::internal::ReadOnlyFlag;
@@ -68,7 +69,8 @@ async fn token_identity(
     instance_id: &str,
 ) -> Result<(Identity, Option<ReadOnlyFlag>), ApiError> {
     let db = ctx.db()?;
-    let row = db::ws_tokens::take(&db, &hash_ws_token(token))
+    let row: TokenRow = db::ws_tokens::stmt::take(&hash_ws_token(token))
+        .first(&db)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("Invalid token".into()))?;
     if row.expires_at < db::now_seconds() {

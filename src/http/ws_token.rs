@@ -9,6 +9,7 @@ use crate::auth::roles::ws_token_permission;
 use crate::auth::secrets::{generate_ws_token, hash_ws_token};
 use crate::ctx::Ctx;
 use crate::db;
+use crate::db::ws_tokens::NewToken;
 use crate::error::ApiError;
 use crate::ids::is_valid_instance_id;
 use crate::permission::Permission;
@@ -19,9 +20,7 @@ pub const TOKEN_LIFETIME_SECS: i64 = 60;
 
 pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     let body = read_object(req, MAX_BODY_BYTES).await?;
-    let instance_id = body
-        .opt_str("instanceId", 128)?
-        .ok_or_else(|| ApiError::bad_request("instanceId is required"))?;
+    let instance_id = body.req_str("instanceId", 128)?;
     if !is_valid_instance_id(instance_id) {
         return Err(ApiError::bad_request(
             "instanceId is not a valid instance id",
@@ -41,17 +40,20 @@ pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
     revocation::note_socket(ctx, caller, instance_id).await?;
     let token =
         generate_ws_token().map_err(|e| ApiError::internal(format!("random token: {e}")))?;
-    let expires_at = db::now_seconds() + TOKEN_LIFETIME_SECS;
-    db::ws_tokens::insert(
-        &ctx.db()?,
-        &hash_ws_token(&token),
-        &caller.user_id,
+    let now = db::now_seconds();
+    let expires_at = now + TOKEN_LIFETIME_SECS;
+    let row = NewToken {
+        token_hash: &hash_ws_token(&token),
+        user_id: &caller.user_id,
         instance_id,
-        permission.as_str(),
+        permission,
         expires_at,
-        &caller.basis,
-    )
-    .await?;
+        created_at: now,
+        api_key_id: caller.basis.api_key.as_deref(),
+        delegate_id: caller.basis.delegate.as_deref(),
+        secret_id: caller.basis.secret.as_deref(),
+    };
+    db::run_batch(&ctx.db()?, &db::ws_tokens::stmt::insert(&row)).await?;
     json(
         200,
         &serde_json::json!({

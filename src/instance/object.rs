@@ -426,14 +426,19 @@ impl Instance {
         Ok(())
     }
 
-    fn engine_outcome(&self, session: &Session, frame: &str) -> Outcome {
+    /// Runs `f` on the engine over the store and the current meta (borrowed
+    /// only for that long).
+    fn with_engine<T>(&self, f: impl FnOnce(&Engine<'_, Store>) -> T) -> T {
         let meta = self.meta.borrow();
-        Engine::new(&self.store, &meta).handle_frame(session, frame, now_ms())
+        f(&Engine::new(&self.store, &meta))
+    }
+
+    fn engine_outcome(&self, session: &Session, frame: &str) -> Outcome {
+        self.with_engine(|e| e.handle_frame(session, frame, now_ms()))
     }
 
     fn engine_data(&self) -> std::result::Result<String, ProtocolError> {
-        let meta = self.meta.borrow();
-        Engine::new(&self.store, &meta).data_json()
+        self.with_engine(|e| e.data_json())
     }
 
     /// Accepts a WebSocket the Worker forwarded, with the identity it set.
@@ -784,10 +789,8 @@ impl Instance {
             Some(Err(e)) => return refusal(&e),
         };
         let now = now_ms();
-        let result = {
-            let meta = self.meta.borrow();
-            Engine::new(&self.store, &meta).set_as(&req.actor, &req.key, req.value, attributes, now)
-        };
+        let result =
+            self.with_engine(|e| e.set_as(&req.actor, &req.key, req.value, attributes, now));
         self.write_response(result, now)
     }
 
@@ -796,10 +799,7 @@ impl Instance {
             return refusal(&ProtocolError::invalid("malformed internal delete request"));
         };
         let now = now_ms();
-        let result = {
-            let meta = self.meta.borrow();
-            Engine::new(&self.store, &meta).delete_as(&req.actor, &req.key, now)
-        };
+        let result = self.with_engine(|e| e.delete_as(&req.actor, &req.key, now));
         self.write_response(result, now)
     }
 
@@ -808,10 +808,7 @@ impl Instance {
             return refusal(&ProtocolError::invalid("malformed internal import request"));
         };
         let now = now_ms();
-        let result = {
-            let meta = self.meta.borrow();
-            Engine::new(&self.store, &meta).import(&req.actor, req.data.get(), now)
-        };
+        let result = self.with_engine(|e| e.import(&req.actor, req.data.get(), now));
         match result {
             Ok(broadcasts) => {
                 broadcasts.iter().for_each(|b| self.broadcast(b));
@@ -852,10 +849,7 @@ impl Instance {
             let _ = ws.close(Some(1000), Some("Instance deleted"));
         }
         self.queues.borrow_mut().clear();
-        let wiped = {
-            let meta = self.meta.borrow();
-            Engine::new(&self.store, &meta).wipe()
-        };
+        let wiped = self.with_engine(|e| e.wipe());
         if let Err(e) = wiped {
             return refusal(&e);
         }

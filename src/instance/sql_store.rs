@@ -42,15 +42,7 @@ impl SqlStore {
     /// Binds straight to JS values: a `SqlStorageValue::String` would copy the
     /// value once more on its way to JS.
     fn run(&self, query: &str, args: &[SqlArg<'_>]) -> Result<SqlCursor, StoreError> {
-        let js: Vec<JsValue> = args
-            .iter()
-            .map(|a| match *a {
-                SqlArg::Text(s) => JsValue::from_str(s),
-                // Millisecond timestamps and 0/1 flags are far inside 2^53.
-                SqlArg::Int(i) => JsValue::from_f64(i as f64),
-                SqlArg::Null => JsValue::NULL,
-            })
-            .collect();
+        let js: Vec<JsValue> = args.iter().map(|a| a.to_js()).collect();
         self.sql.exec_raw(query, js).map_err(err)
     }
 

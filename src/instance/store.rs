@@ -4,6 +4,9 @@
 use super::attributes::{Attributes, KeyType};
 use serde_json::value::RawValue;
 use std::cell::Cell;
+use wasm_bindgen::JsValue;
+
+use crate::permission::Permission;
 
 /// One stored key, as `sync.data` describes it.
 #[derive(Debug, Clone)]
@@ -145,12 +148,57 @@ pub const META_READ_ONLY: &str = "read_only";
 pub const META_READ_ONLY_VERSION: &str = "read_only_version";
 
 /// A bound SQL argument, borrowed so the (possibly 1.5 MB) value is copied
-/// only once, into the engine's own parameter type.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// only once, into the engine's own parameter type. D1 statements
+/// (`crate::db`) bind the same type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlArg<'a> {
     Text(&'a str),
     Int(i64),
     Null,
+}
+
+impl<'a> From<&'a str> for SqlArg<'a> {
+    fn from(s: &'a str) -> Self {
+        SqlArg::Text(s)
+    }
+}
+
+impl From<i64> for SqlArg<'_> {
+    fn from(i: i64) -> Self {
+        SqlArg::Int(i)
+    }
+}
+
+/// Flags are 0/1 integer columns.
+impl From<bool> for SqlArg<'_> {
+    fn from(b: bool) -> Self {
+        SqlArg::Int(i64::from(b))
+    }
+}
+
+impl From<Permission> for SqlArg<'_> {
+    fn from(p: Permission) -> Self {
+        SqlArg::Text(p.as_str())
+    }
+}
+
+/// `None` binds NULL.
+impl<'a, T: Into<SqlArg<'a>>> From<Option<T>> for SqlArg<'a> {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(SqlArg::Null, Into::into)
+    }
+}
+
+impl SqlArg<'_> {
+    /// The value as bound through JavaScript (D1 and the object's SQL API).
+    pub fn to_js(self) -> JsValue {
+        match self {
+            SqlArg::Text(s) => JsValue::from_str(s),
+            // Timestamps, flags and levels are far inside 2^53.
+            SqlArg::Int(i) => JsValue::from_f64(i as f64),
+            SqlArg::Null => JsValue::NULL,
+        }
+    }
 }
 
 impl KeyRow<'_> {

@@ -51,7 +51,8 @@ pub async fn project(
     action: Action,
 ) -> Result<Authorized<ProjectRow>, ApiError> {
     let not_found = || ApiError::not_found("Project not found");
-    let row = db::projects::get(&ctx.db()?, project_id, &caller.user_id)
+    let row: ProjectRow = db::projects::stmt::get(project_id, &caller.user_id)
+        .first(&ctx.db()?)
         .await?
         .ok_or_else(not_found)?;
     let role = effective_role(
@@ -105,6 +106,16 @@ async fn caller_instance_role(
     Ok(delegate_role(grant, *caps, creator_role))
 }
 
+/// The instance with the caller's share facts, if it exists.
+async fn instance_row(
+    ctx: &Ctx,
+    caller: &Caller,
+    instance_id: &str,
+) -> Result<Option<InstanceRow>, ApiError> {
+    let row = db::instances::stmt::get(instance_id, &caller.user_id);
+    row.first(&ctx.db()?).await
+}
+
 /// The instance `instance_id` if the caller may take `action` on it.
 pub async fn instance(
     ctx: &Ctx,
@@ -113,7 +124,7 @@ pub async fn instance(
     action: Action,
 ) -> Result<Authorized<InstanceRow>, ApiError> {
     let not_found = || ApiError::not_found("Instance not found");
-    let row = db::instances::get(&ctx.db()?, instance_id, &caller.user_id)
+    let row = instance_row(ctx, caller, instance_id)
         .await?
         .ok_or_else(not_found)?;
     let role = caller_instance_role(ctx, caller, &row)
@@ -147,7 +158,7 @@ pub async fn instance_data(
     instance_id: &str,
 ) -> Result<DataAccess, ApiError> {
     let refused = || ApiError::not_found("Instance not found or access denied");
-    match db::instances::get(&ctx.db()?, instance_id, &caller.user_id).await? {
+    match instance_row(ctx, caller, instance_id).await? {
         Some(row) => Ok(DataAccess {
             role: caller_instance_role(ctx, caller, &row)
                 .await?

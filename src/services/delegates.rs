@@ -9,7 +9,8 @@ use crate::auth::secrets::{
 };
 use crate::ctx::Ctx;
 use crate::db;
-use crate::db::delegates::{DelegateRow, NewDelegate};
+use crate::db::delegates::{stmt, DelegateRow, NewDelegate, NewSecret};
+use crate::db::reach::stmt as reach;
 use crate::error::ApiError;
 use crate::instance::internal::Affected;
 use crate::permission::Permission;
@@ -23,14 +24,15 @@ fn random(e: getrandom::Error) -> ApiError {
 /// The caller's own delegate `delegate_id`; anyone else's does not exist.
 pub async fn owned(ctx: &Ctx, caller: &Caller, delegate_id: &str) -> Result<DelegateRow, ApiError> {
     authorize_delegate_management(&caller.principal).map_err(|d| denied(d, "Delegate"))?;
-    db::delegates::owned(&ctx.db()?, delegate_id, &caller.user_id)
+    stmt::owned(delegate_id, &caller.user_id)
+        .first(&ctx.db()?)
         .await?
         .ok_or_else(|| ApiError::not_found("Delegate not found"))
 }
 
 pub async fn list(ctx: &Ctx, caller: &Caller) -> Result<Vec<DelegateRow>, ApiError> {
     authorize_delegate_management(&caller.principal).map_err(|d| denied(d, "Delegate"))?;
-    db::delegates::list_for_user(&ctx.db()?, &caller.user_id).await
+    stmt::list_for_user(&caller.user_id).all(&ctx.db()?).await
 }
 
 pub async fn create(
@@ -42,6 +44,7 @@ pub async fn create(
 ) -> Result<DelegateRow, ApiError> {
     authorize_delegate_management(&caller.principal).map_err(|d| denied(d, "Delegate"))?;
     let delegate_id = generate_delegate_id().map_err(random)?;
+    let created_at = db::now_seconds();
     let row = NewDelegate {
         delegate_id: &delegate_id,
         created_by_user_id: &caller.user_id,
@@ -49,9 +52,10 @@ pub async fn create(
         can_read: caps.can_read,
         can_write: caps.can_write,
         can_system: caps.can_system,
+        created_at,
         expires_at,
     };
-    let created_at = db::delegates::insert(&ctx.db()?, &row).await?;
+    row.insert().run(&ctx.db()?).await?;
     Ok(DelegateRow {
         delegate_id: delegate_id.clone(),
         created_by_user_id: caller.user_id.clone(),
@@ -68,9 +72,11 @@ pub async fn create(
 pub async fn delete(ctx: &Ctx, caller: &Caller, delegate_id: &str) -> Result<(), ApiError> {
     let delegate = owned(ctx, caller, delegate_id).await?;
     let db = ctx.db()?;
-    let reached = db::reach::used_instances(&db, &delegate.delegate_id).await?;
-    db::delegates::delete(&db, &delegate.delegate_id).await?;
-    db::reach::forget_uses(&db, &delegate.delegate_id).await?;
+    let reached = reach::used_instances(&delegate.delegate_id)
+        .ids(&db)
+        .await?;
+    db::run_batch(&db, &stmt::delete(&delegate.delegate_id)).await?;
+    reach::forget_uses(&delegate.delegate_id).run(&db).await?;
     revocation::revoke(ctx, &reached, Affected::Delegate(delegate.delegate_id)).await;
     Ok(())
 }
@@ -86,14 +92,14 @@ pub async fn create_secret(
     let delegate = owned(ctx, caller, delegate_id).await?;
     let secret_id = generate_secret_id().map_err(random)?;
     let secret = generate_delegate_secret().map_err(random)?;
-    db::delegates::insert_secret(
-        &ctx.db()?,
-        &secret_id,
-        &delegate.delegate_id,
-        &hash_delegate_secret(&secret),
+    let row = NewSecret {
+        secret_id: &secret_id,
+        delegate_id: &delegate.delegate_id,
+        secret_hash: &hash_delegate_secret(&secret),
         name,
-    )
-    .await?;
+        created_at: db::now_seconds(),
+    };
+    row.insert().run(&ctx.db()?).await?;
     Ok((secret_id, secret))
 }
 
@@ -106,10 +112,13 @@ pub async fn revoke_secret(
 ) -> Result<(), ApiError> {
     let delegate = owned(ctx, caller, delegate_id).await?;
     let db = ctx.db()?;
-    if !db::delegates::revoke_secret(&db, secret_id, &delegate.delegate_id).await? {
+    let revoke = stmt::revoke_secret(secret_id, &delegate.delegate_id, db::now_seconds());
+    if !revoke.found(&db).await? {
         return Err(ApiError::not_found("Secret not found"));
     }
-    let reached = db::reach::used_instances(&db, &delegate.delegate_id).await?;
+    let reached = reach::used_instances(&delegate.delegate_id)
+        .ids(&db)
+        .await?;
     revocation::revoke(ctx, &reached, Affected::Secret(secret_id.to_owned())).await;
     Ok(())
 }
@@ -126,13 +135,14 @@ pub async fn grant(
     let delegate = owned(ctx, caller, delegate_id).await?;
     let instance = access::instance(ctx, caller, instance_id, Action::GrantDelegate).await?;
     check_grant(instance.role, permission).map_err(|d| denied(d, "Instance"))?;
-    db::delegates::upsert_grant(
-        &ctx.db()?,
+    stmt::upsert_grant(
         &delegate.delegate_id,
         &instance.row.id,
         permission,
         &caller.user_id,
+        db::now_seconds(),
     )
+    .run(&ctx.db()?)
     .await?;
     // A lower grant lowers the delegate's open sockets there.
     let reached = [instance.row.id];
@@ -148,7 +158,8 @@ pub async fn revoke_grant(
     instance_id: &str,
 ) -> Result<(), ApiError> {
     let delegate = owned(ctx, caller, delegate_id).await?;
-    if !db::delegates::delete_grant(&ctx.db()?, &delegate.delegate_id, instance_id).await? {
+    let delete = stmt::delete_grant(&delegate.delegate_id, instance_id);
+    if !delete.found(&ctx.db()?).await? {
         return Err(ApiError::not_found("Grant not found"));
     }
     let reached = [instance_id.to_owned()];

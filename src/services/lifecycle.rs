@@ -24,8 +24,8 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
     let db = ctx.db()?;
     let instance_ids = match doomed {
         Doomed::Instance(id) => vec![id.to_owned()],
-        Doomed::Project(id) => db::projects::instance_ids(&db, id).await?,
-        Doomed::User(id) => db::users::owned_instance_ids(&db, id).await?,
+        Doomed::Project(id) => db::projects::stmt::instance_ids(id).ids(&db).await?,
+        Doomed::User(id) => db::users::stmt::owned_instance_ids(id).ids(&db).await?,
     };
     // Concurrently: a project or a user may have many instances.
     let destroys = instance_ids.iter().map(|id| destroy_object(ctx, id));
@@ -34,8 +34,9 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
     }
     match doomed {
         Doomed::Instance(id) => {
-            db::delegates::delete_instance_grants(&db, id).await?;
-            db::instances::delete(&db, id).await
+            let grants = db::delegates::stmt::delete_instance_grants(id);
+            grants.run(&db).await?;
+            db::run_batch(&db, &db::instances::stmt::delete(id)).await
         }
         // Grants on the project's instances go with them (foreign keys). An
         // instance created (or cloned) while this ran is destroyed too.
@@ -53,13 +54,13 @@ pub async fn destroy(ctx: &Ctx, doomed: Doomed<'_>) -> Result<(), ApiError> {
         Doomed::User(id) => {
             // The user (directly, through its keys or its delegates) may
             // hold sockets on instances others own.
-            let reached = db::reach::user_instances(&db, id).await?;
+            let reached = db::reach::stmt::user_instances(id).ids(&db).await?;
             // Shares the user made, and shares to its groups, go too: the
             // users they reached are re-evaluated.
-            let shared = db::reach::users_shared_instances(&db, id).await?;
-            db::reach::forget_user_uses(&db, id).await?;
-            db::delegates::delete_for_user(&db, id).await?;
-            db::users::delete_everything(&db, id).await?;
+            let shared = db::reach::stmt::users_shared_instances(id).ids(&db).await?;
+            db::reach::stmt::forget_user_uses(id).run(&db).await?;
+            db::run_batch(&db, &db::delegates::stmt::delete_for_user(id)).await?;
+            db::run_batch(&db, &db::users::stmt::delete_everything(id)).await?;
             revocation::revoke(ctx, &reached, Affected::User(id.to_owned())).await;
             revocation::recheck(ctx, &shared, Affected::All).await;
             Ok(())

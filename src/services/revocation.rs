@@ -70,7 +70,10 @@ pub async fn instances_under(
     resource_id: &str,
 ) -> Result<Vec<String>, ApiError> {
     match resource_type {
-        "project" => db::projects::instance_ids(&ctx.db()?, resource_id).await,
+        "project" => {
+            let ids = db::projects::stmt::instance_ids(resource_id);
+            ids.ids(&ctx.db()?).await
+        }
         _ => Ok(vec![resource_id.to_owned()]),
     }
 }
@@ -88,5 +91,6 @@ pub async fn note_socket(ctx: &Ctx, caller: &Caller, instance_id: &str) -> Resul
         .as_ref()
         .or(caller.basis.delegate.as_ref())
         .unwrap_or(&caller.user_id);
-    db::reach::record_use(&ctx.db()?, credential, instance_id).await
+    let record = db::reach::stmt::record_use(credential, instance_id, db::now_seconds());
+    record.run(&ctx.db()?).await
 }

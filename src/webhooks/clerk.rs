@@ -57,7 +57,9 @@ pub async fn receive(
     }
     let applied = match event {
         ClerkEvent::UserUpserted(user) => {
-            db::users::upsert(&db, &user.id, user.email.as_deref(), user.name.as_deref()).await
+            let (email, name) = (user.email.as_deref(), user.name.as_deref());
+            let upsert = db::users::stmt::upsert(&user.id, email, name, db::now_seconds());
+            upsert.run(&db).await
         }
         ClerkEvent::UserDeleted { id } => lifecycle::destroy(ctx, Doomed::User(&id)).await,
         ClerkEvent::Ignored { .. } => Ok(()),
@@ -65,7 +67,7 @@ pub async fn receive(
     if let (Err(_), Some(id)) = (&applied, &delivery) {
         // Not applied: Svix retries with the same id, and that retry must
         // be applied, not taken for a replay.
-        if let Err(e) = db::received_webhooks::release(&db, id).await {
+        if let Err(e) = db::received_webhooks::stmt::release(id).run(&db).await {
             worker::console_error!("could not forget failed webhook delivery {id}: {e}");
         }
     }

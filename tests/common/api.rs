@@ -31,7 +31,7 @@ pub fn authorization(key: &str) -> String {
 }
 
 /// Sends a request; its status and body (JSON when it parses).
-async fn answer(req: reqwest::RequestBuilder) -> (u16, Value) {
+pub async fn answer(req: reqwest::RequestBuilder) -> (u16, Value) {
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
@@ -120,5 +120,17 @@ impl<'a> Api<'a> {
 
     pub async fn delete(&self, path: &str, key: Option<&str>) -> (u16, Value) {
         self.call(reqwest::Method::DELETE, path, key, None).await
+    }
+
+    /// POSTs `/api/ws-token` for `instance`.
+    pub async fn ws_token(&self, key: Option<&str>, instance: &str) -> (u16, Value) {
+        let body = serde_json::json!({ "instanceId": instance });
+        self.post("/api/ws-token", key, body).await
+    }
+
+    /// DELETEs `path`, which must answer 200.
+    pub async fn delete_ok(&self, path: &str, key: Option<&str>) {
+        let (status, body) = self.delete(path, key).await;
+        assert_eq!(status, 200, "DELETE {path}: {body}");
     }
 }

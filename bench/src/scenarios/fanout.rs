@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{instance, ms_between, open_synced, percentiles, set_everywhere, Sockets};
+use serde_json::json;
+
+use super::{instance, ms_between, open_synced, percentiles, set_everywhere, Sockets, VALUE_BYTES};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::{r3, Summary};
 use crate::ws::padded;
@@ -11,17 +13,15 @@ use crate::ws::padded;
 const SETS: usize = 20;
 const WARMUP: usize = 2;
 const CONCURRENCY: usize = 20;
-const VALUE_BYTES: usize = 32;
 const PER_SET: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let clients = ctx.size(200, 40);
-    out.param("clients", clients);
-    out.param("sets", SETS);
-    out.param("warmupSets", WARMUP);
-    out.param("connectConcurrency", CONCURRENCY);
-    out.param("valueBytes", VALUE_BYTES);
-    out.param("perSetTimeoutMs", PER_SET.as_millis() as u64);
+    out.params(json!({
+        "clients": clients, "sets": SETS, "warmupSets": WARMUP,
+        "connectConcurrency": CONCURRENCY, "valueBytes": VALUE_BYTES,
+        "perSetTimeoutMs": PER_SET.as_millis() as u64,
+    }));
     let instance = instance(ctx, out, "fanout").await?;
     let (g, t) = sockets.tracked(clients);
     let cpu = out.cpu_mark(ctx);

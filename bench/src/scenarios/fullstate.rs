@@ -43,12 +43,10 @@ struct RoundStats {
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let keys = ctx.size(200, 40);
     let rounds = ctx.size(50, 10);
-    out.param("keys", keys);
-    out.param("rounds", rounds);
-    out.param("listeners", LISTENERS);
-    out.param("valueBytes", VALUE_BYTES);
-    out.param("quietMs", QUIET.as_millis() as u64);
-    out.param("capMs", CAP.as_millis() as u64);
+    out.params(json!({
+        "keys": keys, "rounds": rounds, "listeners": LISTENERS, "valueBytes": VALUE_BYTES,
+        "quietMs": QUIET.as_millis() as u64, "capMs": CAP.as_millis() as u64,
+    }));
     let instance = instance(ctx, out, "fullstate").await?;
     let g = sockets.group();
     let cpu = out.cpu_mark(ctx);

@@ -175,10 +175,10 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out, _: &mut Sockets) -> Result<(), St
         duration: Duration::from_millis(ctx.size(5000, 1000) as u64),
     };
     let projects = ctx.size(100, 20);
-    out.param("workers", workers.n);
-    out.param("durationMs", workers.duration.as_millis() as u64);
-    out.param("warmupMs", WARMUP.as_millis() as u64);
-    out.param("projects", projects);
+    out.params(json!({
+        "workers": workers.n, "durationMs": workers.duration.as_millis() as u64,
+        "warmupMs": WARMUP.as_millis() as u64, "projects": projects,
+    }));
 
     let mut created: Vec<String> = Vec::new();
     let mut requests = 0.0;

@@ -3,27 +3,25 @@
 
 use std::time::{Duration, Instant};
 
-use super::{instance, ms_between, open_synced, percentiles, set_everywhere, Sockets};
+use serde_json::json;
+
+use super::{ms_between, percentiles, set_everywhere, tracked_instance, Sockets, VALUE_BYTES};
 use crate::ctx::{Ctx, Out};
 use crate::stats::Summary;
 use crate::ws::padded;
 
 const LISTENERS: usize = 10;
 const WARMUP: usize = 10;
-const VALUE_BYTES: usize = 32;
 const PER_SET: Duration = Duration::from_secs(15);
 
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let ops = ctx.size(500, 100);
-    out.param("listeners", LISTENERS);
-    out.param("ops", ops);
-    out.param("warmupOps", WARMUP);
-    out.param("valueBytes", VALUE_BYTES);
-    out.param("perSetTimeoutMs", PER_SET.as_millis() as u64);
-    let instance = instance(ctx, out, "latency").await?;
+    out.params(json!({
+        "listeners": LISTENERS, "ops": ops, "warmupOps": WARMUP, "valueBytes": VALUE_BYTES,
+        "perSetTimeoutMs": PER_SET.as_millis() as u64,
+    }));
     let n = LISTENERS + 1;
-    let (g, t) = sockets.tracked(n);
-    open_synced(ctx, out, g, &instance, n, n, Duration::from_secs(30)).await?;
+    let (_, g, t) = tracked_instance(ctx, out, sockets, "latency", n).await?;
 
     let mut last = Vec::with_capacity(ops);
     let mut echo = Vec::with_capacity(ops);

@@ -103,6 +103,10 @@ impl Scenario {
     }
 }
 
+/// The size of every value the set-timing scenarios (latency, throughput,
+/// fanout, multi) write.
+pub const VALUE_BYTES: usize = 32;
+
 /// How long to wait for the server's close frames at the end.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
@@ -120,6 +124,22 @@ pub async fn instance(ctx: &mut Ctx, out: &mut Out, name: &str) -> Result<String
     let id = ctx.instance(name).await?;
     out.param("instanceId", id.clone());
     Ok(id)
+}
+
+/// The prologue of the scenarios on one instance with every socket open
+/// from the start: makes the instance `name`, opens `n` tracked sockets on
+/// it all at once and waits up to 30 s for their `sync`.
+pub async fn tracked_instance<'s>(
+    ctx: &mut Ctx,
+    out: &mut Out,
+    sockets: &'s mut Sockets,
+    name: &str,
+    n: usize,
+) -> Result<(String, &'s mut Group, &'s mut Tracker), String> {
+    let instance = instance(ctx, out, name).await?;
+    let (g, t) = sockets.tracked(n);
+    open_synced(ctx, out, g, &instance, n, n, Duration::from_secs(30)).await?;
+    Ok((instance, g, t))
 }
 
 /// Records percentiles of `s` as metrics `p{p}Ms` and headline figures

@@ -4,24 +4,24 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ms_between, percentiles, set_everywhere, within, Sockets};
+use serde_json::json;
+
+use super::{ms_between, percentiles, set_everywhere, within, Sockets, VALUE_BYTES};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::{r3, Summary};
 use crate::ws::{padded, Group, Tracker};
 
 const CLIENTS: usize = 4;
 const CONNECT_INSTANCES_AT_ONCE: usize = 5;
-const VALUE_BYTES: usize = 32;
 const PER_SET: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let instances = ctx.size(50, 10);
     let sets = ctx.size(100, 20);
-    out.param("instances", instances);
-    out.param("clientsPerInstance", CLIENTS);
-    out.param("setsPerInstance", sets);
-    out.param("valueBytes", VALUE_BYTES);
-    out.param("perSetTimeoutMs", PER_SET.as_millis() as u64);
+    out.params(json!({
+        "instances": instances, "clientsPerInstance": CLIENTS, "setsPerInstance": sets,
+        "valueBytes": VALUE_BYTES, "perSetTimeoutMs": PER_SET.as_millis() as u64,
+    }));
     let mut ids = Vec::with_capacity(instances);
     for k in 0..instances {
         ids.push(ctx.instance(&format!("multi-{k}")).await?);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{instance, ms_between, open_synced, percentiles, within, Sockets, CLOSE_GRACE};
+use super::{ms_between, percentiles, tracked_instance, within, Sockets, CLOSE_GRACE};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::{r3, Summary};
 use crate::ws::{padded, set_frame, Delivery, Kind};
@@ -27,13 +27,11 @@ fn value(i: usize) -> String {
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let keys = ctx.size(2000, 400);
     let conns = ctx.size(20, 5);
-    out.param("keys", keys);
-    out.param("valueBytes", VALUE_BYTES);
-    out.param("preloadBatch", PRELOAD_BATCH);
-    out.param("freshConnections", conns);
-    let instance = instance(ctx, out, "sync").await?;
-    let (g, t) = sockets.tracked(1);
-    open_synced(ctx, out, g, &instance, 1, 1, Duration::from_secs(30)).await?;
+    out.params(json!({
+        "keys": keys, "valueBytes": VALUE_BYTES, "preloadBatch": PRELOAD_BATCH,
+        "freshConnections": conns,
+    }));
+    let (instance, g, t) = tracked_instance(ctx, out, sockets, "sync", 1).await?;
 
     // Preload, 100 sets at a time, each batch waited for through its echoes.
     let cpu = out.cpu_mark(ctx);

@@ -4,24 +4,23 @@
 
 use std::time::{Duration, Instant};
 
-use super::{instance, ms_between, open_synced, within, Sockets};
+use serde_json::json;
+
+use super::{ms_between, tracked_instance, within, Sockets, VALUE_BYTES};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::r3;
 use crate::ws::{padded, send_all, set_frame, Kind};
 
 const BATCH: usize = 50;
-const VALUE_BYTES: usize = 32;
 const STALL: Duration = Duration::from_secs(20);
 
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let ops = ctx.size(5000, 1000);
-    out.param("ops", ops);
-    out.param("batch", BATCH);
-    out.param("valueBytes", VALUE_BYTES);
-    out.param("stallTimeoutMs", STALL.as_millis() as u64);
-    let instance = instance(ctx, out, "throughput").await?;
-    let (g, t) = sockets.tracked(2);
-    open_synced(ctx, out, g, &instance, 2, 2, Duration::from_secs(30)).await?;
+    out.params(json!({
+        "ops": ops, "batch": BATCH, "valueBytes": VALUE_BYTES,
+        "stallTimeoutMs": STALL.as_millis() as u64,
+    }));
+    let (_, g, t) = tracked_instance(ctx, out, sockets, "throughput", 2).await?;
 
     let mut frames = Vec::with_capacity(ops);
     for i in 0..ops {

@@ -114,10 +114,7 @@ impl JobRequest {
             body.opt_str("prompt", usize::MAX)?,
             key_field(body, "promptKey")?,
         );
-        let model = body
-            .opt_str("model", MAX_MODEL_CHARS)?
-            .unwrap_or("gpt-4o-mini")
-            .to_owned();
+        let model = model(body, "gpt-4o-mini")?;
         Ok(JobRequest {
             instance_id,
             output_key,
@@ -152,10 +149,7 @@ impl JobRequest {
             }
         };
         let prompt = required_prompt(body)?;
-        let model = body
-            .opt_str("model", MAX_MODEL_CHARS)?
-            .unwrap_or("gpt-4o")
-            .to_owned();
+        let model = model(body, "gpt-4o")?;
         Ok(JobRequest {
             instance_id,
             output_key,
@@ -404,6 +398,14 @@ fn required_prompt(body: &Fields) -> Result<Source, ApiError> {
     let inline = body.opt_str("prompt", usize::MAX)?;
     source(inline, key_field(body, "promptKey")?)
         .ok_or_else(|| ApiError::bad_request("prompt or promptKey required"))
+}
+
+/// The `model` field, `default` when absent.
+fn model(body: &Fields, default: &str) -> Result<String, ApiError> {
+    Ok(body
+        .opt_str("model", MAX_MODEL_CHARS)?
+        .unwrap_or(default)
+        .to_owned())
 }
 
 /// An optional key name (`templateKey`, `promptKey`, `imageKey`).

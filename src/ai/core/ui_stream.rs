@@ -233,18 +233,12 @@ impl UiStreamEncoder {
         if self.tools.contains_key(call_id) {
             return Err(OrderError::DuplicateToolCall(call_id.to_owned()));
         }
-        let mut out = String::new();
-        self.close_text(&mut out);
         self.tools
             .insert(call_id.to_owned(), ToolPhase::InputStreaming);
-        frame(
-            &Chunk::ToolInputStart {
-                tool_call_id: call_id,
-                tool_name: name,
-            },
-            &mut out,
-        );
-        Ok(out)
+        Ok(self.after_text(&Chunk::ToolInputStart {
+            tool_call_id: call_id,
+            tool_name: name,
+        }))
     }
 
     pub fn tool_input_delta(&mut self, call_id: &str, delta: &str) -> Result<String, OrderError> {
@@ -278,19 +272,13 @@ impl UiStreamEncoder {
             None | Some(ToolPhase::InputStreaming) => {}
             Some(_) => return Err(OrderError::DuplicateToolCall(call_id.to_owned())),
         }
-        let mut out = String::new();
-        self.close_text(&mut out);
         self.tools
             .insert(call_id.to_owned(), ToolPhase::InputAvailable);
-        frame(
-            &Chunk::ToolInputAvailable {
-                tool_call_id: call_id,
-                tool_name: name,
-                input,
-            },
-            &mut out,
-        );
-        Ok(out)
+        Ok(self.after_text(&Chunk::ToolInputAvailable {
+            tool_call_id: call_id,
+            tool_name: name,
+            input,
+        }))
     }
 
     pub fn tool_output_available(
@@ -299,16 +287,10 @@ impl UiStreamEncoder {
         output: &Value,
     ) -> Result<String, OrderError> {
         self.claim_output(call_id)?;
-        let mut out = String::new();
-        self.close_text(&mut out);
-        frame(
-            &Chunk::ToolOutputAvailable {
-                tool_call_id: call_id,
-                output,
-            },
-            &mut out,
-        );
-        Ok(out)
+        Ok(self.after_text(&Chunk::ToolOutputAvailable {
+            tool_call_id: call_id,
+            output,
+        }))
     }
 
     pub fn tool_output_error(
@@ -317,23 +299,15 @@ impl UiStreamEncoder {
         error_text: &str,
     ) -> Result<String, OrderError> {
         self.claim_output(call_id)?;
-        let mut out = String::new();
-        self.close_text(&mut out);
-        frame(
-            &Chunk::ToolOutputError {
-                tool_call_id: call_id,
-                error_text,
-            },
-            &mut out,
-        );
-        Ok(out)
+        Ok(self.after_text(&Chunk::ToolOutputError {
+            tool_call_id: call_id,
+            error_text,
+        }))
     }
 
     pub fn finish_step(&mut self) -> Result<String, OrderError> {
         self.require_step()?;
-        let mut out = String::new();
-        self.close_text(&mut out);
-        frame(&Chunk::FinishStep, &mut out);
+        let out = self.after_text(&Chunk::FinishStep);
         self.phase = Phase::Started;
         Ok(out)
     }
@@ -410,6 +384,15 @@ impl UiStreamEncoder {
         if let Some(id) = self.open_text.take() {
             frame(&Chunk::TextEnd { id: &id }, out);
         }
+    }
+
+    /// `chunk`, after the end of an open text part: a tool call or a step's
+    /// end closes the text run before it.
+    fn after_text(&mut self, chunk: &Chunk<'_>) -> String {
+        let mut out = String::new();
+        self.close_text(&mut out);
+        frame(chunk, &mut out);
+        out
     }
 }
 
