@@ -218,7 +218,8 @@ impl TestServer {
         self.port = port;
         self.watchdog = Some((child, stdin));
 
-        let deadline = Instant::now() + Duration::from_secs(90);
+        // Generous: on a loaded two-core machine wrangler can take over a minute.
+        let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             if http_get_status(port, "/health") == Some(200) {
                 return;
