@@ -46,6 +46,12 @@ pub const INSERT_TOKEN: &str =
 pub const TAKE_TOKEN: &str = "DELETE FROM ws_tokens WHERE token_hash = ?1
      RETURNING user_id, instance_id, permission, expires_at, api_key_id, delegate_id, secret_id";
 
+/// `?1` token hash: what the token grants, leaving it in place (the
+/// inspector page checks a token that its socket will then take).
+pub const PEEK_TOKEN: &str = "SELECT user_id, instance_id, permission, expires_at, api_key_id,
+            delegate_id, secret_id
+     FROM ws_tokens WHERE token_hash = ?1";
+
 /// The statements with their parameters bound in order.
 pub mod stmt {
     use super::*;
@@ -82,6 +88,10 @@ pub mod stmt {
     pub fn take(token_hash: &str) -> Statement<'_> {
         Statement::new(TAKE_TOKEN, [Arg::Text(token_hash)])
     }
+
+    pub fn peek(token_hash: &str) -> Statement<'_> {
+        Statement::new(PEEK_TOKEN, [Arg::Text(token_hash)])
+    }
 }
 
 // --- D1 ---------------------------------------------------------------------
@@ -112,6 +122,11 @@ pub async fn insert(
 /// finds nothing (one statement, so two racing uses cannot both win).
 pub async fn take(db: &D1Database, token_hash: &str) -> Result<Option<TokenRow>, ApiError> {
     stmt::take(token_hash).first(db).await
+}
+
+/// What a token grants, without using it up.
+pub async fn peek(db: &D1Database, token_hash: &str) -> Result<Option<TokenRow>, ApiError> {
+    stmt::peek(token_hash).first(db).await
 }
 
 #[cfg(test)]
@@ -159,6 +174,28 @@ mod tests {
         assert!(db.first::<TokenRow>(&stmt::take("h1")).is_none());
         assert!(db.first::<TokenRow>(&stmt::take("unknown")).is_none());
         assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["h2"]);
+    }
+
+    #[test]
+    fn a_peek_leaves_the_token_for_its_one_use() {
+        let db = seeded();
+        db.batch(&stmt::insert(
+            "h1",
+            "alice",
+            "i1",
+            "write",
+            NOW + 60,
+            NOW,
+            &AccessBasis::default(),
+        ));
+        let seen: TokenRow = db.first(&stmt::peek("h1")).unwrap();
+        assert_eq!(
+            (seen.instance_id.as_str(), seen.permission.as_str()),
+            ("i1", "write")
+        );
+        assert!(db.first::<TokenRow>(&stmt::peek("unknown")).is_none());
+        assert!(db.first::<TokenRow>(&stmt::take("h1")).is_some());
+        assert!(db.first::<TokenRow>(&stmt::peek("h1")).is_none());
     }
 
     #[test]

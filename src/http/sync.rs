@@ -15,7 +15,14 @@ use crate::instance::internal::ReadOnlyFlag;
 use crate::permission::Permission;
 use crate::services::{access, revocation};
 
-pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Response, ApiError> {
+use super::Trace;
+
+pub async fn handle(
+    req: &Request,
+    ctx: &Ctx,
+    instance_id: &str,
+    trace: &mut Trace,
+) -> Result<Response, ApiError> {
     let upgrade = req.headers().get("Upgrade")?.unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return Err(ApiError::UpgradeRequired);
@@ -31,6 +38,7 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Respo
         token_identity(ctx, &token, instance_id).await?
     } else if authorization.is_some() {
         let caller = verify::from_header(ctx, authorization.as_deref()).await?;
+        trace.caller(&caller);
         let access = access::instance_data(ctx, &caller, instance_id)
             .await
             .map_err(|_| ApiError::Forbidden("Instance not found or access denied".into()))?;
@@ -55,6 +63,9 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Respo
         };
         (identity, None)
     };
+    if let Identity::User { user_id, basis, .. } = &identity {
+        trace.who = crate::log::Who::of(user_id, basis);
+    }
     InstanceClient::with_read_only(&ctx.env, instance_id, read_only)?
         .connect(req, identity, ctx.development)
         .await

@@ -200,7 +200,7 @@ pub async fn socket_grant(
         Err(AuthError::Malformed(_)) if development => Caller::dev_user(),
         Err(e) => {
             if let AuthError::Internal(detail) | AuthError::Upstream(detail) = &e {
-                worker::console_error!("in-band auth failed: {detail}");
+                crate::log_error!("in-band auth failed: {detail}");
             }
             return Err((e.ws_code(), e.ws_message()));
         }
@@ -209,7 +209,7 @@ pub async fn socket_grant(
         .await
         .map_err(|_| no_access())?;
     if let Err(e) = super::revocation::note_socket(&ctx, &caller, instance_id).await {
-        worker::console_error!("in-band auth: could not record the key's use: {e}");
+        crate::log_error!("in-band auth: could not record the key's use: {e}");
     }
     Ok(SocketGrant {
         user_id: caller.user_id,

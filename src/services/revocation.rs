@@ -28,7 +28,7 @@ pub async fn recheck(ctx: &Ctx, instance_ids: &[String], affected: Affected) {
     for (id, outcome) in instance_ids.iter().zip(join_all(calls).await) {
         if let Err(e) = outcome {
             let e: ApiError = e;
-            worker::console_error!("revocation did not reach instance {id}: {e}");
+            crate::log_error!("revocation did not reach instance {id}: {e}");
         }
     }
 }

@@ -22,7 +22,7 @@ pub async fn receive(
             let now = (worker::Date::now().as_millis() / 1000) as i64;
             verify(header, body, &secret, now).map_err(|e| {
                 if e.status() == 500 {
-                    worker::console_error!("CLERK_WEBHOOK_SECRET is not a valid whsec_ secret");
+                    crate::log_error!("CLERK_WEBHOOK_SECRET is not a valid whsec_ secret");
                     ApiError::Misconfigured("Webhook secret is misconfigured".into())
                 } else {
                     ApiError::Unauthorized(e.to_string())
@@ -32,7 +32,7 @@ pub async fn receive(
         // Unsigned webhooks only in development mode (auth.md).
         None if ctx.development => {}
         None => {
-            worker::console_error!("Clerk webhook received but CLERK_WEBHOOK_SECRET is not set");
+            crate::log_error!("Clerk webhook received but CLERK_WEBHOOK_SECRET is not set");
             return Err(ApiError::Misconfigured(
                 "Webhook secret is not configured".into(),
             ));
