@@ -79,6 +79,21 @@ async fn the_request_id_comes_from_cf_ray_and_is_returned() {
     assert_ne!(a, b);
     assert_eq!(a.len(), 16, "{a}");
     assert_eq!(request_line(&a)["route"], Value::Null);
+    // A WebSocket upgrade returns it too.
+    let upgrade = reqwest::Client::new()
+        .get(server().local_url("/sync/upgraded"))
+        .header("cf-ray", "ray-of-an-upgrade")
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upgrade.status(), 101);
+    assert_eq!(upgrade.headers()["x-request-id"], "ray-of-an-upgrade");
+    assert_eq!(request_line("ray-of-an-upgrade")["route"], "/sync/:instanceId");
+    drop(upgrade);
     let preflight = reqwest::Client::new()
         .request(
             reqwest::Method::OPTIONS,
