@@ -92,7 +92,10 @@ async fn the_request_id_comes_from_cf_ray_and_is_returned() {
         .unwrap();
     assert_eq!(upgrade.status(), 101);
     assert_eq!(upgrade.headers()["x-request-id"], "ray-of-an-upgrade");
-    assert_eq!(request_line("ray-of-an-upgrade")["route"], "/sync/:instanceId");
+    assert_eq!(
+        request_line("ray-of-an-upgrade")["route"],
+        "/sync/:instanceId"
+    );
     drop(upgrade);
     let preflight = reqwest::Client::new()
         .request(
