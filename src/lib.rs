@@ -1,6 +1,7 @@
 //! MindCache server: a Cloudflare Worker that fronts one Durable Object per
-//! MindCache instance, with accounts in D1. This file is the entry point:
-//! CORS and the error → response mapping wrap every request here.
+//! MindCache instance, with accounts in D1. This file is the entry point;
+//! `http::serve` wraps every request in CORS, the error → response mapping,
+//! the request id and the request's log line.
 
 pub mod ai;
 pub mod auth;
@@ -12,6 +13,7 @@ pub mod fields;
 pub mod http;
 pub mod ids;
 pub mod instance;
+pub mod log;
 pub mod permission;
 pub mod services;
 pub mod time;
@@ -20,16 +22,9 @@ pub mod webhooks;
 #[cfg(target_arch = "wasm32")]
 pub use instance::MindCacheInstance;
 
-use worker::{event, Context, Env, Method, Request, Response, Result};
+use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    if req.method() == Method::Options {
-        return http::cors::preflight();
-    }
-    let resp = match http::handle(req, env).await {
-        Ok(resp) => resp,
-        Err(err) => http::error_response(&err),
-    };
-    Ok(http::cors::apply(resp))
+    Ok(http::serve(req, env).await)
 }

@@ -1,5 +1,6 @@
-//! Reading ISO-8601 date-times into Unix seconds, without a date library
-//! (the wasm stays small). A value without a zone is UTC: the dashboard
+//! Reading ISO-8601 date-times into Unix seconds and writing Unix
+//! milliseconds as ISO-8601 (the logs' `ts`), without a date library (the
+//! wasm stays small). A value without a zone is UTC: the dashboard
 //! sends `datetime-local` values such as `2027-12-02T15:54` (delegates.md).
 
 /// `YYYY-MM-DD`, optionally followed by `T` (or a space) and `HH:MM`,
@@ -66,6 +67,33 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// Howard Hinnant's civil-from-days: (year, month, day) of a day count.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn format_ms(ms: i64) -> String {
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, m, d) = civil_from_days(days);
+    let secs = ms_of_day / 1000;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms_of_day % 1000
+    )
 }
 
 /// The time part and the zone part (empty when there is none).
@@ -146,6 +174,18 @@ mod tests {
         ];
         for (text, expected) in cases {
             assert_eq!(parse_datetime(text), Some(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn milliseconds_as_iso_8601() {
+        assert_eq!(format_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_ms(1_827_762_840_123), "2027-12-02T15:54:00.123Z");
+        assert_eq!(format_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(format_ms(-1), "1969-12-31T23:59:59.999Z");
+        for text in ["2024-12-31T23:59:59Z", "2100-03-01T00:00:00Z"] {
+            let ms = parse_datetime(text).unwrap() * 1000;
+            assert_eq!(format_ms(ms), text.replace('Z', ".000Z"));
         }
     }
 

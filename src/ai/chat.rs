@@ -310,7 +310,7 @@ impl Run {
         match outcome {
             Ok(_) => Ok(()),
             Err(ApiError::Internal(detail)) => {
-                worker::console_error!("chat tool on key {key:?} failed: {detail}");
+                crate::log_error!("chat tool on key {key:?} failed: {detail}");
                 Err(Failed("The instance could not be reached".into()))
             }
             // Refusals the model can explain (invalid key, too large, read-only).
@@ -328,7 +328,7 @@ impl Run {
             Ok(()) => Ok(()),
             Err(ApiError::Forbidden(why)) => Err(Refused(tool_error(why))),
             Err(e) => {
-                worker::console_error!("chat: re-checking access failed: {e}");
+                crate::log_error!("chat: re-checking access failed: {e}");
                 Err(Failed("Access could not be verified".into()))
             }
         }
@@ -336,7 +336,7 @@ impl Run {
 
     /// A fatal error: the client sees an `error` chunk, then `[DONE]`.
     fn fail(&mut self, message: &str) {
-        worker::console_warn!("chat stopped: {message}");
+        crate::log_warn!("chat stopped: {message}");
         let error = self.encoder.error(message);
         self.emit(error);
         let done = self.encoder.done();
@@ -349,7 +349,7 @@ impl Run {
             Ok(f) => self.queue.borrow_mut().push_back(f),
             // A provider that repeats a call id, say: drop the frame rather
             // than send the client a stream it rejects.
-            Err(e) => worker::console_warn!("chat stream: skipped a chunk ({e})"),
+            Err(e) => crate::log_warn!("chat stream: skipped a chunk ({e})"),
         }
     }
 }

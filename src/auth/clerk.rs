@@ -55,7 +55,7 @@ fn now_seconds() -> u64 {
 /// Verifies a session JWT and returns the Clerk user id (`sub`).
 pub async fn verify(env: &Env, token: &str) -> Result<String, AuthError> {
     let Some(src) = source(env) else {
-        worker::console_error!("a JWT was presented but JWT verification is not configured");
+        crate::log_error!("a JWT was presented but JWT verification is not configured");
         return Err(AuthError::JwtNotConfigured);
     };
     let rules = ClaimRules::from_config(
@@ -119,11 +119,11 @@ async fn refresh(src: &Source, now: u64) -> Result<(), AuthError> {
     init.with_method(Method::Get).with_headers(headers);
     let req = Request::new_with_init(&src.url, &init)?;
     let mut resp = Fetch::Request(req).send().await.map_err(|e| {
-        worker::console_error!("JWKS fetch failed: {e}");
+        crate::log_error!("JWKS fetch failed: {e}");
         AuthError::Upstream("Could not fetch the JWKS".into())
     })?;
     if !(200..300).contains(&resp.status_code()) {
-        worker::console_error!("JWKS fetch answered {}", resp.status_code());
+        crate::log_error!("JWKS fetch answered {}", resp.status_code());
         return Err(AuthError::Upstream("Could not fetch the JWKS".into()));
     }
     let body = resp.bytes().await?;

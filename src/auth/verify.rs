@@ -71,7 +71,7 @@ fn api_key_caller(row: ApiKeyRow) -> Result<Caller, AuthError> {
     let limits =
         KeyLimits::from_columns(&row.scope_type, row.scope_id.as_deref(), &row.permissions)
             .ok_or_else(|| {
-                worker::console_error!("api key {} has an unreadable scope or permissions", row.id);
+                crate::log_error!("api key {} has an unreadable scope or permissions", row.id);
                 AuthError::UnknownApiKey
             })?;
     Ok(Caller {

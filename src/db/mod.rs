@@ -376,6 +376,7 @@ mod tests {
         ws_tokens::DELETE_EXPIRED,
         ws_tokens::INSERT_TOKEN,
         ws_tokens::TAKE_TOKEN,
+        ws_tokens::PEEK_TOKEN,
     ];
 
     #[test]

@@ -55,6 +55,12 @@ new_row! {
     }
 }
 
+/// `?1` token hash: what the token grants, leaving it in place (the
+/// inspector page checks a token that its socket will then take).
+pub const PEEK_TOKEN: &str = "SELECT user_id, instance_id, permission, expires_at, api_key_id,
+            delegate_id, secret_id
+     FROM ws_tokens WHERE token_hash = ?1";
+
 /// The statements with their parameters bound in order.
 pub mod stmt {
     use super::*;
@@ -65,6 +71,8 @@ pub mod stmt {
         /// so a second use finds nothing (one statement, so two racing uses
         /// cannot both win).
         fn take(token_hash: &'a str) => TAKE_TOKEN;
+        /// What a token grants, leaving it for its one use.
+        fn peek(token_hash: &'a str) => PEEK_TOKEN;
     }
 
     /// One batch: the purge of expired tokens (opportunistically, here),
@@ -115,6 +123,20 @@ mod tests {
         assert!(db.returns_nothing(&stmt::take("h1")));
         assert!(db.returns_nothing(&stmt::take("unknown")));
         assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["h2"]);
+    }
+
+    #[test]
+    fn a_peek_leaves_the_token_for_its_one_use() {
+        let db = seeded();
+        db.batch(&stmt::insert(&new_token("h1", "alice", "i1", "write")));
+        let seen: TokenRow = db.first(&stmt::peek("h1")).unwrap();
+        assert_eq!(
+            (seen.instance_id.as_str(), seen.permission.as_str()),
+            ("i1", "write")
+        );
+        assert!(db.first::<TokenRow>(&stmt::peek("unknown")).is_none());
+        assert!(db.first::<TokenRow>(&stmt::take("h1")).is_some());
+        assert!(db.first::<TokenRow>(&stmt::peek("h1")).is_none());
     }
 
     #[test]

@@ -39,7 +39,10 @@ fn object(req: &Request, ctx: &Ctx, object_id: &str) -> Result<InstanceClient, A
             "objectId must be a Durable Object id of 64 hexadecimal characters",
         ));
     }
+    // 64 hex characters that are no id of this namespace (ids carry a
+    // checksum) are the caller's mistake, not ours.
     InstanceClient::from_object_id(&ctx.env, object_id)
+        .map_err(|_| ApiError::bad_request("objectId is not a Durable Object id of this namespace"))
 }
 
 fn is_object_id(id: &str) -> bool {

@@ -9,7 +9,9 @@ pub mod body;
 pub mod cors;
 pub mod delegates;
 pub mod groups;
+pub mod inspect;
 pub mod instances;
+pub mod openapi;
 pub mod projects;
 pub mod routes;
 pub mod shares;
@@ -18,7 +20,7 @@ pub mod webhooks;
 pub mod ws_token;
 
 use serde::Serialize;
-use worker::{Env, Request, Response};
+use worker::{Env, Method, Request, Response};
 
 use crate::ai::core::jobs::JobRequest;
 use crate::auth::caller::Caller;
@@ -28,10 +30,72 @@ use crate::config;
 use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
+use crate::log::{self, Level, ProblemLine, RequestLine, Who};
 use routes::Route;
 
 /// What a handler answers: a response, or the error that becomes one.
 pub type Answer = Result<Response, ApiError>;
+
+/// What the request log needs to know of a request being served: its id,
+/// the route template it matched and who turned out to be calling.
+pub struct Trace {
+    pub request_id: String,
+    pub template: Option<&'static str>,
+    pub who: Who,
+}
+
+impl Trace {
+    /// Remembers the caller (ids only) for the request's log line.
+    pub fn caller(&mut self, caller: &Caller) {
+        self.who = Who::of(&caller.user_id, &caller.basis);
+    }
+}
+
+/// Serves one request: routing, CORS, the `x-request-id` header and the
+/// request's log line (docs/operations.md).
+pub async fn serve(req: Request, env: Env) -> Response {
+    let started = log::now_ms();
+    let ray = req.headers().get("cf-ray").ok().flatten();
+    let mut trace = Trace {
+        request_id: log::request_id(ray.as_deref(), random_request_id),
+        template: None,
+        who: Who::default(),
+    };
+    let method = req.method();
+    let found = routes::lookup(method.as_ref(), &req.path());
+    trace.template = found.template;
+    let result = if method == Method::Options {
+        cors::preflight()
+    } else {
+        match found.route {
+            Ok(route) => handle(route, req, env, &mut trace).await,
+            Err(e) => Err(e),
+        }
+    };
+    let resp = result.unwrap_or_else(|err| error_response(&err, &trace));
+    let resp = cors::finish(resp, &trace.request_id);
+    let line = RequestLine::new(
+        log::now_ms(),
+        started,
+        &trace.request_id,
+        method.as_ref(),
+        trace.template,
+        resp.status_code(),
+        &trace.who,
+    );
+    log::emit(line.level, &log::to_line(&line));
+    resp
+}
+
+/// 16 hex characters from the CSPRNG (a request without `cf-ray`, as under
+/// `wrangler dev`).
+fn random_request_id() -> String {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => hex::encode(bytes),
+        Err(_) => format!("{:016x}", log::now_ms()),
+    }
+}
 
 /// `/health`: a struct rather than a map, so the fields keep their order.
 #[derive(Serialize)]
@@ -49,10 +113,22 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Answer {
     Ok(Response::from_json(body)?.with_status(status))
 }
 
-/// Turns an error into its response; internal details go to the log only.
-pub fn error_response(err: &ApiError) -> Response {
-    if let ApiError::Internal(detail) = err {
-        worker::console_error!("internal error: {detail}");
+/// Turns an error into its response; internal details go to the log only
+/// (an `error` line with the request's id), upstream failures to a `warn`.
+pub fn error_response(err: &ApiError, trace: &Trace) -> Response {
+    let problem = match err {
+        ApiError::Internal(detail) => Some((Level::Error, detail.as_str())),
+        ApiError::Misconfigured(message) => Some((Level::Error, message.as_str())),
+        ApiError::BadGateway(message) | ApiError::GatewayTimeout(message) => {
+            Some((Level::Warn, message.as_str()))
+        }
+        _ => None,
+    };
+    if let Some((level, message)) = problem {
+        let mut line = ProblemLine::new(log::now_ms(), level, message);
+        line.request_id = Some(&trace.request_id);
+        line.route = trace.template;
+        log::emit(level, &log::to_line(&line));
     }
     let mut resp = Response::ok(err.body())
         .unwrap_or_else(|_| Response::empty().expect("an empty response can always be built"))
@@ -61,8 +137,7 @@ pub fn error_response(err: &ApiError) -> Response {
     resp
 }
 
-pub async fn handle(mut req: Request, env: Env) -> Answer {
-    let route = routes::resolve(req.method().as_ref(), &req.path())?;
+async fn handle(route: Route, mut req: Request, env: Env, trace: &mut Trace) -> Answer {
     let ctx = Ctx::new(&req, env);
     match route {
         Route::Health => json(
@@ -72,12 +147,15 @@ pub async fn handle(mut req: Request, env: Env) -> Answer {
                 environment: config::environment_name(ctx.development),
             },
         ),
-        Route::Sync { instance_id } => sync::handle(&req, &ctx, &instance_id).await,
+        Route::OpenApi => openapi::document(),
+        Route::Inspect { instance_id } => inspect::page(&req, &ctx, &instance_id).await,
+        Route::Sync { instance_id } => sync::handle(&req, &ctx, &instance_id, trace).await,
         Route::AdminDo { object_id } => admin::object_keys(&req, &ctx, &object_id).await,
         Route::AdminDoStorage { object_id } => admin::object_storage(&req, &ctx, &object_id).await,
         Route::ClerkWebhook => webhooks::clerk(&mut req, &ctx).await,
         route => {
             let caller = authenticate(&req, &ctx).await?;
+            trace.caller(&caller);
             if caller.is_delegate() {
                 if let Some(refusal) = route.delegate_refusal() {
                     return Err(ApiError::Forbidden(refusal.into()));
@@ -151,6 +229,8 @@ async fn api(route: Route, req: &mut Request, ctx: &Ctx, caller: &Caller) -> Ans
         Route::GenerateImage => ai::job(req, ctx, caller, JobRequest::generate_image).await,
         Route::AnalyzeImage => ai::job(req, ctx, caller, JobRequest::analyze_image).await,
         Route::Health
+        | Route::OpenApi
+        | Route::Inspect { .. }
         | Route::Sync { .. }
         | Route::AdminDo { .. }
         | Route::AdminDoStorage { .. }

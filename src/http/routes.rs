@@ -1,6 +1,8 @@
-//! The route table: a pure function from (method, path) to a `Route`, so
-//! that unknown paths (404) and wrong methods on known paths (405) are
-//! decided in one place and unit-tested natively.
+//! The route table: one list of (method, path template, route), from
+//! which a pure function resolves a request, so that unknown paths (404)
+//! and wrong methods on known paths (405) are decided in one place and
+//! unit-tested natively. The templates (`/api/projects/:id`) are what the
+//! request log names and what the OpenAPI document must describe.
 
 use crate::error::ApiError;
 use crate::ids::is_valid_instance_id;
@@ -8,6 +10,8 @@ use crate::ids::is_valid_instance_id;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Health,
+    OpenApi,
+    Inspect { instance_id: String },
     Sync { instance_id: String },
     AdminDo { object_id: String },
     AdminDoStorage { object_id: String },
@@ -60,6 +64,8 @@ impl Route {
         use Route::*;
         Some(match self {
             Health
+            | OpenApi
+            | Inspect { .. }
             | Sync { .. }
             | AdminDo { .. }
             | AdminDoStorage { .. }
@@ -104,108 +110,209 @@ impl Route {
     }
 }
 
-pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
-    // `/sync/<anything>`: the id is validated before anything else, even
-    // when it contains slashes, so clients get a precise 400.
-    if let Some(id) = path.strip_prefix("/sync/") {
-        if !is_valid_instance_id(id) {
-            return Err(ApiError::bad_request("Invalid instance id"));
-        }
-        return only(
-            method,
-            "GET",
-            Route::Sync {
-                instance_id: id.to_string(),
-            },
-        );
-    }
-
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let s = |i: usize| segments[i].to_string();
-    let by_method: Vec<(&str, Route)> = match segments.as_slice() {
-        ["health"] => vec![("GET", Route::Health)],
-        ["sync"] => return Err(ApiError::bad_request("Invalid instance id")),
-        ["admin", "do", _] => vec![("GET", Route::AdminDo { object_id: s(2) })],
-        ["admin", "do", _, "storage"] => {
-            vec![("GET", Route::AdminDoStorage { object_id: s(2) })]
-        }
-        ["webhooks", "clerk"] => vec![("POST", Route::ClerkWebhook)],
-        ["api", "ws-token"] => vec![("POST", Route::WsToken)],
-        ["api", "projects"] => vec![("GET", Route::ListProjects), ("POST", Route::CreateProject)],
-        ["api", "projects", id] if !id.is_empty() => vec![
-            ("GET", Route::GetProject(s(2))),
-            ("PUT", Route::UpdateProject(s(2))),
-            ("DELETE", Route::DeleteProject(s(2))),
-        ],
-        ["api", "projects", _, "instances"] => vec![
-            ("GET", Route::ListInstances(s(2))),
-            ("POST", Route::CreateInstance(s(2))),
-        ],
-        ["api", "projects", _, "shares"] => vec![
-            ("GET", Route::ListProjectShares(s(2))),
-            ("POST", Route::CreateProjectShare(s(2))),
-        ],
-        ["api", "instances", id] if !id.is_empty() => vec![
-            ("GET", Route::GetInstance(s(2))),
-            ("PATCH", Route::UpdateInstance(s(2))),
-            ("DELETE", Route::DeleteInstance(s(2))),
-        ],
-        ["api", "instances", _, "shares"] => vec![
-            ("GET", Route::ListInstanceShares(s(2))),
-            ("POST", Route::CreateInstanceShare(s(2))),
-        ],
-        ["api", "shares", id] if !id.is_empty() => vec![("DELETE", Route::DeleteShare(s(2)))],
-        ["api", "groups"] => vec![("GET", Route::ListGroups), ("POST", Route::CreateGroup)],
-        ["api", "groups", id] if !id.is_empty() => vec![
-            ("GET", Route::GetGroup(s(2))),
-            ("DELETE", Route::DeleteGroup(s(2))),
-        ],
-        ["api", "groups", _, "members"] => vec![("POST", Route::AddGroupMember(s(2)))],
-        ["api", "groups", _, "members", _] => {
-            vec![("DELETE", Route::RemoveGroupMember(s(2), s(4)))]
-        }
-        ["api", "keys"] => vec![("GET", Route::ListApiKeys), ("POST", Route::CreateApiKey)],
-        ["api", "keys", id] if !id.is_empty() => vec![("DELETE", Route::DeleteApiKey(s(2)))],
-        ["api", "delegates"] => vec![
-            ("GET", Route::ListDelegates),
-            ("POST", Route::CreateDelegate),
-        ],
-        ["api", "delegates", id] if !id.is_empty() => {
-            vec![("DELETE", Route::DeleteDelegate(s(2)))]
-        }
-        ["api", "delegates", id, "secrets"] if !id.is_empty() => vec![
-            ("GET", Route::ListDelegateSecrets(s(2))),
-            ("POST", Route::CreateDelegateSecret(s(2))),
-        ],
-        ["api", "delegates", id, "secrets", sec] if !id.is_empty() && !sec.is_empty() => {
-            vec![("DELETE", Route::RevokeDelegateSecret(s(2), s(4)))]
-        }
-        ["api", "delegates", id, "grants"] if !id.is_empty() => vec![
-            ("GET", Route::ListDelegateGrants(s(2))),
-            ("POST", Route::GrantDelegate(s(2))),
-        ],
-        ["api", "delegates", id, "grants", inst] if !id.is_empty() && !inst.is_empty() => {
-            vec![("DELETE", Route::RevokeDelegateGrant(s(2), s(4)))]
-        }
-        ["api", "chat"] => vec![("POST", Route::Chat)],
-        ["api", "transform"] => vec![("POST", Route::Transform)],
-        ["api", "generate-image"] => vec![("POST", Route::GenerateImage)],
-        ["api", "analyze-image"] => vec![("POST", Route::AnalyzeImage)],
-        _ => return Err(ApiError::not_found("Not found")),
-    };
-    by_method
-        .into_iter()
-        .find(|(m, _)| *m == method)
-        .map(|(_, route)| route)
-        .ok_or(ApiError::MethodNotAllowed)
+/// One route: its method, its path template (`:name` marks a parameter,
+/// never empty) and how the parameters make the `Route`.
+pub struct Entry {
+    pub method: &'static str,
+    pub template: &'static str,
+    build: fn(&[&str]) -> Route,
 }
 
-fn only(method: &str, allowed: &str, route: Route) -> Result<Route, ApiError> {
-    if method == allowed {
-        Ok(route)
-    } else {
-        Err(ApiError::MethodNotAllowed)
+const fn entry(method: &'static str, template: &'static str, build: fn(&[&str]) -> Route) -> Entry {
+    Entry {
+        method,
+        template,
+        build,
     }
+}
+
+/// The template of `/sync/:instanceId`, whose id is checked before routing.
+pub const SYNC_TEMPLATE: &str = "/sync/:instanceId";
+
+/// Every route the Worker serves.
+pub static TABLE: &[Entry] = &[
+    entry("GET", "/health", |_| Route::Health),
+    entry("GET", "/api/openapi.json", |_| Route::OpenApi),
+    entry("GET", "/inspect/:instanceId", |p| Route::Inspect {
+        instance_id: p[0].into(),
+    }),
+    entry("GET", SYNC_TEMPLATE, |p| Route::Sync {
+        instance_id: p[0].into(),
+    }),
+    entry("GET", "/admin/do/:objectId", |p| Route::AdminDo {
+        object_id: p[0].into(),
+    }),
+    entry("GET", "/admin/do/:objectId/storage", |p| {
+        Route::AdminDoStorage {
+            object_id: p[0].into(),
+        }
+    }),
+    entry("POST", "/webhooks/clerk", |_| Route::ClerkWebhook),
+    entry("POST", "/api/ws-token", |_| Route::WsToken),
+    entry("GET", "/api/projects", |_| Route::ListProjects),
+    entry("POST", "/api/projects", |_| Route::CreateProject),
+    entry("GET", "/api/projects/:id", |p| {
+        Route::GetProject(p[0].into())
+    }),
+    entry("PUT", "/api/projects/:id", |p| {
+        Route::UpdateProject(p[0].into())
+    }),
+    entry("DELETE", "/api/projects/:id", |p| {
+        Route::DeleteProject(p[0].into())
+    }),
+    entry("GET", "/api/projects/:id/instances", |p| {
+        Route::ListInstances(p[0].into())
+    }),
+    entry("POST", "/api/projects/:id/instances", |p| {
+        Route::CreateInstance(p[0].into())
+    }),
+    entry("GET", "/api/projects/:id/shares", |p| {
+        Route::ListProjectShares(p[0].into())
+    }),
+    entry("POST", "/api/projects/:id/shares", |p| {
+        Route::CreateProjectShare(p[0].into())
+    }),
+    entry("GET", "/api/instances/:id", |p| {
+        Route::GetInstance(p[0].into())
+    }),
+    entry("PATCH", "/api/instances/:id", |p| {
+        Route::UpdateInstance(p[0].into())
+    }),
+    entry("DELETE", "/api/instances/:id", |p| {
+        Route::DeleteInstance(p[0].into())
+    }),
+    entry("GET", "/api/instances/:id/shares", |p| {
+        Route::ListInstanceShares(p[0].into())
+    }),
+    entry("POST", "/api/instances/:id/shares", |p| {
+        Route::CreateInstanceShare(p[0].into())
+    }),
+    entry("DELETE", "/api/shares/:id", |p| {
+        Route::DeleteShare(p[0].into())
+    }),
+    entry("GET", "/api/groups", |_| Route::ListGroups),
+    entry("POST", "/api/groups", |_| Route::CreateGroup),
+    entry("GET", "/api/groups/:id", |p| Route::GetGroup(p[0].into())),
+    entry("DELETE", "/api/groups/:id", |p| {
+        Route::DeleteGroup(p[0].into())
+    }),
+    entry("POST", "/api/groups/:id/members", |p| {
+        Route::AddGroupMember(p[0].into())
+    }),
+    entry("DELETE", "/api/groups/:id/members/:userId", |p| {
+        Route::RemoveGroupMember(p[0].into(), p[1].into())
+    }),
+    entry("GET", "/api/keys", |_| Route::ListApiKeys),
+    entry("POST", "/api/keys", |_| Route::CreateApiKey),
+    entry("DELETE", "/api/keys/:id", |p| {
+        Route::DeleteApiKey(p[0].into())
+    }),
+    entry("GET", "/api/delegates", |_| Route::ListDelegates),
+    entry("POST", "/api/delegates", |_| Route::CreateDelegate),
+    entry("DELETE", "/api/delegates/:id", |p| {
+        Route::DeleteDelegate(p[0].into())
+    }),
+    entry("GET", "/api/delegates/:id/secrets", |p| {
+        Route::ListDelegateSecrets(p[0].into())
+    }),
+    entry("POST", "/api/delegates/:id/secrets", |p| {
+        Route::CreateDelegateSecret(p[0].into())
+    }),
+    entry("DELETE", "/api/delegates/:id/secrets/:secretId", |p| {
+        Route::RevokeDelegateSecret(p[0].into(), p[1].into())
+    }),
+    entry("GET", "/api/delegates/:id/grants", |p| {
+        Route::ListDelegateGrants(p[0].into())
+    }),
+    entry("POST", "/api/delegates/:id/grants", |p| {
+        Route::GrantDelegate(p[0].into())
+    }),
+    entry("DELETE", "/api/delegates/:id/grants/:instanceId", |p| {
+        Route::RevokeDelegateGrant(p[0].into(), p[1].into())
+    }),
+    entry("POST", "/api/chat", |_| Route::Chat),
+    entry("POST", "/api/transform", |_| Route::Transform),
+    entry("POST", "/api/generate-image", |_| Route::GenerateImage),
+    entry("POST", "/api/analyze-image", |_| Route::AnalyzeImage),
+];
+
+/// At most this many parameters in a template.
+const MAX_PARAMS: usize = 2;
+
+impl Entry {
+    /// The parameters when `segments` (the path split at `/`, without the
+    /// outer slashes) fit the template.
+    fn matches<'p>(&self, segments: &[&'p str]) -> Option<[&'p str; MAX_PARAMS]> {
+        let mut params = [""; MAX_PARAMS];
+        let mut n = 0;
+        let mut parts = self.template.trim_start_matches('/').split('/');
+        for segment in segments {
+            let part = parts.next()?;
+            if part.starts_with(':') {
+                if segment.is_empty() || n == MAX_PARAMS {
+                    return None;
+                }
+                params[n] = segment;
+                n += 1;
+            } else if part != *segment {
+                return None;
+            }
+        }
+        parts.next().is_none().then_some(params)
+    }
+}
+
+/// What routing made of a request: the template of the path it matched
+/// (also when the method was wrong) and the route or the refusal.
+pub struct Lookup {
+    pub template: Option<&'static str>,
+    pub route: Result<Route, ApiError>,
+}
+
+pub fn lookup(method: &str, path: &str) -> Lookup {
+    // `/sync/<anything>`: the id is validated before anything else, even
+    // when it contains slashes, so clients get a precise 400.
+    if path == "/sync" || path.starts_with("/sync/") {
+        let id = path.strip_prefix("/sync/").unwrap_or_default();
+        let route = if !is_valid_instance_id(id) {
+            Err(ApiError::bad_request("Invalid instance id"))
+        } else if method != "GET" {
+            Err(ApiError::MethodNotAllowed)
+        } else {
+            Ok(Route::Sync {
+                instance_id: id.to_string(),
+            })
+        };
+        return Lookup {
+            template: Some(SYNC_TEMPLATE),
+            route,
+        };
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut template = None;
+    for entry in TABLE {
+        if let Some(params) = entry.matches(&segments) {
+            template = Some(entry.template);
+            if entry.method == method {
+                return Lookup {
+                    template,
+                    route: Ok((entry.build)(&params)),
+                };
+            }
+        }
+    }
+    let refusal = match template {
+        Some(_) => ApiError::MethodNotAllowed,
+        None => ApiError::not_found("Not found"),
+    };
+    Lookup {
+        template,
+        route: Err(refusal),
+    }
+}
+
+pub fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
+    lookup(method, path).route
 }
 
 #[cfg(test)]
@@ -294,6 +401,53 @@ mod tests {
         assert_eq!(status("GET", "/"), 404);
         assert_eq!(status("POST", "/health"), 405);
         assert_eq!(status("DELETE", "/sync/abc"), 405);
+    }
+
+    #[test]
+    fn lookup_names_the_template_also_for_a_wrong_method() {
+        let found = lookup("GET", "/api/projects/p1/instances");
+        assert_eq!(found.template, Some("/api/projects/:id/instances"));
+        assert_eq!(found.route.ok(), Some(Route::ListInstances("p1".into())));
+        let wrong = lookup("PATCH", "/api/projects/p1");
+        assert_eq!(wrong.template, Some("/api/projects/:id"));
+        assert_eq!(wrong.route.unwrap_err().status(), 405);
+        let unknown = lookup("GET", "/api/projects/p1/nope");
+        assert_eq!(unknown.template, None);
+        assert_eq!(lookup("GET", "/sync/a.b").template, Some(SYNC_TEMPLATE));
+        assert_eq!(
+            lookup("GET", "/api/openapi.json").route.ok(),
+            Some(Route::OpenApi)
+        );
+        assert_eq!(
+            lookup("GET", "/inspect/i-1").route.ok(),
+            Some(Route::Inspect {
+                instance_id: "i-1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn parameters_are_never_empty() {
+        assert_eq!(status("GET", "/api/projects//instances"), 404);
+        assert_eq!(status("DELETE", "/api/groups//members/u"), 404);
+        assert_eq!(status("GET", "/admin/do/"), 404);
+        // Outer slashes do not matter.
+        assert_eq!(status("GET", "/api/projects/"), 200);
+    }
+
+    #[test]
+    fn every_route_of_the_table_resolves_to_itself() {
+        for entry in TABLE {
+            let path = entry
+                .template
+                .split('/')
+                .map(|part| if part.starts_with(':') { "x" } else { part })
+                .collect::<Vec<_>>()
+                .join("/");
+            let found = lookup(entry.method, &path);
+            assert_eq!(found.template, Some(entry.template), "{path}");
+            assert!(found.route.is_ok(), "{} {path}", entry.method);
+        }
     }
 
     #[test]

@@ -17,7 +17,9 @@ use crate::instance::internal::ReadOnlyFlag;
 use crate::permission::Permission;
 use crate::services::{access, revocation};
 
-pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Answer {
+use super::Trace;
+
+pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str, trace: &mut Trace) -> Answer {
     let upgrade = req.headers().get("Upgrade")?.unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return Err(ApiError::UpgradeRequired);
@@ -33,6 +35,7 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Answer {
         token_identity(ctx, &token, instance_id).await?
     } else if authorization.is_some() {
         let caller = verify::from_header(ctx, authorization.as_deref()).await?;
+        trace.caller(&caller);
         let access = access::instance_data(ctx, &caller, instance_id)
             .await
             .map_err(|_| ApiError::Forbidden("Instance not found or access denied".into()))?;
@@ -57,6 +60,9 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str) -> Answer {
         };
         (identity, None)
     };
+    if let Identity::User { user_id, basis, .. } = &identity {
+        trace.who = crate::log::Who::of(user_id, basis);
+    }
     InstanceClient::with_read_only(&ctx.env, instance_id, read_only)?
         .connect(req, identity, ctx.development)
         .await

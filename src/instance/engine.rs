@@ -41,6 +41,13 @@ pub struct Session {
     /// The API key or delegate secret the access rests on (protocol.md §8).
     #[serde(rename = "b", default, skip_serializing_if = "AccessBasis::is_user")]
     pub basis: AccessBasis,
+    /// Server ms when the socket was accepted (for the session's log line).
+    #[serde(rename = "t0", default, skip_serializing_if = "is_zero")]
+    pub opened_ms: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl Session {
@@ -57,6 +64,7 @@ impl Session {
             development: false,
             connection: 0,
             basis: AccessBasis::default(),
+            opened_ms: 0,
         }
     }
 
@@ -71,6 +79,7 @@ impl Session {
             development: false,
             connection: 0,
             basis: AccessBasis::default(),
+            opened_ms: 0,
         }
     }
 

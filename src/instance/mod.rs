@@ -14,6 +14,7 @@ pub mod mirror;
 #[cfg(target_arch = "wasm32")]
 pub mod object;
 pub mod protocol;
+pub mod sessions;
 #[cfg(target_arch = "wasm32")]
 pub mod sql_store;
 #[cfg(test)]

@@ -27,6 +27,7 @@ use super::internal::{
     SetRequest, WriteResult,
 };
 use super::protocol::{encode_ack, encode_auth_error, encode_auth_success, encode_error};
+use super::sessions::Sessions;
 use super::store::{load_meta, migrate, save_meta, InstanceMeta};
 use crate::permission::AccessBasis;
 use crate::permission::Permission;
@@ -144,6 +145,11 @@ impl MindCacheInstance {
         match message.as_string() {
             Some(text) => Instance::on_text(&self.inner, ws, text),
             None => {
+                if let Ok(Some(s)) = read_session(&ws) {
+                    let mut sessions = self.inner.sessions.borrow_mut();
+                    sessions.received(s.connection, s.authenticated);
+                    sessions.sent(s.connection, s.authenticated, 1);
+                }
                 send(&ws, &encode_error(&ProtocolError::binary_frame()));
                 JsValue::UNDEFINED
             }
@@ -163,7 +169,10 @@ impl MindCacheInstance {
 
     #[wasm_bindgen(js_name = webSocketError)]
     pub fn web_socket_error(&self, ws: worker::web_sys::WebSocket, _error: JsValue) {
-        self.inner.forget(&WebSocket::from(ws));
+        let ws = WebSocket::from(ws);
+        // 1006: the connection ended without a close frame.
+        self.inner.log_session_end(&ws, 1006);
+        self.inner.forget(&ws);
     }
 }
 
@@ -189,6 +198,8 @@ pub struct Instance {
     /// verifies again, so a revocation cannot slip between the D1 lookup and
     /// the socket becoming authenticated.
     rechecks: Cell<u64>,
+    /// Frame counts of the sessions, for their log lines.
+    sessions: RefCell<Sessions>,
 }
 
 impl Instance {
@@ -211,6 +222,7 @@ impl Instance {
             setup_error: RefCell::new(None),
             queues: RefCell::new(HashMap::new()),
             rechecks: Cell::new(0),
+            sessions: RefCell::new(Sessions::default()),
         };
         if existing {
             instance.ensure_ready();
@@ -271,7 +283,7 @@ impl Instance {
         this.refresh_meta(&req)?;
         if needs_storage && !this.ensure_ready() {
             if let Some(e) = this.setup_error.borrow().as_ref() {
-                worker::console_error!("instance storage setup failed: {e}");
+                crate::log_error!("instance storage setup failed: {e}");
             }
             return refusal(&ProtocolError::internal("instance storage unavailable"));
         }
@@ -314,7 +326,24 @@ impl Instance {
             .filter(|c| (1000..5000).contains(c) && ![1004, 1005, 1006, 1015].contains(c))
             .unwrap_or(1000);
         let _ = ws.close(Some(code), Some(reason));
+        self.log_session_end(ws, code);
         self.forget(ws);
+    }
+
+    /// The session's log line (docs/operations.md): how long, how many
+    /// frames each way, the close code, who.
+    fn log_session_end(&self, ws: &WebSocket, code: u16) {
+        let Ok(Some(session)) = read_session(ws) else {
+            return;
+        };
+        let ended = self
+            .sessions
+            .borrow_mut()
+            .end(session.connection, session.authenticated);
+        let instance_id = self.meta.borrow().instance_id.clone();
+        let who = crate::log::Who::of(&session.user_id, &session.basis);
+        let line = ended.line(now_ms(), session.opened_ms, &instance_id, code, who);
+        crate::log::emit(line.level, &crate::log::to_line(&line));
     }
 
     /// Drops whatever was queued for a socket that is gone.
@@ -369,6 +398,9 @@ impl Instance {
                     reason,
                 } = self.engine_outcome(&session, "")
                 {
+                    self.sessions
+                        .borrow_mut()
+                        .sent(session.connection, false, 1);
                     send(&ws, &frame);
                     let _ = ws.close(Some(code), Some(reason));
                 }
@@ -463,6 +495,10 @@ impl Instance {
         session.development = development;
         session.basis = basis;
         session.connection = connection_id();
+        session.opened_ms = now;
+        this.sessions
+            .borrow_mut()
+            .opened(session.connection, session.authenticated);
 
         let pair = WebSocketPair::new()?;
         let server = pair.server;
@@ -504,6 +540,9 @@ impl Instance {
             return JsValue::UNDEFINED;
         };
         let conn = session.connection;
+        this.sessions
+            .borrow_mut()
+            .received(conn, session.authenticated);
         if let Some(queue) = this.queues.borrow_mut().get_mut(&conn) {
             if !queue.push(frame) {
                 // A client flooding a socket whose `auth` is being verified.
@@ -573,7 +612,10 @@ impl Instance {
             Outcome::Send(out) => {
                 for item in out {
                     match item {
-                        Outbound::Reply(text) => send(ws, &text),
+                        Outbound::Reply(text) => {
+                            self.count_sent(session, 1);
+                            send(ws, &text)
+                        }
                         Outbound::Broadcast(text) => self.broadcast(&text),
                     }
                 }
@@ -584,6 +626,7 @@ impl Instance {
                 code,
                 reason,
             } => {
+                self.count_sent(session, 1);
                 send(ws, &frame);
                 let _ = ws.close(Some(code), Some(reason));
                 None
@@ -612,6 +655,7 @@ impl Instance {
                 Ok(false)
             }
             Ok(_) if !self.ensure_ready() => {
+                self.count_sent(session, 1);
                 let e = ProtocolError::internal("instance storage unavailable").with_id(id);
                 send(ws, &encode_error(&e));
                 Ok(true)
@@ -624,12 +668,15 @@ impl Instance {
                 updated.development = session.development;
                 updated.connection = session.connection;
                 updated.basis = grant.basis;
+                updated.opened_ms = session.opened_ms;
                 write_session(ws, &updated)?;
+                self.sessions.borrow_mut().authenticated(updated.connection);
                 self.welcome(ws, &updated, id, now_ms());
                 self.schedule_expiry(&updated).await?;
                 Ok(true)
             }
             Err((code, message)) => {
+                self.count_sent(session, 1);
                 send(ws, &encode_auth_error(code, &message));
                 let _ = ws.close(Some(CLOSE_POLICY_VIOLATION), Some("Authentication failed"));
                 Ok(false)
@@ -643,6 +690,8 @@ impl Instance {
     /// `SqlStore::sync_message`): a large instance's state never crosses
     /// into wasm and back.
     fn welcome(&self, ws: &WebSocket, session: &Session, id: Option<MessageId>, now: i64) {
+        // auth_success, then sync (or the error), then the ack.
+        self.count_sent(session, 2);
         let instance_id = self.meta.borrow().instance_id.clone();
         send(
             ws,
@@ -651,7 +700,7 @@ impl Instance {
         match self.store.inner().sync_message(&instance_id) {
             Ok(sync) => send_js(ws, &sync),
             Err(e) => {
-                worker::console_error!("sync failed: {}", e.0);
+                crate::log_error!("sync failed: {}", e.0);
                 send(
                     ws,
                     &encode_error(
@@ -662,8 +711,16 @@ impl Instance {
             }
         }
         if let Some(id) = id {
+            self.count_sent(session, 1);
             send(ws, &encode_ack(&id, now));
         }
+    }
+
+    /// Counts frames sent to this socket alone, for its log line.
+    fn count_sent(&self, session: &Session, n: u64) {
+        self.sessions
+            .borrow_mut()
+            .sent(session.connection, session.authenticated, n);
     }
 
     /// Verifies an in-band `auth` credential for this instance.
@@ -718,7 +775,7 @@ impl Instance {
                     {
                         Ok(v) => v,
                         Err(e) => {
-                            worker::console_error!("recheck of a socket failed: {e}");
+                            crate::log_error!("recheck of a socket failed: {e}");
                             continue;
                         }
                     };
@@ -748,6 +805,7 @@ impl Instance {
     /// Sends one pre-serialised frame to every authenticated socket. The
     /// text is converted to a JS string once, not once per socket.
     fn broadcast(&self, text: &str) {
+        self.sessions.borrow_mut().broadcast();
         let js = JsValue::from_str(text);
         for ws in self.state.get_websockets_with_tag(TAG_AUTHENTICATED) {
             send_js(&ws, &js);
@@ -934,7 +992,7 @@ fn json_response<T: serde::Serialize>(body: &T) -> Result<Response> {
 /// for an internal failure.
 fn refusal(e: &ProtocolError) -> Result<Response> {
     let status = if e.code == ErrorCode::Internal {
-        worker::console_error!("instance error: {}", e.message);
+        crate::log_error!("instance error: {}", e.message);
         500
     } else {
         422

@@ -93,7 +93,7 @@ impl SqlStore {
 /// Storage failures are logged here, where their detail is known; what a
 /// client sees is a generic line (protocol.md §6: no internal text).
 fn err(e: worker::Error) -> StoreError {
-    worker::console_error!("instance storage: {e}");
+    crate::log_error!("instance storage: {e}");
     StoreError(e.to_string())
 }
 

@@ -211,7 +211,7 @@ pub async fn socket_grant(
         Err(AuthError::Malformed(_)) if development => Caller::dev_user(),
         Err(e) => {
             if let AuthError::Internal(detail) | AuthError::Upstream(detail) = &e {
-                worker::console_error!("in-band auth failed: {detail}");
+                crate::log_error!("in-band auth failed: {detail}");
             }
             return Err((e.ws_code(), e.ws_message()));
         }
@@ -221,7 +221,7 @@ pub async fn socket_grant(
         .map_err(|_| no_access())?;
     // Unrecorded, the socket would be out of its credential's revocation.
     if let Err(e) = super::revocation::note_socket(&ctx, &caller, instance_id).await {
-        worker::console_error!("in-band auth: could not record the credential's use: {e}");
+        crate::log_error!("in-band auth: could not record the credential's use: {e}");
         let e = AuthError::Internal(e.to_string());
         return Err((e.ws_code(), e.ws_message()));
     }

@@ -57,7 +57,7 @@ async fn notify(ctx: &Ctx, instance_ids: &[String], request: RecheckRequest) {
     for (id, outcome) in instance_ids.iter().zip(join_all(calls).await) {
         if let Err(e) = outcome {
             let e: ApiError = e;
-            worker::console_error!("revocation did not reach instance {id}: {e}");
+            crate::log_error!("revocation did not reach instance {id}: {e}");
         }
     }
 }

@@ -25,7 +25,7 @@ pub async fn receive(
             let now = (worker::Date::now().as_millis() / 1000) as i64;
             verify(&header, body, &secret, now).map_err(|e| {
                 if e.status() == 500 {
-                    worker::console_error!("CLERK_WEBHOOK_SECRET is not a valid whsec_ secret");
+                    crate::log_error!("CLERK_WEBHOOK_SECRET is not a valid whsec_ secret");
                     ApiError::Misconfigured("Webhook secret is misconfigured".into())
                 } else {
                     ApiError::Unauthorized(e.to_string())
@@ -35,7 +35,7 @@ pub async fn receive(
         // Unsigned webhooks only in development mode (auth.md).
         None if ctx.development => {}
         None => {
-            worker::console_error!("Clerk webhook received but CLERK_WEBHOOK_SECRET is not set");
+            crate::log_error!("Clerk webhook received but CLERK_WEBHOOK_SECRET is not set");
             return Err(ApiError::Misconfigured(
                 "Webhook secret is not configured".into(),
             ));
@@ -51,7 +51,7 @@ pub async fn receive(
     if let Some(id) = &delivery {
         let now = db::now_seconds();
         if !db::received_webhooks::claim(&db, id, now, now - DELIVERY_MEMORY_SECS).await? {
-            worker::console_log!("Clerk webhook {id} was already received; not applied again");
+            crate::log_warn!("Clerk webhook {id} was already received; not applied again");
             return Ok(());
         }
     }
@@ -68,7 +68,7 @@ pub async fn receive(
         // Not applied: Svix retries with the same id, and that retry must
         // be applied, not taken for a replay.
         if let Err(e) = db::received_webhooks::stmt::release(id).run(&db).await {
-            worker::console_error!("could not forget failed webhook delivery {id}: {e}");
+            crate::log_error!("could not forget failed webhook delivery {id}: {e}");
         }
     }
     applied

@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod browser;
 pub mod clerk;
 pub mod fake;
 pub mod jwt;
+pub mod openapi;
 pub mod scripted;
 pub mod server;
 pub mod world;

@@ -161,6 +161,55 @@ impl TestServer {
         panic!("wrangler d1 execute kept failing:\n{last}");
     }
 
+    /// The file `wrangler dev` writes its output to, the Worker's log
+    /// lines included.
+    pub fn log_path(&self) -> PathBuf {
+        self.persist_dir.join(format!("wrangler-{}.log", self.port))
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The server's structured log lines so far (docs/operations.md): the
+    /// lines of its output that are JSON objects with an `event`.
+    /// `wrangler dev` prints `console.error` and `console.warn` lines
+    /// decorated (`✘ [ERROR] {…}`, in colour): the JSON object is taken
+    /// from within the line.
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| {
+                let start = l.find("{\"ts\":")?;
+                let end = l.rfind('}')?;
+                serde_json::from_str::<Value>(l.get(start..=end)?).ok()
+            })
+            .filter(|v| v.get("event").is_some())
+            .collect()
+    }
+
+    /// Waits (up to 5 s) for a log line that `matches`, and returns it.
+    pub fn wait_for_log(&self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self.log_lines().into_iter().find(|l| matches(l)) {
+                return line;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no log line {what}; the server's lines:\n{}",
+                    self.log_lines()
+                        .iter()
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The rows a query over this server's local D1 answers.
     pub fn d1_rows(&self, sql: &str) -> Vec<Value> {
         let out = self.d1_execute(sql);

@@ -77,7 +77,7 @@ impl Fireworks {
         let (status, bytes) =
             exchange_bytes(Service::Fireworks, req, self.endpoint.timeout).await?;
         if !(200..300).contains(&status) || bytes.is_empty() {
-            worker::console_warn!("image download answered HTTP {status}");
+            crate::log_warn!("image download answered HTTP {status}");
             return Err(ApiError::BadGateway(
                 "Could not download the generated image".into(),
             ));

@@ -147,7 +147,7 @@ impl Endpoint {
     }
 
     fn http_error(&self, status: u16, body: &str) -> ApiError {
-        worker::console_warn!("{} answered HTTP {status}", self.service.name());
+        crate::log_warn!("{} answered HTTP {status}", self.service.name());
         ApiError::BadGateway(http_error_message(status, body))
     }
 }
@@ -186,7 +186,7 @@ pub async fn exchange_bytes(
 
 /// A network failure: the detail goes to the log, not to the client.
 fn unreachable(service: Service, e: &worker::Error) -> ApiError {
-    worker::console_error!("{} request failed: {e}", service.name());
+    crate::log_error!("{} request failed: {e}", service.name());
     ApiError::BadGateway(format!("Could not reach {}", service.name()))
 }
 

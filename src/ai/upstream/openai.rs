@@ -58,7 +58,7 @@ impl CompletionStream {
             Some(None) => Ok(None),
             Some(Some(Ok(bytes))) => Ok(Some(bytes)),
             Some(Some(Err(e))) => {
-                worker::console_error!("OpenAI stream failed: {e}");
+                crate::log_error!("OpenAI stream failed: {e}");
                 Err(ApiError::BadGateway("OpenAI stream was interrupted".into()))
             }
         }
