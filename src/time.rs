@@ -96,6 +96,28 @@ pub fn format_ms(ms: i64) -> String {
     )
 }
 
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (what `parse_datetime` reads
+/// back to the same second).
+pub fn format_utc(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days, the inverse of `days_from_civil`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// The time part and the zone part (empty when there is none).
 fn split_zone(s: &str) -> (&str, &str) {
     match s.find(['Z', 'z', '+', '-']) {
@@ -187,6 +209,14 @@ mod tests {
             let ms = parse_datetime(text).unwrap() * 1000;
             assert_eq!(format_ms(ms), text.replace('Z', ".000Z"));
         }
+    }
+
+    #[test]
+    fn formatting_reads_back() {
+        for t in [0, 951_782_400, 1_827_762_840, 4_099_910_040, 1_796_239_129] {
+            assert_eq!(parse_datetime(&format_utc(t)), Some(t), "{t}");
+        }
+        assert_eq!(format_utc(1_827_762_840), "2027-12-02T15:54:00Z");
     }
 
     #[test]

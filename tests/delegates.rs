@@ -13,6 +13,7 @@ use common::jwt::now;
 use common::server::{dev_server, ServerOptions};
 use common::world::{grant, Project, User, World};
 use common::ws::{Event, WsClient};
+use mindcache_server::time::format_utc;
 use serde_json::{json, Value};
 
 /// One production server per binary, trusting a JWKS this test serves.
@@ -541,7 +542,7 @@ async fn revoked_deleted_and_expired_credentials_fail_at_once() {
 
     // An expiring delegate works until its time, then says it expired.
     let expires = now() + 3;
-    let at = chrono_like(expires);
+    let at = format_utc(expires);
     let (status, created) = s
         .api
         .post(
@@ -562,28 +563,6 @@ async fn revoked_deleted_and_expired_credentials_fail_at_once() {
     );
 }
 
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
-fn chrono_like(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 #[tokio::test]
 async fn an_expiring_delegates_open_socket_is_closed_when_it_expires() {
     let s = setup("dexpire");
@@ -595,7 +574,7 @@ async fn an_expiring_delegates_open_socket_is_closed_when_it_expires() {
         .post(
             "/api/delegates",
             Some(&jwt(alice)),
-            json!({"name": "brief", "keyPermissions": {"can_read": true}, "expiresAt": chrono_like(expires)}),
+            json!({"name": "brief", "keyPermissions": {"can_read": true}, "expiresAt": format_utc(expires)}),
         )
         .await;
     assert_eq!(status, 201, "{created}");

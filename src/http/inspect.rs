@@ -59,19 +59,10 @@ pub async fn page(req: &Request, ctx: &Ctx, instance_id: &str) -> Result<Respons
 /// The token must exist, be unexpired and be for this instance; it stays
 /// for the page's socket to take.
 async fn check_token(ctx: &Ctx, token: &str, instance_id: &str) -> Result<(), ApiError> {
-    let row: db::ws_tokens::TokenRow = db::ws_tokens::stmt::peek(&hash_ws_token(token))
+    let row = db::ws_tokens::stmt::peek(&hash_ws_token(token))
         .first(&ctx.db()?)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("Invalid token".into()))?;
-    if row.expires_at < db::now_seconds() {
-        return Err(ApiError::Unauthorized("Token expired".into()));
-    }
-    if row.instance_id != instance_id {
-        return Err(ApiError::Forbidden(
-            "Token was issued for another instance".into(),
-        ));
-    }
-    Ok(())
+        .await?;
+    super::sync::usable_token(row, instance_id).map(|_| ())
 }
 
 /// The page's Content-Security-Policy (computed once).

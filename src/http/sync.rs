@@ -75,18 +75,12 @@ async fn token_identity(
     instance_id: &str,
 ) -> Result<(Identity, Option<ReadOnlyFlag>), ApiError> {
     let db = ctx.db()?;
-    let row: TokenRow = db::ws_tokens::stmt::take(&hash_ws_token(token))
-        .first(&db)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("Invalid token".into()))?;
-    if row.expires_at < db::now_seconds() {
-        return Err(ApiError::Unauthorized("Token expired".into()));
-    }
-    if row.instance_id != instance_id {
-        return Err(ApiError::Forbidden(
-            "Token was issued for another instance".into(),
-        ));
-    }
+    let row = usable_token(
+        db::ws_tokens::stmt::take(&hash_ws_token(token))
+            .first(&db)
+            .await?,
+        instance_id,
+    )?;
     let issued = Permission::parse_grantable(&row.permission)
         .ok_or_else(|| ApiError::internal("ws token with an unknown permission"))?;
     // The credential that obtained the token may have been revoked or
@@ -106,4 +100,19 @@ async fn token_identity(
         },
         Some(access.flag),
     ))
+}
+
+/// A token row as found (taken, or only looked at by the inspector page):
+/// it must exist, be unexpired and be for this instance (protocol.md §1).
+pub fn usable_token(row: Option<TokenRow>, instance_id: &str) -> Result<TokenRow, ApiError> {
+    let row = row.ok_or_else(|| ApiError::Unauthorized("Invalid token".into()))?;
+    if row.expires_at < db::now_seconds() {
+        return Err(ApiError::Unauthorized("Token expired".into()));
+    }
+    if row.instance_id != instance_id {
+        return Err(ApiError::Forbidden(
+            "Token was issued for another instance".into(),
+        ));
+    }
+    Ok(row)
 }
