@@ -322,3 +322,49 @@ pub fn new_token<'a>(
 fn permission_named(name: &str) -> Permission {
     Permission::parse_grantable(name).expect("read, write or admin")
 }
+
+#[cfg(test)]
+mod upgrade {
+    use super::*;
+
+    /// A database made by the first migration only, with data in it, takes
+    /// every later migration and keeps its rows (issue: "a local database
+    /// created before this change keeps its data").
+    #[test]
+    fn later_migrations_apply_on_top_of_existing_data() {
+        let conn = Connection::open_in_memory().expect("in-memory SQLite");
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        let all = migrations();
+        conn.execute_batch(&all[0].1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, clerk_id, created_at) VALUES ('u', 'u', 1);
+             INSERT INTO projects (id, owner_id, name, created_at, updated_at) VALUES ('p', 'u', 'p', 1, 2);
+             INSERT INTO instances (id, project_id, owner_id, name, is_readonly, created_at, updated_at)
+               VALUES ('i', 'p', 'u', 'main', 1, 1, 7);
+             INSERT INTO ws_tokens (token_hash, user_id, instance_id, permission, expires_at, created_at)
+               VALUES ('h', 'u', 'i', 'read', 99, 1);",
+        )
+        .unwrap();
+        for (name, sql) in &all[1..] {
+            conn.execute_batch(sql)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let (read_only, version): (i64, i64) = conn
+            .query_row(
+                "SELECT is_readonly, readonly_version FROM instances WHERE id = 'i'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(read_only, 1);
+        assert!(version > 0, "existing flags get a version above objects' 0");
+        let tokens: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM ws_tokens WHERE api_key_id IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tokens, 1);
+    }
+}
