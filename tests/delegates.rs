@@ -466,7 +466,10 @@ async fn a_delegate_acts_at_the_lowest_of_grant_capabilities_and_creator_role() 
     .await
     .err()
     .expect("refused");
-    assert!(refusal.starts_with("403"), "{refusal}");
+    assert_eq!(
+        refusal,
+        r#"403 {"error":"Instance not found or access denied"}"#
+    );
 
     // A delegate connecting with its credential in the header gets its role.
     let mut ws = WsClient::connect_with_headers(

@@ -491,7 +491,7 @@ fn error_reply(e: &ProtocolError) -> Outcome {
 pub const CLOSE_ACCESS_REVOKED: u16 = 4003;
 
 /// A delegate's access expired while its socket was open.
-pub fn access_expired() -> Outcome {
+fn access_expired() -> Outcome {
     Outcome::Close {
         frame: encode_auth_error(AuthErrorCode::Expired, "the delegate's access has expired"),
         code: CLOSE_ACCESS_REVOKED,

@@ -18,8 +18,7 @@ use worker::{
 
 use super::attributes::Attributes;
 use super::engine::{
-    access_expired, Engine, Outbound, Outcome, Session, CLOSE_ACCESS_REVOKED,
-    CLOSE_POLICY_VIOLATION,
+    Engine, Outbound, Outcome, Session, CLOSE_ACCESS_REVOKED, CLOSE_POLICY_VIOLATION,
 };
 use super::error::{ErrorCode, MessageId, ProtocolError};
 use super::internal::{
@@ -372,41 +371,29 @@ impl Instance {
             let Ok(Some(session)) = read_session(&ws) else {
                 continue;
             };
-            if session.authenticated {
-                // A delegate whose access ends by itself (`expires_at`).
-                if let Some(at) = session.basis.expires.map(|s| s.saturating_mul(1000)) {
-                    if now >= at {
-                        if let Outcome::Close {
-                            frame,
-                            code,
-                            reason,
-                        } = access_expired()
-                        {
-                            send(&ws, &frame);
-                            let _ = ws.close(Some(code), Some(reason));
-                        }
-                    } else {
-                        next_deadline = Some(next_deadline.map_or(at, |n| n.min(at)));
-                    }
-                }
+            // A pending socket's auth deadline, or the end of a delegate's
+            // access (`expires_at`); the engine says how each ends.
+            let deadline = if session.authenticated {
+                session.basis.expires.map(|s| s.saturating_mul(1000))
+            } else {
+                Some(session.auth_deadline_ms)
+            };
+            let Some(deadline) = deadline else { continue };
+            if now < deadline {
+                next_deadline = Some(next_deadline.map_or(deadline, |n| n.min(deadline)));
                 continue;
             }
-            if session.auth_expired(now) {
-                if let Outcome::Close {
-                    frame,
-                    code,
-                    reason,
-                } = self.engine_outcome(&session, "")
-                {
-                    self.sessions
-                        .borrow_mut()
-                        .sent(session.connection, false, 1);
-                    send(&ws, &frame);
-                    let _ = ws.close(Some(code), Some(reason));
-                }
-            } else {
-                let d = session.auth_deadline_ms;
-                next_deadline = Some(next_deadline.map_or(d, |n| n.min(d)));
+            if let Outcome::Close {
+                frame,
+                code,
+                reason,
+            } = self.engine_outcome(&session, "")
+            {
+                self.sessions
+                    .borrow_mut()
+                    .sent(session.connection, false, 1);
+                send(&ws, &frame);
+                let _ = ws.close(Some(code), Some(reason));
             }
         }
         next_deadline
