@@ -603,7 +603,7 @@ impl Instance {
                             self.count_sent(session, 1);
                             send(ws, &text)
                         }
-                        Outbound::Broadcast(text) => self.broadcast(&text),
+                        Outbound::Broadcast(text) => self.publish(&text),
                     }
                 }
                 None
@@ -789,9 +789,11 @@ impl Instance {
         json_response(&result)
     }
 
-    /// Sends one pre-serialised frame to every authenticated socket. The
-    /// text is converted to a JS string once, not once per socket.
-    fn broadcast(&self, text: &str) {
+    /// Every applied change leaves the object through here, once, in the
+    /// order the changes were applied (the engine's broadcast frame): it goes
+    /// to every authenticated socket. The text is converted to a JS string
+    /// once, not once per socket.
+    fn publish(&self, text: &str) {
         self.sessions.borrow_mut().broadcast();
         let js = JsValue::from_str(text);
         for ws in self.state.get_websockets_with_tag(TAG_AUTHENTICATED) {
@@ -856,7 +858,7 @@ impl Instance {
         let result = self.with_engine(|e| e.import(&req.actor, req.data.get(), now));
         match result {
             Ok(broadcasts) => {
-                broadcasts.iter().for_each(|b| self.broadcast(b));
+                broadcasts.iter().for_each(|b| self.publish(b));
                 json_response(&WriteResult {
                     changed: !broadcasts.is_empty(),
                     timestamp: now,
@@ -874,7 +876,7 @@ impl Instance {
         match result {
             Ok(broadcast) => {
                 if let Some(b) = &broadcast {
-                    self.broadcast(b);
+                    self.publish(b);
                 }
                 json_response(&WriteResult {
                     changed: broadcast.is_some(),
