@@ -121,9 +121,16 @@ pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 
 /// The operations of one instance over its store. Cheap to build per message.
 pub struct Engine<'a, S: KeyStore + ?Sized> {
-    store: &'a S,
-    meta: &'a InstanceMeta,
-    max_keys: u64,
+    pub(super) store: &'a S,
+    pub(super) meta: &'a InstanceMeta,
+    pub(super) max_keys: u64,
+}
+
+/// What a set that changed something wrote, and its broadcast.
+pub(super) struct Written {
+    pub attributes: Attributes,
+    pub updated_at: i64,
+    pub broadcast: String,
 }
 
 impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
@@ -265,7 +272,8 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
         self.writable()?;
         check_set(key, value, attributes.as_ref())?;
         let existing = self.store.get(key).map_err(internal)?;
-        self.write_checked(actor, key, value, attributes, existing, now_ms)
+        let written = self.write_checked(actor, key, value, attributes, existing, now_ms)?;
+        Ok(written.map(|w| w.broadcast))
     }
 
     /// Deletes a key; deleting a missing key is not an error and broadcasts nothing.
@@ -301,29 +309,66 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
     ) -> Result<Vec<String>, ProtocolError> {
         self.writable()?;
         let items = parse_dump(dump)?;
-        let mut new_keys = 0u64;
+        self.merge(actor, items, now_ms)
+    }
+
+    /// Sets every item, atomically: all are checked (with the key limit)
+    /// before the first is written, and a storage failure rolls all back.
+    pub(super) fn merge(
+        &self,
+        actor: &str,
+        items: Vec<DumpItem>,
+        now_ms: i64,
+    ) -> Result<Vec<String>, ProtocolError> {
+        let mut new_keys = std::collections::HashSet::new();
         for (key, value, attributes) in &items {
             check_set(key, value, attributes.as_ref()).map_err(|e| ProtocolError {
-                message: format!("key {key:?} of the dump: {}", e.message),
+                message: format!("key {key:?}: {}", e.message),
                 ..e
             })?;
             if self.store.get(key).map_err(internal)?.is_none() {
-                new_keys += 1;
+                new_keys.insert(key.as_str());
             }
         }
-        if new_keys > 0 {
+        if !new_keys.is_empty() {
             let count = self.store.count().map_err(internal)?;
-            if count.saturating_add(new_keys) > self.max_keys {
+            if count.saturating_add(new_keys.len() as u64) > self.max_keys {
                 return Err(too_many_keys(self.max_keys));
             }
         }
         let mut broadcasts = Vec::new();
-        for (key, value, attributes) in items {
-            let existing = self.store.get(&key).map_err(internal)?;
-            broadcasts
-                .extend(self.write_checked(actor, &key, &value, attributes, existing, now_ms)?);
-        }
+        self.atomically(|| {
+            broadcasts.clear();
+            for (key, value, attributes) in &items {
+                let existing = self.store.get(key).map_err(internal)?;
+                let written =
+                    self.write_checked(actor, key, value, attributes.clone(), existing, now_ms)?;
+                broadcasts.extend(written.map(|w| w.broadcast));
+            }
+            Ok(())
+        })?;
         Ok(broadcasts)
+    }
+
+    /// Runs `f` in one storage transaction; its error (or the storage's)
+    /// comes back, and nothing `f` wrote stays.
+    pub(super) fn atomically(
+        &self,
+        mut f: impl FnMut() -> Result<(), ProtocolError>,
+    ) -> Result<(), ProtocolError> {
+        let mut refused = None;
+        let result = self.store.atomically(&mut || {
+            f().map_err(|e| {
+                let text = e.message.clone();
+                refused = Some(e);
+                StoreError(text)
+            })
+        });
+        match (result, refused) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(e)) => Err(e),
+            (Err(e), None) => Err(internal(e)),
+        }
     }
 
     /// Empties the store without the read-only check or a broadcast: for
@@ -332,7 +377,7 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
         self.store.clear().map_err(internal)
     }
 
-    fn writable(&self) -> Result<(), ProtocolError> {
+    pub(super) fn writable(&self) -> Result<(), ProtocolError> {
         if self.meta.read_only {
             return Err(ProtocolError::new(
                 ErrorCode::ReadOnly,
@@ -343,7 +388,9 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
     }
 
     /// The write half of a set, once the input is valid and the row was read.
-    fn write_checked(
+    /// A changed key's `updatedAt` always moves forward (by 1 ms when the
+    /// clock has not), so it can serve as the key's version (`ETag`).
+    pub(super) fn write_checked(
         &self,
         actor: &str,
         key: &str,
@@ -351,8 +398,11 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
         attributes: Option<Attributes>,
         existing: Option<Entry>,
         now_ms: i64,
-    ) -> Result<Option<String>, ProtocolError> {
+    ) -> Result<Option<Written>, ProtocolError> {
         let is_new = existing.is_none();
+        let at = existing
+            .as_ref()
+            .map_or(now_ms, |old| now_ms.max(old.updated_at.saturating_add(1)));
         let attributes = match (attributes, existing) {
             (Some(given), Some(old)) => {
                 if given == old.attributes && json_equal(value.get(), old.value.get()) {
@@ -378,21 +428,20 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
             key,
             value: value.get(),
             attributes: &attributes,
-            updated_at: now_ms,
+            updated_at: at,
         };
         self.store.put(row, is_new).map_err(internal)?;
-        Ok(Some(encode_key_updated(
-            key,
-            value,
-            &attributes,
-            actor,
-            now_ms,
-        )))
+        let broadcast = encode_key_updated(key, value, &attributes, actor, at);
+        Ok(Some(Written {
+            attributes,
+            updated_at: at,
+            broadcast,
+        }))
     }
 }
 
 /// The input checks of a set, shared by every path.
-fn check_set(
+pub(super) fn check_set(
     key: &str,
     value: &RawValue,
     attributes: Option<&Attributes>,
@@ -405,10 +454,10 @@ fn check_set(
     Ok(())
 }
 
-type DumpItem = (String, Box<RawValue>, Option<Attributes>);
+pub(super) type DumpItem = (String, Box<RawValue>, Option<Attributes>);
 
 /// Parses `{ <key>: { "value": …, "attributes"?: {…}, "updatedAt"?: … } }`.
-fn parse_dump(dump: &str) -> Result<Vec<DumpItem>, ProtocolError> {
+pub(super) fn parse_dump(dump: &str) -> Result<Vec<DumpItem>, ProtocolError> {
     #[derive(Deserialize)]
     struct Item {
         #[serde(default, deserialize_with = "present")]
@@ -467,7 +516,7 @@ fn authorize(session: &Session, kind: &str, needed: Permission) -> Result<(), Pr
     Ok(())
 }
 
-fn too_many_keys(max: u64) -> ProtocolError {
+pub(super) fn too_many_keys(max: u64) -> ProtocolError {
     ProtocolError::too_large(format!(
         "this instance already holds the maximum of {max} keys; delete some before adding new ones"
     ))
@@ -475,7 +524,7 @@ fn too_many_keys(max: u64) -> ProtocolError {
 
 /// The storage error's text stays in the server's log (the store logs it);
 /// the client learns only that nothing was applied.
-fn internal(_e: StoreError) -> ProtocolError {
+pub(super) fn internal(_e: StoreError) -> ProtocolError {
     ProtocolError::internal("the change was not applied: the instance's storage failed")
 }
 

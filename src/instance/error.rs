@@ -16,6 +16,9 @@ pub enum ErrorCode {
     ReadOnly,
     RateLimited,
     Internal,
+    /// HTTP only (data-api.md): an `If-Match`/`If-None-Match` did not hold.
+    /// Never sent on a socket.
+    PreconditionFailed,
 }
 
 impl ErrorCode {
@@ -31,6 +34,7 @@ impl ErrorCode {
             ErrorCode::ReadOnly => "READ_ONLY",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::PreconditionFailed => "PRECONDITION_FAILED",
         }
     }
 }
@@ -133,6 +137,7 @@ mod tests {
             (ErrorCode::ReadOnly, "READ_ONLY"),
             (ErrorCode::RateLimited, "RATE_LIMITED"),
             (ErrorCode::Internal, "INTERNAL"),
+            (ErrorCode::PreconditionFailed, "PRECONDITION_FAILED"),
         ];
         for (code, text) in all {
             assert_eq!(code.as_str(), text);

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 
-use super::store::{Entry, KeyRow, KeyStore, StoreError};
+use super::store::{Entry, KeyRow, KeyStore, PageRange, StoreError};
 
 /// Memory the mirror may hold (bytes of keys, values and attributes).
 /// Several objects can share one isolate (128 MB), so this stays modest.
@@ -163,6 +163,24 @@ impl<S: KeyStore> KeyStore for Mirrored<S> {
 
     fn data_json(&self) -> Result<String, StoreError> {
         self.inner.data_json()
+    }
+
+    fn page(&self, range: &PageRange<'_>) -> Result<(Vec<(String, String)>, bool), StoreError> {
+        self.inner.page(range)
+    }
+
+    /// A rolled-back transaction leaves the mirror behind the store: it is
+    /// dropped and loaded again on the next read.
+    fn atomically(
+        &self,
+        f: &mut dyn FnMut() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let result = self.inner.atomically(f);
+        if result.is_err() {
+            *self.state.borrow_mut() = State::Cold;
+            self.bytes.set(0);
+        }
+        result
     }
 
     fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError> {

@@ -5,11 +5,13 @@
 
 pub mod attributes;
 pub mod client;
+pub mod data_ops;
 pub mod engine;
 pub mod error;
 pub mod internal;
 pub mod json;
 pub mod limits;
+pub mod markdown;
 pub mod mirror;
 #[cfg(target_arch = "wasm32")]
 pub mod object;

@@ -206,7 +206,12 @@ impl Instance {
         let sql = state.storage().sql();
         let deleted = has_table(&sql, TOMBSTONE_TABLE);
         let existing = !deleted && has_table(&sql, "meta");
-        let store = Mirrored::new(SqlStore::new(sql));
+        let storage: JsValue = state
+            .as_raw()
+            .storage()
+            .map(JsValue::from)
+            .unwrap_or(JsValue::UNDEFINED);
+        let store = Mirrored::new(SqlStore::new(sql, storage));
         // `{"type":"ping"}` is answered by the runtime without waking us.
         if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
             state.set_websocket_auto_response(&pair);

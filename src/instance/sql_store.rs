@@ -5,9 +5,10 @@
 #![cfg(target_arch = "wasm32")]
 
 use super::store::{
-    join_data_entries, put_sql, Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow,
+    join_data_entries, put_sql, take_page, Entry, KeyCount, KeyRow, KeyStore, PageRange, SqlArg,
+    StoreError, StoredRow,
     COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES, SELECT_KEY,
-    SELECT_META, UPSERT_META,
+    SELECT_META, SELECT_PAGE, UPSERT_META,
 };
 use worker::js_sys;
 use worker::wasm_bindgen::prelude::wasm_bindgen;
@@ -24,17 +25,30 @@ extern "C" {
     type JsSqlCursor;
     #[wasm_bindgen(method, catch)]
     fn raw(this: &JsSqlCursor) -> Result<js_sys::Iterator, JsValue>;
+
+    /// The object's `DurableObjectStorage`, for `transactionSync`, which
+    /// workers-rs does not wrap. The callback runs before the call returns
+    /// (a stack closure); its `Err` is thrown, which rolls the transaction back.
+    pub type JsStorage;
+    #[wasm_bindgen(method, catch, js_name = transactionSync)]
+    fn transaction_sync(
+        this: &JsStorage,
+        f: &mut dyn FnMut() -> Result<(), JsValue>,
+    ) -> Result<JsValue, JsValue>;
 }
 
 pub struct SqlStore {
     sql: SqlStorage,
+    storage: JsValue,
     count: KeyCount,
 }
 
 impl SqlStore {
-    pub fn new(sql: SqlStorage) -> Self {
+    /// `storage` is the object's `DurableObjectStorage` (for transactions).
+    pub fn new(sql: SqlStorage, storage: JsValue) -> Self {
         SqlStore {
             sql,
+            storage,
             count: KeyCount::default(),
         }
     }
@@ -210,6 +224,41 @@ impl KeyStore for SqlStore {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(join_data_entries(fragments))
+    }
+
+    fn page(&self, range: &PageRange<'_>) -> Result<(Vec<(String, String)>, bool), StoreError> {
+        // The cursor is read lazily, so a page stops reading at its budget.
+        let rows = self.run(SELECT_PAGE, &range.args())?.raw().map(|row| {
+            let mut cols = row.map_err(err)?.into_iter();
+            match (cols.next(), cols.next()) {
+                (Some(SqlStorageValue::String(name)), Some(SqlStorageValue::String(entry))) => {
+                    Ok((name, entry))
+                }
+                _ => Err(StoreError("listing row is not (text, text)".into())),
+            }
+        });
+        take_page(rows, range)
+    }
+
+    fn atomically(
+        &self,
+        f: &mut dyn FnMut() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let storage: &JsStorage = self.storage.unchecked_ref();
+        let mut failure = None;
+        let mut body = || {
+            f().map_err(|e| {
+                failure = Some(e);
+                JsValue::from_str("rolled back")
+            })
+        };
+        match storage.transaction_sync(&mut body) {
+            Ok(_) => Ok(()),
+            Err(thrown) => {
+                self.count.forget();
+                Err(failure.unwrap_or_else(|| err(worker::Error::JsError(format!("{thrown:?}")))))
+            }
+        }
     }
 
     fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError> {

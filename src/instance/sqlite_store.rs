@@ -2,9 +2,10 @@
 //! very SQL constants the Durable Object runs, so the SQL is tested natively.
 
 use super::store::{
-    join_data_entries, put_sql, Entry, KeyCount, KeyRow, KeyStore, SqlArg, StoreError, StoredRow,
+    join_data_entries, put_sql, take_page, Entry, KeyCount, KeyRow, KeyStore, PageRange, SqlArg,
+    StoreError, StoredRow,
     COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES, SELECT_KEY,
-    SELECT_META, UPSERT_META,
+    SELECT_META, SELECT_PAGE, UPSERT_META,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql};
@@ -15,6 +16,8 @@ pub struct SqliteStore {
     count: KeyCount,
     /// Makes every write fail, to reach the engine's INTERNAL path.
     pub fail_writes: Cell<bool>,
+    /// Lets this many more writes succeed, then fails the rest.
+    pub fail_after: Cell<Option<u32>>,
 }
 
 impl SqliteStore {
@@ -27,13 +30,15 @@ impl SqliteStore {
             conn,
             count: KeyCount::default(),
             fail_writes: Cell::new(false),
+            fail_after: Cell::new(None),
         }
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
-        if self.fail_writes.get() {
+        if self.fail_writes.get() || self.fail_after.get() == Some(0) {
             return Err(StoreError("injected write failure".into()));
         }
+        self.fail_after.set(self.fail_after.get().map(|n| n - 1));
         Ok(())
     }
 
@@ -149,6 +154,34 @@ impl KeyStore for SqliteStore {
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
         let fragments = rows.collect::<Result<Vec<_>, _>>().map_err(err)?;
         Ok(join_data_entries(fragments))
+    }
+
+    fn page(&self, range: &PageRange<'_>) -> Result<(Vec<(String, String)>, bool), StoreError> {
+        let mut stmt = self.conn.prepare(SELECT_PAGE).map_err(err)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(range.args().iter()), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(err)?;
+        take_page(rows.map(|r| r.map_err(err)), range)
+    }
+
+    /// A savepoint, so it nests inside any transaction a test holds open.
+    fn atomically(
+        &self,
+        f: &mut dyn FnMut() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute_batch("SAVEPOINT atomically").map_err(err)?;
+        match f() {
+            Ok(()) => self.conn.execute_batch("RELEASE atomically").map_err(err),
+            Err(e) => {
+                self.conn
+                    .execute_batch("ROLLBACK TO atomically; RELEASE atomically")
+                    .map_err(err)?;
+                self.count.forget();
+                Err(e)
+            }
+        }
     }
 
     fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError> {

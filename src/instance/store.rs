@@ -58,6 +58,18 @@ pub trait KeyStore {
     fn all(&self) -> Result<Vec<Entry>, StoreError>;
     /// Every key as the `sync.data` JSON object (see `SELECT_DATA_ENTRIES`).
     fn data_json(&self) -> Result<String, StoreError>;
+    /// One page of a listing (`SELECT_PAGE`): `(name, data fragment)` rows,
+    /// at most `range.limit` of them and, past the first, no more than
+    /// `range.budget` bytes; `true` when more rows remain after them.
+    fn page(&self, range: &PageRange<'_>) -> Result<(Vec<(String, String)>, bool), StoreError>;
+    /// Runs `f` as one transaction: when it fails, nothing it wrote stays.
+    /// Stores without transactions (none today) just run it.
+    fn atomically(
+        &self,
+        f: &mut dyn FnMut() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        f()
+    }
     fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError>;
     fn meta_set(&self, name: &str, value: &str) -> Result<(), StoreError>;
 }
@@ -97,7 +109,11 @@ pub const SELECT_ALL_KEYS: &str = "SELECT name, value, type, content_type, reado
 /// unit tests compare the two), with the same tolerance of odd legacy rows.
 /// One fragment per row, not one string: a Durable Object's SQLite caps a
 /// single string at 2 MB.
-pub const SELECT_DATA_ENTRIES: &str = "SELECT json_quote(name) || ':{\"value\":' \
+/// The SQL expression of one `SELECT_DATA_ENTRIES` fragment (a macro so
+/// that the listing below can use the very same text).
+macro_rules! data_entry_sql {
+    () => {
+        "json_quote(name) || ':{\"value\":' \
      || (CASE WHEN json_valid(value) THEN value ELSE json_quote(value) END) \
      || ',\"attributes\":{\"type\":' || json_quote(CASE WHEN type IN \
         ('text', 'json', 'image', 'file', 'markdown') THEN type ELSE 'text' END) \
@@ -111,7 +127,65 @@ pub const SELECT_DATA_ENTRIES: &str = "SELECT json_quote(name) || ':{\"value\":'
         THEN ',\"contentType\":' || json_quote(content_type) ELSE '' END) \
      || (CASE WHEN json_valid(extra) AND json_type(extra) = 'object' AND json(extra) <> '{}' \
         THEN ',' || substr(json(extra), 2, length(json(extra)) - 2) ELSE '' END) \
-     || '},\"updatedAt\":' || updated_at || '}' FROM keys ORDER BY name";
+     || '},\"updatedAt\":' || updated_at || '}'"
+    };
+}
+
+pub const SELECT_DATA_ENTRIES: &str = concat!("SELECT ", data_entry_sql!(), " FROM keys ORDER BY name");
+
+/// One page of a listing (data-api.md): the name and its data fragment, in
+/// key order, from `?1` (inclusive) and after `?2` (exclusive) to below `?3`,
+/// only keys whose content tags hold `?4` when it is not NULL. The range is
+/// an index search: 100,000 keys are never all read for one page.
+pub const SELECT_PAGE: &str = concat!(
+    "SELECT name, ",
+    data_entry_sql!(),
+    " FROM keys WHERE name >= ?1 AND name > ?2 AND name < ?3 \
+     AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(tags) \
+     AND json_type(tags) = 'array' THEN tags ELSE '[]' END) AS t WHERE t.value = ?4)) \
+     ORDER BY name"
+);
+
+/// The bounds of one listing page, bound to `SELECT_PAGE` in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRange<'a> {
+    pub from: &'a str,
+    pub after: &'a str,
+    pub below: &'a str,
+    pub tag: Option<&'a str>,
+    pub limit: usize,
+    pub budget: usize,
+}
+
+impl PageRange<'_> {
+    pub fn args(&self) -> [SqlArg<'_>; 4] {
+        [
+            SqlArg::Text(self.from),
+            SqlArg::Text(self.after),
+            SqlArg::Text(self.below),
+            self.tag.map_or(SqlArg::Null, SqlArg::Text),
+        ]
+    }
+}
+
+/// Collects page rows from any row iterator: stops at `limit` rows or once
+/// past `budget` bytes, and reports whether another row was there.
+pub fn take_page<E>(
+    rows: impl Iterator<Item = Result<(String, String), E>>,
+    range: &PageRange<'_>,
+) -> Result<(Vec<(String, String)>, bool), E> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for row in rows {
+        let row = row?;
+        if out.len() >= range.limit || (!out.is_empty() && bytes >= range.budget) {
+            return Ok((out, true));
+        }
+        bytes += row.0.len() + row.1.len();
+        out.push(row);
+    }
+    Ok((out, false))
+}
 
 /// Joins `SELECT_DATA_ENTRIES` fragments into the `sync.data` object.
 pub fn join_data_entries(fragments: impl IntoIterator<Item = String>) -> String {
@@ -321,6 +395,11 @@ impl KeyCount {
 
     pub fn cleared(&self) {
         self.0.set(Some(0));
+    }
+
+    /// After a rolled-back transaction: count again when next asked.
+    pub fn forget(&self) {
+        self.0.set(None);
     }
 }
 
