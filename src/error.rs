@@ -19,6 +19,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A write to a read-only instance (data-api.md: `409` with a code).
+    #[error("Instance is read-only")]
+    ReadOnly,
+    /// An `If-Match` / `If-None-Match` that did not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("Expected a WebSocket upgrade")]
     UpgradeRequired,
     /// An upstream service (OpenAI, Fireworks, Clerk) failed; the text is
@@ -59,6 +65,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => 405,
             ApiError::Conflict(_) => 409,
             ApiError::PayloadTooLarge(_) => 413,
+            ApiError::ReadOnly => 409,
+            ApiError::PreconditionFailed(_) => 412,
             ApiError::UpgradeRequired => 426,
             ApiError::BadGateway(_) => 502,
             ApiError::GatewayTimeout(_) => 504,
@@ -74,9 +82,15 @@ impl ApiError {
         }
     }
 
-    /// The JSON body `{"error": "..."}` every error response carries.
+    /// The JSON body `{"error": "..."}` every error response carries, with
+    /// a machine-readable `code` where the spec gives one.
     pub fn body(&self) -> String {
-        json!({ "error": self.public_message() }).to_string()
+        match self {
+            ApiError::ReadOnly => {
+                json!({ "error": self.public_message(), "code": "READ_ONLY" }).to_string()
+            }
+            _ => json!({ "error": self.public_message() }).to_string(),
+        }
     }
 }
 
@@ -109,6 +123,11 @@ mod tests {
         assert_eq!(e.status(), 400);
         assert_eq!(e.body(), r#"{"error":"name must be 1-200 characters"}"#);
         assert_eq!(ApiError::MethodNotAllowed.status(), 405);
+        assert_eq!(ApiError::ReadOnly.status(), 409);
+        assert_eq!(
+            ApiError::ReadOnly.body(),
+            r#"{"code":"READ_ONLY","error":"Instance is read-only"}"#
+        );
         assert_eq!(ApiError::UpgradeRequired.status(), 426);
         assert_eq!(
             ApiError::Misconfigured("OpenAI API key not configured".into()).body(),

@@ -5,7 +5,7 @@ use worker::{Headers, Response};
 
 const ALLOW_ORIGIN: &str = "*";
 const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
-const ALLOW_HEADERS: &str = "Content-Type, Authorization";
+const ALLOW_HEADERS: &str = "Content-Type, Authorization, If-Match, If-None-Match, Last-Event-ID";
 /// rest-api.md: what a browser client may read of a response.
 const EXPOSE_HEADERS: &str = "ETag, Content-Disposition, X-Request-Id";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -7,6 +7,7 @@ pub mod ai;
 pub mod api_keys;
 pub mod body;
 pub mod cors;
+pub mod data;
 pub mod delegates;
 pub mod groups;
 pub mod inspect;
@@ -153,6 +154,7 @@ async fn handle(route: Route, mut req: Request, env: Env, trace: &mut Trace) -> 
         Route::AdminDo { object_id } => admin::object_keys(&req, &ctx, &object_id).await,
         Route::AdminDoStorage { object_id } => admin::object_storage(&req, &ctx, &object_id).await,
         Route::ClerkWebhook => webhooks::clerk(&mut req, &ctx).await,
+        Route::Events(id) => data::events(&req, &ctx, &id, trace).await,
         route => {
             let caller = authenticate(&req, &ctx).await?;
             trace.caller(&caller);
@@ -168,7 +170,7 @@ async fn handle(route: Route, mut req: Request, env: Env, trace: &mut Trace) -> 
 
 /// Authenticates a request from its `Authorization` header; every
 /// authenticated signed-in user then has a `users` row.
-async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Caller, ApiError> {
+pub(crate) async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Caller, ApiError> {
     let header = req.headers().get("Authorization")?;
     let caller = verify::from_header(ctx, header.as_deref()).await?;
     if caller.principal == Principal::User {
@@ -228,12 +230,20 @@ async fn api(route: Route, req: &mut Request, ctx: &Ctx, caller: &Caller) -> Ans
         Route::Transform => ai::job(req, ctx, caller, JobRequest::transform).await,
         Route::GenerateImage => ai::job(req, ctx, caller, JobRequest::generate_image).await,
         Route::AnalyzeImage => ai::job(req, ctx, caller, JobRequest::analyze_image).await,
+        Route::ListKeys(id) => data::list(req, ctx, caller, &id).await,
+        Route::GetKey(id, key) => data::get_key(ctx, caller, &id, &key).await,
+        Route::PutKey(id, key) => data::put_key(req, ctx, caller, &id, &key).await,
+        Route::DeleteKey(id, key) => data::delete_key(req, ctx, caller, &id, &key).await,
+        Route::Batch(id) => data::batch(req, ctx, caller, &id).await,
+        Route::Export(id) => data::export(req, ctx, caller, &id).await,
+        Route::Import(id) => data::import(req, ctx, caller, &id).await,
         Route::Health
         | Route::OpenApi
         | Route::Inspect { .. }
         | Route::Sync { .. }
         | Route::AdminDo { .. }
         | Route::AdminDoStorage { .. }
+        | Route::Events(_)
         | Route::ClerkWebhook => Err(ApiError::not_found("Not found")),
     }
 }

@@ -54,6 +54,14 @@ pub enum Route {
     Transform,
     GenerateImage,
     AnalyzeImage,
+    ListKeys(String),
+    GetKey(String, String),
+    PutKey(String, String),
+    DeleteKey(String, String),
+    Batch(String),
+    Events(String),
+    Export(String),
+    Import(String),
 }
 
 impl Route {
@@ -75,7 +83,15 @@ impl Route {
             | Chat
             | Transform
             | GenerateImage
-            | AnalyzeImage => return None,
+            | AnalyzeImage
+            | ListKeys(_)
+            | GetKey(..)
+            | PutKey(..)
+            | DeleteKey(..)
+            | Batch(_)
+            | Events(_)
+            | Export(_)
+            | Import(_) => return None,
             ListProjects => "Delegates cannot list projects",
             CreateProject => "Delegates cannot create projects",
             GetProject(_) => "Delegates cannot read projects",
@@ -234,6 +250,30 @@ pub static TABLE: &[Entry] = &[
     entry("POST", "/api/transform", |_| Route::Transform),
     entry("POST", "/api/generate-image", |_| Route::GenerateImage),
     entry("POST", "/api/analyze-image", |_| Route::AnalyzeImage),
+    entry("GET", "/api/instances/:id/keys", |p| {
+        Route::ListKeys(p[0].into())
+    }),
+    entry("GET", "/api/instances/:id/keys/:key", |p| {
+        Route::GetKey(p[0].into(), p[1].into())
+    }),
+    entry("PUT", "/api/instances/:id/keys/:key", |p| {
+        Route::PutKey(p[0].into(), p[1].into())
+    }),
+    entry("DELETE", "/api/instances/:id/keys/:key", |p| {
+        Route::DeleteKey(p[0].into(), p[1].into())
+    }),
+    entry("POST", "/api/instances/:id/batch", |p| {
+        Route::Batch(p[0].into())
+    }),
+    entry("GET", "/api/instances/:id/events", |p| {
+        Route::Events(p[0].into())
+    }),
+    entry("GET", "/api/instances/:id/export", |p| {
+        Route::Export(p[0].into())
+    }),
+    entry("POST", "/api/instances/:id/import", |p| {
+        Route::Import(p[0].into())
+    }),
 ];
 
 /// At most this many parameters in a template.

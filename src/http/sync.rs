@@ -69,7 +69,7 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str, trace: &mut Tra
 }
 
 /// A one-time token from `POST /api/ws-token`: taken (deleted) on first use.
-async fn token_identity(
+pub(super) async fn token_identity(
     ctx: &Ctx,
     token: &str,
     instance_id: &str,

@@ -109,29 +109,54 @@ impl InstanceClient {
                 headers.set(&name, &value)?;
             }
         }
-        if let Identity::User {
-            user_id,
-            permission,
-            basis,
-        } = identity
-        {
-            headers.set(internal::HEADER_USER_ID, &user_id)?;
-            headers.set(
-                internal::HEADER_PERMISSION,
-                permission.for_session().as_str(),
-            )?;
-            if !basis.is_user() {
-                headers.set(internal::HEADER_BASIS, &serde_json::to_string(&basis)?)?;
-            }
-        }
-        if development {
-            headers.set(internal::HEADER_DEVELOPMENT, "1")?;
-        }
+        identify(&headers, identity, development)?;
         let mut init = RequestInit::new();
         init.with_method(Method::Get).with_headers(headers);
         let req =
             Request::new_with_init(&format!("{INTERNAL_ORIGIN}{}", internal::PATH_SYNC), &init)?;
         Ok(self.stub.fetch_with_request(req).await?)
+    }
+
+    /// Opens a server-sent event stream for `identity` (data-api.md); the
+    /// response's body is the stream.
+    pub async fn events(
+        &self,
+        identity: Identity,
+        development: bool,
+    ) -> Result<Response, ApiError> {
+        let headers = self.headers()?;
+        identify(&headers, identity, development)?;
+        self.send(Method::Get, internal::PATH_EVENTS, headers, None)
+            .await
+    }
+
+    /// A data-API call (`/internal/data/*`, data-api.md) for `actor`, with
+    /// the query parameters, the client's preconditions and body. The
+    /// object's answer is returned as is when it succeeded.
+    pub async fn data(&self, call: DataCall<'_>) -> Result<Response, ApiError> {
+        let headers = self.headers()?;
+        if let Some(actor) = call.actor {
+            headers.set(internal::HEADER_ACTOR, actor)?;
+        }
+        if let Some(tags) = call.if_match {
+            headers.set(internal::HEADER_IF_MATCH, tags)?;
+        }
+        if let Some(tags) = call.if_none_match {
+            headers.set(internal::HEADER_IF_NONE_MATCH, tags)?;
+        }
+        let mut url = worker::Url::parse(INTERNAL_ORIGIN)
+            .map_err(|e| ApiError::internal(format!("internal url: {e}")))?;
+        url.set_path(call.path);
+        if !call.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(call.query.iter().copied());
+        }
+        let path_and_query = match url.query() {
+            Some(q) => format!("{}?{q}", call.path),
+            None => call.path.to_string(),
+        };
+        self.send(call.method, &path_and_query, headers, call.body)
+            .await
     }
 
     /// Every key, as the `{"keys": {...}}` document (same map as `sync.data`).
@@ -234,6 +259,16 @@ impl InstanceClient {
         body: Option<String>,
     ) -> Result<Response, ApiError> {
         let headers = self.headers()?;
+        self.send(method, path, headers, body).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: Headers,
+        body: Option<String>,
+    ) -> Result<Response, ApiError> {
         let mut init = RequestInit::new();
         init.with_method(method).with_headers(headers);
         if let Some(body) = body {
@@ -245,6 +280,10 @@ impl InstanceClient {
             200..=299 => Ok(resp),
             // A deleted instance's tombstone (protocol.md §8).
             404 => Err(ApiError::not_found("Instance not found")),
+            412 => {
+                let refusal: Refusal = resp.json().await?;
+                Err(ApiError::PreconditionFailed(refusal.error))
+            }
             422 => {
                 let refusal: Refusal = resp.json().await?;
                 Err(refusal_error(refusal))
@@ -257,10 +296,59 @@ impl InstanceClient {
     }
 }
 
+/// One data-API call to the object (see `InstanceClient::data`).
+pub struct DataCall<'a> {
+    pub method: Method,
+    /// One of the `internal::PATH_DATA_*` paths.
+    pub path: &'a str,
+    pub query: Vec<(&'a str, &'a str)>,
+    pub actor: Option<&'a str>,
+    pub if_match: Option<&'a str>,
+    pub if_none_match: Option<&'a str>,
+    pub body: Option<String>,
+}
+
+impl<'a> DataCall<'a> {
+    pub fn new(method: Method, path: &'a str) -> Self {
+        DataCall {
+            method,
+            path,
+            query: Vec::new(),
+            actor: None,
+            if_match: None,
+            if_none_match: None,
+            body: None,
+        }
+    }
+}
+
+/// Tells the object who a connection (socket or event stream) is.
+fn identify(headers: &Headers, identity: Identity, development: bool) -> Result<(), ApiError> {
+    if let Identity::User {
+        user_id,
+        permission,
+        basis,
+    } = identity
+    {
+        headers.set(internal::HEADER_USER_ID, &user_id)?;
+        headers.set(
+            internal::HEADER_PERMISSION,
+            permission.for_session().as_str(),
+        )?;
+        if !basis.is_user() {
+            headers.set(internal::HEADER_BASIS, &serde_json::to_string(&basis)?)?;
+        }
+    }
+    if development {
+        headers.set(internal::HEADER_DEVELOPMENT, "1")?;
+    }
+    Ok(())
+}
+
 /// The REST status for a refusal from the object.
 fn refusal_error(r: Refusal) -> ApiError {
     match r.code.as_str() {
-        "READ_ONLY" => ApiError::Forbidden(r.error),
+        "READ_ONLY" => ApiError::ReadOnly,
         "TOO_LARGE" => ApiError::PayloadTooLarge(r.error),
         _ => ApiError::BadRequest(r.error),
     }

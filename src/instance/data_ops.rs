@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::attributes::Attributes;
-use super::engine::{
-    check_set, internal, parse_dump, too_many_keys, DumpItem, Engine, Written,
-};
+use super::engine::{check_set, internal, parse_dump, too_many_keys, DumpItem, Engine, Written};
 use super::error::{ErrorCode, ProtocolError};
 use super::json::RawObject;
 use super::limits::{validate_key, MAX_KEY_BYTES};
@@ -604,7 +602,9 @@ mod tests {
         let (s, m) = (store(), meta());
         let e = Engine::new(&s, &m);
         let create_only = Conditions::parse(None, Some("*"));
-        assert!(e.put_key("u", "k", r#"{"value":1}"#, &create_only, 5).is_ok());
+        assert!(e
+            .put_key("u", "k", r#"{"value":1}"#, &create_only, 5)
+            .is_ok());
         let err = e
             .put_key("u", "k", r#"{"value":2}"#, &create_only, 6)
             .unwrap_err();
@@ -635,12 +635,17 @@ mod tests {
             ("[]", ErrorCode::InvalidMessage),
             ("{}", ErrorCode::InvalidMessage),
             (r#"{"value":1,"extra":2}"#, ErrorCode::InvalidMessage),
-            (r#"{"value":1,"attributes":{"type":"nope"}}"#, ErrorCode::InvalidMessage),
+            (
+                r#"{"value":1,"attributes":{"type":"nope"}}"#,
+                ErrorCode::InvalidMessage,
+            ),
         ] {
             let err = e.put_key("u", "k", body, &none, 1).unwrap_err();
             assert_eq!(err.code, code, "{body}");
         }
-        let err = e.put_key("u", "$date", r#"{"value":1}"#, &none, 1).unwrap_err();
+        let err = e
+            .put_key("u", "$date", r#"{"value":1}"#, &none, 1)
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidKey);
         assert_eq!(s.count().unwrap(), 0);
     }
@@ -659,12 +664,21 @@ mod tests {
 
         let good = r#"{"set":{"b":{"value":1},"a":{"value":2},"gone":{"value":0}},"delete":["gone","never"]}"#;
         let (result, broadcasts) = e.batch("u", good, 3).unwrap();
-        assert_eq!(result, BatchResult { applied: 5, changed: 3 });
+        assert_eq!(
+            result,
+            BatchResult {
+                applied: 5,
+                changed: 3
+            }
+        );
         let order: Vec<(String, String)> = broadcasts
             .iter()
             .map(|b| {
                 let v = parse(b);
-                (v["type"].as_str().unwrap().into(), v["key"].as_str().unwrap().into())
+                (
+                    v["type"].as_str().unwrap().into(),
+                    v["key"].as_str().unwrap().into(),
+                )
             })
             .collect();
         assert_eq!(
@@ -681,7 +695,9 @@ mod tests {
     fn a_batch_over_the_operation_limit_is_refused_whole() {
         let (s, m) = (store(), meta());
         let e = Engine::new(&s, &m);
-        let deletes: Vec<String> = (0..=MAX_BATCH_OPERATIONS).map(|i| format!("k{i}")).collect();
+        let deletes: Vec<String> = (0..=MAX_BATCH_OPERATIONS)
+            .map(|i| format!("k{i}"))
+            .collect();
         let body = json!({"set": {"x": {"value": 1}}, "delete": deletes});
         let err = e.batch("u", &body.to_string(), 1).unwrap_err();
         assert_eq!(err.code, ErrorCode::TooLarge);
@@ -711,7 +727,12 @@ mod tests {
         for name in ["a/1", "a/2", "a/3", "a0", "b", "é"] {
             put(&e, name, json!({"value": name}), 1);
         }
-        put(&e, "a/2", json!({"value": 2, "attributes": {"tags": ["hot"]}}), 2);
+        put(
+            &e,
+            "a/2",
+            json!({"value": 2, "attributes": {"tags": ["hot"]}}),
+            2,
+        );
         let page = |q: ListQuery| parse(&e.list(&q).unwrap());
         let first = page(ListQuery {
             prefix: "a/".into(),
@@ -756,7 +777,10 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {
-        assert_eq!(decode_cursor(&encode_cursor("a/é b")).as_deref(), Some("a/é b"));
+        assert_eq!(
+            decode_cursor(&encode_cursor("a/é b")).as_deref(),
+            Some("a/é b")
+        );
         assert_eq!(decode_cursor("%%%"), None);
     }
 
@@ -764,9 +788,20 @@ mod tests {
     fn export_then_replace_import_gives_the_same_keys() {
         let (s, m) = (store(), meta());
         let e = Engine::new(&s, &m);
-        put(&e, "doc", json!({"value": "# hi\n", "attributes": {"type": "markdown", "tags": ["x"], "contentTags": ["y"]}}), 1);
-        e.put_key("u", "raw", r#"{"value":{ "spaced" : [1, 2.50] }}"#, &Conditions::default(), 2)
-            .unwrap();
+        put(
+            &e,
+            "doc",
+            json!({"value": "# hi\n", "attributes": {"type": "markdown", "tags": ["x"], "contentTags": ["y"]}}),
+            1,
+        );
+        e.put_key(
+            "u",
+            "raw",
+            r#"{"value":{ "spaced" : [1, 2.50] }}"#,
+            &Conditions::default(),
+            2,
+        )
+        .unwrap();
         let exported = e.export_json(10).unwrap();
         let doc = parse(&exported);
         assert_eq!(doc["format"], EXPORT_FORMAT);
@@ -778,12 +813,22 @@ mod tests {
         let (result, broadcasts) = e2
             .import_document("u", &exported, ImportMode::Replace, 50)
             .unwrap();
-        assert_eq!(result, ImportResult { imported: 2, deleted: 1 });
+        assert_eq!(
+            result,
+            ImportResult {
+                imported: 2,
+                deleted: 1
+            }
+        );
         assert_eq!(parse(&broadcasts[0])["type"], "cleared");
         assert_eq!(broadcasts.len(), 3);
         let again = e2.export_json(60).unwrap();
         // Byte for byte, but for updatedAt (the import time).
-        let strip = |text: &str| text.replace("\"updatedAt\":1", "").replace("\"updatedAt\":2", "").replace("\"updatedAt\":50", "");
+        let strip = |text: &str| {
+            text.replace("\"updatedAt\":1", "")
+                .replace("\"updatedAt\":2", "")
+                .replace("\"updatedAt\":50", "")
+        };
         let keys = |text: &str| {
             let start = text.find("\"keys\":").unwrap();
             strip(&text[start..])
@@ -801,7 +846,13 @@ mod tests {
         let (result, _) = e
             .import_document("u", &doc.to_string(), ImportMode::Merge, 5)
             .unwrap();
-        assert_eq!(result, ImportResult { imported: 1, deleted: 0 });
+        assert_eq!(
+            result,
+            ImportResult {
+                imported: 1,
+                deleted: 0
+            }
+        );
         assert!(e.get("keep").unwrap().is_some());
         for bad in [
             json!({"format": "other", "version": 1, "keys": {}}),
@@ -828,12 +879,19 @@ mod tests {
         let e = Engine::new(&s, &m);
         let none = Conditions::default();
         let codes = [
-            e.put_key("u", "k", r#"{"value":1}"#, &none, 1).unwrap_err().code,
-            e.delete_key("u", "k", &none, 1).unwrap_err().code,
-            e.batch("u", r#"{"delete":["k"]}"#, 1).unwrap_err().code,
-            e.import_document("u", r#"{"format":"mindcache-export","version":1,"keys":{}}"#, ImportMode::Replace, 1)
+            e.put_key("u", "k", r#"{"value":1}"#, &none, 1)
                 .unwrap_err()
                 .code,
+            e.delete_key("u", "k", &none, 1).unwrap_err().code,
+            e.batch("u", r#"{"delete":["k"]}"#, 1).unwrap_err().code,
+            e.import_document(
+                "u",
+                r#"{"format":"mindcache-export","version":1,"keys":{}}"#,
+                ImportMode::Replace,
+                1,
+            )
+            .unwrap_err()
+            .code,
         ];
         assert!(codes.iter().all(|c| *c == ErrorCode::ReadOnly), "{codes:?}");
     }

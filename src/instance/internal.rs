@@ -24,6 +24,13 @@ pub const HEADER_PERMISSION: &str = "x-mc-internal-permission";
 pub const HEADER_BASIS: &str = "x-mc-internal-basis";
 /// `1` when the connection was made in development mode.
 pub const HEADER_DEVELOPMENT: &str = "x-mc-internal-development";
+/// Who a data-API write acts for (`updatedBy` of its broadcasts).
+pub const HEADER_ACTOR: &str = "x-mc-internal-actor";
+/// The client's `If-Match` / `If-None-Match`, compared inside the object.
+pub const HEADER_IF_MATCH: &str = "x-mc-internal-if-match";
+pub const HEADER_IF_NONE_MATCH: &str = "x-mc-internal-if-none-match";
+/// The version (`updatedAt`) of the key a data-API call read or wrote.
+pub const HEADER_VERSION: &str = "x-mc-internal-version";
 
 /// Paths of the object's internal routes.
 pub const PATH_SYNC: &str = "/sync";
@@ -35,6 +42,18 @@ pub const PATH_DESTROY: &str = "/internal/destroy";
 pub const PATH_CONFIGURE: &str = "/internal/configure";
 pub const PATH_RECHECK: &str = "/internal/recheck";
 pub const PATH_STORAGE: &str = "/internal/storage";
+/// The data API (data-api.md); parameters travel in the query.
+/// `GET ?prefix&tag&limit&after`: one page of keys.
+pub const PATH_DATA_LIST: &str = "/internal/data/list";
+/// `GET`, `PUT` or `DELETE` of `?key=`.
+pub const PATH_DATA_KEY: &str = "/internal/data/key";
+pub const PATH_DATA_BATCH: &str = "/internal/data/batch";
+/// `POST ?mode=merge|replace` with an export document.
+pub const PATH_DATA_IMPORT: &str = "/internal/data/import";
+/// `GET ?format=json|markdown&title=`.
+pub const PATH_DATA_EXPORT: &str = "/internal/data/export";
+/// `GET`: a server-sent event stream, identity in the headers as for `/sync`.
+pub const PATH_EVENTS: &str = "/internal/events";
 
 /// Which sockets a change of credentials or access may affect
 /// (protocol.md §8): the object re-evaluates those against D1.

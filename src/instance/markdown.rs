@@ -93,15 +93,33 @@ mod tests {
         let md = render(
             "Notes",
             &[
-                entry("a", r##""# Title\nbody""##, r#"{"type":"markdown","tags":["x","y"]}"#),
-                entry("cfg", r#"{"n":[1,2]}"#, r#"{"type":"json","readonly":true,"visible":false}"#),
-                entry("pic", r#""iVBORw0K""#, r#"{"type":"image","contentType":"image/png"}"#),
+                entry(
+                    "a",
+                    r##""# Title\nbody""##,
+                    r#"{"type":"markdown","tags":["x","y"]}"#,
+                ),
+                entry(
+                    "cfg",
+                    r#"{"n":[1,2]}"#,
+                    r#"{"type":"json","readonly":true,"visible":false}"#,
+                ),
+                entry(
+                    "pic",
+                    r#""iVBORw0K""#,
+                    r#"{"type":"image","contentType":"image/png"}"#,
+                ),
                 entry("plain", r#""hello""#, "{}"),
             ],
         );
-        assert!(md.starts_with("# Notes\n\n## a\n\n- type: markdown\n- tags: x, y\n\n# Title\nbody\n"));
-        assert!(md.contains("## cfg\n\n- type: json\n- flags: readonly, hidden\n\n```json\n{\n  \"n\": ["));
-        assert!(md.contains("## pic\n\n- type: image\n- contentType: image/png\n\ndata:image/png;base64,iVBORw0K\n"));
+        assert!(
+            md.starts_with("# Notes\n\n## a\n\n- type: markdown\n- tags: x, y\n\n# Title\nbody\n")
+        );
+        assert!(md.contains(
+            "## cfg\n\n- type: json\n- flags: readonly, hidden\n\n```json\n{\n  \"n\": ["
+        ));
+        assert!(md.contains(
+            "## pic\n\n- type: image\n- contentType: image/png\n\ndata:image/png;base64,iVBORw0K\n"
+        ));
         assert!(md.ends_with("## plain\n\n- type: text\n\nhello\n"));
     }
 

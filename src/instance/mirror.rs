@@ -171,10 +171,7 @@ impl<S: KeyStore> KeyStore for Mirrored<S> {
 
     /// A rolled-back transaction leaves the mirror behind the store: it is
     /// dropped and loaded again on the next read.
-    fn atomically(
-        &self,
-        f: &mut dyn FnMut() -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn atomically(&self, f: &mut dyn FnMut() -> Result<(), StoreError>) -> Result<(), StoreError> {
         let result = self.inner.atomically(f);
         if result.is_err() {
             *self.state.borrow_mut() = State::Cold;

@@ -21,6 +21,7 @@ pub mod sessions;
 pub mod sql_store;
 #[cfg(test)]
 mod sqlite_store;
+pub mod sse;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]

@@ -94,6 +94,9 @@ fn has_table(sql: &worker::SqlStorage, name: &str) -> bool {
     .is_ok_and(|rows| !rows.is_empty())
 }
 
+#[path = "object_data.rs"]
+mod data;
+
 use super::mirror::Mirrored;
 use super::sql_store::SqlStore;
 
@@ -199,6 +202,8 @@ pub struct Instance {
     rechecks: Cell<u64>,
     /// Frame counts of the sessions, for their log lines.
     sessions: RefCell<Sessions>,
+    /// Open server-sent event streams (data-api.md).
+    streams: RefCell<data::Streams>,
 }
 
 impl Instance {
@@ -227,6 +232,7 @@ impl Instance {
             queues: RefCell::new(HashMap::new()),
             rechecks: Cell::new(0),
             sessions: RefCell::new(Sessions::default()),
+            streams: RefCell::new(data::Streams::default()),
         };
         if existing {
             instance.ensure_ready();
@@ -319,6 +325,8 @@ impl Instance {
                 let body = req.text().await?;
                 this.recheck(&body).await
             }
+            (Method::Get, internal::PATH_EVENTS) => Instance::open_stream(this, &req),
+            (_, p) if p.starts_with("/internal/data/") => this.data(req, &path).await,
             _ => Response::error("Not found", 404),
         }
     }
@@ -740,7 +748,6 @@ impl Instance {
         let RecheckRequest { affected, gone } = serde_json::from_str(body)
             .map_err(|e| worker::Error::RustError(format!("recheck body: {e}")))?;
         self.rechecks.set(self.rechecks.get() + 1);
-        let instance_id = self.meta.borrow().instance_id.clone();
         let mut verdicts: HashMap<(String, AccessBasis), Option<Permission>> = HashMap::new();
         let mut result = RecheckResult::default();
         // Every socket: one that authenticated in-band keeps its `pending` tag.
@@ -751,31 +758,23 @@ impl Instance {
             if !session.authenticated || !affected.matches(&session.user_id, &session.basis) {
                 continue;
             }
-            let key = (session.user_id.clone(), session.basis.clone());
-            let now = match verdicts.get(&key) {
-                _ if gone => None,
-                Some(v) => *v,
-                None => {
-                    let v = match current_permission(
-                        &self.env,
+            let verdict = if gone {
+                None
+            } else {
+                let looked_up = self
+                    .verdict(
+                        &mut verdicts,
                         &session.user_id,
                         &session.basis,
-                        &instance_id,
                         session.development,
                     )
-                    .await
-                    {
-                        Ok(v) => v,
-                        Err(e) => {
-                            crate::log_error!("recheck of a socket failed: {e}");
-                            continue;
-                        }
-                    };
-                    verdicts.insert(key, v);
-                    v
+                    .await;
+                match looked_up {
+                    Some(v) => v,
+                    None => continue,
                 }
             };
-            match now {
+            match verdict {
                 None => {
                     // Refuse anything still in flight before the close lands.
                     session.authenticated = false;
@@ -791,7 +790,64 @@ impl Instance {
                 Some(_) => {}
             }
         }
+        // Event streams only read: they end when access does.
+        let streams: Vec<(String, AccessBasis, bool)> = self
+            .streams
+            .borrow()
+            .affected(&affected)
+            .map(|s| (s.user_id.clone(), s.basis.clone(), s.development))
+            .collect();
+        let mut revoked = Vec::new();
+        for (user_id, basis, development) in streams {
+            let verdict = if gone {
+                Some(None)
+            } else {
+                self.verdict(&mut verdicts, &user_id, &basis, development)
+                    .await
+            };
+            if verdict == Some(None) {
+                revoked.push((user_id, basis));
+            }
+        }
+        if !revoked.is_empty() {
+            result.closed += self.streams.borrow_mut().close_where(
+                |s| {
+                    revoked
+                        .iter()
+                        .any(|(u, b)| *u == s.user_id && *b == s.basis)
+                },
+                CLOSE_ACCESS_REVOKED,
+                "Access revoked",
+            );
+        }
         json_response(&result)
+    }
+
+    /// The permission `user_id` with `basis` has on this instance now,
+    /// looked up once per recheck; `None` when the lookup failed (logged:
+    /// D1 being down must not disconnect everyone).
+    async fn verdict(
+        &self,
+        verdicts: &mut HashMap<(String, AccessBasis), Option<Permission>>,
+        user_id: &str,
+        basis: &AccessBasis,
+        development: bool,
+    ) -> Option<Option<Permission>> {
+        let key = (user_id.to_string(), basis.clone());
+        if let Some(v) = verdicts.get(&key) {
+            return Some(*v);
+        }
+        let instance_id = self.meta.borrow().instance_id.clone();
+        match current_permission(&self.env, user_id, basis, &instance_id, development).await {
+            Ok(v) => {
+                verdicts.insert(key, v);
+                Some(v)
+            }
+            Err(e) => {
+                crate::log_error!("recheck of a session failed: {e}");
+                None
+            }
+        }
     }
 
     /// Every applied change leaves the object through here, once, in the
@@ -809,6 +865,7 @@ impl Instance {
                 send_js(&ws, &js);
             }
         }
+        self.streams.borrow_mut().publish(text);
     }
 
     /// An alarm at the end of a delegate's access, so its socket is closed
@@ -900,6 +957,9 @@ impl Instance {
         for ws in self.state.get_websockets() {
             let _ = ws.close(Some(1000), Some("Instance deleted"));
         }
+        self.streams
+            .borrow_mut()
+            .close_where(|_| true, 1000, "Instance deleted");
         self.queues.borrow_mut().clear();
         let wiped = self.with_engine(|e| e.wipe());
         if let Err(e) = wiped {
@@ -985,11 +1045,13 @@ fn json_response<T: serde::Serialize>(body: &T) -> Result<Response> {
 /// A refused internal call: 422 with the protocol code, or 500 (logged)
 /// for an internal failure.
 fn refusal(e: &ProtocolError) -> Result<Response> {
-    let status = if e.code == ErrorCode::Internal {
-        crate::log_error!("instance error: {}", e.message);
-        500
-    } else {
-        422
+    let status = match e.code {
+        ErrorCode::Internal => {
+            crate::log_error!("instance error: {}", e.message);
+            500
+        }
+        ErrorCode::PreconditionFailed => 412,
+        _ => 422,
     };
     Ok(Response::from_json(&Refusal {
         error: e.message.clone(),

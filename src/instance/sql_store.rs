@@ -6,9 +6,8 @@
 
 use super::store::{
     join_data_entries, put_sql, take_page, Entry, KeyCount, KeyRow, KeyStore, PageRange, SqlArg,
-    StoreError, StoredRow,
-    COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES, SELECT_KEY,
-    SELECT_META, SELECT_PAGE, UPSERT_META,
+    StoreError, StoredRow, COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS,
+    SELECT_DATA_ENTRIES, SELECT_KEY, SELECT_META, SELECT_PAGE, UPSERT_META,
 };
 use worker::js_sys;
 use worker::wasm_bindgen::prelude::wasm_bindgen;
@@ -240,10 +239,7 @@ impl KeyStore for SqlStore {
         take_page(rows, range)
     }
 
-    fn atomically(
-        &self,
-        f: &mut dyn FnMut() -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn atomically(&self, f: &mut dyn FnMut() -> Result<(), StoreError>) -> Result<(), StoreError> {
         let storage: &JsStorage = self.storage.unchecked_ref();
         let mut failure = None;
         let mut body = || {

@@ -3,9 +3,8 @@
 
 use super::store::{
     join_data_entries, put_sql, take_page, Entry, KeyCount, KeyRow, KeyStore, PageRange, SqlArg,
-    StoreError, StoredRow,
-    COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES, SELECT_KEY,
-    SELECT_META, SELECT_PAGE, UPSERT_META,
+    StoreError, StoredRow, COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS,
+    SELECT_DATA_ENTRIES, SELECT_KEY, SELECT_META, SELECT_PAGE, UPSERT_META,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql};
@@ -167,11 +166,10 @@ impl KeyStore for SqliteStore {
     }
 
     /// A savepoint, so it nests inside any transaction a test holds open.
-    fn atomically(
-        &self,
-        f: &mut dyn FnMut() -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.conn.execute_batch("SAVEPOINT atomically").map_err(err)?;
+    fn atomically(&self, f: &mut dyn FnMut() -> Result<(), StoreError>) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("SAVEPOINT atomically")
+            .map_err(err)?;
         match f() {
             Ok(()) => self.conn.execute_batch("RELEASE atomically").map_err(err),
             Err(e) => {

@@ -64,10 +64,7 @@ pub trait KeyStore {
     fn page(&self, range: &PageRange<'_>) -> Result<(Vec<(String, String)>, bool), StoreError>;
     /// Runs `f` as one transaction: when it fails, nothing it wrote stays.
     /// Stores without transactions (none today) just run it.
-    fn atomically(
-        &self,
-        f: &mut dyn FnMut() -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn atomically(&self, f: &mut dyn FnMut() -> Result<(), StoreError>) -> Result<(), StoreError> {
         f()
     }
     fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError>;
@@ -131,7 +128,8 @@ macro_rules! data_entry_sql {
     };
 }
 
-pub const SELECT_DATA_ENTRIES: &str = concat!("SELECT ", data_entry_sql!(), " FROM keys ORDER BY name");
+pub const SELECT_DATA_ENTRIES: &str =
+    concat!("SELECT ", data_entry_sql!(), " FROM keys ORDER BY name");
 
 /// One page of a listing (data-api.md): the name and its data fragment, in
 /// key order, from `?1` (inclusive) and after `?2` (exclusive) to below `?3`,

@@ -134,9 +134,11 @@ pub async fn instance(
 }
 
 /// What a caller may do with an instance's data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataAccess {
     pub role: Permission,
+    /// The instance's name (its id for an id D1 does not know).
+    pub name: String,
     /// The instance's `is_readonly` as D1 has it, with its version (false
     /// for an id D1 does not know, which only development mode's
     /// `dev-user` may use).
@@ -164,6 +166,7 @@ pub async fn instance_data(
                 .await?
                 .ok_or_else(refused)?,
             flag: row.read_only_flag(),
+            name: row.name,
         }),
         // A deleted id stays deleted, development mode or not (§8).
         None if ctx.development && caller.is_dev_user() => {
@@ -174,6 +177,7 @@ pub async fn instance_data(
             Ok(DataAccess {
                 role: Permission::Admin,
                 flag: ReadOnlyFlag::default(),
+                name: instance_id.to_string(),
             })
         }
         None => Err(refused()),

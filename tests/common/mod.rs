@@ -10,6 +10,7 @@ pub mod jwt;
 pub mod openapi;
 pub mod scripted;
 pub mod server;
+pub mod sse;
 pub mod world;
 pub mod ws;
 
