@@ -12,7 +12,12 @@ pub mod json;
 pub mod limits;
 pub mod mirror;
 #[cfg(target_arch = "wasm32")]
+pub mod hooks;
+#[cfg(target_arch = "wasm32")]
 pub mod object;
+pub mod outbox;
+#[cfg(target_arch = "wasm32")]
+pub mod outbox_sql;
 pub mod protocol;
 pub mod sessions;
 #[cfg(target_arch = "wasm32")]
