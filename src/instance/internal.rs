@@ -35,6 +35,11 @@ pub const PATH_DESTROY: &str = "/internal/destroy";
 pub const PATH_CONFIGURE: &str = "/internal/configure";
 pub const PATH_RECHECK: &str = "/internal/recheck";
 pub const PATH_STORAGE: &str = "/internal/storage";
+/// POST: the instance's webhooks (`outbox::Configuration`), replacing what
+/// the object had.
+pub const PATH_WEBHOOKS: &str = "/internal/webhooks";
+/// GET `?webhook=<id>&limit=<n>`: a webhook's delivery log.
+pub const PATH_WEBHOOK_LOG: &str = "/internal/webhooks/deliveries";
 
 /// Which sockets a change of credentials or access may affect
 /// (protocol.md §8): the object re-evaluates those against D1.

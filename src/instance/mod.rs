@@ -7,12 +7,12 @@ pub mod attributes;
 pub mod client;
 pub mod engine;
 pub mod error;
+#[cfg(target_arch = "wasm32")]
+pub mod hooks;
 pub mod internal;
 pub mod json;
 pub mod limits;
 pub mod mirror;
-#[cfg(target_arch = "wasm32")]
-pub mod hooks;
 #[cfg(target_arch = "wasm32")]
 pub mod object;
 pub mod outbox;

@@ -112,7 +112,8 @@ pub const UPSERT_HOOK: &str = "INSERT INTO webhook_hooks \
      failures = CASE WHEN excluded.active = 1 AND active = 0 THEN 0 ELSE failures END, \
      active = excluded.active";
 pub const DELETE_HOOK: &str = "DELETE FROM webhook_hooks WHERE id = ?";
-pub const UPDATE_HOOK_STATE: &str = "UPDATE webhook_hooks SET failures = ?, active = ? WHERE id = ?";
+pub const UPDATE_HOOK_STATE: &str =
+    "UPDATE webhook_hooks SET failures = ?, active = ? WHERE id = ?";
 pub const DELETE_HOOK_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE webhook_id = ?";
 /// `?` error, `?` webhook, `?` the seq in flight (or -1), which is left alone.
 pub const FAIL_HOOK_PENDING: &str = "UPDATE webhook_deliveries SET status = 'failed', \
@@ -501,9 +502,7 @@ impl Outbox {
                 secret: h.secret.clone(),
                 ..head
             };
-            self.in_flight
-                .borrow_mut()
-                .insert(h.id.clone(), send.seq);
+            self.in_flight.borrow_mut().insert(h.id.clone(), send.seq);
             out.push(send);
         }
         Ok(out)
@@ -581,7 +580,12 @@ impl Outbox {
                 Some(at) => {
                     sql.query(
                         MARK_RETRY,
-                        &[code.into(), error.into(), SqlArg::Int(at), SqlArg::Int(send.seq)],
+                        &[
+                            code.into(),
+                            error.into(),
+                            SqlArg::Int(at),
+                            SqlArg::Int(send.seq),
+                        ],
                     )?;
                     false
                 }
@@ -689,13 +693,15 @@ mod tests {
             while let Some(row) = rows.next().map_err(|e| StoreError(e.to_string()))? {
                 let mut vals = Vec::with_capacity(n);
                 for i in 0..n {
-                    vals.push(match row.get_ref(i).map_err(|e| StoreError(e.to_string()))? {
-                        ValueRef::Null => Val::Null,
-                        ValueRef::Integer(i) => Val::Int(i),
-                        ValueRef::Real(f) => Val::Int(f as i64),
-                        ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
-                        ValueRef::Blob(_) => Val::Null,
-                    });
+                    vals.push(
+                        match row.get_ref(i).map_err(|e| StoreError(e.to_string()))? {
+                            ValueRef::Null => Val::Null,
+                            ValueRef::Integer(i) => Val::Int(i),
+                            ValueRef::Real(f) => Val::Int(f as i64),
+                            ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                            ValueRef::Blob(_) => Val::Null,
+                        },
+                    );
                 }
                 out.push(vals);
             }
@@ -817,7 +823,10 @@ mod tests {
         assert!(f.outbox.is_active());
         assert_eq!(f.enqueue(&set("a", "1", 10), 10), 1);
         assert_eq!(
-            f.enqueue(r#"{"type":"key_deleted","key":"b","deletedBy":"u","timestamp":11}"#, 11),
+            f.enqueue(
+                r#"{"type":"key_deleted","key":"b","deletedBy":"u","timestamp":11}"#,
+                11
+            ),
             1
         );
         let sends = f.due(20);
@@ -838,7 +847,9 @@ mod tests {
         assert!(f.due(1_000_000).is_empty());
         let log = f.log("w1");
         assert_eq!(
-            log.iter().map(|d| (d.id.as_str(), d.status.as_str())).collect::<Vec<_>>(),
+            log.iter()
+                .map(|d| (d.id.as_str(), d.status.as_str()))
+                .collect::<Vec<_>>(),
             [("msg_2", "delivered"), ("msg_1", "delivered")]
         );
         assert_eq!(log[0].last_status_code, Some(204));
@@ -980,7 +991,9 @@ mod tests {
         // Survives a restart, and the Worker turning it on again resets it.
         let reloaded = Outbox::load(&f.db).unwrap();
         assert!(!reloaded.is_active());
-        assert!(reloaded.configure(&f.db, &config(2, vec![hook("w1")])).unwrap());
+        assert!(reloaded
+            .configure(&f.db, &config(2, vec![hook("w1")]))
+            .unwrap());
         assert!(reloaded.is_active());
         assert_eq!(reloaded.hooks.borrow()[0].failures, 0);
     }
@@ -998,7 +1011,10 @@ mod tests {
         assert!(f.outbox.configure(&f.db, &config(5, vec![off])).unwrap());
         assert!(f.log("w2").is_empty());
         assert_eq!(f.log("w1")[0].status, "failed");
-        assert_eq!(f.log("w1")[0].last_error.as_deref(), Some("webhook inactive"));
+        assert_eq!(
+            f.log("w1")[0].last_error.as_deref(),
+            Some("webhook inactive")
+        );
         assert!(!f.outbox.is_active());
         assert_eq!(f.enqueue(&set("a", "2", 1), 1), 0);
         // After a restart the object knows its webhooks.

@@ -6,6 +6,7 @@
 pub mod backoff;
 pub mod events;
 pub mod payload;
+pub mod send;
 pub mod target;
 
 /// At most this many webhooks per instance.

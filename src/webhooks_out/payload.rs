@@ -114,7 +114,9 @@ pub fn body(id: &str, instance_id: &str, change: &Change<'_>) -> String {
     let (kind, timestamp) = (change.event, change.timestamp);
     match change.event {
         KEY_UPDATED => {
-            let omitted = change.value.is_some_and(|v| v.get().len() > MAX_VALUE_BYTES);
+            let omitted = change
+                .value
+                .is_some_and(|v| v.get().len() > MAX_VALUE_BYTES);
             encode(&Body {
                 id,
                 kind,
@@ -190,10 +192,9 @@ mod tests {
 
     #[test]
     fn deleted_and_cleared() {
-        let deleted = parse_frame(
-            r#"{"type":"key_deleted","key":"k","deletedBy":"u2","timestamp":5}"#,
-        )
-        .unwrap();
+        let deleted =
+            parse_frame(r#"{"type":"key_deleted","key":"k","deletedBy":"u2","timestamp":5}"#)
+                .unwrap();
         assert_eq!(
             parsed(&body("m", "i", &deleted)),
             json!({"id":"m","type":"key.deleted","instanceId":"i","timestamp":5,

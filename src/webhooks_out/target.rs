@@ -44,7 +44,9 @@ pub fn check(raw: &str, development: bool) -> Result<String, String> {
     match reach(&host) {
         Reach::Public => {}
         Reach::Loopback if development => {}
-        Reach::Loopback => return Err("url must not point at localhost or a loopback address".into()),
+        Reach::Loopback => {
+            return Err("url must not point at localhost or a loopback address".into())
+        }
         Reach::Private => return Err("url must not point at a private or reserved address".into()),
     }
     Ok(url.to_string())
@@ -139,7 +141,10 @@ mod tests {
         assert!(refused("ftp://example.com/", true));
         assert!(refused("not a url", true));
         assert!(refused("", true));
-        assert!(refused(&format!("https://e.com/{}", "a".repeat(MAX_URL_LEN)), true));
+        assert!(refused(
+            &format!("https://e.com/{}", "a".repeat(MAX_URL_LEN)),
+            true
+        ));
     }
 
     #[test]
