@@ -1,7 +1,6 @@
 //! One signed POST of a delivery body, as the object's sender and the test
 //! route make it: Standard Webhooks headers, 10 s to answer, no redirects
 //! followed (a redirect could lead to an address the URL rules refuse).
-#![cfg(target_arch = "wasm32")]
 
 use std::time::Duration;
 
