@@ -18,6 +18,7 @@ pub mod permission;
 pub mod services;
 pub mod time;
 pub mod webhooks;
+pub mod webhooks_out;
 
 #[cfg(target_arch = "wasm32")]
 pub use instance::MindCacheInstance;

@@ -463,6 +463,58 @@ async fn every_operation_answers_as_documented() {
     walk.expect(200, "GET", &format!("/inspect/{main}"), None, None)
         .await;
 
+    // Outbound webhooks (a local receiver: development mode allows loopback).
+    let receiver = common::fake::FakeUpstream::start();
+    receiver.on("POST", "/hook", |_| {
+        common::fake::FakeResponse::json(200, &json!({"ok": true}))
+    });
+    let hook = walk
+        .expect(
+            201,
+            "POST",
+            &format!("/api/instances/{main}/webhooks"),
+            alice,
+            Some(json!({"url": receiver.url("/hook"), "events": ["key.deleted"]})),
+        )
+        .await;
+    let hook = id(&hook, "id");
+    walk.expect(
+        200,
+        "GET",
+        &format!("/api/instances/{main}/webhooks"),
+        alice,
+        None,
+    )
+    .await;
+    walk.expect(
+        200,
+        "PATCH",
+        &format!("/api/webhooks/{hook}"),
+        alice,
+        Some(json!({"keyPrefix": "doc/"})),
+    )
+    .await;
+    walk.expect(
+        200,
+        "POST",
+        &format!("/api/webhooks/{hook}/test"),
+        alice,
+        None,
+    )
+    .await;
+    walk.expect(
+        200,
+        "GET",
+        &format!("/api/webhooks/{hook}/deliveries?limit=10"),
+        alice,
+        None,
+    )
+    .await;
+    walk.expect(200, "DELETE", &format!("/api/webhooks/{hook}"), alice, None)
+        .await;
+    walk.expect(200, "GET", "/api/usage?groupBy=endpoint", None, None)
+        .await;
+
     // Refusals share one shape.
     walk.expect(400, "POST", "/api/projects", alice, Some(json!({})))
         .await;

@@ -73,7 +73,7 @@ pub async fn start(ctx: &Ctx, caller: &Caller, request: ChatRequest) -> Result<R
     }
     let conversation = build_conversation(&build_system_prompt(&entries, mode), &messages);
 
-    record_usage(ctx, caller, "/api/chat", &instance_id).await?;
+    record_usage(ctx, caller, "/api/chat", &instance_id, Some(&model)).await?;
     let queue = Rc::new(RefCell::new(VecDeque::new()));
     let run = Run {
         openai,

@@ -14,11 +14,10 @@ use super::upstream::fireworks::Fireworks;
 use super::upstream::openai::OpenAi;
 use crate::auth::caller::Caller;
 use crate::ctx::Ctx;
-use crate::db;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
 use crate::permission::Permission;
-use crate::services::access;
+use crate::services::{access, usage};
 
 enum Upstream {
     OpenAi(OpenAi),
@@ -33,12 +32,15 @@ impl Upstream {
         })
     }
 
-    /// The result's text: the completion, or the image as bare base64.
-    async fn call(&self, call: &Call) -> Result<String, ApiError> {
+    /// The result's text: the completion, or the image as bare base64; with
+    /// the tokens in and out the upstream reported, if it did.
+    async fn call(&self, call: &Call) -> Result<(String, Option<(i64, i64)>), ApiError> {
         match (self, call) {
-            (Upstream::OpenAi(openai), Call::Completion(body)) => openai.complete(body).await,
+            (Upstream::OpenAi(openai), Call::Completion(body)) => {
+                openai.complete_counted(body).await
+            }
             (Upstream::Fireworks(fireworks), Call::Image(request)) => {
-                fireworks.generate(request).await
+                Ok((fireworks.generate(request).await?, None))
             }
             _ => Err(ApiError::internal(
                 "a plan's call does not fit its provider",
@@ -58,8 +60,17 @@ pub async fn run(ctx: &Ctx, caller: &Caller, request: JobRequest) -> Result<Valu
     let client = open_for_write(ctx, caller, &instance_id).await?;
     let keys = client.keys().await?;
     let call = job.plan(&keys)?;
-    record_usage(ctx, caller, job.endpoint(), &instance_id).await?;
-    let result = upstream.call(&call).await?;
+    let model = match &call {
+        Call::Completion(body) => body.get("model").and_then(Value::as_str),
+        Call::Image(_) => None,
+    };
+    let usage_row = record_usage(ctx, caller, job.endpoint(), &instance_id, model).await?;
+    let (result, tokens) = upstream.call(&call).await?;
+    if let Some((tokens_in, tokens_out)) = tokens {
+        if let Err(e) = usage::add_tokens(ctx, usage_row, tokens_in, tokens_out).await {
+            crate::log_error!("usage tokens not recorded: {e}");
+        }
+    }
     access::still_may_write(ctx, caller, &instance_id).await?;
     let value = job.stored_value(&result);
     save(&client, caller, &keys, &output_key, &value, job.output()).await?;
@@ -120,20 +131,19 @@ async fn save(
     Ok(())
 }
 
-/// One `usage_logs` row for a call that reaches its upstream.
+/// One `usage_logs` row for a call that reaches its upstream; its id.
 pub async fn record_usage(
     ctx: &Ctx,
     caller: &Caller,
     endpoint: &str,
     instance_id: &str,
-) -> Result<(), ApiError> {
-    db::usage::stmt::record(
-        &caller.user_id,
-        caller.basis.api_key.as_deref(),
+    model: Option<&str>,
+) -> Result<i64, ApiError> {
+    let call = usage::Call {
         endpoint,
-        Some(instance_id),
-        db::now_seconds(),
-    )
-    .run(&ctx.db()?)
-    .await
+        instance_id: Some(instance_id),
+        model,
+        ..usage::Call::default()
+    };
+    usage::record(ctx, caller, call).await
 }

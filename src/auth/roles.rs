@@ -287,6 +287,8 @@ pub enum Action {
     ScopeKey,
     /// Grant the instance to a delegate (a signed-in user only).
     GrantDelegate,
+    /// List, create, change, delete or test the instance's webhooks.
+    ManageWebhooks,
 }
 
 impl Action {
@@ -301,7 +303,8 @@ impl Action {
             | Action::DeleteInstance
             | Action::ManageShares
             | Action::ScopeKey
-            | Action::GrantDelegate => Permission::Admin,
+            | Action::GrantDelegate
+            | Action::ManageWebhooks => Permission::Admin,
             Action::DeleteProject => Permission::Owner,
         }
     }

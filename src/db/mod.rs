@@ -121,6 +121,7 @@ pub mod received_webhooks;
 pub mod shares;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 pub mod ws_tokens;
 
 #[cfg(test)]
@@ -358,6 +359,18 @@ mod tests {
         shares::INSERT_SHARE,
         shares::DELETE_SHARE,
         usage::INSERT_USAGE,
+        usage::INSERT_METERED,
+        usage::SELECT_BY_DAY,
+        usage::SELECT_BY_ENDPOINT,
+        usage::SELECT_BY_INSTANCE,
+        usage::ADD_TOKENS,
+        webhooks::SELECT_WEBHOOK,
+        webhooks::SELECT_FOR_INSTANCE,
+        webhooks::INSERT_CAPPED,
+        webhooks::UPDATE_WEBHOOK,
+        webhooks::DELETE_WEBHOOK,
+        webhooks::RECORD_RESULT,
+        webhooks::DEACTIVATE,
         users::INSERT_IF_MISSING,
         users::SELECT_USER,
         users::SELECT_BY_EMAIL,

@@ -17,7 +17,9 @@ pub mod projects;
 pub mod routes;
 pub mod shares;
 pub mod sync;
+pub mod usage;
 pub mod webhooks;
+pub mod webhooks_out;
 pub mod ws_token;
 
 use serde::Serialize;
@@ -237,6 +239,13 @@ async fn api(route: Route, req: &mut Request, ctx: &Ctx, caller: &Caller) -> Ans
         Route::Batch(id) => data::batch(req, ctx, caller, &id).await,
         Route::Export(id) => data::export(req, ctx, caller, &id).await,
         Route::Import(id) => data::import(req, ctx, caller, &id).await,
+        Route::ListWebhooks(id) => webhooks_out::list(ctx, caller, &id).await,
+        Route::CreateWebhook(id) => webhooks_out::create(req, ctx, caller, &id).await,
+        Route::UpdateWebhook(id) => webhooks_out::update(req, ctx, caller, &id).await,
+        Route::DeleteWebhook(id) => webhooks_out::delete(ctx, caller, &id).await,
+        Route::ListWebhookDeliveries(id) => webhooks_out::deliveries(req, ctx, caller, &id).await,
+        Route::TestWebhook(id) => webhooks_out::test(ctx, caller, &id).await,
+        Route::Usage => usage::get(req, ctx, caller).await,
         Route::Health
         | Route::OpenApi
         | Route::Inspect { .. }

@@ -62,6 +62,13 @@ pub enum Route {
     Events(String),
     Export(String),
     Import(String),
+    ListWebhooks(String),
+    CreateWebhook(String),
+    UpdateWebhook(String),
+    DeleteWebhook(String),
+    ListWebhookDeliveries(String),
+    TestWebhook(String),
+    Usage,
 }
 
 impl Route {
@@ -122,6 +129,11 @@ impl Route {
             GrantDelegate(_) => "Delegates cannot grant instances to delegates",
             ListDelegateGrants(_) => "Delegates cannot list delegate grants",
             RevokeDelegateGrant(..) => "Delegates cannot revoke delegate grants",
+            ListWebhooks(_) | ListWebhookDeliveries(_) => "Delegates cannot read webhooks",
+            CreateWebhook(_) | UpdateWebhook(_) | DeleteWebhook(_) | TestWebhook(_) => {
+                "Delegates cannot manage webhooks"
+            }
+            Usage => "Delegates cannot read usage",
         })
     }
 }
@@ -274,6 +286,25 @@ pub static TABLE: &[Entry] = &[
     entry("POST", "/api/instances/:id/import", |p| {
         Route::Import(p[0].into())
     }),
+    entry("GET", "/api/instances/:id/webhooks", |p| {
+        Route::ListWebhooks(p[0].into())
+    }),
+    entry("POST", "/api/instances/:id/webhooks", |p| {
+        Route::CreateWebhook(p[0].into())
+    }),
+    entry("PATCH", "/api/webhooks/:id", |p| {
+        Route::UpdateWebhook(p[0].into())
+    }),
+    entry("DELETE", "/api/webhooks/:id", |p| {
+        Route::DeleteWebhook(p[0].into())
+    }),
+    entry("GET", "/api/webhooks/:id/deliveries", |p| {
+        Route::ListWebhookDeliveries(p[0].into())
+    }),
+    entry("POST", "/api/webhooks/:id/test", |p| {
+        Route::TestWebhook(p[0].into())
+    }),
+    entry("GET", "/api/usage", |_| Route::Usage),
 ];
 
 /// At most this many parameters in a template.
@@ -432,6 +463,31 @@ mod tests {
         ] {
             let route = resolve(method, path).unwrap();
             assert_eq!(route.delegate_refusal(), Some(message), "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn webhook_and_usage_routes_are_refused_to_delegates() {
+        assert_eq!(
+            resolve("GET", "/api/instances/i/webhooks").ok(),
+            Some(Route::ListWebhooks("i".into()))
+        );
+        assert_eq!(
+            resolve("POST", "/api/webhooks/w/test").ok(),
+            Some(Route::TestWebhook("w".into()))
+        );
+        assert_eq!(status("PUT", "/api/webhooks/w"), 405);
+        for (method, path) in [
+            ("GET", "/api/instances/i/webhooks"),
+            ("POST", "/api/instances/i/webhooks"),
+            ("PATCH", "/api/webhooks/w"),
+            ("DELETE", "/api/webhooks/w"),
+            ("GET", "/api/webhooks/w/deliveries"),
+            ("POST", "/api/webhooks/w/test"),
+            ("GET", "/api/usage"),
+        ] {
+            let route = resolve(method, path).unwrap();
+            assert!(route.delegate_refusal().is_some(), "{method} {path}");
         }
     }
 

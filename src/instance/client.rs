@@ -245,6 +245,33 @@ impl InstanceClient {
         Ok(resp.json().await?)
     }
 
+    /// Gives the object its webhooks (all of them; an older version is
+    /// ignored by the object).
+    pub async fn configure_webhooks(
+        &self,
+        config: &super::outbox::Configuration,
+    ) -> Result<(), ApiError> {
+        let body = serde_json::to_string(config)?;
+        self.call(Method::Post, internal::PATH_WEBHOOKS, Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    /// A webhook's delivery log, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        webhook_id: &str,
+        limit: u32,
+    ) -> Result<Vec<super::outbox::DeliveryView>, ApiError> {
+        let path = format!(
+            "{}?webhook={}&limit={limit}",
+            internal::PATH_WEBHOOK_LOG,
+            url::form_urlencoded::byte_serialize(webhook_id.as_bytes()).collect::<String>()
+        );
+        let mut resp = self.call(Method::Get, &path, None).await?;
+        Ok(resp.json().await?)
+    }
+
     async fn write<T: Serialize>(&self, path: &str, body: &T) -> Result<WriteResult, ApiError> {
         let mut resp = self
             .call(Method::Post, path, Some(serde_json::to_string(body)?))

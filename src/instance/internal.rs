@@ -54,6 +54,11 @@ pub const PATH_DATA_IMPORT: &str = "/internal/data/import";
 pub const PATH_DATA_EXPORT: &str = "/internal/data/export";
 /// `GET`: a server-sent event stream, identity in the headers as for `/sync`.
 pub const PATH_EVENTS: &str = "/internal/events";
+/// POST: the instance's webhooks (`outbox::Configuration`), replacing what
+/// the object had.
+pub const PATH_WEBHOOKS: &str = "/internal/webhooks";
+/// GET `?webhook=<id>&limit=<n>`: a webhook's delivery log.
+pub const PATH_WEBHOOK_LOG: &str = "/internal/webhooks/deliveries";
 
 /// Which sockets a change of credentials or access may affect
 /// (protocol.md §8): the object re-evaluates those against D1.

@@ -8,6 +8,8 @@ pub mod client;
 pub mod data_ops;
 pub mod engine;
 pub mod error;
+#[cfg(target_arch = "wasm32")]
+pub mod hooks;
 pub mod internal;
 pub mod json;
 pub mod limits;
@@ -15,6 +17,9 @@ pub mod markdown;
 pub mod mirror;
 #[cfg(target_arch = "wasm32")]
 pub mod object;
+pub mod outbox;
+#[cfg(target_arch = "wasm32")]
+pub mod outbox_sql;
 pub mod protocol;
 pub mod sessions;
 #[cfg(target_arch = "wasm32")]

@@ -204,6 +204,8 @@ pub struct Instance {
     sessions: RefCell<Sessions>,
     /// Open server-sent event streams (data-api.md).
     streams: RefCell<data::Streams>,
+    /// Outbound webhooks: the outbox and its sender (docs/webhooks.md).
+    hooks: super::hooks::Hooks,
 }
 
 impl Instance {
@@ -216,6 +218,7 @@ impl Instance {
             .storage()
             .map(JsValue::from)
             .unwrap_or(JsValue::UNDEFINED);
+        let hooks = super::hooks::Hooks::new(sql.clone(), &env, existing);
         let store = Mirrored::new(SqlStore::new(sql, storage));
         // `{"type":"ping"}` is answered by the runtime without waking us.
         if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
@@ -233,9 +236,14 @@ impl Instance {
             rechecks: Cell::new(0),
             sessions: RefCell::new(Sessions::default()),
             streams: RefCell::new(data::Streams::default()),
+            hooks,
         };
         if existing {
             instance.ensure_ready();
+        }
+        if instance.hooks.active() {
+            // Deliveries may be waiting with no alarm to send them.
+            instance.hooks.wake(&instance.state, now_ms());
         }
         instance
     }
@@ -321,6 +329,11 @@ impl Instance {
             (Method::Post, internal::PATH_DESTROY) => this.destroy().await,
             (Method::Get, internal::PATH_STORAGE) => this.storage_report().await,
             (Method::Post, internal::PATH_CONFIGURE) => json_text("{}".to_string()),
+            (Method::Post, internal::PATH_WEBHOOKS) => {
+                let body = req.text().await?;
+                this.hooks.configure(&this.state, &body)
+            }
+            (Method::Get, internal::PATH_WEBHOOK_LOG) => this.hooks.log(&req.url()?),
             (Method::Post, internal::PATH_RECHECK) => {
                 let body = req.text().await?;
                 this.recheck(&body).await
@@ -370,6 +383,10 @@ impl Instance {
     async fn alarm(&self) -> Result<Response> {
         if let Some(deadline) = self.close_expired() {
             self.schedule_alarm(deadline).await?;
+        }
+        // Webhook deliveries share the alarm: the earliest deadline wins.
+        if let Some(next) = self.hooks.deliver(&self.env).await {
+            self.hooks.wake(&self.state, next);
         }
         Response::empty()
     }
@@ -855,6 +872,11 @@ impl Instance {
     /// to every authenticated socket. The text is converted to a JS string
     /// once, not once per socket.
     fn publish(&self, text: &str) {
+        if self.hooks.active() {
+            // Same synchronous turn as the change: both commit together.
+            self.hooks
+                .on_publish(&self.state, &self.meta.borrow().instance_id, text);
+        }
         self.sessions.borrow_mut().broadcast();
         let js = JsValue::from_str(text);
         for ws in self.state.get_websockets_with_tag(TAG_AUTHENTICATED) {
@@ -961,6 +983,7 @@ impl Instance {
             .borrow_mut()
             .close_where(|_| true, 1000, "Instance deleted");
         self.queues.borrow_mut().clear();
+        self.hooks.reset();
         let wiped = self.with_engine(|e| e.wipe());
         if let Err(e) = wiped {
             return refusal(&e);

@@ -6,6 +6,8 @@ pub mod access;
 pub mod delegates;
 pub mod lifecycle;
 pub mod revocation;
+pub mod usage;
+pub mod webhooks;
 
 use crate::error::ApiError;
 

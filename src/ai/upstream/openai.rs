@@ -30,6 +30,22 @@ impl OpenAi {
             .ok_or_else(|| ApiError::BadGateway("OpenAI returned no answer".into()))
     }
 
+    /// [`OpenAi::complete`] with the tokens in and out the answer's
+    /// `usage` reports, if it does.
+    pub async fn complete_counted(
+        &self,
+        body: &Value,
+    ) -> Result<(String, Option<(i64, i64)>), ApiError> {
+        let answer = self.endpoint.post_json(COMPLETIONS_PATH, body).await?;
+        let text = completion_text(&answer)
+            .ok_or_else(|| ApiError::BadGateway("OpenAI returned no answer".into()))?;
+        let usage = &answer["usage"];
+        let tokens = usage["prompt_tokens"]
+            .as_i64()
+            .zip(usage["completion_tokens"].as_i64());
+        Ok((text, tokens))
+    }
+
     /// Starts a streamed completion (`stream: true` in `body`).
     pub async fn stream(&self, body: &Value) -> Result<CompletionStream, ApiError> {
         let (mut resp, guard) = self.endpoint.post_stream(COMPLETIONS_PATH, body).await?;

@@ -1,0 +1,650 @@
+//! Outbound webhooks and usage (webhooks-out.md) against a real `wrangler
+//! dev`: receivers served here on 127.0.0.1 (development mode allows
+//! loopback targets), signatures checked with the `svix` npm package.
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::api::Api;
+use common::scripted::{completion, script, tag, with_upstreams};
+use common::server::{prod_server, shared, ServerOptions, TestServer};
+use common::world::World;
+use common::ws::WsClient;
+use serde_json::{json, Value};
+
+/// Retries every 5 ms instead of 5 s (development only; docs/webhooks.md).
+fn options() -> ServerOptions {
+    with_upstreams(ServerOptions::development().var("WEBHOOK_BACKOFF_SCALE", "0.001"))
+}
+
+fn server() -> &'static TestServer {
+    shared(options())
+}
+
+#[derive(Clone, Debug)]
+struct Got {
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Got {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("JSON body")
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    got: Vec<Got>,
+    /// Statuses to answer, in order; 200 once they run out.
+    statuses: VecDeque<u16>,
+    delay: Duration,
+}
+
+/// A webhook receiver: records every request, answers as scripted.
+#[derive(Clone)]
+struct Receiver {
+    port: u16,
+    state: Arc<Mutex<ReceiverState>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        Receiver::start_on(0)
+    }
+
+    fn start_on(port: u16) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(ReceiverState::default()));
+        let shared_state = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared_state.clone();
+                std::thread::spawn(move || serve(stream, state));
+            }
+        });
+        Receiver { port, state }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn answer(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().statuses = statuses.iter().copied().collect();
+    }
+
+    fn slow(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
+    fn received(&self) -> Vec<Got> {
+        self.state.lock().unwrap().got.clone()
+    }
+
+    /// Waits until at least `n` requests arrived (at most `secs`).
+    async fn wait_for(&self, n: usize, secs: u64) -> Vec<Got> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "receiver got {} requests, expected {n}: {got:#?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn serve(mut stream: TcpStream, state: Arc<Mutex<ReceiverState>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let Ok(n) = stream.read(&mut chunk) else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut headers = HashMap::new();
+    for line in head.lines().skip(1) {
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let Ok(n) = stream.read(&mut chunk) else {
+            return;
+        };
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+    let (status, delay) = {
+        let mut s = state.lock().unwrap();
+        s.got.push(Got { headers, body });
+        (s.statuses.pop_front().unwrap_or(200), s.delay)
+    };
+    std::thread::sleep(delay);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+}
+
+/// Verifies every delivery with the `svix` npm package's `Webhook.verify`,
+/// as a receiver would; panics with what it said if one fails.
+fn svix_verify(secret: &str, got: &[Got]) {
+    let items: Vec<Value> = got
+        .iter()
+        .map(|g| json!({"headers": g.headers, "body": g.body}))
+        .collect();
+    let script = r#"
+        const { Webhook } = require('svix');
+        let input = '';
+        process.stdin.on('data', d => input += d);
+        process.stdin.on('end', () => {
+          const { secret, items } = JSON.parse(input);
+          const wh = new Webhook(secret);
+          for (const item of items) {
+            const payload = wh.verify(item.body, item.headers);
+            if (payload.id !== item.headers['webhook-id']) throw new Error('id mismatch');
+          }
+          process.stdout.write('verified ' + items.length);
+        });
+    "#;
+    let mut child = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .current_dir(common::server::repo_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run node");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            json!({"secret": secret, "items": items})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "svix refused a delivery: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("verified {}", got.len())
+    );
+}
+
+async fn instance(w: &World) -> String {
+    let project = w.project(&w.alice, &common::unique_id("hooks")).await;
+    project.main
+}
+
+async fn create_hook(api: &Api<'_>, key: Option<&str>, instance: &str, body: Value) -> Value {
+    let (status, hook) = api
+        .post(&format!("/api/instances/{instance}/webhooks"), key, body)
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    hook
+}
+
+async fn set(ws: &mut WsClient, key: &str, value: Value) {
+    ws.send(&json!({"type": "set", "key": key, "value": value}))
+        .await;
+    ws.recv_type("key_updated").await;
+}
+
+#[tokio::test]
+async fn changes_arrive_signed_and_in_order() {
+    let s = server();
+    let w = World::seed(s, "hk1");
+    let api = w.api();
+    let alice = w.alice.auth();
+    let inst = instance(&w).await;
+    let rx = Receiver::start();
+    let hook = create_hook(&api, alice, &inst, json!({"url": rx.url()})).await;
+    let secret = hook["secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(
+        hook["events"],
+        json!(["key.updated", "key.deleted", "instance.cleared"])
+    );
+    assert_eq!(hook["is_active"], true);
+
+    let mut ws = w.join(&inst, w.alice.key.as_str()).await;
+    set(&mut ws, "greeting", json!({"text": "hi"})).await;
+    ws.send(&json!({"type": "delete", "key": "greeting"})).await;
+    ws.recv_type("key_deleted").await;
+    ws.send(&json!({"type": "clear"})).await;
+    ws.recv_type("cleared").await;
+
+    let got = rx.wait_for(3, 30).await;
+    let bodies: Vec<Value> = got.iter().map(Got::json).collect();
+    assert_eq!(bodies[0]["type"], "key.updated");
+    assert_eq!(bodies[0]["instanceId"], inst);
+    assert_eq!(bodies[0]["data"]["key"], "greeting");
+    assert_eq!(bodies[0]["data"]["value"], json!({"text": "hi"}));
+    assert_eq!(bodies[0]["data"]["updatedBy"], w.alice.id);
+    assert!(bodies[0]["data"]["updatedAt"].is_i64());
+    assert_eq!(bodies[0]["id"], got[0].headers["webhook-id"].as_str());
+    assert_eq!(bodies[1]["type"], "key.deleted");
+    assert_eq!(
+        bodies[1]["data"],
+        json!({"key": "greeting", "updatedBy": w.alice.id})
+    );
+    assert_eq!(bodies[2]["type"], "instance.cleared");
+    svix_verify(secret, &got);
+
+    // The test send is signed the same way and not logged.
+    let id = hook["id"].as_str().unwrap();
+    let (status, tested) = api
+        .post(&format!("/api/webhooks/{id}/test"), alice, json!({}))
+        .await;
+    assert_eq!(
+        (status, tested),
+        (200, json!({"status_code": 200, "ok": true}))
+    );
+    let got = rx.wait_for(4, 10).await;
+    assert_eq!(got[3].json()["type"], "webhook.test");
+    svix_verify(secret, &got[3..]);
+    let (status, log) = api
+        .get(&format!("/api/webhooks/{id}/deliveries"), alice)
+        .await;
+    assert_eq!(status, 200, "{log}");
+    let log = log["deliveries"].as_array().unwrap().clone();
+    assert_eq!(log.len(), 3);
+    assert!(log
+        .iter()
+        .all(|d| d["status"] == "delivered" && d["attempts"] == 1));
+    assert_eq!(log[0]["event"], "instance.cleared");
+
+    // D1 knows how the last attempt went.
+    let (_, list) = api
+        .get(&format!("/api/instances/{inst}/webhooks"), alice)
+        .await;
+    assert_eq!(list["webhooks"][0]["last_status"], 200);
+    assert!(list["webhooks"][0]["last_triggered_at"].is_i64());
+    assert!(list["webhooks"][0].get("secret").is_none());
+
+    // A deleted webhook gets nothing more.
+    let (status, _) = api.delete(&format!("/api/webhooks/{id}"), alice).await;
+    assert_eq!(status, 200);
+    set(&mut ws, "after", json!(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rx.received().len(), 4);
+}
+
+#[tokio::test]
+async fn failures_are_retried_and_logged() {
+    let s = server();
+    let w = World::seed(s, "hk2");
+    let api = w.api();
+    let alice = w.alice.auth();
+    let inst = instance(&w).await;
+    let rx = Receiver::start();
+    rx.answer(&[500, 500]);
+    let hook = create_hook(
+        &api,
+        alice,
+        &inst,
+        json!({"url": rx.url(), "events": ["key.updated"], "keyPrefix": "a/"}),
+    )
+    .await;
+    let mut ws = w.join(&inst, w.alice.key.as_str()).await;
+    set(&mut ws, "b/ignored", json!(0)).await;
+    set(&mut ws, "a/one", json!(1)).await;
+    let got = rx.wait_for(3, 30).await;
+    assert_eq!(got.len(), 3);
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|g| g.headers["webhook-id"].as_str())
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one delivery, three attempts"
+    );
+    assert_eq!(got[2].json()["data"]["key"], "a/one");
+    svix_verify(hook["secret"].as_str().unwrap(), &got);
+    let id = hook["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, log) = api
+            .get(&format!("/api/webhooks/{id}/deliveries?limit=5"), alice)
+            .await;
+        let d = &log["deliveries"][0];
+        if d["status"] == "delivered" {
+            assert_eq!(d["attempts"], 3);
+            assert_eq!(d["last_status_code"], 200);
+            assert_eq!(log["deliveries"].as_array().unwrap().len(), 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, body) = api
+        .get(&format!("/api/webhooks/{id}/deliveries?limit=101"), alice)
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn a_hot_key_coalesces_to_its_latest_value() {
+    let s = server();
+    let w = World::seed(s, "hk3");
+    let api = w.api();
+    let inst = instance(&w).await;
+    let rx = Receiver::start();
+    rx.slow(Duration::from_millis(300));
+    create_hook(&api, w.alice.auth(), &inst, json!({"url": rx.url()})).await;
+    let mut ws = w.join(&inst, w.alice.key.as_str()).await;
+    for i in 0..1000 {
+        ws.send(&json!({"type": "set", "key": "hot", "value": i}))
+            .await;
+    }
+    let mut seen = 0;
+    while seen < 1000 {
+        if ws.recv().await["type"] == "key_updated" {
+            seen += 1;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = rx.received();
+        if got.last().is_some_and(|g| g.json()["data"]["value"] == 999) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let got = rx.received();
+            assert!(got.len() < 50, "{} deliveries for 1000 sets", got.len());
+            assert_eq!(got.last().unwrap().json()["data"]["value"], 999);
+            break;
+        }
+        assert!(Instant::now() < deadline, "latest value never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn deliveries_survive_a_restart_while_the_receiver_is_down() {
+    // A server of its own: it is restarted.
+    let mut s = TestServer::start(options());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let api = Api::new(&s);
+    let (status, p) = api
+        .post("/api/projects", None, json!({"name": "restart"}))
+        .await;
+    assert_eq!(status, 201, "{p}");
+    let inst = p["defaultInstanceId"].as_str().unwrap().to_string();
+    let (status, hook) = api
+        .post(
+            &format!("/api/instances/{inst}/webhooks"),
+            None,
+            json!({"url": url}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let mut ws = WsClient::connect_to(&s, &inst, None).await;
+    ws.handshake().await;
+    for i in 0..3 {
+        set(&mut ws, &format!("k{i}"), json!(i)).await;
+    }
+    drop(ws);
+    drop(api);
+    // Nobody listens: every attempt fails while the server restarts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.restart();
+    let rx = Receiver::start_on(port);
+    let got = rx.wait_for(3, 60).await;
+    let keys: Vec<Value> = got
+        .iter()
+        .map(|g| g.json()["data"]["key"].clone())
+        .collect();
+    assert_eq!(keys, [json!("k0"), json!("k1"), json!("k2")]);
+    svix_verify(&secret, &got);
+}
+
+#[tokio::test]
+async fn who_may_manage_webhooks_and_which_urls() {
+    let s = server();
+    let w = World::seed(s, "hk5");
+    let api = w.api();
+    let alice = w.alice.auth();
+    let inst = instance(&w).await;
+    let rx = Receiver::start();
+    let path = format!("/api/instances/{inst}/webhooks");
+    // Another user cannot see the instance at all.
+    let (status, body) = api
+        .post(&path, w.bob.auth(), json!({"url": rx.url()}))
+        .await;
+    assert_eq!(
+        (status, body),
+        (404, json!({"error": "Instance not found"}))
+    );
+    // A writer is not an admin.
+    w.share(
+        &w.alice,
+        &format!("/api/instances/{inst}/shares"),
+        common::world::grant("user", &w.bob.id, "write"),
+    )
+    .await;
+    let (status, body) = api.get(&path, w.bob.auth()).await;
+    assert_eq!(status, 403, "{body}");
+    // Bad input names what is wrong.
+    for (body, message) in [
+        (json!({}), "url is required"),
+        (
+            json!({"url": "ftp://x.example/"}),
+            "url must use https, not ftp",
+        ),
+        (
+            json!({"url": "https://10.0.0.1/"}),
+            "url must not point at a private or reserved address",
+        ),
+        (
+            json!({"url": rx.url(), "events": []}),
+            "events must not be empty",
+        ),
+    ] {
+        let (status, answer) = api.post(&path, alice, body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(message),
+            "{answer}"
+        );
+    }
+    // At most ten.
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let hook = create_hook(
+            &api,
+            alice,
+            &inst,
+            json!({"url": rx.url(), "events": ["key.deleted"]}),
+        )
+        .await;
+        ids.push(hook["id"].as_str().unwrap().to_string());
+    }
+    let (status, body) = api.post(&path, alice, json!({"url": rx.url()})).await;
+    assert_eq!(status, 409, "{body}");
+    // Bob (write) may not change or read another's webhook; a stranger sees nothing.
+    let one = format!("/api/webhooks/{}", ids[0]);
+    let (status, _) = api
+        .patch(&one, w.bob.auth(), json!({"is_active": false}))
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = api.delete(&one, w.carol.auth()).await;
+    assert_eq!((status, body), (404, json!({"error": "Webhook not found"})));
+    let (status, body) = api.patch(&one, alice, json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = api.patch(&one, alice, json!({"is_active": false})).await;
+    assert_eq!((status, body["is_active"].clone()), (200, json!(false)));
+}
+
+#[tokio::test]
+async fn delegates_are_refused() {
+    let s = server();
+    let w = World::seed(s, "hk6");
+    let api = w.api();
+    let inst = instance(&w).await;
+    let (status, d) = api
+        .post(
+            "/api/delegates",
+            None,
+            json!({"name": "agent", "keyPermissions": {"can_read": true, "can_write": true}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let did = d["delegate_id"].as_str().unwrap();
+    let (_, sec) = api
+        .post(&format!("/api/delegates/{did}/secrets"), None, json!({}))
+        .await;
+    let cred = format!("ApiKey {did}:{}", sec["delegateSecret"].as_str().unwrap());
+    let (status, body) = api
+        .get(&format!("/api/instances/{inst}/webhooks"), Some(&cred))
+        .await;
+    assert_eq!(
+        (status, body),
+        (403, json!({"error": "Delegates cannot read webhooks"}))
+    );
+    let (status, body) = api.get("/api/usage", Some(&cred)).await;
+    assert_eq!(
+        (status, body),
+        (403, json!({"error": "Delegates cannot read usage"}))
+    );
+}
+
+#[tokio::test]
+async fn production_refuses_loopback_and_private_targets() {
+    let s = prod_server();
+    let w = World::seed(s, "hk7");
+    let api = w.api();
+    let inst = instance(&w).await;
+    for url in [
+        "http://example.com/hook",
+        "https://localhost/hook",
+        "https://127.0.0.1/hook",
+        "https://[::1]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://192.168.1.10/hook",
+        "https://169.254.169.254/latest",
+    ] {
+        let (status, body) = api
+            .post(
+                &format!("/api/instances/{inst}/webhooks"),
+                w.alice.auth(),
+                json!({"url": url}),
+            )
+            .await;
+        assert_eq!(status, 400, "{url}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn usage_rows_for_ai_calls_and_grouping() {
+    let s = server();
+    let w = World::seed(s, "hk8");
+    let api = w.api();
+    let inst = instance(&w).await;
+    let t = tag();
+    script(&t, vec![completion("Short.")]);
+    let (status, body) = api
+        .post(
+            "/api/transform",
+            w.alice.auth(),
+            json!({"instanceId": inst, "template": format!("{t} summarise"), "outputKey": "summary"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rows = s.d1_rows(&format!(
+        "SELECT endpoint, instance_id, model, api_key_id FROM usage_logs WHERE user_id = '{}'",
+        w.alice.id
+    ));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["endpoint"], "/api/transform");
+    assert_eq!(rows[0]["instance_id"], inst);
+    assert!(rows[0]["model"].is_string(), "{rows:?}");
+    // Usage is for signed-in users: the API key is refused, dev-user reads its own.
+    let (status, _) = api.get("/api/usage", w.alice.auth()).await;
+    assert_eq!(status, 403);
+    let (status, body) = api.get("/api/usage?groupBy=nope", None).await;
+    assert_eq!(status, 400, "{body}");
+    // Rows for the signed-in dev-user, grouped.
+    let dev_project = api
+        .post("/api/projects", None, json!({"name": "usage"}))
+        .await
+        .1;
+    let dev_inst = dev_project["defaultInstanceId"].as_str().unwrap();
+    for _ in 0..2 {
+        let t = tag();
+        script(&t, vec![completion("Short.")]);
+        let (status, body) = api
+            .post(
+                "/api/transform",
+                None,
+                json!({"instanceId": dev_inst, "template": format!("{t} x"), "outputKey": "o"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = api.get("/api/usage?groupBy=endpoint", None).await;
+    assert_eq!(status, 200, "{body}");
+    let transform = body["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["bucket"] == "/api/transform")
+        .cloned()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(transform["count"].as_i64().unwrap() >= 2, "{body}");
+    let (_, body) = api.get("/api/usage?groupBy=instance", None).await;
+    assert!(
+        body["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["bucket"] == dev_inst && b["count"] == 2),
+        "{body}"
+    );
+    let (_, body) = api.get("/api/usage", None).await;
+    assert!(
+        body["usage"][0]["bucket"].as_str().unwrap().len() == 10,
+        "{body}"
+    );
+}
