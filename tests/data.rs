@@ -135,6 +135,23 @@ async fn keys_are_read_and_written_over_http_and_seen_live() {
     let (status, deleted) = w.api().delete(&key(&p.main, "a/b c"), w.alice.auth()).await;
     assert_eq!((status, deleted), (200, json!({"deleted": false})));
 
+    // HTTP writes are metered (webhooks-out.md "Usage").
+    let (status, usage) = w
+        .api()
+        .get(
+            "/api/usage?groupBy=endpoint",
+            Some(&signed_in().jwt(&w.alice.id)),
+        )
+        .await;
+    assert_eq!(status, 200, "{usage}");
+    let writes = usage["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["bucket"] == "/api/instances/:id/keys/:key")
+        .unwrap_or_else(|| panic!("no data-API bucket in {usage}"));
+    assert!(writes["count"].as_i64().unwrap() >= 3, "{usage}");
+
     // A WebSocket write is visible over HTTP.
     ws.send(&json!({"type": "set", "key": "from-ws", "value": "hi", "attributes": {"type": "markdown", "tags": ["t"]}})).await;
     ws.recv_type("key_updated").await;

@@ -18,7 +18,7 @@ use crate::instance::internal;
 use crate::instance::limits::MAX_KEY_BYTES;
 use crate::permission::Permission;
 use crate::services::access::{self, DataAccess};
-use crate::services::revocation;
+use crate::services::{revocation, usage};
 
 /// Body limits (data-api.md).
 pub const MAX_PUT_BYTES: usize = 2 * 1024 * 1024;
@@ -44,6 +44,33 @@ async fn require(
     let client = InstanceClient::with_read_only(&ctx.env, instance_id, Some(access.flag))?;
     Ok((access, client))
 }
+
+/// One `usage_logs` row per data-API write (webhooks-out.md "Usage"),
+/// written after the write succeeded. The write is acknowledged whatever
+/// happens here, so a failure to meter is logged, not answered.
+async fn meter(
+    ctx: &Ctx,
+    caller: &Caller,
+    endpoint: &str,
+    instance_id: &str,
+    answer: Answer,
+) -> Answer {
+    if answer.is_ok() {
+        let call = usage::Call {
+            endpoint,
+            instance_id: Some(instance_id),
+            model: None,
+            tokens_in: None,
+            tokens_out: None,
+        };
+        if let Err(e) = usage::record(ctx, caller, call).await {
+            crate::log_warn!("usage of {endpoint} not recorded: {e}");
+        }
+    }
+    answer
+}
+
+const KEY_ENDPOINT: &str = "/api/instances/:id/keys/:key";
 
 /// A key from the URL: percent-decoded UTF-8.
 fn key_from_path(raw: &str) -> Result<String, ApiError> {
@@ -173,7 +200,8 @@ pub async fn put_key(
     call.if_match = if_match.as_deref();
     call.if_none_match = if_none_match.as_deref();
     call.body = Some(body);
-    relay_versioned(client.data(call).await?).await
+    let answer = relay_versioned(client.data(call).await?).await;
+    meter(ctx, caller, KEY_ENDPOINT, id, answer).await
 }
 
 /// `DELETE /api/instances/:id/keys/:key`
@@ -192,7 +220,8 @@ pub async fn delete_key(
     call.actor = Some(&caller.user_id);
     call.if_match = if_match.as_deref();
     call.if_none_match = if_none_match.as_deref();
-    relay_json(client.data(call).await?).await
+    let answer = relay_json(client.data(call).await?).await;
+    meter(ctx, caller, KEY_ENDPOINT, id, answer).await
 }
 
 /// `POST /api/instances/:id/batch`
@@ -202,7 +231,8 @@ pub async fn batch(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> A
     let mut call = DataCall::new(Method::Post, internal::PATH_DATA_BATCH);
     call.actor = Some(&caller.user_id);
     call.body = Some(body);
-    relay_json(client.data(call).await?).await
+    let answer = relay_json(client.data(call).await?).await;
+    meter(ctx, caller, "/api/instances/:id/batch", id, answer).await
 }
 
 /// `POST /api/instances/:id/import?mode=merge|replace`
@@ -219,7 +249,8 @@ pub async fn import(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> 
     call.query.push(("mode", mode));
     call.actor = Some(&caller.user_id);
     call.body = Some(body);
-    relay_json(client.data(call).await?).await
+    let answer = relay_json(client.data(call).await?).await;
+    meter(ctx, caller, "/api/instances/:id/import", id, answer).await
 }
 
 /// `GET /api/instances/:id/export?format=json|markdown`
