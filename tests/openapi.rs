@@ -104,6 +104,11 @@ impl Walk {
         (status, body)
     }
 
+    /// The walk as one caller: a credential, or none for `dev-user`.
+    fn by<'w>(&'w self, auth: Option<&'w str>) -> As<'w> {
+        As { walk: self, auth }
+    }
+
     async fn expect(
         &self,
         status: u16,
@@ -115,13 +120,6 @@ impl Walk {
         let (got, answer) = self.call(method, path, auth, body).await;
         assert_eq!(got, status, "{method} {path}: {answer}");
         answer
-    }
-}
-
-impl Walk {
-    /// The walk as one caller: a credential, or none for `dev-user`.
-    fn by<'w>(&'w self, auth: Option<&'w str>) -> As<'w> {
-        As { walk: self, auth }
     }
 }
 
