@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::api::Api;
+use common::api::{assert_refusal, Api};
 use common::fake::FakeResponse;
 use common::scripted::{
     completion, delta, fake, pending, ready, script, sent, sent_requests, silent, sse, tag,
@@ -264,9 +264,23 @@ impl Case {
         self.api.post(path, None, body).await
     }
 
+    /// POSTs `body` to `path`, which must answer 200; the answer.
+    async fn post_ok(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.post(path, body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        answer
+    }
+
     /// The usage rows of the instance.
     fn usage(&self) -> Vec<Value> {
         usage_rows(self.server, &self.id)
+    }
+
+    /// The case's first completion request, which must ask for `model`.
+    fn first_completion(&self, model: &str) -> Value {
+        let req = self.sent(COMPLETIONS).swap_remove(0);
+        assert_eq!(req["model"], model, "{req}");
+        req
     }
 
     /// The bodies of the requests to `path` that carry the tag.
@@ -822,8 +836,8 @@ async fn transform_resolves_placeholders_and_stores_the_answer() {
     .await;
     let mut watcher = case.watch().await;
     case.script(vec![completion("Ada was born in 1815.")]);
-    let (s, body) = case
-        .post(
+    let body = case
+        .post_ok(
             "/api/transform",
             json!({
                 "instanceId": case.id,
@@ -833,13 +847,11 @@ async fn transform_resolves_placeholders_and_stores_the_answer() {
             }),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     assert_eq!(
         body,
         json!({"success":true,"outputKey":"summary","result":"Ada was born in 1815."})
     );
-    let req = &case.sent(COMPLETIONS)[0];
-    assert_eq!(req["model"], "gpt-4o-mini");
+    let req = case.first_completion("gpt-4o-mini");
     assert!(req.get("stream").is_none_or(|s| s == false));
     assert_eq!(
         req["messages"],
@@ -868,15 +880,13 @@ async fn transform_reads_template_and_prompt_from_keys() {
     ])
     .await;
     case.script(vec![completion("Dear Ms Grace,")]);
-    let (s, body) = case
-        .post(
+    case
+        .post_ok(
             "/api/transform",
             json!({"instanceId": id, "templateKey": "tpl", "promptKey": "instructions", "outputKey": "letter", "model": "gpt-4.1"}),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
-    let req = &case.sent(COMPLETIONS)[0];
-    assert_eq!(req["model"], "gpt-4.1");
+    let req = case.first_completion("gpt-4.1");
     assert_eq!(
         req["messages"][0]["content"],
         format!("Make it formal\n\nInput:\n{t} Dear Grace")
@@ -887,11 +897,8 @@ async fn transform_reads_template_and_prompt_from_keys() {
     for (field, key) in [("templateKey", "nope"), ("promptKey", "absent")] {
         let mut b = json!({"instanceId": id, "templateKey": "tpl", "outputKey": "other"});
         b[field] = json!(key);
-        let (s, body) = case.post("/api/transform", b).await;
-        assert_eq!(
-            (s, body),
-            (404, json!({"error": format!("Key \"{key}\" not found")}))
-        );
+        let answer = case.post("/api/transform", b).await;
+        assert_refusal(answer, 404, &format!("Key \"{key}\" not found"));
     }
     assert_eq!(case.sent(COMPLETIONS).len(), 1);
     assert!(case.stored().await.get("other").is_none());
@@ -941,13 +948,12 @@ async fn generate_image_from_a_prompt_key() {
     });
     case.script(vec![pending(), ready(&fake().url(&file))]);
     let mut watcher = case.watch().await;
-    let (s, body) = case
-        .post(
+    let body = case
+        .post_ok(
             "/api/generate-image",
             json!({"instanceId": case.id, "promptKey": "idea", "outputKey": "picture", "seed": 7, "aspectRatio": "16:9"}),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     assert_eq!(
         body,
         json!({"success":true,"outputKey":"picture","message":"Image generated and saved to MindCache"})
@@ -993,13 +999,12 @@ async fn generate_image_edits_source_images_from_keys() {
     .await;
     case.script(vec![ready(&result)]);
     let prompt = format!("make it blue {}", case.t);
-    let (s, body) = case
-        .post(
+    case
+        .post_ok(
             "/api/generate-image",
             json!({"instanceId": case.id, "prompt": prompt, "imageKey": "photo", "outputKey": "edited"}),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     assert_eq!(
         case.sent(SUBMIT),
         vec![
@@ -1012,13 +1017,12 @@ async fn generate_image_edits_source_images_from_keys() {
     let merge = case.retagged();
     merge.script(vec![ready(&result_url)]);
     let prompt2 = format!("merge {}", merge.t);
-    let (s, body) = case
-        .post(
+    case
+        .post_ok(
             "/api/generate-image",
             json!({"instanceId": case.id, "prompt": prompt2, "imageKey": "photo", "imageKeys": ["other"], "safetyTolerance": 5, "outputKey": "merged"}),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     let submit = &merge.sent(SUBMIT)[0];
     assert_eq!(submit["input_image"], json!([photo_url, other_url]));
     assert_eq!(submit["safety_tolerance"], 5);
@@ -1094,19 +1098,17 @@ async fn analyze_image_from_a_key_holding_bare_base64() {
     ])
     .await;
     case.script(vec![completion("A tiny JPEG.")]);
-    let (s, body) = case
-        .post(
+    let body = case
+        .post_ok(
             "/api/analyze-image",
             json!({"instanceId": id, "imageKey": "photo", "promptKey": "question", "outputKey": "analysis"}),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     assert_eq!(
         body,
         json!({"success":true,"outputKey":"analysis","analysis":"A tiny JPEG."})
     );
-    let req = &case.sent(COMPLETIONS)[0];
-    assert_eq!(req["model"], "gpt-4o");
+    let req = case.first_completion("gpt-4o");
     assert_eq!(
         req["messages"],
         json!([{"role":"user","content":[
@@ -1129,22 +1131,14 @@ async fn analyze_image_from_a_key_holding_bare_base64() {
         let mut b =
             json!({"instanceId": id, "prompt": t, "outputKey": "a2", "model": "gpt-4o-mini"});
         b[field] = json!(value);
-        let (s, body) = case.post("/api/analyze-image", b).await;
-        assert_eq!(s, 200, "{body}");
+        case.post_ok("/api/analyze-image", b).await;
         let req = &sent(COMPLETIONS, &t)[0];
         assert_eq!(req["model"], "gpt-4o-mini");
         assert_eq!(req["messages"][0]["content"][1]["image_url"]["url"], url);
     }
-    let (s, body) = case
-        .post(
-            "/api/analyze-image",
-            json!({"instanceId": id, "imageKey": "missing", "prompt": "x", "outputKey": "o"}),
-        )
-        .await;
-    assert_eq!(
-        (s, body),
-        (404, json!({"error":"Key \"missing\" not found"}))
-    );
+    let missing = json!({"instanceId": id, "imageKey": "missing", "prompt": "x", "outputKey": "o"});
+    let answer = case.post("/api/analyze-image", missing).await;
+    assert_refusal(answer, 404, "Key \"missing\" not found");
 }
 
 // ---------------------------------------------------------------- validation
@@ -1177,16 +1171,9 @@ async fn bad_bodies_name_the_field() {
     ];
     assert_refused(&case.api, 400, cases).await;
     case.seed(&[("n", json!(3), json!({"type":"json"}))]).await;
-    let (s, body) = case
-        .post(
-            "/api/analyze-image",
-            json!({"instanceId": id, "outputKey": "o", "prompt": "p", "imageKey": "n"}),
-        )
-        .await;
-    assert_eq!(
-        (s, body),
-        (400, json!({"error":"Key \"n\" does not hold an image"}))
-    );
+    let not_an_image = json!({"instanceId": id, "outputKey": "o", "prompt": "p", "imageKey": "n"});
+    let answer = case.post("/api/analyze-image", not_an_image).await;
+    assert_refusal(answer, 400, "Key \"n\" does not hold an image");
     assert!(case.usage().is_empty());
 }
 
@@ -1421,13 +1408,12 @@ async fn expansions_over_the_caps_are_refused_before_any_upstream_call() {
     let images = case.retagged();
     let (_, result) = image_bytes(5);
     images.script(vec![ready(&result)]);
-    let (s, body) = case
-        .post(
+    case
+        .post_ok(
             "/api/generate-image",
             json!({"instanceId": id, "prompt": format!("p {}", images.t), "imageKey": "photo", "imageKeys": vec!["photo"; 3], "outputKey": "img"}),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     let submit = &images.sent(SUBMIT)[0];
     assert_eq!(submit["input_image"].as_array().map(Vec::len), Some(4));
     assert_eq!(case.usage().len(), 2);

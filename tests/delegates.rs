@@ -48,37 +48,26 @@ fn setup(_test: &str) -> Setup {
 impl Setup {
     /// A delegate of `user` with these capabilities; its id.
     async fn delegate(&self, user: &User, caps: Value) -> String {
-        let (status, body) = self
-            .api
-            .post(
-                "/api/delegates",
-                Some(&jwt(user)),
-                json!({"name": "agent", "keyPermissions": caps}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        body["delegate_id"].as_str().unwrap().to_string()
+        self.api.new_delegate(&jwt(user), caps).await
     }
 
     /// A new secret of the delegate; the secret.
     async fn secret(&self, user: &User, delegate: &str) -> String {
-        let path = format!("/api/delegates/{delegate}/secrets");
-        let (status, body) = self.api.post(&path, Some(&jwt(user)), json!({})).await;
-        assert_eq!(status, 201, "{body}");
-        body["delegateSecret"].as_str().unwrap().to_string()
+        self.api.new_secret(&jwt(user), delegate).await
     }
 
-    /// A new project `p` of alice's, with a delegate of hers with `caps`
+    /// A signed-in session of `user` and a new project `p` of theirs.
+    async fn signed_in_project(&self, user: &User) -> (String, Project) {
+        (jwt(user), self.w.project(user, "p").await)
+    }
+
+    /// A new project `p` of alice's, with a read-write delegate of hers
     /// granted `permission` on its main instance; the delegate's id and secret.
-    async fn delegate_on_project(
-        &self,
-        caps: Value,
-        permission: &str,
-    ) -> (Project, String, String) {
-        let project = self.w.project(&self.w.alice, "p").await;
-        let (id, secret) = self
-            .granted(&self.w.alice, caps, &project.main, permission)
-            .await;
+    async fn delegate_on_project(&self, permission: &str) -> (Project, String, String) {
+        let alice = &self.w.alice;
+        let project = self.w.project(alice, "p").await;
+        let caps = json!({"can_read": true, "can_write": true});
+        let (id, secret) = self.granted(alice, caps, &project.main, permission).await;
         (project, id, secret)
     }
 
@@ -98,9 +87,8 @@ impl Setup {
     }
 
     async fn grant(&self, user: &User, delegate: &str, instance: &str, permission: &str) -> u16 {
-        let path = format!("/api/delegates/{delegate}/grants");
-        let body = json!({"instanceId": instance, "permission": permission});
-        self.api.post(&path, Some(&jwt(user)), body).await.0
+        let jwt = jwt(user);
+        self.api.grant(&jwt, delegate, instance, permission).await
     }
 }
 
@@ -117,8 +105,7 @@ async fn delegate_routes_answer_with_the_dashboard_shapes() {
     let s = setup("dshape");
     // carol: no other test of this binary gives her delegates.
     let alice = &s.w.carol;
-    let token = jwt(alice);
-    let project = s.w.project(alice, "p").await;
+    let (token, project) = s.signed_in_project(alice).await;
 
     let (status, created) = s
         .api
@@ -484,17 +471,13 @@ async fn a_delegate_acts_at_the_lowest_of_grant_capabilities_and_creator_role() 
 async fn revoked_deleted_and_expired_credentials_fail_at_once() {
     let s = setup("dfail");
     let alice = &s.w.alice;
-    let token = jwt(alice);
-    let project = s.w.project(alice, "p").await;
+    let (token, project) = s.signed_in_project(alice).await;
     let inst = format!("/api/instances/{}", project.main);
     let id = s.delegate(alice, json!({"can_read": true})).await;
     assert_eq!(s.grant(alice, &id, &project.main, "read").await, 200);
-    let first = s.secret(alice, &id).await;
-    let second = s.secret(alice, &id).await;
-    assert_eq!(
-        s.api.get(&inst, Some(&delegate_auth(&id, &first))).await.0,
-        200
-    );
+    let first = delegate_auth(&id, &s.secret(alice, &id).await);
+    let second = delegate_auth(&id, &s.secret(alice, &id).await);
+    assert_eq!(s.api.get(&inst, Some(&first)).await.0, 200);
 
     // A malformed credential, and a wrong secret.
     for bad in ["ApiKey nocolon", "ApiKey a:b:c", "ApiKey :x"] {
@@ -525,23 +508,14 @@ async fn revoked_deleted_and_expired_credentials_fail_at_once() {
     s.api
         .delete(&format!("{secrets}/{first_id}"), Some(&token))
         .await;
-    assert_eq!(
-        s.api.get(&inst, Some(&delegate_auth(&id, &first))).await.0,
-        401
-    );
-    assert_eq!(
-        s.api.get(&inst, Some(&delegate_auth(&id, &second))).await.0,
-        200
-    );
+    assert_eq!(s.api.get(&inst, Some(&first)).await.0, 401);
+    assert_eq!(s.api.get(&inst, Some(&second)).await.0, 200);
 
     // Deleting the delegate ends the other secret too.
     s.api
         .delete(&format!("/api/delegates/{id}"), Some(&token))
         .await;
-    assert_eq!(
-        s.api.get(&inst, Some(&delegate_auth(&id, &second))).await.0,
-        401
-    );
+    assert_eq!(s.api.get(&inst, Some(&second)).await.0, 401);
 
     // An expiring delegate works until its time, then says it expired.
     let expires = now() + 3;
@@ -597,9 +571,7 @@ async fn an_expiring_delegates_open_socket_is_closed_when_it_expires() {
 async fn in_band_auth_accepts_a_delegate_credential() {
     let s = setup("dinband");
     let alice = &s.w.alice;
-    let (project, id, secret) = s
-        .delegate_on_project(json!({"can_read": true, "can_write": true}), "admin")
-        .await;
+    let (project, id, secret) = s.delegate_on_project("admin").await;
 
     let url = s.w.server.ws_url(&format!("/sync/{}", project.main));
     let mut ws = WsClient::connect_with_headers(&url, &[]).await;
@@ -612,9 +584,7 @@ async fn in_band_auth_accepts_a_delegate_credential() {
     );
     assert_eq!(hello["userId"], alice.id.as_str());
     ws.recv_type("sync").await;
-    ws.send(&json!({"type": "set", "key": "k", "value": "v"}))
-        .await;
-    let updated = ws.recv_type("key_updated").await;
+    let updated = ws.set("k", json!("v")).await;
     assert_eq!(updated["updatedBy"], alice.id.as_str());
 
     let mut bad = WsClient::connect_with_headers(&url, &[]).await;
@@ -644,9 +614,7 @@ async fn closed_within(ws: &mut WsClient, limit: Duration) -> (u16, String, Dura
 async fn revoking_a_grant_closes_the_delegates_socket_and_lowering_it_lowers() {
     let s = setup("drevoke");
     let alice = &s.w.alice;
-    let (project, id, secret) = s
-        .delegate_on_project(json!({"can_read": true, "can_write": true}), "write")
-        .await;
+    let (project, id, secret) = s.delegate_on_project("write").await;
     let cred = delegate_auth(&id, &secret);
     let mut ws = WsClient::connect_to(s.w.server, &project.main, Some(&cred)).await;
     assert_eq!(ws.handshake_permission().await, "write");
@@ -655,9 +623,7 @@ async fn revoking_a_grant_closes_the_delegates_socket_and_lowering_it_lowers() {
 
     // Lowered to read: the socket stays, its next set is refused.
     assert_eq!(s.grant(alice, &id, &project.main, "read").await, 200);
-    ws.send(&json!({"type": "set", "key": "k", "value": 1}))
-        .await;
-    assert_eq!(ws.recv_type("error").await["code"], "NO_PERMISSION");
+    assert_eq!(ws.set_refused().await, "NO_PERMISSION");
 
     // Revoked: closed with 4003 within a second.
     let path = format!("/api/delegates/{id}/grants/{}", project.main);
@@ -671,10 +637,7 @@ async fn revoking_a_grant_closes_the_delegates_socket_and_lowering_it_lowers() {
         started.elapsed()
     );
 
-    owner
-        .send(&json!({"type": "set", "key": "still", "value": true}))
-        .await;
-    owner.recv_type("key_updated").await;
+    owner.set("still", json!(true)).await;
 }
 
 #[tokio::test]
@@ -705,9 +668,7 @@ async fn the_creator_losing_the_instance_ends_the_delegates_access() {
     s.w.share(bob, &shares, grant("user", &alice.id, "read"))
         .await;
     assert_eq!(s.api.get(&inst, Some(&cred)).await.1["role"], "read");
-    ws.send(&json!({"type": "set", "key": "k", "value": 1}))
-        .await;
-    assert_eq!(ws.recv_type("error").await["code"], "NO_PERMISSION");
+    assert_eq!(ws.set_refused().await, "NO_PERMISSION");
 
     // Bob removes the share: the instance is gone for the delegate too.
     s.api

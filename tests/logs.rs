@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::api::Api;
+use common::api::{header, Api};
 use common::clerk::SignedIn;
 use common::server::{ServerOptions, TestServer};
 use common::world::{make_key, World};
@@ -47,12 +47,15 @@ async fn get(path: &str, headers: &[(&str, &str)]) -> (u16, String, Value) {
     }
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
-    let id = resp
-        .headers()
-        .get("x-request-id")
-        .map(|v| v.to_str().unwrap().to_string())
-        .expect("every response carries x-request-id");
+    let id = header(&resp, "x-request-id").expect("every response carries x-request-id");
     (status, id, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs `path` with this `Authorization`, expecting `status`; its log line.
+async fn logged_get(path: &str, authorization: &str, status: u16) -> Value {
+    let (got, id, _) = get(path, &[("Authorization", authorization)]).await;
+    assert_eq!(got, status, "GET {path}");
+    request_line(&id)
 }
 
 #[tokio::test]
@@ -128,13 +131,8 @@ async fn request_lines_name_the_caller_by_id_and_the_route_by_template() {
     let project = w.project(&w.alice, "logged").await;
 
     // A signed-in user.
-    let (status, id, _) = get(
-        &format!("/api/projects/{}", project.id),
-        &[("Authorization", &format!("Bearer {jwt}"))],
-    )
-    .await;
-    assert_eq!(status, 200);
-    let line = request_line(&id);
+    let bearer = format!("Bearer {jwt}");
+    let line = logged_get(&format!("/api/projects/{}", project.id), &bearer, 200).await;
     assert_eq!(line["route"], "/api/projects/:id");
     assert_eq!(line["userId"], w.alice.id);
     assert!(
@@ -143,62 +141,26 @@ async fn request_lines_name_the_caller_by_id_and_the_route_by_template() {
     );
 
     // An API key: its user and the key's id.
-    let (status, id, _) = get(
-        "/api/projects",
-        &[("Authorization", &format!("Bearer {}", w.alice.key))],
-    )
-    .await;
-    assert_eq!(status, 200);
-    let line = request_line(&id);
+    let bearer = format!("Bearer {}", w.alice.key);
+    let line = logged_get("/api/projects", &bearer, 200).await;
     assert_eq!(line["userId"], w.alice.id);
     assert_eq!(line["keyId"], format!("key-{}", w.alice.id));
 
     // A delegate: its creator and the delegate's id.
     let api = Api::new(server());
-    let (_, created) = api
-        .post(
-            "/api/delegates",
-            Some(&jwt),
-            json!({"name": "logger", "keyPermissions": {"can_read": true}}),
-        )
-        .await;
-    let delegate = created["delegate_id"].as_str().unwrap().to_string();
-    let (_, secret) = api
-        .post_text(
-            &format!("/api/delegates/{delegate}/secrets"),
-            Some(&jwt),
-            String::new(),
-        )
-        .await;
-    let secret = secret["delegateSecret"].as_str().unwrap().to_string();
-    let (status, _) = api
-        .post(
-            &format!("/api/delegates/{delegate}/grants"),
-            Some(&jwt),
-            json!({"instanceId": project.main, "permission": "read"}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, id, _) = get(
-        &format!("/api/instances/{}", project.main),
-        &[("Authorization", &format!("ApiKey {delegate}:{secret}"))],
-    )
-    .await;
-    assert_eq!(status, 200);
-    let line = request_line(&id);
+    let delegate = api.new_delegate(&jwt, json!({"can_read": true})).await;
+    let secret = api.new_secret(&jwt, &delegate).await;
+    let granted = api.grant(&jwt, &delegate, &project.main, "read").await;
+    assert_eq!(granted, 200);
+    let api_key = format!("ApiKey {delegate}:{secret}");
+    let line = logged_get(&format!("/api/instances/{}", project.main), &api_key, 200).await;
     assert_eq!(line["route"], "/api/instances/:id");
     assert_eq!(line["delegateId"], delegate);
     assert_eq!(line["userId"], w.alice.id);
 
     // A refused credential: a 401 and nobody.
     let wrong = make_key("nobody-at-all");
-    let (status, id, _) = get(
-        "/api/projects",
-        &[("Authorization", &format!("Bearer {wrong}"))],
-    )
-    .await;
-    assert_eq!(status, 401);
-    let line = request_line(&id);
+    let line = logged_get("/api/projects", &format!("Bearer {wrong}"), 401).await;
     assert_eq!(line["status"], 401);
     assert!(line.get("userId").is_none(), "{line}");
 

@@ -8,12 +8,12 @@ mod common;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::api::Api;
+use common::api::{assert_refusal, Api};
 use common::clerk::SignedIn;
 use common::scripted::delta;
 use common::scripted::{script, sse, tag, text_step, tool_arguments, tool_call, with_upstreams};
 use common::server::{dev_server, ServerOptions};
-use common::world::{grant, User, World};
+use common::world::{grant, Project, User, World};
 use common::ws::{Event, WsClient};
 use serde_json::{json, Value};
 
@@ -32,6 +32,13 @@ fn setup(_test: &str) -> (&'static World, Api<'static>) {
     static W: OnceLock<World> = OnceLock::new();
     let w = W.get_or_init(|| World::seed(signed_in().server, "rev"));
     (w, w.api())
+}
+
+/// The seeded world and a new project `p` of alice's.
+async fn alices_project(test: &str) -> (&'static World, Api<'static>, Project) {
+    let (w, api) = setup(test);
+    let project = w.project(&w.alice, "p").await;
+    (w, api, project)
 }
 
 fn jwt(user: &User) -> String {
@@ -61,18 +68,10 @@ async fn new_key(api: &Api<'_>, user: &User, permissions: Value) -> (String, Str
     )
 }
 
-async fn set_refused(ws: &mut WsClient) -> String {
-    ws.send(&json!({"type": "set", "key": "k", "value": 1}))
-        .await;
-    let error = ws.recv_type("error").await;
-    error["code"].as_str().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn deleting_an_api_key_closes_every_socket_it_opened() {
-    let (w, api) = setup("rkey");
+    let (w, api, project) = alices_project("rkey").await;
     let alice = &w.alice;
-    let project = w.project(alice, "p").await;
     let (key, key_id) = new_key(&api, alice, json!(["read", "write"])).await;
 
     // Three ways in: the header, a one-time token the key obtained, and an
@@ -112,10 +111,7 @@ async fn deleting_an_api_key_closes_every_socket_it_opened() {
     by_header
         .try_send(&json!({"type": "set", "key": "after", "value": 1}))
         .await;
-    owner
-        .send(&json!({"type": "set", "key": "owner", "value": 2}))
-        .await;
-    let seen = owner.recv_type("key_updated").await;
+    let seen = owner.set("owner", json!(2)).await;
     assert_eq!(
         seen["key"], "owner",
         "nothing from the revoked key came first"
@@ -126,9 +122,8 @@ async fn deleting_an_api_key_closes_every_socket_it_opened() {
 
 #[tokio::test]
 async fn a_token_grants_nothing_once_its_credential_is_revoked() {
-    let (w, api) = setup("rtoken");
+    let (w, api, project) = alices_project("rtoken").await;
     let alice = &w.alice;
-    let project = w.project(alice, "p").await;
     let (key, key_id) = new_key(&api, alice, json!(["read", "write"])).await;
     let (_, minted) = api
         .post(
@@ -170,7 +165,7 @@ async fn a_deleted_share_closes_and_a_lowered_share_lowers() {
     // Lowered to read: the socket stays open, its next set is refused.
     w.share(bob, &shares, grant("user", &alice.id, "read"))
         .await;
-    assert_eq!(set_refused(&mut ws).await, "NO_PERMISSION");
+    assert_eq!(ws.set_refused().await, "NO_PERMISSION");
 
     // Deleted: closed with 4003 within a second.
     let started = Instant::now();
@@ -178,10 +173,7 @@ async fn a_deleted_share_closes_and_a_lowered_share_lowers() {
         .await;
     assert_eq!(closed(&mut ws, Duration::from_secs(2)).await.0, 4003);
     assert!(started.elapsed() < Duration::from_secs(1));
-    owner
-        .send(&json!({"type": "set", "key": "still", "value": true}))
-        .await;
-    owner.recv_type("key_updated").await;
+    owner.set("still", json!(true)).await;
 }
 
 #[tokio::test]
@@ -210,9 +202,7 @@ async fn group_changes_reach_the_members_sockets() {
     let path = format!("/api/groups/{gid}/members/{}", bob.id);
     api.delete_ok(&path, Some(&carol.key)).await;
     assert_eq!(closed(&mut bobs, Duration::from_secs(2)).await.0, 4003);
-    eves.send(&json!({"type": "set", "key": "k", "value": 1}))
-        .await;
-    eves.recv_type("key_updated").await;
+    eves.set("k", json!(1)).await;
 
     // Deleting the group closes the rest.
     api.delete_ok(&format!("/api/groups/{gid}"), Some(&carol.key))
@@ -222,14 +212,11 @@ async fn group_changes_reach_the_members_sockets() {
 
 #[tokio::test]
 async fn a_deleted_instance_stays_deleted_on_every_path() {
-    let (w, api) = setup("rdel");
+    let (w, api, project) = alices_project("rdel").await;
     let alice = &w.alice;
-    let project = w.project(alice, "p").await;
     let doomed = w.instance(alice, &project.id, "doomed").await;
     let mut ws = w.join(&doomed, &alice.key).await;
-    ws.send(&json!({"type": "set", "key": "k", "value": 1}))
-        .await;
-    ws.recv_type("key_updated").await;
+    ws.set("k", json!(1)).await;
     // A token obtained before the deletion.
     let (_, early) = api.ws_token(Some(&alice.key), &doomed).await;
 
@@ -261,17 +248,10 @@ async fn a_deleted_instance_stays_deleted_on_every_path() {
         )
         .await;
     assert_eq!(status, 404);
-    let (status, body) = api
-        .post(
-            &format!("/api/projects/{}/instances", project.id),
-            Some(&alice.key),
-            json!({"name": "copy", "cloneFrom": doomed}),
-        )
-        .await;
-    assert_eq!(
-        (status, body),
-        (404, json!({"error": "cloneFrom instance not found"}))
-    );
+    let instances = format!("/api/projects/{}/instances", project.id);
+    let copy = json!({"name": "copy", "cloneFrom": doomed});
+    let answer = api.post(&instances, Some(&alice.key), copy).await;
+    assert_refusal(answer, 404, "cloneFrom instance not found");
 }
 
 #[tokio::test]
@@ -338,15 +318,12 @@ async fn storage(object_id: &str) -> Value {
 
 #[tokio::test]
 async fn a_connect_that_never_authenticates_stores_nothing() {
-    let (w, api) = setup("rstore");
+    let (w, api, project) = alices_project("rstore").await;
     let alice = &w.alice;
-    let project = w.project(alice, "p").await;
     let object = object_id(&api, alice, &project.main).await;
 
     let mut idle = WsClient::connect_to(w.server, &project.main, None).await;
-    idle.send(&json!({"type": "set", "key": "k", "value": 1}))
-        .await;
-    assert_eq!(idle.recv_type("error").await["code"], "NOT_AUTHENTICATED");
+    assert_eq!(idle.set_refused().await, "NOT_AUTHENTICATED");
     idle.close(1000, "bye").await;
     let report = storage(&object).await;
     assert_eq!(
@@ -378,8 +355,7 @@ async fn a_connect_that_never_authenticates_stores_nothing() {
 
 #[tokio::test]
 async fn the_auth_timeout_error_and_close_arrive_together() {
-    let (w, _) = setup("rtimeout");
-    let project = w.project(&w.alice, "p").await;
+    let (w, _, project) = alices_project("rtimeout").await;
     let started = Instant::now();
     let mut ws = WsClient::connect_to(w.server, &project.main, None).await;
     let Event::Json(error) = ws.next_event(Duration::from_secs(15)).await else {
@@ -465,9 +441,8 @@ fn slow_chat(w: &World, instance: &str, key: String) -> tokio::task::JoinHandle<
 
 #[tokio::test]
 async fn a_long_ai_request_cannot_reopen_a_read_only_instance() {
-    let (w, api) = setup("rro");
+    let (w, api, project) = alices_project("rro").await;
     let alice = &w.alice;
-    let project = w.project(alice, "p").await;
     let running = slow_chat(w, &project.main, alice.key.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, _) = api
@@ -484,14 +459,13 @@ async fn a_long_ai_request_cannot_reopen_a_read_only_instance() {
     // The instance stayed read-only and the late write is not there.
     let (mut ws, sync) = WsClient::join(w.server, &project.main, Some(&alice.key)).await;
     assert!(sync["data"].get("late").is_none(), "{sync}");
-    assert_eq!(set_refused(&mut ws).await, "READ_ONLY");
+    assert_eq!(ws.set_refused().await, "READ_ONLY");
 }
 
 #[tokio::test]
 async fn a_running_chat_stops_writing_when_its_key_is_deleted() {
-    let (w, api) = setup("rchat");
+    let (w, api, project) = alices_project("rchat").await;
     let alice = &w.alice;
-    let project = w.project(alice, "p").await;
     let (key, key_id) = new_key(&api, alice, json!(["read", "write"])).await;
     let running = slow_chat(w, &project.main, key);
     tokio::time::sleep(Duration::from_millis(500)).await;

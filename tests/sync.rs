@@ -427,40 +427,17 @@ async fn admin_route_needs_the_token() {
     let object_id = newest_object_id(&server);
 
     let client = reqwest::Client::new();
+    let admin = |url: &str, token: &str| client.get(url).header("X-Admin-Token", token);
     let url = server.local_url(&format!("/admin/do/{object_id}"));
-    let resp = client
-        .get(&url)
-        .header("X-Admin-Token", "tok-abc-123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) = answer(admin(&url, "tok-abc-123")).await;
+    assert_eq!(status, 200);
     assert_eq!(body["keys"]["inspect"]["value"], "me");
-
-    let wrong = client
-        .get(&url)
-        .header("X-Admin-Token", "nope")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), 401);
-    let none = client.get(&url).send().await.unwrap();
-    assert_eq!(none.status(), 401);
-    let bad_id = client
-        .get(server.local_url("/admin/do/xyz"))
-        .header("X-Admin-Token", "tok-abc-123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad_id.status(), 400);
+    assert_eq!(answer(admin(&url, "nope")).await.0, 401);
+    assert_eq!(answer(client.get(&url)).await.0, 401);
+    let bad_id = server.local_url("/admin/do/xyz");
+    assert_eq!(answer(admin(&bad_id, "tok-abc-123")).await.0, 400);
 
     // Without ADMIN_TOKEN configured the route does not exist.
-    let resp = client
-        .get(prod_server().local_url(&format!("/admin/do/{object_id}")))
-        .header("X-Admin-Token", "tok-abc-123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
+    let elsewhere = prod_server().local_url(&format!("/admin/do/{object_id}"));
+    assert_eq!(answer(admin(&elsewhere, "tok-abc-123")).await.0, 404);
 }

@@ -257,17 +257,16 @@ impl Run {
                     action.apply_to(&mut self.entries);
                     self.conversation
                         .push(tool_message(&call.id, action.result()));
-                    self.encoder
-                        .tool_output_available(&call.id, action.result())
+                    self.encoder.tool_output(&call.id, Ok(action.result()))
                 }
                 Err(Refused(result)) => {
                     self.conversation.push(tool_message(&call.id, &result));
-                    self.encoder.tool_output_available(&call.id, &result)
+                    self.encoder.tool_output(&call.id, Ok(&result))
                 }
                 Err(Failed(text)) => {
                     self.conversation
                         .push(tool_message(&call.id, &tool_error(text.clone())));
-                    self.encoder.tool_output_error(&call.id, &text)
+                    self.encoder.tool_output(&call.id, Err(&text))
                 }
             };
             self.emit(frames);

@@ -58,11 +58,17 @@ macro_rules! delegate_columns {
     };
 }
 
-macro_rules! credential_select {
-    () => {
-        "SELECT d.delegate_id, d.created_by_user_id, d.can_read, d.can_write, d.can_system,
-                d.expires_at, s.secret_id, s.last_used_at
-           FROM delegate_secrets s JOIN delegates d ON d.delegate_id = s.delegate_id"
+/// `CredentialRow`s of delegate `?1`'s live secret that `$secret` picks.
+macro_rules! live_credential {
+    ($secret:literal) => {
+        concat!(
+            "SELECT d.delegate_id, d.created_by_user_id, d.can_read, d.can_write, d.can_system,
+                    d.expires_at, s.secret_id, s.last_used_at
+               FROM delegate_secrets s JOIN delegates d ON d.delegate_id = s.delegate_id
+              WHERE ",
+            $secret,
+            " AND s.delegate_id = ?1 AND s.revoked_at IS NULL"
+        )
     };
 }
 
@@ -73,24 +79,24 @@ pub const INSERT_DELEGATE: &str = concat!(
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
 );
 
-/// `DelegateRow`s, up to the `WHERE` keyword.
+/// `DelegateRow`s where `$condition` holds.
 macro_rules! select_delegates {
-    () => {
-        concat!("SELECT ", delegate_columns!(), " FROM delegates WHERE ")
+    ($condition:literal) => {
+        concat!(
+            "SELECT ",
+            delegate_columns!(),
+            " FROM delegates WHERE ",
+            $condition
+        )
     };
 }
 
 /// `?1` creator; newest first.
-pub const SELECT_FOR_USER: &str = concat!(
-    select_delegates!(),
-    "created_by_user_id = ?1 ORDER BY created_at DESC, rowid DESC"
-);
+pub const SELECT_FOR_USER: &str =
+    select_delegates!("created_by_user_id = ?1 ORDER BY created_at DESC, rowid DESC");
 
 /// `?1` delegate id, `?2` creator: the delegate if that user created it.
-pub const SELECT_OWNED: &str = concat!(
-    select_delegates!(),
-    "delegate_id = ?1 AND created_by_user_id = ?2"
-);
+pub const SELECT_OWNED: &str = select_delegates!("delegate_id = ?1 AND created_by_user_id = ?2");
 
 /// `?1` delegate id (the three deletes run as one batch).
 pub const DELETE_GRANTS_OF: &str = "DELETE FROM delegate_grants WHERE delegate_id = ?1";
@@ -114,16 +120,10 @@ pub const REVOKE_SECRET: &str = "UPDATE delegate_secrets SET revoked_at = COALES
       WHERE secret_id = ?1 AND delegate_id = ?2 RETURNING secret_id AS id";
 
 /// `?1` delegate id, `?2` secret hash.
-pub const SELECT_CREDENTIAL: &str = concat!(
-    credential_select!(),
-    " WHERE s.secret_hash = ?2 AND s.delegate_id = ?1 AND s.revoked_at IS NULL"
-);
+pub const SELECT_CREDENTIAL: &str = live_credential!("s.secret_hash = ?2");
 
 /// `?1` delegate id, `?2` secret id (re-evaluating a live session).
-pub const SELECT_CREDENTIAL_BY_IDS: &str = concat!(
-    credential_select!(),
-    " WHERE s.secret_id = ?2 AND s.delegate_id = ?1 AND s.revoked_at IS NULL"
-);
+pub const SELECT_CREDENTIAL_BY_IDS: &str = live_credential!("s.secret_id = ?2");
 
 /// `?1` secret id, `?2` now.
 pub const TOUCH_SECRET: &str = "UPDATE delegate_secrets SET last_used_at = ?2 WHERE secret_id = ?1";

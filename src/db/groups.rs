@@ -99,6 +99,19 @@ mod tests {
         TestDb::with_users(&["alice", "bob", "carol"])
     }
 
+    // The fields the listing tests compare, borrowed.
+    impl GroupListRow {
+        fn id_role_owner(&self) -> (&str, &str, &str) {
+            (&self.id, &self.role, &self.owner_id)
+        }
+    }
+
+    impl MemberRow {
+        fn who(&self) -> (&str, Option<&str>, Option<&str>) {
+            (&self.user_id, self.email.as_deref(), self.name.as_deref())
+        }
+    }
+
     fn instance_role_of(db: &TestDb, instance: &str, user: &str) -> Option<Permission> {
         let row: InstanceRow = db.first(&instances::stmt::get(instance, user))?;
         instance_role(&row.facts(user))
@@ -116,10 +129,7 @@ mod tests {
         db.member("g1", "bob"); // bob in alice's group: not alice's business
 
         let rows: Vec<GroupListRow> = db.all(&stmt::list_for_user("alice"));
-        let got: Vec<_> = rows
-            .iter()
-            .map(|r| (r.id.as_str(), r.role.as_str(), r.owner_id.as_str()))
-            .collect();
+        let got: Vec<_> = rows.iter().map(GroupListRow::id_role_owner).collect();
         assert_eq!(
             got,
             [
@@ -154,10 +164,7 @@ mod tests {
         db.group("g", "alice", &["carol", "bob"]);
         db.member("g", "carol"); // again: no-op
         let rows: Vec<MemberRow> = db.all(&stmt::members("g"));
-        let got: Vec<_> = rows
-            .iter()
-            .map(|r| (r.user_id.as_str(), r.email.as_deref(), r.name.as_deref()))
-            .collect();
+        let got: Vec<_> = rows.iter().map(MemberRow::who).collect();
         assert_eq!(
             got,
             [

@@ -276,25 +276,19 @@ mod tests {
         let db = seeded();
         db.clone_of("c", "p", "alice", "x");
         db.run(&stmt::update("c", None, None, NOW, NOW * 1000)); // no-op update
-        db.share("on-x", "instance:x", "user:bob", "read", "alice");
-        db.share("on-main", "instance:p-main", "user:bob", "read", "alice");
+        db.dependents_of("x"); // go with it
+        db.dependents_of("p-main");
         db.share("on-p", "project:p", "user:carol", "read", "alice");
-        db.ws_token("t-x", "bob", "x");
-        db.ws_token("t-main", "bob", "p-main");
-        db.api_key("k-x", "bob", "instance:x");
-        db.api_key("k-main", "bob", "instance:p-main");
         db.api_key("k-p", "bob", "project:p");
         db.api_key("k-acct", "bob", "account");
-        db.webhook("w-x", "x", "alice");
-        db.webhook("w-main", "p-main", "alice");
 
         db.batch(&stmt::delete("x"));
 
         assert_eq!(db.ids("instances"), ["c", "p-main", "q-main"]);
-        assert_eq!(db.ids("shares"), ["on-main", "on-p"]);
-        assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["t-main"]);
-        assert_eq!(db.ids("api_keys"), ["k-acct", "k-main", "k-p"]);
-        assert_eq!(db.ids("webhooks"), ["w-main"]); // ON DELETE CASCADE
+        assert_eq!(db.ids("shares"), ["on-p", "on-p-main"]);
+        assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["t-p-main"]);
+        assert_eq!(db.ids("api_keys"), ["k-acct", "k-p", "k-p-main"]);
+        assert_eq!(db.ids("webhooks"), ["w-p-main"]); // ON DELETE CASCADE
         let clone: InstanceRow = db.first(&stmt::get("c", "alice")).unwrap();
         assert_eq!(clone.parent_instance_id, None); // ON DELETE SET NULL
         assert_eq!(db.ids("projects"), ["p", "q"]);

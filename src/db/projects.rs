@@ -398,19 +398,18 @@ mod tests {
         db.project("q", "alice");
         db.clone_of("c", "q", "alice", "x");
         db.group("g", "alice", &[]);
+        // Go with p: on p and its instances, shares of every target kind.
         db.share("on-p", "project:p", "user:bob", "read", "alice");
-        db.share("on-x", "instance:x", "group:g", "read", "alice");
+        db.dependents_of("x");
+        db.share("on-x-group", "instance:x", "group:g", "read", "alice");
         db.share("on-main", "instance:p-main", "public", "read", "alice");
-        db.share("on-q", "project:q", "user:bob", "read", "alice");
-        db.share("on-q-main", "instance:q-main", "user:bob", "read", "alice");
-        db.ws_token("t-x", "bob", "x");
-        db.ws_token("t-q", "bob", "q-main");
         db.api_key("k-p", "bob", "project:p");
-        db.api_key("k-x", "alice", "instance:x");
+        db.api_key("k-x-alice", "alice", "instance:x");
+        // Stay: on q (whose clone of x only loses its parent), the account.
+        db.share("on-q", "project:q", "user:bob", "read", "alice");
+        db.dependents_of("q-main");
         db.api_key("k-q", "bob", "project:q");
         db.api_key("k-acct", "bob", "account");
-        db.webhook("w-x", "x", "alice");
-        db.webhook("w-q", "q-main", "alice");
 
         let ids: Vec<IdRow> = db.all(&stmt::instance_ids("p"));
         let mut ids: Vec<String> = ids.into_iter().map(|r| r.id).collect();
@@ -424,9 +423,9 @@ mod tests {
         assert_eq!(db.ids("projects"), ["q"]);
         assert_eq!(db.ids("instances"), ["c", "q-main"]);
         assert_eq!(db.ids("shares"), ["on-q", "on-q-main"]);
-        assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["t-q"]);
-        assert_eq!(db.ids("api_keys"), ["k-acct", "k-q"]);
-        assert_eq!(db.ids("webhooks"), ["w-q"]);
+        assert_eq!(db.column("SELECT token_hash FROM ws_tokens"), ["t-q-main"]);
+        assert_eq!(db.ids("api_keys"), ["k-acct", "k-q", "k-q-main"]);
+        assert_eq!(db.ids("webhooks"), ["w-q-main"]);
         assert_eq!(db.ids("groups"), ["g"]);
         assert_eq!(
             db.column("SELECT COALESCE(parent_instance_id, '-') FROM instances WHERE id = 'c'"),

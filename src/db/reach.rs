@@ -122,27 +122,24 @@ mod tests {
     #[test]
     fn a_users_reach_covers_its_shares_groups_and_keys() {
         let db = world();
+        let reach = |user| ids_of(&db, &stmt::user_instances(user));
+        let used = |id| ids_of(&db, &stmt::used_instances(id));
+        let shared = |user| ids_of(&db, &stmt::users_shared_instances(user));
         db.share("s1", "project:p", "group:g", "read", "alice");
-        assert_eq!(ids_of(&db, &stmt::user_instances("bob")), ["p-2", "p-main"]);
+        assert_eq!(reach("bob"), ["p-2", "p-main"]);
         db.share("s2", "instance:q-main", "user:bob", "write", "alice");
-        assert_eq!(
-            ids_of(&db, &stmt::user_instances("bob")),
-            ["p-2", "p-main", "q-main"]
-        );
+        assert_eq!(reach("bob"), ["p-2", "p-main", "q-main"]);
         // The group's owner is reached through it too; public shares are not
         // anyone's in particular.
-        assert_eq!(
-            ids_of(&db, &stmt::user_instances("carol")),
-            ["p-2", "p-main"]
-        );
+        assert_eq!(reach("carol"), ["p-2", "p-main"]);
         db.share("pub", "instance:q-main", "public", "read", "alice");
-        assert!(ids_of(&db, &stmt::user_instances("alice")).is_empty());
+        assert!(reach("alice").is_empty());
         // A key of alice's that connected to a public instance of someone else.
         db.api_key("k1", "alice", "account");
         db.run(&stmt::record_use("k1", "q-main", NOW));
         db.run(&stmt::record_use("k1", "q-main", NOW + 1));
-        assert_eq!(ids_of(&db, &stmt::used_instances("k1")), ["q-main"]);
-        assert_eq!(ids_of(&db, &stmt::user_instances("alice")), ["q-main"]);
+        assert_eq!(used("k1"), ["q-main"]);
+        assert_eq!(reach("alice"), ["q-main"]);
         // And a delegate of bob's that connected to p-2.
         db.conn
             .execute(
@@ -151,26 +148,17 @@ mod tests {
             )
             .unwrap();
         db.run(&stmt::record_use("del_b", "p-2", NOW));
-        assert_eq!(
-            ids_of(&db, &stmt::user_instances("bob")),
-            ["p-2", "p-main", "q-main"]
-        );
+        assert_eq!(reach("bob"), ["p-2", "p-main", "q-main"]);
         db.run(&stmt::forget_uses("k1"));
-        assert!(ids_of(&db, &stmt::used_instances("k1")).is_empty());
+        assert!(used("k1").is_empty());
         // Alice's own socket on a public instance, as a signed-in user.
         db.run(&stmt::record_use("alice", "p-2", NOW));
-        assert_eq!(ids_of(&db, &stmt::user_instances("alice")), ["p-2"]);
+        assert_eq!(reach("alice"), ["p-2"]);
         // What deleting alice takes from others: the shares she made.
-        assert_eq!(
-            ids_of(&db, &stmt::users_shared_instances("alice")),
-            ["p-2", "p-main", "q-main"]
-        );
+        assert_eq!(shared("alice"), ["p-2", "p-main", "q-main"]);
         // And what deleting carol takes: the shares to the group she owns.
-        assert_eq!(
-            ids_of(&db, &stmt::users_shared_instances("carol")),
-            ["p-2", "p-main"]
-        );
+        assert_eq!(shared("carol"), ["p-2", "p-main"]);
         db.run(&stmt::forget_user_uses("bob"));
-        assert!(ids_of(&db, &stmt::used_instances("del_b")).is_empty());
+        assert!(used("del_b").is_empty());
     }
 }

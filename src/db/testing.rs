@@ -255,6 +255,18 @@ impl TestDb {
         self.batch(&ws_tokens::stmt::insert(&token));
     }
 
+    /// One row of each kind that hangs off `instance`, named after it: bob's
+    /// share `on-<instance>`, his token `t-<instance>` and instance-scoped
+    /// key `k-<instance>`, and alice's webhook `w-<instance>`.
+    pub fn dependents_of(&self, instance: &str) {
+        let resource = format!("instance:{instance}");
+        let share = format!("on-{instance}");
+        self.share(&share, &resource, "user:bob", "read", "alice");
+        self.ws_token(&format!("t-{instance}"), "bob", instance);
+        self.api_key(&format!("k-{instance}"), "bob", &resource);
+        self.webhook(&format!("w-{instance}"), instance, "alice");
+    }
+
     /// An outbound webhook (no D1 statement writes these yet; raw SQL).
     pub fn webhook(&self, id: &str, instance: &str, user: &str) {
         self.conn

@@ -30,6 +30,17 @@ pub fn authorization(key: &str) -> String {
     }
 }
 
+/// A response header's value as text, when it has that header.
+pub fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
+    let value = resp.headers().get(name)?;
+    Some(value.to_str().expect("a text header").to_string())
+}
+
+/// Asserts that an answer is the refusal `status` with `{"error": error}`.
+pub fn assert_refusal(answer: (u16, Value), status: u16, error: &str) {
+    assert_eq!(answer, (status, serde_json::json!({ "error": error })));
+}
+
 /// Sends a request; its status and body (JSON when it parses).
 pub async fn answer(req: reqwest::RequestBuilder) -> (u16, Value) {
     let resp = req.send().await.expect("request");
@@ -126,6 +137,30 @@ impl<'a> Api<'a> {
     pub async fn ws_token(&self, key: Option<&str>, instance: &str) -> (u16, Value) {
         let body = serde_json::json!({ "instanceId": instance });
         self.post("/api/ws-token", key, body).await
+    }
+
+    /// A delegate (`name` "agent") of the user signed in as `jwt`, with
+    /// these capabilities; its id.
+    pub async fn new_delegate(&self, jwt: &str, caps: Value) -> String {
+        let body = serde_json::json!({"name": "agent", "keyPermissions": caps});
+        let (status, body) = self.post("/api/delegates", Some(jwt), body).await;
+        assert_eq!(status, 201, "{body}");
+        body["delegate_id"].as_str().unwrap().to_string()
+    }
+
+    /// A new secret of the delegate; the secret.
+    pub async fn new_secret(&self, jwt: &str, delegate: &str) -> String {
+        let path = format!("/api/delegates/{delegate}/secrets");
+        let (status, body) = self.post(&path, Some(jwt), serde_json::json!({})).await;
+        assert_eq!(status, 201, "{body}");
+        body["delegateSecret"].as_str().unwrap().to_string()
+    }
+
+    /// Grants the delegate `permission` on `instance`; the status.
+    pub async fn grant(&self, jwt: &str, delegate: &str, instance: &str, permission: &str) -> u16 {
+        let path = format!("/api/delegates/{delegate}/grants");
+        let body = serde_json::json!({"instanceId": instance, "permission": permission});
+        self.post(&path, Some(jwt), body).await.0
     }
 
     /// DELETEs `path`, which must answer 200.

@@ -91,6 +91,21 @@ impl WsClient {
         self.send_text(&value.to_string()).await;
     }
 
+    /// Sets `key` to `value`; the `key_updated` that must come next.
+    pub async fn set(&mut self, key: &str, value: Value) -> Value {
+        let set = serde_json::json!({"type": "set", "key": key, "value": value});
+        self.send(&set).await;
+        self.recv_type("key_updated").await
+    }
+
+    /// Sets `k` to 1, which must be refused; the error's code.
+    pub async fn set_refused(&mut self) -> String {
+        let set = serde_json::json!({"type": "set", "key": "k", "value": 1});
+        self.send(&set).await;
+        let error = self.recv_type("error").await;
+        error["code"].as_str().unwrap().to_string()
+    }
+
     /// Sends if the socket still takes frames; whether it did.
     pub async fn try_send(&mut self, value: &Value) -> bool {
         self.stream

@@ -165,31 +165,29 @@ mod tests {
         assert_eq!(feed_all(&chunks), expected());
     }
 
+    /// Chunkings that each exercise one edge of the line grammar.
     #[test]
-    fn multibyte_char_split() {
-        // "€" is E2 82 AC; split inside it.
-        let out = feed_all(&[b"data: \xe2\x82", b"\xac\n\n"]);
-        assert_eq!(out, vec![data("€")]);
-    }
-
-    #[test]
-    fn bare_cr_line_endings_and_bom() {
-        let out = feed_all(&[b"\xef\xbb\xbfdata: a\r\rdata: b\r", b"\r"]);
-        assert_eq!(out, vec![data("a"), data("b")]);
-    }
-
-    #[test]
-    fn crlf_split_between_chunks_is_one_terminator() {
-        // If the \n after \r were a second terminator, "a" and "b" would be
-        // two events; they must stay one.
-        let out = feed_all(&[b"data: a\r", b"\ndata: b\r\n\r\n"]);
-        assert_eq!(out, vec![data("a\nb")]);
-    }
-
-    #[test]
-    fn comments_and_empty_data() {
-        let out = feed_all(&[b":ping\n\n:another\ndata\n\ndata:\n\n"]);
-        assert_eq!(out, vec![data(""), data("")]);
+    fn line_endings_splits_and_comments() {
+        let cases: [(&[&[u8]], Vec<SseEvent>); 4] = [
+            // "€" is E2 82 AC; split inside it.
+            (&[b"data: \xe2\x82", b"\xac\n\n"], vec![data("€")]),
+            // Bare CR line endings, after a byte-order mark.
+            (
+                &[b"\xef\xbb\xbfdata: a\r\rdata: b\r", b"\r"],
+                vec![data("a"), data("b")],
+            ),
+            // A CRLF split between chunks is one terminator: were the \n a
+            // second one, "a" and "b" would be two events.
+            (&[b"data: a\r", b"\ndata: b\r\n\r\n"], vec![data("a\nb")]),
+            // Comments, and data fields with no value.
+            (
+                &[b":ping\n\n:another\ndata\n\ndata:\n\n"],
+                vec![data(""), data("")],
+            ),
+        ];
+        for (chunks, events) in cases {
+            assert_eq!(feed_all(chunks), events, "{chunks:?}");
+        }
     }
 
     #[test]

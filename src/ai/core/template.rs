@@ -119,34 +119,37 @@ mod tests {
     }
 
     #[test]
-    fn substitutions() {
-        assert_eq!(resolve("Hi {{name}}!"), "Hi Ada!");
-        assert_eq!(resolve("{{ name }}{{\tname\n}}"), "AdaAda");
-        assert_eq!(resolve("{{obj}} {{num}} {{nil}}"), r#"{"a":[1,2]} 42 null"#);
-        assert_eq!(resolve("{{ my key }}"), "spaced");
-        assert_eq!(resolve("é{{emoji}}ü"), "é😀ü");
+    fn placeholders_resolve() {
+        let cases = [
+            // Substitutions.
+            ("Hi {{name}}!", "Hi Ada!"),
+            ("{{ name }}{{\tname\n}}", "AdaAda"),
+            ("{{obj}} {{num}} {{nil}}", r#"{"a":[1,2]} 42 null"#),
+            ("{{ my key }}", "spaced"),
+            ("é{{emoji}}ü", "é😀ü"),
+            // Edge cases stay as written.
+            (
+                "{{unknown}} and {{ unknown }}",
+                "{{unknown}} and {{ unknown }}",
+            ),
+            ("{{}} {{ }}", "{{}} {{ }}"),
+            ("open {{name", "open {{name"),
+            ("close name}} {{name}}", "close name}} Ada"),
+            ("{name} { {name} }", "{name} { {name} }"),
+            ("", ""),
+            ("no placeholders", "no placeholders"),
+            // Nested braces.
+            ("{{{name}}}", "{Ada}"),
+            ("{{x {{name}}", "{{x Ada"),
+            ("{{name}}}}", "Ada}}"),
+        ];
+        for (template, resolved) in cases {
+            assert_eq!(resolve(template), resolved, "{template:?}");
+        }
     }
 
     #[test]
-    fn edge_cases_stay_as_written() {
-        assert_eq!(
-            resolve("{{unknown}} and {{ unknown }}"),
-            "{{unknown}} and {{ unknown }}"
-        );
-        assert_eq!(resolve("{{}} {{ }}"), "{{}} {{ }}");
-        assert_eq!(resolve("open {{name"), "open {{name");
-        assert_eq!(resolve("close name}} {{name}}"), "close name}} Ada");
-        assert_eq!(resolve("{name} { {name} }"), "{name} { {name} }");
-        assert_eq!(resolve(""), "");
-        assert_eq!(resolve("no placeholders"), "no placeholders");
-    }
-
-    #[test]
-    fn nested_braces() {
-        assert_eq!(resolve("{{{name}}}"), "{Ada}");
-        assert_eq!(resolve("{{x {{name}}"), "{{x Ada");
-        assert_eq!(resolve("{{name}}}}"), "Ada}}");
-        // A value that looks like a placeholder is not expanded again.
+    fn a_value_that_looks_like_a_placeholder_is_not_expanded_again() {
         let keys = HashMap::from([("a", json!("{{b}}")), ("b", json!("no"))]);
         assert_eq!(
             resolve_template("{{a}}", 100, |n| keys.get(n)).unwrap(),

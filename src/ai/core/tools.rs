@@ -213,9 +213,14 @@ fn describe(e: &KeyEntry) -> Value {
     json!({ "key": e.key, "type": e.key_type, "tags": e.tags, "readonly": e.readonly })
 }
 
-fn read_key(args: &Map<String, Value>, entries: &[KeyEntry]) -> Result<ToolAction, String> {
+/// The entry the `key` argument names, which must exist.
+fn named<'a>(args: &Map<String, Value>, entries: &'a [KeyEntry]) -> Result<&'a KeyEntry, String> {
     let key = key_arg(args)?;
-    let e = find(entries, key).ok_or_else(|| not_found(key))?;
+    find(entries, key).ok_or_else(|| not_found(key))
+}
+
+fn read_key(args: &Map<String, Value>, entries: &[KeyEntry]) -> Result<ToolAction, String> {
+    let e = named(args, entries)?;
     let mut out = describe(e);
     out["value"] = e.value.clone();
     Ok(ToolAction::Reply(out))
@@ -284,12 +289,11 @@ fn delete_key(
     entries: &[KeyEntry],
     mode: Mode,
 ) -> Result<ToolAction, String> {
-    let key = key_arg(args)?;
-    let e = find(entries, key).ok_or_else(|| not_found(key))?;
+    let e = named(args, entries)?;
     check_protected(e, mode, "deleted")?;
     Ok(ToolAction::Delete {
-        key: key.to_owned(),
-        result: json!({ "success": true, "key": key }),
+        key: e.key.clone(),
+        result: json!({ "success": true, "key": e.key }),
     })
 }
 

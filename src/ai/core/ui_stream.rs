@@ -281,28 +281,24 @@ impl UiStreamEncoder {
         }))
     }
 
-    pub fn tool_output_available(
+    /// A tool call's result: its output, or the text of its failure.
+    pub fn tool_output(
         &mut self,
         call_id: &str,
-        output: &Value,
+        result: Result<&Value, &str>,
     ) -> Result<String, OrderError> {
         self.claim_output(call_id)?;
-        Ok(self.after_text(&Chunk::ToolOutputAvailable {
-            tool_call_id: call_id,
-            output,
-        }))
-    }
-
-    pub fn tool_output_error(
-        &mut self,
-        call_id: &str,
-        error_text: &str,
-    ) -> Result<String, OrderError> {
-        self.claim_output(call_id)?;
-        Ok(self.after_text(&Chunk::ToolOutputError {
-            tool_call_id: call_id,
-            error_text,
-        }))
+        let chunk = match result {
+            Ok(output) => Chunk::ToolOutputAvailable {
+                tool_call_id: call_id,
+                output,
+            },
+            Err(error_text) => Chunk::ToolOutputError {
+                tool_call_id: call_id,
+                error_text,
+            },
+        };
+        Ok(self.after_text(&chunk))
     }
 
     pub fn finish_step(&mut self) -> Result<String, OrderError> {
@@ -427,7 +423,7 @@ mod tests {
             .tool_input_available("call_1", "write_key", &json!({"key":"k","value":"v"}))
             .unwrap();
         s += &e
-            .tool_output_available("call_1", &json!({"success":true,"key":"k","value":"v"}))
+            .tool_output("call_1", Ok(&json!({"success":true,"key":"k","value":"v"})))
             .unwrap();
         s += &e.finish_step().unwrap();
         s += &e.start_step().unwrap();
@@ -502,9 +498,7 @@ mod tests {
             wire += &enc
                 .tool_input_available(&call.id, &call.name, &call.input_value())
                 .unwrap();
-            wire += &enc
-                .tool_output_available(&call.id, &json!({"keys":[]}))
-                .unwrap();
+            wire += &enc.tool_output(&call.id, Ok(&json!({"keys":[]}))).unwrap();
         }
         wire += &enc.finish(step.finish_reason.unwrap()).unwrap();
         let types: Vec<_> = chunks(&wire)
@@ -548,7 +542,7 @@ mod tests {
             Err(OrderError::ToolInputNotStarted("c".into()))
         );
         assert_eq!(
-            e.tool_output_available("c", &json!(1)),
+            e.tool_output("c", Ok(&json!(1))),
             Err(OrderError::ToolInputNotAvailable("c".into()))
         );
         e.tool_input_start("c", "read_key").unwrap();
@@ -557,7 +551,7 @@ mod tests {
             Err(OrderError::DuplicateToolCall("c".into()))
         );
         assert_eq!(
-            e.tool_output_error("c", "x"),
+            e.tool_output("c", Err("x")),
             Err(OrderError::ToolInputNotAvailable("c".into()))
         );
         e.tool_input_available("c", "read_key", &json!({})).unwrap();
@@ -565,9 +559,9 @@ mod tests {
             e.tool_input_delta("c", "x"),
             Err(OrderError::ToolInputNotStarted("c".into()))
         );
-        e.tool_output_error("c", "failed").unwrap();
+        e.tool_output("c", Err("failed")).unwrap();
         assert_eq!(
-            e.tool_output_available("c", &json!(1)),
+            e.tool_output("c", Ok(&json!(1))),
             Err(OrderError::ToolOutputAlreadySent("c".into()))
         );
         // finish closes the open step itself.
