@@ -326,52 +326,18 @@ async fn every_operation_answers_as_documented() {
     receiver.on("POST", "/hook", |_| {
         common::fake::FakeResponse::json(200, &json!({"ok": true}))
     });
-    let hook = walk
-        .expect(
-            201,
-            "POST",
-            &format!("/api/instances/{main}/webhooks"),
-            alice,
-            Some(json!({"url": receiver.url("/hook"), "events": ["key.deleted"]})),
-        )
+    let hooks = format!("/api/instances/{main}/webhooks");
+    let body = json!({"url": receiver.url("/hook"), "events": ["key.deleted"]});
+    let hook = id(&alice.post(201, &hooks, body).await, "id");
+    alice.get(200, &hooks).await;
+    let at = format!("/api/webhooks/{hook}");
+    alice
+        .send(200, "PATCH", &at, Some(json!({"keyPrefix": "doc/"})))
         .await;
-    let hook = id(&hook, "id");
-    walk.expect(
-        200,
-        "GET",
-        &format!("/api/instances/{main}/webhooks"),
-        alice,
-        None,
-    )
-    .await;
-    walk.expect(
-        200,
-        "PATCH",
-        &format!("/api/webhooks/{hook}"),
-        alice,
-        Some(json!({"keyPrefix": "doc/"})),
-    )
-    .await;
-    walk.expect(
-        200,
-        "POST",
-        &format!("/api/webhooks/{hook}/test"),
-        alice,
-        None,
-    )
-    .await;
-    walk.expect(
-        200,
-        "GET",
-        &format!("/api/webhooks/{hook}/deliveries?limit=10"),
-        alice,
-        None,
-    )
-    .await;
-    walk.expect(200, "DELETE", &format!("/api/webhooks/{hook}"), alice, None)
-        .await;
-    walk.expect(200, "GET", "/api/usage?groupBy=endpoint", None, None)
-        .await;
+    alice.send(200, "POST", &format!("{at}/test"), None).await;
+    alice.get(200, &format!("{at}/deliveries?limit=10")).await;
+    alice.delete(200, &at).await;
+    dev.get(200, "/api/usage?groupBy=endpoint").await;
 
     // Refusals share one shape.
     alice.post(400, "/api/projects", json!({})).await;

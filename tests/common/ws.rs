@@ -81,7 +81,19 @@ impl WsClient {
                     .as_ref()
                     .map(|b| String::from_utf8_lossy(b).into_owned())
                     .unwrap_or_default();
-                Err(format!("{} {body}", resp.status().as_u16()))
+                let status = resp.status().as_u16();
+                if !body.is_empty() {
+                    return Err(format!("{status} {body}"));
+                }
+                // The client library keeps only the body bytes that came
+                // with the headers; on a loaded machine that can be none.
+                // Most refusals are the same when asked again: read it
+                // whole (a one-time token's may not be: then keep none).
+                let http_url = url.replacen("ws", "http", 1);
+                match upgrade_refusal(&http_url, headers).await {
+                    (again, body) if again == status => Err(format!("{status} {body}")),
+                    _ => Err(format!("{status} ")),
+                }
             }
             Err(e) => Err(e.to_string()),
         }
