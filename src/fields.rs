@@ -157,6 +157,27 @@ impl Fields {
     }
 }
 
+/// A URL's query parameters, percent-decoded, in order.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn of(url: &url::Url) -> Query {
+        Query(
+            url.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -286,119 +286,87 @@ async fn every_route_refuses_who_may_not_and_what_is_wrong() {
     assert_eq!(got["value"], 1);
 }
 
+/// A conditional write of alice's to `name` on `instance`: `PUT` with
+/// `{"value": value}` when a value is given, else `DELETE`; the status.
+async fn conditional(instance: &str, name: &str, header: (&str, &str), value: Option<&str>) -> u16 {
+    let (method, body) = match value {
+        Some(v) => (
+            reqwest::Method::PUT,
+            Some(json!({ "value": v }).to_string()),
+        ),
+        None => (reqwest::Method::DELETE, None),
+    };
+    let path = key(instance, name);
+    send(method, &path, &world().alice, &[header], body).await.0
+}
+
+/// The current `ETag` of a key of alice's.
+async fn etag_of(instance: &str, name: &str) -> String {
+    let (_, headers, _) = send(
+        reqwest::Method::GET,
+        &key(instance, name),
+        &world().alice,
+        &[],
+        None,
+    )
+    .await;
+    headers["etag"].to_str().unwrap().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn conditional_writes_let_only_one_racer_win() {
     let w = world();
     let p = project("etags").await;
     let (_, first) = put(&p.main, "doc", &w.alice, json!({"value": "v1"})).await;
     let tag = format!("\"{}\"", first["updatedAt"]);
-    let body = |v: &str| Some(json!({"value": v}).to_string());
+    assert_eq!(etag_of(&p.main, "doc").await, tag);
 
     // Two agents hold the same version; the first write wins, the second is stale.
-    let (status, _, won) = send(
-        reqwest::Method::PUT,
-        &key(&p.main, "doc"),
-        &w.alice,
-        &[("If-Match", &tag)],
-        body("agent-1"),
-    )
-    .await;
-    assert_eq!(status, 200, "{won}");
-    let (status, _, lost) = send(
-        reqwest::Method::PUT,
-        &key(&p.main, "doc"),
-        &w.alice,
-        &[("If-Match", &tag)],
-        body("agent-2"),
-    )
-    .await;
-    assert_eq!(status, 412, "{lost}");
-    let (_, headers, now) = send(
-        reqwest::Method::GET,
-        &key(&p.main, "doc"),
-        &w.alice,
-        &[],
-        None,
-    )
-    .await;
+    assert_eq!(
+        conditional(&p.main, "doc", ("If-Match", &tag), Some("agent-1")).await,
+        200
+    );
+    assert_eq!(
+        conditional(&p.main, "doc", ("If-Match", &tag), Some("agent-2")).await,
+        412
+    );
+    let (_, now) = w.api().get(&key(&p.main, "doc"), w.alice.auth()).await;
     assert_eq!(now["value"], "agent-1");
     // The fresh tag wins.
-    let fresh = headers["etag"].to_str().unwrap().to_string();
-    let (status, _, _) = send(
-        reqwest::Method::PUT,
-        &key(&p.main, "doc"),
-        &w.alice,
-        &[("If-Match", &fresh)],
-        body("agent-2"),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let fresh = etag_of(&p.main, "doc").await;
+    assert_eq!(
+        conditional(&p.main, "doc", ("If-Match", &fresh), Some("agent-2")).await,
+        200
+    );
 
     // If-None-Match: * creates only; If-Match: * updates only.
-    let (status, _, _) = send(
-        reqwest::Method::PUT,
-        &key(&p.main, "doc"),
-        &w.alice,
-        &[("If-None-Match", "*")],
-        body("x"),
-    )
-    .await;
-    assert_eq!(status, 412);
-    let (status, _, _) = send(
-        reqwest::Method::PUT,
-        &key(&p.main, "new"),
-        &w.alice,
-        &[("If-Match", "*")],
-        body("x"),
-    )
-    .await;
-    assert_eq!(status, 412);
-    let (status, _, _) = send(
-        reqwest::Method::PUT,
-        &key(&p.main, "new"),
-        &w.alice,
-        &[("If-None-Match", "*")],
-        body("x"),
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(
+        conditional(&p.main, "doc", ("If-None-Match", "*"), Some("x")).await,
+        412
+    );
+    assert_eq!(
+        conditional(&p.main, "new", ("If-Match", "*"), Some("x")).await,
+        412
+    );
+    assert_eq!(
+        conditional(&p.main, "new", ("If-None-Match", "*"), Some("x")).await,
+        200
+    );
     // A conditional delete with a stale tag deletes nothing.
-    let (status, _, _) = send(
-        reqwest::Method::DELETE,
-        &key(&p.main, "doc"),
-        &w.alice,
-        &[("If-Match", &tag)],
-        None,
-    )
-    .await;
-    assert_eq!(status, 412);
+    assert_eq!(
+        conditional(&p.main, "doc", ("If-Match", &tag), None).await,
+        412
+    );
     let (_, got) = w.api().get(&key(&p.main, "doc"), w.alice.auth()).await;
     assert_eq!(got["value"], "agent-2");
 
     // Many racers with one tag: exactly one wins.
-    let (_, headers, _) = send(
-        reqwest::Method::GET,
-        &key(&p.main, "doc"),
-        &w.alice,
-        &[],
-        None,
-    )
-    .await;
-    let tag = headers["etag"].to_str().unwrap().to_string();
+    let tag = etag_of(&p.main, "doc").await;
     let racers = (0..8).map(|i| {
-        let tag = tag.clone();
-        let path = key(&p.main, "doc");
+        let (tag, instance) = (tag.clone(), p.main.clone());
         tokio::spawn(async move {
-            let body = Some(json!({"value": format!("racer-{i}")}).to_string());
-            send(
-                reqwest::Method::PUT,
-                &path,
-                &world().alice,
-                &[("If-Match", &tag)],
-                body,
-            )
-            .await
-            .0
+            let value = format!("racer-{i}");
+            conditional(&instance, "doc", ("If-Match", &tag), Some(&value)).await
         })
     });
     let statuses: Vec<u16> = futures_util::future::join_all(racers)

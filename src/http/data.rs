@@ -12,6 +12,7 @@ use super::{Answer, Trace};
 use crate::auth::caller::Caller;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
+use crate::fields::Query;
 use crate::instance::client::{DataCall, Identity, InstanceClient};
 use crate::instance::data_ops::{decode_cursor, etag, MAX_PAGE_KEYS};
 use crate::instance::internal;
@@ -80,21 +81,6 @@ fn key_from_path(raw: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::bad_request("The key in the URL is not percent-encoded UTF-8"))
 }
 
-fn query(req: &Request) -> Result<Vec<(String, String)>, ApiError> {
-    Ok(req
-        .url()?
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect())
-}
-
-fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
-    query
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
 /// A body read within `limit`, as text.
 async fn text_body(req: &mut Request, limit: usize) -> Result<String, ApiError> {
     String::from_utf8(read_bytes(req, limit).await?)
@@ -135,8 +121,8 @@ fn relay_stream(resp: &Response, headers: Headers) -> Answer {
 
 /// `GET /api/instances/:id/keys`
 pub async fn list(req: &Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
-    let query = query(req)?;
-    let limit = match param(&query, "limit") {
+    let query = Query::of(&req.url()?);
+    let limit = match query.get("limit") {
         None => MAX_PAGE_KEYS,
         Some(l) => l
             .parse::<usize>()
@@ -149,11 +135,11 @@ pub async fn list(req: &Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer
             })?,
     };
     let limit = limit.to_string();
-    if let Some(cursor) = param(&query, "cursor") {
+    if let Some(cursor) = query.get("cursor") {
         decode_cursor(cursor)
             .ok_or_else(|| ApiError::bad_request("cursor is not one this server handed out"))?;
     }
-    if param(&query, "prefix").is_some_and(|p| p.len() > MAX_KEY_BYTES) {
+    if query.get("prefix").is_some_and(|p| p.len() > MAX_KEY_BYTES) {
         return Err(ApiError::bad_request(format!(
             "prefix is longer than a key may be ({MAX_KEY_BYTES} bytes)"
         )));
@@ -162,7 +148,7 @@ pub async fn list(req: &Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer
     let mut call = DataCall::new(Method::Get, internal::PATH_DATA_LIST);
     call.query.push(("limit", &limit));
     for (name, inner) in [("prefix", "prefix"), ("tag", "tag"), ("cursor", "after")] {
-        if let Some(value) = param(&query, name) {
+        if let Some(value) = query.get(name) {
             call.query.push((inner, value));
         }
     }
@@ -182,8 +168,10 @@ pub async fn get_key(ctx: &Ctx, caller: &Caller, id: &str, raw_key: &str) -> Ans
     relay_versioned(resp).await
 }
 
-/// `PUT /api/instances/:id/keys/:key`
-pub async fn put_key(
+/// `PUT` (body `{"value", "attributes"?}`) or `DELETE` of
+/// `/api/instances/:id/keys/:key`, under the client's `If-Match` /
+/// `If-None-Match`.
+pub async fn write_key(
     req: &mut Request,
     ctx: &Ctx,
     caller: &Caller,
@@ -191,36 +179,20 @@ pub async fn put_key(
     raw_key: &str,
 ) -> Answer {
     let key = key_from_path(raw_key)?;
-    let body = text_body(req, MAX_PUT_BYTES).await?;
+    let method = req.method();
+    let body = match method {
+        Method::Put => Some(text_body(req, MAX_PUT_BYTES).await?),
+        _ => None,
+    };
     let (if_match, if_none_match) = (header(req, "If-Match")?, header(req, "If-None-Match")?);
     let (_, client) = require(ctx, caller, id, Permission::Write).await?;
-    let mut call = DataCall::new(Method::Put, internal::PATH_DATA_KEY);
+    let mut call = DataCall::new(method, internal::PATH_DATA_KEY);
     call.query.push(("key", &key));
     call.actor = Some(&caller.user_id);
     call.if_match = if_match.as_deref();
     call.if_none_match = if_none_match.as_deref();
-    call.body = Some(body);
+    call.body = body;
     let answer = relay_versioned(client.data(call).await?).await;
-    meter(ctx, caller, KEY_ENDPOINT, id, answer).await
-}
-
-/// `DELETE /api/instances/:id/keys/:key`
-pub async fn delete_key(
-    req: &Request,
-    ctx: &Ctx,
-    caller: &Caller,
-    id: &str,
-    raw_key: &str,
-) -> Answer {
-    let key = key_from_path(raw_key)?;
-    let (if_match, if_none_match) = (header(req, "If-Match")?, header(req, "If-None-Match")?);
-    let (_, client) = require(ctx, caller, id, Permission::Write).await?;
-    let mut call = DataCall::new(Method::Delete, internal::PATH_DATA_KEY);
-    call.query.push(("key", &key));
-    call.actor = Some(&caller.user_id);
-    call.if_match = if_match.as_deref();
-    call.if_none_match = if_none_match.as_deref();
-    let answer = relay_json(client.data(call).await?).await;
     meter(ctx, caller, KEY_ENDPOINT, id, answer).await
 }
 
@@ -237,8 +209,8 @@ pub async fn batch(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> A
 
 /// `POST /api/instances/:id/import?mode=merge|replace`
 pub async fn import(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
-    let query = query(req)?;
-    let mode = match param(&query, "mode") {
+    let query = Query::of(&req.url()?);
+    let mode = match query.get("mode") {
         None | Some("merge") => "merge",
         Some("replace") => "replace",
         Some(_) => return Err(ApiError::bad_request("mode must be merge or replace")),
@@ -255,8 +227,8 @@ pub async fn import(req: &mut Request, ctx: &Ctx, caller: &Caller, id: &str) -> 
 
 /// `GET /api/instances/:id/export?format=json|markdown`
 pub async fn export(req: &Request, ctx: &Ctx, caller: &Caller, id: &str) -> Answer {
-    let query = query(req)?;
-    let (format, extension, content_type) = match param(&query, "format") {
+    let query = Query::of(&req.url()?);
+    let (format, extension, content_type) = match query.get("format") {
         None | Some("json") => ("json", "json", "application/json"),
         Some("markdown") => ("markdown", "md", "text/markdown; charset=utf-8"),
         Some(_) => return Err(ApiError::bad_request("format must be json or markdown")),
@@ -302,10 +274,7 @@ fn attachment(filename: &str) -> String {
 /// instance's object. Authenticated like `/sync` (a one-time `?token=`, for
 /// `EventSource`, or the `Authorization` header).
 pub async fn events(req: &Request, ctx: &Ctx, id: &str, trace: &mut Trace) -> Answer {
-    let token = query(req)?
-        .into_iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v);
+    let token = Query::of(&req.url()?).get("token").map(str::to_string);
     let (identity, flag) = match token {
         Some(token) => {
             let (identity, flag) = token_identity(ctx, &token, id).await?;

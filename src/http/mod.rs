@@ -234,8 +234,9 @@ async fn api(route: Route, req: &mut Request, ctx: &Ctx, caller: &Caller) -> Ans
         Route::AnalyzeImage => ai::job(req, ctx, caller, JobRequest::analyze_image).await,
         Route::ListKeys(id) => data::list(req, ctx, caller, &id).await,
         Route::GetKey(id, key) => data::get_key(ctx, caller, &id, &key).await,
-        Route::PutKey(id, key) => data::put_key(req, ctx, caller, &id, &key).await,
-        Route::DeleteKey(id, key) => data::delete_key(req, ctx, caller, &id, &key).await,
+        Route::PutKey(id, key) | Route::DeleteKey(id, key) => {
+            data::write_key(req, ctx, caller, &id, &key).await
+        }
         Route::Batch(id) => data::batch(req, ctx, caller, &id).await,
         Route::Export(id) => data::export(req, ctx, caller, &id).await,
         Route::Import(id) => data::import(req, ctx, caller, &id).await,

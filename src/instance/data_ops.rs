@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::attributes::Attributes;
-use super::engine::{check_set, internal, parse_dump, too_many_keys, DumpItem, Engine, Written};
+use super::engine::{
+    check_set, internal, named, parse_dump, too_many_keys, DumpItem, Engine, Written,
+};
 use super::error::{ErrorCode, ProtocolError};
 use super::json::RawObject;
 use super::limits::{validate_key, MAX_KEY_BYTES};
@@ -322,31 +324,14 @@ impl<S: KeyStore + ?Sized> Engine<'_, S> {
                 "a batch holds at most {MAX_BATCH_OPERATIONS} operations; this one has {applied}"
             )));
         }
-        let mut new_keys = std::collections::HashSet::new();
-        for (key, value, attributes) in &sets {
-            check_set(key, value, attributes.as_ref()).map_err(|e| named("set", key, e))?;
-            if self.store.get(key).map_err(internal)?.is_none() {
-                new_keys.insert(key.as_str());
-            }
-        }
+        self.check_items(&sets)?;
         for key in &deletes {
             validate_key(key).map_err(|e| named("delete", key, e))?;
-        }
-        if !new_keys.is_empty() {
-            let count = self.store.count().map_err(internal)?;
-            if count.saturating_add(new_keys.len() as u64) > self.max_keys {
-                return Err(too_many_keys(self.max_keys));
-            }
         }
         let mut broadcasts = Vec::new();
         self.atomically(|| {
             broadcasts.clear();
-            for (key, value, attributes) in &sets {
-                let existing = self.store.get(key).map_err(internal)?;
-                let written =
-                    self.write_checked(actor, key, value, attributes.clone(), existing, now_ms)?;
-                broadcasts.extend(written.map(|w| w.broadcast));
-            }
+            self.write_items(actor, &sets, now_ms, &mut broadcasts)?;
             for key in &deletes {
                 if self.store.delete(key).map_err(internal)? {
                     broadcasts.push(encode_key_deleted(key, actor, now_ms));
@@ -425,14 +410,6 @@ impl<S: KeyStore + ?Sized> Engine<'_, S> {
 impl From<serde_json::Error> for ProtocolError {
     fn from(e: serde_json::Error) -> Self {
         ProtocolError::internal(format!("json: {e}"))
-    }
-}
-
-/// Names the operation a refusal is about (`set "a": …`).
-fn named(op: &str, key: &str, e: ProtocolError) -> ProtocolError {
-    ProtocolError {
-        message: format!("{op} {key:?}: {}", e.message),
-        ..e
     }
 }
 

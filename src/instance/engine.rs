@@ -320,12 +320,21 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
         items: Vec<DumpItem>,
         now_ms: i64,
     ) -> Result<Vec<String>, ProtocolError> {
+        self.check_items(&items)?;
+        let mut broadcasts = Vec::new();
+        self.atomically(|| {
+            broadcasts.clear();
+            self.write_items(actor, &items, now_ms, &mut broadcasts)
+        })?;
+        Ok(broadcasts)
+    }
+
+    /// Checks every item to be set (a refusal names it) and that the new
+    /// keys among them fit under the key limit.
+    pub(super) fn check_items(&self, items: &[DumpItem]) -> Result<(), ProtocolError> {
         let mut new_keys = std::collections::HashSet::new();
-        for (key, value, attributes) in &items {
-            check_set(key, value, attributes.as_ref()).map_err(|e| ProtocolError {
-                message: format!("key {key:?}: {}", e.message),
-                ..e
-            })?;
+        for (key, value, attributes) in items {
+            check_set(key, value, attributes.as_ref()).map_err(|e| named("set", key, e))?;
             if self.store.get(key).map_err(internal)?.is_none() {
                 new_keys.insert(key.as_str());
             }
@@ -336,18 +345,24 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
                 return Err(too_many_keys(self.max_keys));
             }
         }
-        let mut broadcasts = Vec::new();
-        self.atomically(|| {
-            broadcasts.clear();
-            for (key, value, attributes) in &items {
-                let existing = self.store.get(key).map_err(internal)?;
-                let written =
-                    self.write_checked(actor, key, value, attributes.clone(), existing, now_ms)?;
-                broadcasts.extend(written.map(|w| w.broadcast));
-            }
-            Ok(())
-        })?;
-        Ok(broadcasts)
+        Ok(())
+    }
+
+    /// Writes checked items in order, appending their broadcasts.
+    pub(super) fn write_items(
+        &self,
+        actor: &str,
+        items: &[DumpItem],
+        now_ms: i64,
+        broadcasts: &mut Vec<String>,
+    ) -> Result<(), ProtocolError> {
+        for (key, value, attributes) in items {
+            let existing = self.store.get(key).map_err(internal)?;
+            let written =
+                self.write_checked(actor, key, value, attributes.clone(), existing, now_ms)?;
+            broadcasts.extend(written.map(|w| w.broadcast));
+        }
+        Ok(())
     }
 
     /// Runs `f` in one storage transaction; its error (or the storage's)
@@ -437,6 +452,14 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
             updated_at: at,
             broadcast,
         }))
+    }
+}
+
+/// Names the operation a refusal is about (`set "a": …`).
+pub(super) fn named(op: &str, key: &str, e: ProtocolError) -> ProtocolError {
+    ProtocolError {
+        message: format!("{op} {key:?}: {}", e.message),
+        ..e
     }
 }
 

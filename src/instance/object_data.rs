@@ -11,6 +11,7 @@ use worker::web_sys::{TransformStream, WritableStreamDefaultWriter};
 use worker::{js_sys, Headers, Method, Request, Response, ResponseBody, Result};
 
 use super::{json_text, now_ms, refusal, Instance};
+use crate::fields::Query;
 use crate::instance::data_ops::{
     decode_cursor, BatchResult, Conditions, ImportMode, ImportResult, ListQuery, MAX_PAGE_KEYS,
 };
@@ -115,26 +116,11 @@ impl Streams {
     }
 }
 
-fn query(req: &Request) -> Result<Vec<(String, String)>> {
-    Ok(req
-        .url()?
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect())
-}
-
-fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
-    query
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
 impl Instance {
     /// `/internal/data/*`: the Worker has checked the caller's role; the
     /// object validates, applies and broadcasts.
     pub(super) async fn data(&self, mut req: Request, path: &str) -> Result<Response> {
-        let query = query(&req)?;
+        let query = Query::of(&req.url()?);
         let headers = req.headers();
         let actor = headers
             .get(internal::HEADER_ACTOR)?
@@ -143,11 +129,11 @@ impl Instance {
             headers.get(internal::HEADER_IF_MATCH)?.as_deref(),
             headers.get(internal::HEADER_IF_NONE_MATCH)?.as_deref(),
         );
-        let key = param(&query, "key").unwrap_or_default().to_string();
+        let key = query.get("key").unwrap_or_default().to_string();
         let now = now_ms();
         match (req.method(), path) {
             (Method::Get, internal::PATH_DATA_LIST) => {
-                let after = match param(&query, "after") {
+                let after = match query.get("after") {
                     Some(c) => match decode_cursor(c) {
                         Some(after) => Some(after),
                         None => return refusal(&ProtocolError::invalid("unknown cursor")),
@@ -155,9 +141,10 @@ impl Instance {
                     None => None,
                 };
                 let list = ListQuery {
-                    prefix: param(&query, "prefix").unwrap_or_default().to_string(),
-                    tag: param(&query, "tag").map(str::to_string),
-                    limit: param(&query, "limit")
+                    prefix: query.get("prefix").unwrap_or_default().to_string(),
+                    tag: query.get("tag").map(str::to_string),
+                    limit: query
+                        .get("limit")
                         .and_then(|l| l.parse().ok())
                         .unwrap_or(MAX_PAGE_KEYS),
                     after,
@@ -206,7 +193,7 @@ impl Instance {
                 }
             }
             (Method::Post, internal::PATH_DATA_IMPORT) => {
-                let mode = match param(&query, "mode") {
+                let mode = match query.get("mode") {
                     Some("replace") => ImportMode::Replace,
                     _ => ImportMode::Merge,
                 };
@@ -217,8 +204,8 @@ impl Instance {
                 }
             }
             (Method::Get, internal::PATH_DATA_EXPORT) => {
-                let exported = if param(&query, "format") == Some("markdown") {
-                    let title = param(&query, "title").unwrap_or_default();
+                let exported = if query.get("format") == Some("markdown") {
+                    let title = query.get("title").unwrap_or_default();
                     self.with_engine(|e| e.export_markdown(title))
                 } else {
                     self.with_engine(|e| e.export_json(now))
