@@ -183,6 +183,7 @@ async fn every_operation_answers_as_documented() {
     let second = format!("/api/instances/{}", id(&second, "id"));
     alice.get(200, &instances).await;
     alice.get(200, &format!("/api/instances/{main}")).await;
+    data_api::walk_data_api(&walk, alice.auth, &main).await;
 
     // Shares.
     let to_bob = json!({"targetType": "user", "targetEmail": w.bob.email, "permission": "read"});
@@ -387,4 +388,277 @@ fn the_check_refuses_what_the_document_does_not_say() {
     assert!(!accepts("/api/projects/p", 409, &json!({"message": "x"})));
     assert!(!accepts("/api/projects/p", 204, &Value::Null));
     assert!(!accepts("/api/nothing", 200, &Value::Null));
+}
+
+/// The data API (data-api.md) in the walk: keys with conditional writes,
+/// a missing key, pages, a batch, both exports, a merge import, deletes and
+/// the first event of a stream.
+mod data_api {
+    use std::time::Duration;
+
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    use reqwest::header::HeaderMap;
+    use serde_json::{json, Value};
+
+    use super::common::api::authorization;
+    use super::common::openapi::Spec;
+    use super::common::sse::{SseClient, SseEvent};
+    use super::Walk;
+
+    /// A key's URL, its name percent-encoded.
+    fn key_path(instance: &str, name: &str) -> String {
+        let encoded = utf8_percent_encode(name, NON_ALPHANUMERIC);
+        format!("/api/instances/{instance}/keys/{encoded}")
+    }
+
+    fn header<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
+        headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .unwrap()
+    }
+
+    impl Walk {
+        /// `call` with extra request headers, also answering the response's
+        /// headers.
+        async fn call_with(
+            &self,
+            method: &str,
+            path: &str,
+            auth: Option<&str>,
+            headers: &[(&str, &str)],
+            body: Option<Value>,
+        ) -> (u16, HeaderMap, Value) {
+            let mut req = self.client.request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                self.server.local_url(path),
+            );
+            if let Some(auth) = auth {
+                req = req.header("Authorization", authorization(auth));
+            }
+            for (name, value) in headers {
+                req = req.header(*name, *value);
+            }
+            if let Some(body) = body {
+                req = req.json(&body);
+            }
+            let resp = req.send().await.expect("request");
+            let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+            assert!(headers.contains_key("x-request-id"), "{method} {path}");
+            let content_type = headers
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let text = resp.text().await.unwrap();
+            let body = if content_type.starts_with("application/json") {
+                serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
+            } else {
+                Value::String(text)
+            };
+            self.note(method, path, status, &content_type, &body);
+            (status, headers, body)
+        }
+
+        /// Opens an event stream, checks the response and its first event
+        /// against the document, and drops the connection (the stream never
+        /// ends by itself).
+        async fn first_event(&self, path: &str, auth: Option<&str>) -> SseEvent {
+            let mut req = self.client.get(self.server.local_url(path));
+            if let Some(auth) = auth {
+                req = req.header("Authorization", authorization(auth));
+            }
+            let resp = req.send().await.expect("events request");
+            let status = resp.status().as_u16();
+            assert!(resp.headers().contains_key("x-request-id"), "GET {path}");
+            let content_type = header(resp.headers(), "content-type").to_string();
+            if !content_type.starts_with("text/event-stream") {
+                let text = resp.text().await.unwrap_or_default();
+                panic!("GET {path}: {status} {content_type}: {text}");
+            }
+            self.note("GET", path, status, &content_type, &Value::Null);
+            let event = SseClient::new(resp).event(Duration::from_secs(10)).await;
+            if let Err(e) = self
+                .spec
+                .check_event("GET", path, status, &event.name, &event.json())
+            {
+                panic!("{e}");
+            }
+            event
+        }
+    }
+
+    /// Every data-API operation on `instance` (empty, of `alice`'s), as
+    /// scripts call them.
+    pub async fn walk_data_api(walk: &Walk, alice: Option<&str>, instance: &str) {
+        let name = "notes/today é";
+        let path = key_path(instance, name);
+
+        // A write; a conditional write at a stale version refused, then one
+        // at the current version.
+        let body = json!({"value": "draft", "attributes": {"type": "text", "tags": ["daily"]}});
+        let (status, headers, put) = walk.call_with("PUT", &path, alice, &[], Some(body)).await;
+        assert_eq!(status, 200, "{put}");
+        assert_eq!(
+            (put["name"].as_str(), &put["changed"]),
+            (Some(name), &json!(true))
+        );
+        let version = header(&headers, "etag").to_string();
+        assert_eq!(version, format!("\"{}\"", put["updatedAt"]));
+        let stale = format!("\"{}\"", put["updatedAt"].as_i64().unwrap() - 1);
+        let final_text = json!({"value": "final"});
+        for condition in [("If-Match", stale.as_str()), ("If-None-Match", "*")] {
+            let (status, _, refused) = walk
+                .call_with("PUT", &path, alice, &[condition], Some(final_text.clone()))
+                .await;
+            assert_eq!(status, 412, "{condition:?}: {refused}");
+        }
+        let (status, headers, put) = walk
+            .call_with(
+                "PUT",
+                &path,
+                alice,
+                &[("If-Match", &version)],
+                Some(final_text),
+            )
+            .await;
+        assert_eq!((status, &put["value"]), (200, &json!("final")), "{put}");
+        let version = header(&headers, "etag").to_string();
+
+        // Reads: the key with its version, a missing key.
+        let (status, headers, got) = walk.call_with("GET", &path, alice, &[], None).await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(header(&headers, "etag"), version);
+        assert_eq!(got["attributes"]["tags"], json!(["daily"]));
+        let missing = walk
+            .expect(404, "GET", &key_path(instance, "no such key"), alice, None)
+            .await;
+        assert_eq!(missing, json!({"error": "Key not found"}));
+
+        // A batch, then its keys a page at a time.
+        let batch = json!({
+            "set": {
+                "list/a": {"value": 1},
+                "list/b": {"value": {"x": [1]}, "attributes": {"type": "json"}},
+                "list/c": {"value": "c", "attributes": {"tags": ["daily"]}},
+            },
+            "delete": ["list/none"],
+        });
+        let done = walk
+            .expect(
+                200,
+                "POST",
+                &format!("/api/instances/{instance}/batch"),
+                alice,
+                Some(batch),
+            )
+            .await;
+        assert_eq!(done, json!({"applied": 4, "changed": 3}));
+        let keys = format!("/api/instances/{instance}/keys");
+        let page = walk
+            .expect(
+                200,
+                "GET",
+                &format!("{keys}?prefix=list/&limit=2"),
+                alice,
+                None,
+            )
+            .await;
+        let names: Vec<&String> = page["keys"].as_object().unwrap().keys().collect();
+        assert_eq!(names, ["list/a", "list/b"]);
+        let cursor = page["cursor"].as_str().expect("a cursor").to_string();
+        let last = walk
+            .expect(
+                200,
+                "GET",
+                &format!("{keys}?prefix=list/&limit=2&cursor={cursor}"),
+                alice,
+                None,
+            )
+            .await;
+        assert_eq!(last["cursor"], Value::Null);
+        assert!(last["keys"].get("list/c").is_some(), "{last}");
+        let tagged = walk
+            .expect(200, "GET", &format!("{keys}?tag=daily"), alice, None)
+            .await;
+        let names: Vec<&String> = tagged["keys"].as_object().unwrap().keys().collect();
+        assert_eq!(names, ["list/c", name]);
+
+        // Exports, and the JSON one imported back (merge).
+        let export = format!("/api/instances/{instance}/export");
+        let (status, headers, document) = walk.call_with("GET", &export, alice, &[], None).await;
+        assert_eq!(status, 200, "{document}");
+        assert!(header(&headers, "content-disposition").starts_with("attachment; filename="));
+        assert_eq!(document["keys"][name]["value"], "final");
+        let (status, _, markdown) = walk
+            .call_with(
+                "GET",
+                &format!("{export}?format=markdown"),
+                alice,
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert!(markdown.as_str().unwrap().contains(&format!("## {name}")));
+        let held = document["keys"].as_object().unwrap().len();
+        let imported = walk
+            .expect(
+                200,
+                "POST",
+                &format!("/api/instances/{instance}/import?mode=merge"),
+                alice,
+                Some(document),
+            )
+            .await;
+        assert_eq!(imported, json!({"imported": held, "deleted": 0}));
+
+        // The first event of a stream opened with the header credential.
+        let sync = walk
+            .first_event(&format!("/api/instances/{instance}/events"), alice)
+            .await;
+        assert_eq!(sync.name, "sync");
+        assert_eq!(sync.json()["data"][name]["value"], "final");
+
+        // Deletes: at a stale version refused, then done, then a no-op.
+        let (status, _, refused) = walk
+            .call_with("DELETE", &path, alice, &[("If-Match", &stale)], None)
+            .await;
+        assert_eq!(status, 412, "{refused}");
+        for deleted in [true, false] {
+            let answer = walk.expect(200, "DELETE", &path, alice, None).await;
+            assert_eq!(answer, json!({ "deleted": deleted }));
+        }
+    }
+
+    #[test]
+    fn the_event_check_refuses_what_the_document_does_not_say() {
+        let doc: Value = serde_json::from_str(include_str!("../src/http/openapi.json")).unwrap();
+        let spec = Spec::new(&doc);
+        let events = "/api/instances/i/events?token=t";
+        let closed = json!({"code": 4003, "reason": "Access revoked"});
+        assert!(spec
+            .check_event("GET", events, 200, "closed", &closed)
+            .is_ok());
+        let sync = json!({"type": "sync", "data": {}, "instanceId": "i"});
+        assert!(spec.check_event("GET", events, 200, "sync", &sync).is_ok());
+        for (name, wrong) in [
+            ("closed", json!({"code": 4003})),
+            (
+                "sync",
+                json!({"type": "sync", "data": {}, "instanceId": "i", "extra": 1}),
+            ),
+            ("key_deleted", json!({"type": "key_deleted", "key": "k"})),
+            ("message", json!({})),
+        ] {
+            assert!(
+                spec.check_event("GET", events, 200, name, &wrong).is_err(),
+                "{name} {wrong}"
+            );
+        }
+        assert!(spec
+            .check_event("GET", "/api/chat", 200, "sync", &sync)
+            .is_err());
+    }
 }

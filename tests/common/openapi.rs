@@ -135,6 +135,39 @@ impl Spec {
             })
     }
 
+    /// Checks one event of a documented `text/event-stream` response: the
+    /// media type's `x-events` (event name → schema of its JSON data) names
+    /// it, and its data validates against that schema.
+    pub fn check_event(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        name: &str,
+        data: &Value,
+    ) -> Result<(), String> {
+        let path = path.split('?').next().unwrap_or(path);
+        let template = self
+            .template(path)
+            .ok_or_else(|| format!("{path} is not in the document"))?;
+        let pointer = format!(
+            "/paths/{}/{}/responses/{status}/content/text~1event-stream/x-events/{}",
+            escape(&template),
+            method.to_lowercase(),
+            escape(name)
+        );
+        if self.strict.pointer(&pointer).is_none() {
+            return Err(format!(
+                "{method} {template} {status}: event {name:?} is not documented"
+            ));
+        }
+        self.validate(&pointer, data).map_err(|e| {
+            format!(
+                "{method} {path} event {name:?} does not match the document:\n  {e}\ndata: {data}"
+            )
+        })
+    }
+
     /// Validates `body` against the schema at this JSON pointer of the
     /// document (resolved within the whole document, so its `$ref`s work).
     fn validate(&self, pointer: &str, body: &Value) -> Result<(), String> {
