@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Sets up what is missing and runs the whole test suite: formatting, lints,
-# native unit tests, then the integration tests against `wrangler dev`.
+# native unit tests, then the integration tests against `wrangler dev`, then
+# a benchmark smoke (bench/smoke.sh: `--quick` latency + httpput against a
+# development server it starts and stops, ~20 s) whose figures go to the log.
+# The smoke is information only: no figure is judged, and if it cannot run
+# the suite still passes (the log says so). MINDCACHE_SKIP_BENCH=1 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -21,3 +25,15 @@ done
 
 # Integration tests start their own servers from the build above.
 cargo test --lib --tests -- "$@"
+
+# Benchmark smoke: figures for the log, never a verdict (see above). mcbench
+# is built first (compiled once into bench/target), so that the time limit
+# covers only the server start and the run.
+if [ "${MINDCACHE_SKIP_BENCH:-}" = "1" ]; then
+  echo "bench smoke: skipped (MINDCACHE_SKIP_BENCH=1)"
+elif cargo build --release --quiet --manifest-path bench/Cargo.toml &&
+  timeout 60 bash bench/smoke.sh; then
+  echo "bench smoke: done (figures above are information, not a pass/fail)"
+else
+  echo "bench smoke: did not run to the end (exit $?); no figures this time, the suite is not failed for it"
+fi

@@ -79,13 +79,20 @@ impl Ctx {
         self.auth(self.http.get(self.target.http(path)))
     }
 
-    pub fn post_json(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+    /// `rb` with `body` as its JSON body, authenticated.
+    fn json_body(&self, rb: reqwest::RequestBuilder, body: &Value) -> reqwest::RequestBuilder {
         self.auth(
-            self.http
-                .post(self.target.http(path))
-                .header("content-type", "application/json")
+            rb.header("content-type", "application/json")
                 .body(body.to_string()),
         )
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.json_body(self.http.post(self.target.http(path)), body)
+    }
+
+    pub fn put_json(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.json_body(self.http.put(self.target.http(path)), body)
     }
 
     pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {

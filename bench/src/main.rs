@@ -31,7 +31,7 @@ const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
     name = "mcbench",
     version,
     about = "Load generator for the MindCache server (WebSocket sync + HTTP)",
-    after_help = "Scenarios: latency, throughput, fanout, sync, connect, http, multi, fullstate.\n\
+    after_help = "Scenarios: latency, throughput, fanout, sync, connect, http, httpput, multi, fullstate.\n\
                   Exit code: 0 all passed, 1 a scenario failed, 2 bad arguments or failed preflight, 3 hard stop."
 )]
 struct Args {
@@ -59,6 +59,11 @@ struct Args {
     /// Comma-separated subset and order of scenarios (default: all).
     #[arg(long, value_delimiter = ',')]
     scenarios: Option<Vec<String>>,
+
+    /// Comma-separated scenarios to leave out of the selection, e.g.
+    /// `--skip httpput` for a server without the HTTP data API.
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
 
     /// Shrink every scenario ~5x.
     #[arg(long)]
@@ -183,6 +188,18 @@ fn compare_files(args: &Args, files: &[PathBuf]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The scenarios a `--scenarios` or `--skip` list names, in its order.
+fn scenarios_named(list: &[String]) -> Result<Vec<&'static Scenario>, String> {
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            scenarios::find(s)
+                .ok_or_else(|| format!("unknown scenario {s:?} (known: {})", scenarios::names()))
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(files) = &args.compare {
@@ -197,25 +214,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let chosen: Vec<&'static Scenario> = match &args.scenarios {
-        None => scenarios::ALL.iter().collect(),
-        Some(list) => {
-            let mut v = Vec::new();
-            for s in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-                match scenarios::find(s) {
-                    Some(a) => v.push(a),
-                    None => {
-                        eprintln!(
-                            "mcbench: unknown scenario {s:?} (known: {})",
-                            scenarios::names()
-                        );
-                        return ExitCode::from(2);
-                    }
-                }
-            }
-            v
+    let chosen = match &args.scenarios {
+        None => Ok(scenarios::ALL.iter().collect()),
+        Some(list) => scenarios_named(list),
+    };
+    let (chosen, skipped) = match (chosen, scenarios_named(&args.skip)) {
+        (Ok(chosen), Ok(skipped)) => (chosen, skipped),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("mcbench: {e}");
+            return ExitCode::from(2);
         }
     };
+    let chosen: Vec<&'static Scenario> = chosen
+        .into_iter()
+        .filter(|s| !skipped.iter().any(|k| k.name == s.name))
+        .collect();
     if !(args.timeout_scale > 0.0 && args.timeout_scale.is_finite()) {
         eprintln!("mcbench: --timeout-scale must be a positive number");
         return ExitCode::from(2);
@@ -341,6 +354,7 @@ async fn run(
         "clientThreads": args.threads.max(1),
         "timeoutScale": args.timeout_scale,
         "scenariosRequested": names,
+        "scenariosSkipped": args.skip,
         "percentileMethod": "nearest-rank: the smallest sample with at least p% of samples <= it",
         "timing": "client monotonic clock, taken when a frame comes off the socket (before JSON parsing); set frames are timed from just before they are written",
     });

@@ -221,6 +221,9 @@ pub fn compare(base: &Value, new: &Value, labels: (&str, &str)) -> (String, Valu
         Value::Object(m)
     };
     for (label, d) in [(labels.0, base), (labels.1, new)] {
+        for k in d["scenariosSkipped"].as_array().into_iter().flatten() {
+            let _ = writeln!(s, "{label}: {} not run (--skip)", k.as_str().unwrap_or("?"));
+        }
         for (k, v) in d["scenarios"].as_object().into_iter().flatten() {
             if v["ok"] != json!(true) {
                 let _ = writeln!(

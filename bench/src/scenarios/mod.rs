@@ -10,12 +10,13 @@ use serde_json::Value;
 
 use crate::ctx::{Better, Ctx, Headline, Out};
 use crate::stats::Summary;
-use crate::ws::{set_frame, Delivery, Group, Kind, Tracker};
+use crate::ws::{set_frame, Counts, Delivery, Group, Kind, Tracker};
 
 mod connect;
 mod fanout;
 mod fullstate;
 mod http;
+mod httpput;
 mod latency;
 mod multi;
 mod sync;
@@ -26,7 +27,7 @@ type Outcome = Result<(), String>;
 
 /// Every scenario, in the default order: its name, its time budget in
 /// seconds before `--timeout-scale`, and what it runs.
-pub static ALL: [Scenario; 8] = [
+pub static ALL: [Scenario; 9] = [
     Scenario::new("latency", 180, |c, o, s| Box::pin(latency::run(c, o, s))),
     Scenario::new("throughput", 120, |c, o, s| {
         Box::pin(throughput::run(c, o, s))
@@ -35,6 +36,7 @@ pub static ALL: [Scenario; 8] = [
     Scenario::new("sync", 180, |c, o, s| Box::pin(sync::run(c, o, s))),
     Scenario::new("connect", 120, |c, o, s| Box::pin(connect::run(c, o, s))),
     Scenario::new("http", 120, |c, o, s| Box::pin(http::run(c, o, s))),
+    Scenario::new("httpput", 120, |c, o, s| Box::pin(httpput::run(c, o, s))),
     Scenario::new("multi", 300, |c, o, s| Box::pin(multi::run(c, o, s))),
     Scenario::new("fullstate", 300, |c, o, s| {
         Box::pin(fullstate::run(c, o, s))
@@ -145,11 +147,53 @@ pub async fn tracked_instance<'s>(
 /// Records percentiles of `s` as metrics `p{p}Ms` and headline figures
 /// `p{p}` (milliseconds, lower is better).
 pub fn percentiles(out: &mut Out, s: &Summary, ps: &[u32]) {
+    named_percentiles(out, "", s, ps);
+}
+
+/// [`percentiles`] for one of several measures of a scenario: metrics
+/// `{name}_p{p}Ms` and headline figures `{name}_p{p}` (plain `p{p}` when
+/// `name` is empty).
+pub fn named_percentiles(out: &mut Out, name: &str, s: &Summary, ps: &[u32]) {
+    let sep = if name.is_empty() { "" } else { "_" };
     for &p in ps {
         let v = s.pct(f64::from(p));
-        out.ms(&format!("p{p}Ms"), v);
-        out.head(&format!("p{p}"), v, "ms", Better::Lower);
+        let figure = format!("{name}{sep}p{p}");
+        out.ms(&format!("{figure}Ms"), v);
+        out.head(&figure, v, "ms", Better::Lower);
     }
+}
+
+/// Records `ops` operations done from `start` to `end`: metrics
+/// `elapsedMs` and `opsPerSec` and the headline figure `ops_per_s`, each
+/// named after `name` when it is not empty (`{name}ElapsedMs`,
+/// `{name}_ops_per_s`). Returns the ops/s.
+pub fn rate(out: &mut Out, name: &str, ops: usize, start: Instant, end: Instant) -> f64 {
+    let secs = end.saturating_duration_since(start).as_secs_f64();
+    let per_sec = ops as f64 / secs;
+    let metric = |m: &str| match name {
+        "" => m.to_string(),
+        _ => format!("{name}{}{}", m[..1].to_ascii_uppercase(), &m[1..]),
+    };
+    out.ms(&metric("elapsedMs"), Some(secs * 1000.0));
+    out.metric(&metric("opsPerSec"), crate::stats::r3(per_sec));
+    let figure = match name {
+        "" => "ops_per_s".to_string(),
+        _ => format!("{name}_ops_per_s"),
+    };
+    out.head(&figure, Some(per_sec), "ops/s", Better::Higher);
+    per_sec
+}
+
+/// An error unless every delivery counted in `c` came in order, once, with
+/// the value sent.
+pub fn stream_check(what: &str, c: &Counts) -> Result<(), String> {
+    if c.reordered_deliveries + c.duplicate_deliveries + c.value_mismatches == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: {} reordered, {} duplicated, {} wrong values",
+        c.reordered_deliveries, c.duplicate_deliveries, c.value_mismatches
+    ))
 }
 
 /// A scenario's sockets: one [`Group`] per instance and, for groups whose
@@ -217,6 +261,31 @@ pub struct Set {
     pub delivered: bool,
 }
 
+/// Registers the write of `key` = `value` with `t`, timed from now.
+pub fn start_write(t: &mut Tracker, key: &str, value: String) -> (usize, Instant) {
+    let seq = t.register(key.to_string(), value);
+    let sent = Instant::now();
+    t.sent_at[seq] = Some(sent);
+    (seq, sent)
+}
+
+/// Reads frames until every socket of `t` has the write `seq` (true) or
+/// `deadline` passes (false).
+pub async fn delivered_everywhere(
+    g: &mut Group,
+    t: &mut Tracker,
+    seq: usize,
+    deadline: Instant,
+) -> bool {
+    g.pump(deadline, |f| match &f.kind {
+        Kind::KeyUpdated { key, value, .. } => {
+            matches!(t.on_key_updated(f.sock, key, value, f.at), Delivery::New { seq: s, complete: true } if s == seq)
+        }
+        _ => false,
+    })
+    .await
+}
+
 /// Sets `key` to `value` from socket 0 and reads frames until every socket
 /// has it, for at most `per_set` (and not past `deadline`).
 pub async fn set_everywhere(
@@ -228,18 +297,9 @@ pub async fn set_everywhere(
     per_set: Duration,
 ) -> Result<Set, String> {
     let frame = set_frame(key, &value);
-    let seq = t.register(key.to_string(), value);
-    let sent = Instant::now();
-    t.sent_at[seq] = Some(sent);
+    let (seq, sent) = start_write(t, key, value);
     g.send(0, frame).await?;
-    let delivered = g
-        .pump(within(deadline, per_set), |f| match &f.kind {
-            Kind::KeyUpdated { key, value, .. } => {
-                matches!(t.on_key_updated(f.sock, key, value, f.at), Delivery::New { seq: s, complete: true } if s == seq)
-            }
-            _ => false,
-        })
-        .await;
+    let delivered = delivered_everywhere(g, t, seq, within(deadline, per_set)).await;
     Ok(Set {
         seq,
         sent,

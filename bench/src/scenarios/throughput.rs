@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{ms_between, tracked_instance, within, Sockets, VALUE_BYTES};
-use crate::ctx::{Better, Ctx, Out};
+use super::{ms_between, rate, stream_check, tracked_instance, within, Sockets, VALUE_BYTES};
+use crate::ctx::{Ctx, Out};
 use crate::stats::r3;
 use crate::ws::{padded, send_all, set_frame, Kind};
 
@@ -93,24 +93,12 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<
             STALL.as_millis()
         ));
     };
-    let secs = listener_done.duration_since(start).as_secs_f64();
-    let ops_per_sec = ops as f64 / secs;
-    out.ms("elapsedMs", Some(secs * 1000.0));
-    out.metric("opsPerSec", r3(ops_per_sec));
+    rate(out, "", ops, start, listener_done);
     out.metric(
         "writerEchoOpsPerSec",
         r3(ops as f64 / writer_done.duration_since(start).as_secs_f64()),
     );
-    let c = &t.counts;
-    let in_order =
-        c.reordered_deliveries == 0 && c.duplicate_deliveries == 0 && c.value_mismatches == 0;
-    out.metric("inOrderAndIntact", in_order);
-    out.head("ops_per_s", Some(ops_per_sec), "ops/s", Better::Higher);
-    if !in_order {
-        return Err(format!(
-            "stream check failed: {} reordered, {} duplicated, {} wrong values",
-            c.reordered_deliveries, c.duplicate_deliveries, c.value_mismatches
-        ));
-    }
-    Ok(())
+    let intact = stream_check("stream check failed", &t.counts);
+    out.metric("inOrderAndIntact", intact.is_ok());
+    intact
 }
