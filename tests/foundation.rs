@@ -19,7 +19,11 @@ fn assert_cors(h: &HeaderMap) {
     );
     assert_eq!(
         h["access-control-allow-headers"],
-        "Content-Type, Authorization"
+        "Content-Type, Authorization, If-Match, If-None-Match, Last-Event-ID"
+    );
+    assert_eq!(
+        h["access-control-expose-headers"],
+        "ETag, Content-Disposition, X-Request-Id"
     );
 }
 
