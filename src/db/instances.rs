@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::level_to_permission;
+use super::share_facts;
 use crate::auth::roles::AccessFacts;
 pub use crate::instance::internal::ReadOnlyFlag;
 
@@ -25,15 +25,11 @@ pub struct InstanceRow {
 
 impl InstanceRow {
     pub fn facts(&self, user_id: &str) -> AccessFacts {
-        AccessFacts {
-            owns_project: self.project_owner == user_id,
-            project_shares: level_to_permission(self.project_level)
-                .into_iter()
-                .collect(),
-            instance_shares: level_to_permission(self.instance_level)
-                .into_iter()
-                .collect(),
-        }
+        share_facts(
+            self.project_owner == user_id,
+            self.project_level,
+            self.instance_level,
+        )
     }
 
     pub fn read_only(&self) -> bool {

@@ -152,6 +152,7 @@ use serde::Deserialize;
 use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};
 
+use crate::auth::roles::AccessFacts;
 use crate::error::ApiError;
 use crate::permission::Permission;
 
@@ -184,6 +185,20 @@ pub fn level_to_permission(level: Option<i64>) -> Option<Permission> {
         2 => Some(Permission::Write),
         l if l >= 3 => Some(Permission::Admin),
         _ => None,
+    }
+}
+
+/// What role resolution needs from a row's share levels: the highest
+/// project and instance shares reaching the caller (ignored when `None`).
+pub fn share_facts(
+    owns_project: bool,
+    project_level: Option<i64>,
+    instance_level: Option<i64>,
+) -> AccessFacts {
+    AccessFacts {
+        owns_project,
+        project_shares: level_to_permission(project_level).into_iter().collect(),
+        instance_shares: level_to_permission(instance_level).into_iter().collect(),
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{level_to_permission, run_batch_returning, IdRow, Statement};
+use super::{run_batch_returning, share_facts, IdRow, Statement};
 use crate::auth::roles::AccessFacts;
 use crate::error::ApiError;
 use crate::permission::Permission;
@@ -24,13 +24,7 @@ pub struct ProjectRow {
 
 impl ProjectRow {
     pub fn facts(&self, user_id: &str) -> AccessFacts {
-        AccessFacts {
-            owns_project: self.owner_id == user_id,
-            project_shares: level_to_permission(self.project_level)
-                .into_iter()
-                .collect(),
-            instance_shares: Vec::new(),
-        }
+        share_facts(self.owner_id == user_id, self.project_level, None)
     }
 
     /// The caller's role on the project. A caller reaching the project only
