@@ -8,7 +8,7 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::api::authorization;
+use common::api::{authorization, usage_bucket};
 use common::clerk::SignedIn;
 use common::server::ServerOptions;
 use common::sse::{Next, SseClient};
@@ -144,11 +144,7 @@ async fn keys_are_read_and_written_over_http_and_seen_live() {
         )
         .await;
     assert_eq!(status, 200, "{usage}");
-    let writes = usage["usage"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["bucket"] == "/api/instances/:id/keys/:key")
+    let writes = usage_bucket(&usage, "/api/instances/:id/keys/:key")
         .unwrap_or_else(|| panic!("no data-API bucket in {usage}"));
     assert!(writes["count"].as_i64().unwrap() >= 3, "{usage}");
 

@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::collections::VecDeque;
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::api::Api;
+use common::api::{usage_bucket, Api};
+use common::fake::{FakeResponse, FakeUpstream, RecordedRequest};
 use common::scripted::{completion, script, tag, with_upstreams};
 use common::server::{prod_server, shared, ServerOptions, TestServer};
 use common::world::World;
@@ -27,31 +26,20 @@ fn server() -> &'static TestServer {
     shared(options())
 }
 
-#[derive(Clone, Debug)]
-struct Got {
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Got {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).expect("JSON body")
-    }
-}
-
+/// How the receiver answers: these statuses in order (200 once they run
+/// out), each after `delay`.
 #[derive(Default)]
-struct ReceiverState {
-    got: Vec<Got>,
-    /// Statuses to answer, in order; 200 once they run out.
+struct Answers {
     statuses: VecDeque<u16>,
     delay: Duration,
 }
 
-/// A webhook receiver: records every request, answers as scripted.
+/// A webhook receiver: a fake server that records every delivery to
+/// `/hook` and answers as scripted.
 #[derive(Clone)]
 struct Receiver {
-    port: u16,
-    state: Arc<Mutex<ReceiverState>>,
+    fake: FakeUpstream,
+    answers: Arc<Mutex<Answers>>,
 }
 
 impl Receiver {
@@ -60,37 +48,35 @@ impl Receiver {
     }
 
     fn start_on(port: u16) -> Receiver {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
-        let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(ReceiverState::default()));
-        let shared_state = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let state = shared_state.clone();
-                std::thread::spawn(move || serve(stream, state));
-            }
+        let fake = FakeUpstream::start_on(port);
+        let answers = Arc::new(Mutex::new(Answers::default()));
+        let script = answers.clone();
+        fake.on("POST", "/hook", move |_| {
+            let mut answers = script.lock().unwrap();
+            let status = answers.statuses.pop_front().unwrap_or(200);
+            FakeResponse::empty(status).after(answers.delay)
         });
-        Receiver { port, state }
+        Receiver { fake, answers }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
+        self.fake.url("/hook")
     }
 
     fn answer(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().statuses = statuses.iter().copied().collect();
+        self.answers.lock().unwrap().statuses = statuses.iter().copied().collect();
     }
 
     fn slow(&self, delay: Duration) {
-        self.state.lock().unwrap().delay = delay;
+        self.answers.lock().unwrap().delay = delay;
     }
 
-    fn received(&self) -> Vec<Got> {
-        self.state.lock().unwrap().got.clone()
+    fn received(&self) -> Vec<RecordedRequest> {
+        self.fake.requests_to("/hook")
     }
 
     /// Waits until at least `n` requests arrived (at most `secs`).
-    async fn wait_for(&self, n: usize, secs: u64) -> Vec<Got> {
+    async fn wait_for(&self, n: usize, secs: u64) -> Vec<RecordedRequest> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let got = self.received();
@@ -107,61 +93,12 @@ impl Receiver {
     }
 }
 
-fn serve(mut stream: TcpStream, state: Arc<Mutex<ReceiverState>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let Ok(n) = stream.read(&mut chunk) else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut headers = HashMap::new();
-    for line in head.lines().skip(1) {
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        let Ok(n) = stream.read(&mut chunk) else {
-            return;
-        };
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-    let (status, delay) = {
-        let mut s = state.lock().unwrap();
-        s.got.push(Got { headers, body });
-        (s.statuses.pop_front().unwrap_or(200), s.delay)
-    };
-    std::thread::sleep(delay);
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
-}
-
 /// Verifies every delivery with the `svix` npm package's `Webhook.verify`,
-/// as a receiver would; panics with what it said if one fails.
-fn svix_verify(secret: &str, got: &[Got]) {
+/// as a receiver would; fails the test with what it said if one fails.
+fn svix_verify(secret: &str, got: &[RecordedRequest]) {
     let items: Vec<Value> = got
         .iter()
-        .map(|g| json!({"headers": g.headers, "body": g.body}))
+        .map(|g| json!({"headers": g.headers, "body": String::from_utf8_lossy(&g.body)}))
         .collect();
     let script = r#"
         const { Webhook } = require('svix');
@@ -177,33 +114,10 @@ fn svix_verify(secret: &str, got: &[Got]) {
           process.stdout.write('verified ' + items.length);
         });
     "#;
-    let mut child = Command::new("node")
-        .arg("-e")
-        .arg(script)
-        .current_dir(common::server::repo_root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run node");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            json!({"secret": secret, "items": items})
-                .to_string()
-                .as_bytes(),
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "svix refused a delivery: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let input = json!({"secret": secret, "items": items}).to_string();
+    let out = common::node::run(&["-e", script], &input, "svix refused a delivery");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out),
         format!("verified {}", got.len())
     );
 }
@@ -252,7 +166,7 @@ async fn changes_arrive_signed_and_in_order() {
     ws.recv_type("cleared").await;
 
     let got = rx.wait_for(3, 30).await;
-    let bodies: Vec<Value> = got.iter().map(Got::json).collect();
+    let bodies: Vec<Value> = got.iter().map(RecordedRequest::json).collect();
     assert_eq!(bodies[0]["type"], "key.updated");
     assert_eq!(bodies[0]["instanceId"], inst);
     assert_eq!(bodies[0]["data"]["key"], "greeting");
@@ -625,21 +539,11 @@ async fn usage_rows_for_ai_calls_and_grouping() {
     }
     let (status, body) = api.get("/api/usage?groupBy=endpoint", None).await;
     assert_eq!(status, 200, "{body}");
-    let transform = body["usage"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["bucket"] == "/api/transform")
-        .cloned()
-        .unwrap_or_else(|| panic!("{body}"));
+    let transform = usage_bucket(&body, "/api/transform").unwrap_or_else(|| panic!("{body}"));
     assert!(transform["count"].as_i64().unwrap() >= 2, "{body}");
     let (_, body) = api.get("/api/usage?groupBy=instance", None).await;
     assert!(
-        body["usage"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| b["bucket"] == dev_inst && b["count"] == 2),
+        usage_bucket(&body, dev_inst).is_some_and(|b| b["count"] == 2),
         "{body}"
     );
     let (_, body) = api.get("/api/usage", None).await;
