@@ -122,15 +122,23 @@ fn svix_verify(secret: &str, got: &[RecordedRequest]) {
     );
 }
 
-async fn instance(w: &World) -> String {
+/// A world seeded on `s`, a client of the server, and the main instance of
+/// a new project of Alice's.
+async fn seeded(s: &'static TestServer, prefix: &str) -> (World, Api<'static>, String) {
+    let w = World::seed(s, prefix);
     let project = w.project(&w.alice, &common::unique_id("hooks")).await;
-    project.main
+    (w, Api::new(s), project.main)
 }
 
+/// `POST /api/instances/:id/webhooks` as `key`.
+async fn post_hook(api: &Api<'_>, key: Option<&str>, instance: &str, body: Value) -> (u16, Value) {
+    api.post(&format!("/api/instances/{instance}/webhooks"), key, body)
+        .await
+}
+
+/// A new webhook, as its creation answered it.
 async fn create_hook(api: &Api<'_>, key: Option<&str>, instance: &str, body: Value) -> Value {
-    let (status, hook) = api
-        .post(&format!("/api/instances/{instance}/webhooks"), key, body)
-        .await;
+    let (status, hook) = post_hook(api, key, instance, body).await;
     assert_eq!(status, 201, "{hook}");
     hook
 }
@@ -143,11 +151,8 @@ async fn set(ws: &mut WsClient, key: &str, value: Value) {
 
 #[tokio::test]
 async fn changes_arrive_signed_and_in_order() {
-    let s = server();
-    let w = World::seed(s, "hk1");
-    let api = w.api();
+    let (w, api, inst) = seeded(server(), "hk1").await;
     let alice = w.alice.auth();
-    let inst = instance(&w).await;
     let rx = Receiver::start();
     let hook = create_hook(&api, alice, &inst, json!({"url": rx.url()})).await;
     let secret = hook["secret"].as_str().unwrap();
@@ -223,11 +228,8 @@ async fn changes_arrive_signed_and_in_order() {
 
 #[tokio::test]
 async fn failures_are_retried_and_logged() {
-    let s = server();
-    let w = World::seed(s, "hk2");
-    let api = w.api();
+    let (w, api, inst) = seeded(server(), "hk2").await;
     let alice = w.alice.auth();
-    let inst = instance(&w).await;
     let rx = Receiver::start();
     rx.answer(&[500, 500]);
     let hook = create_hook(
@@ -276,10 +278,7 @@ async fn failures_are_retried_and_logged() {
 
 #[tokio::test]
 async fn a_hot_key_coalesces_to_its_latest_value() {
-    let s = server();
-    let w = World::seed(s, "hk3");
-    let api = w.api();
-    let inst = instance(&w).await;
+    let (w, api, inst) = seeded(server(), "hk3").await;
     let rx = Receiver::start();
     rx.slow(Duration::from_millis(300));
     create_hook(&api, w.alice.auth(), &inst, json!({"url": rx.url()})).await;
@@ -325,14 +324,7 @@ async fn deliveries_survive_a_restart_while_the_receiver_is_down() {
         .await;
     assert_eq!(status, 201, "{p}");
     let inst = p["defaultInstanceId"].as_str().unwrap().to_string();
-    let (status, hook) = api
-        .post(
-            &format!("/api/instances/{inst}/webhooks"),
-            None,
-            json!({"url": url}),
-        )
-        .await;
-    assert_eq!(status, 201, "{hook}");
+    let hook = create_hook(&api, None, &inst, json!({"url": url})).await;
     let secret = hook["secret"].as_str().unwrap().to_string();
     let mut ws = WsClient::connect_to(&s, &inst, None).await;
     ws.handshake().await;
@@ -356,11 +348,8 @@ async fn deliveries_survive_a_restart_while_the_receiver_is_down() {
 
 #[tokio::test]
 async fn who_may_manage_webhooks_and_which_urls() {
-    let s = server();
-    let w = World::seed(s, "hk5");
-    let api = w.api();
+    let (w, api, inst) = seeded(server(), "hk5").await;
     let alice = w.alice.auth();
-    let inst = instance(&w).await;
     let rx = Receiver::start();
     let path = format!("/api/instances/{inst}/webhooks");
     // Another user cannot see the instance at all.
@@ -433,10 +422,7 @@ async fn who_may_manage_webhooks_and_which_urls() {
 
 #[tokio::test]
 async fn delegates_are_refused() {
-    let s = server();
-    let w = World::seed(s, "hk6");
-    let api = w.api();
-    let inst = instance(&w).await;
+    let (w, api, inst) = seeded(server(), "hk6").await;
     let (status, d) = api
         .post(
             "/api/delegates",
@@ -466,10 +452,7 @@ async fn delegates_are_refused() {
 
 #[tokio::test]
 async fn production_refuses_loopback_and_private_targets() {
-    let s = prod_server();
-    let w = World::seed(s, "hk7");
-    let api = w.api();
-    let inst = instance(&w).await;
+    let (w, api, inst) = seeded(prod_server(), "hk7").await;
     for url in [
         "http://example.com/hook",
         "https://localhost/hook",
@@ -479,23 +462,14 @@ async fn production_refuses_loopback_and_private_targets() {
         "https://192.168.1.10/hook",
         "https://169.254.169.254/latest",
     ] {
-        let (status, body) = api
-            .post(
-                &format!("/api/instances/{inst}/webhooks"),
-                w.alice.auth(),
-                json!({"url": url}),
-            )
-            .await;
+        let (status, body) = post_hook(&api, w.alice.auth(), &inst, json!({"url": url})).await;
         assert_eq!(status, 400, "{url}: {body}");
     }
 }
 
 #[tokio::test]
 async fn usage_rows_for_ai_calls_and_grouping() {
-    let s = server();
-    let w = World::seed(s, "hk8");
-    let api = w.api();
-    let inst = instance(&w).await;
+    let (w, api, inst) = seeded(server(), "hk8").await;
     let t = tag();
     script(&t, vec![completion("Short.")]);
     let (status, body) = api
@@ -506,7 +480,7 @@ async fn usage_rows_for_ai_calls_and_grouping() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let rows = s.d1_rows(&format!(
+    let rows = w.server.d1_rows(&format!(
         "SELECT endpoint, instance_id, model, api_key_id FROM usage_logs WHERE user_id = '{}'",
         w.alice.id
     ));
