@@ -422,7 +422,7 @@ async fn who_may_manage_webhooks_and_which_urls() {
 
 #[tokio::test]
 async fn delegates_are_refused() {
-    let (w, api, inst) = seeded(server(), "hk6").await;
+    let (_, api, inst) = seeded(server(), "hk6").await;
     let (status, d) = api
         .post(
             "/api/delegates",
