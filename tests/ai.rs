@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ use common::scripted::{
     text_step, tool_arguments, tool_call, tool_step, upstream_error, upstream_messages,
     with_upstreams, COMPLETIONS, RESULT, SUBMIT, TIMEOUT_SECS,
 };
-use common::server::{dev_server, repo_root, shared, ServerOptions, TestServer};
+use common::server::{dev_server, shared, ServerOptions, TestServer};
 use common::unique_id;
 use common::world::{grant, World};
 use common::ws::WsClient;
@@ -751,28 +750,9 @@ async fn the_ai_package_reads_our_stream() {
 
 /// Runs tests/ai_stream/read.mjs (the `ai` package's own reader) on a body.
 fn read_with_ai_package(body: &str) -> Value {
-    use std::io::Write;
-    let mut child = Command::new("node")
-        .arg("tests/ai_stream/read.mjs")
-        .current_dir(repo_root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run node");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the ai package rejected the stream: {}\n{body}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("reader output")
+    let refusal = format!("the ai package rejected the stream\n{body}\n");
+    let out = common::node::run(&["tests/ai_stream/read.mjs"], body, &refusal);
+    serde_json::from_slice(&out).expect("reader output")
 }
 
 #[tokio::test]
@@ -940,11 +920,8 @@ async fn generate_image_from_a_prompt_key() {
     case.seed(&[("idea", json!(prompt), text_attrs(&[]))]).await;
     let (bytes, b64) = image_bytes(7);
     let file = format!("/files/{}.jpg", unique_id("img"));
-    fake().on("GET", &file, move |_| FakeResponse {
-        status: 200,
-        headers: vec![("content-type".into(), "image/jpeg".into())],
-        chunks: vec![bytes.clone()],
-        pause: Duration::ZERO,
+    fake().on("GET", &file, move |_| {
+        FakeResponse::stream("image/jpeg", vec![bytes.clone()], Duration::ZERO)
     });
     case.script(vec![pending(), ready(&fake().url(&file))]);
     let mut watcher = case.watch().await;

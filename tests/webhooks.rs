@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::collections::VecDeque;
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::api::Api;
+use common::api::{usage_bucket, Api};
+use common::fake::{FakeResponse, FakeUpstream, RecordedRequest};
 use common::scripted::{completion, script, tag, with_upstreams};
 use common::server::{prod_server, shared, ServerOptions, TestServer};
 use common::world::World;
@@ -27,31 +26,20 @@ fn server() -> &'static TestServer {
     shared(options())
 }
 
-#[derive(Clone, Debug)]
-struct Got {
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Got {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).expect("JSON body")
-    }
-}
-
+/// How the receiver answers: these statuses in order (200 once they run
+/// out), each after `delay`.
 #[derive(Default)]
-struct ReceiverState {
-    got: Vec<Got>,
-    /// Statuses to answer, in order; 200 once they run out.
+struct Answers {
     statuses: VecDeque<u16>,
     delay: Duration,
 }
 
-/// A webhook receiver: records every request, answers as scripted.
+/// A webhook receiver: a fake server that records every delivery to
+/// `/hook` and answers as scripted.
 #[derive(Clone)]
 struct Receiver {
-    port: u16,
-    state: Arc<Mutex<ReceiverState>>,
+    fake: FakeUpstream,
+    answers: Arc<Mutex<Answers>>,
 }
 
 impl Receiver {
@@ -60,37 +48,35 @@ impl Receiver {
     }
 
     fn start_on(port: u16) -> Receiver {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
-        let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(ReceiverState::default()));
-        let shared_state = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let state = shared_state.clone();
-                std::thread::spawn(move || serve(stream, state));
-            }
+        let fake = FakeUpstream::start_on(port);
+        let answers = Arc::new(Mutex::new(Answers::default()));
+        let script = answers.clone();
+        fake.on("POST", "/hook", move |_| {
+            let mut answers = script.lock().unwrap();
+            let status = answers.statuses.pop_front().unwrap_or(200);
+            FakeResponse::empty(status).after(answers.delay)
         });
-        Receiver { port, state }
+        Receiver { fake, answers }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
+        self.fake.url("/hook")
     }
 
     fn answer(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().statuses = statuses.iter().copied().collect();
+        self.answers.lock().unwrap().statuses = statuses.iter().copied().collect();
     }
 
     fn slow(&self, delay: Duration) {
-        self.state.lock().unwrap().delay = delay;
+        self.answers.lock().unwrap().delay = delay;
     }
 
-    fn received(&self) -> Vec<Got> {
-        self.state.lock().unwrap().got.clone()
+    fn received(&self) -> Vec<RecordedRequest> {
+        self.fake.requests_to("/hook")
     }
 
     /// Waits until at least `n` requests arrived (at most `secs`).
-    async fn wait_for(&self, n: usize, secs: u64) -> Vec<Got> {
+    async fn wait_for(&self, n: usize, secs: u64) -> Vec<RecordedRequest> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let got = self.received();
@@ -107,61 +93,12 @@ impl Receiver {
     }
 }
 
-fn serve(mut stream: TcpStream, state: Arc<Mutex<ReceiverState>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let Ok(n) = stream.read(&mut chunk) else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut headers = HashMap::new();
-    for line in head.lines().skip(1) {
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        let Ok(n) = stream.read(&mut chunk) else {
-            return;
-        };
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-    let (status, delay) = {
-        let mut s = state.lock().unwrap();
-        s.got.push(Got { headers, body });
-        (s.statuses.pop_front().unwrap_or(200), s.delay)
-    };
-    std::thread::sleep(delay);
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
-}
-
 /// Verifies every delivery with the `svix` npm package's `Webhook.verify`,
-/// as a receiver would; panics with what it said if one fails.
-fn svix_verify(secret: &str, got: &[Got]) {
+/// as a receiver would; fails the test with what it said if one fails.
+fn svix_verify(secret: &str, got: &[RecordedRequest]) {
     let items: Vec<Value> = got
         .iter()
-        .map(|g| json!({"headers": g.headers, "body": g.body}))
+        .map(|g| json!({"headers": g.headers, "body": String::from_utf8_lossy(&g.body)}))
         .collect();
     let script = r#"
         const { Webhook } = require('svix');
@@ -177,46 +114,31 @@ fn svix_verify(secret: &str, got: &[Got]) {
           process.stdout.write('verified ' + items.length);
         });
     "#;
-    let mut child = Command::new("node")
-        .arg("-e")
-        .arg(script)
-        .current_dir(common::server::repo_root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run node");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            json!({"secret": secret, "items": items})
-                .to_string()
-                .as_bytes(),
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "svix refused a delivery: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let input = json!({"secret": secret, "items": items}).to_string();
+    let out = common::node::run(&["-e", script], &input, "svix refused a delivery");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out),
         format!("verified {}", got.len())
     );
 }
 
-async fn instance(w: &World) -> String {
+/// A world seeded on `s`, a client of the server, and the main instance of
+/// a new project of Alice's.
+async fn seeded(s: &'static TestServer, prefix: &str) -> (World, Api<'static>, String) {
+    let w = World::seed(s, prefix);
     let project = w.project(&w.alice, &common::unique_id("hooks")).await;
-    project.main
+    (w, Api::new(s), project.main)
 }
 
+/// `POST /api/instances/:id/webhooks` as `key`.
+async fn post_hook(api: &Api<'_>, key: Option<&str>, instance: &str, body: Value) -> (u16, Value) {
+    api.post(&format!("/api/instances/{instance}/webhooks"), key, body)
+        .await
+}
+
+/// A new webhook, as its creation answered it.
 async fn create_hook(api: &Api<'_>, key: Option<&str>, instance: &str, body: Value) -> Value {
-    let (status, hook) = api
-        .post(&format!("/api/instances/{instance}/webhooks"), key, body)
-        .await;
+    let (status, hook) = post_hook(api, key, instance, body).await;
     assert_eq!(status, 201, "{hook}");
     hook
 }
@@ -229,11 +151,8 @@ async fn set(ws: &mut WsClient, key: &str, value: Value) {
 
 #[tokio::test]
 async fn changes_arrive_signed_and_in_order() {
-    let s = server();
-    let w = World::seed(s, "hk1");
-    let api = w.api();
+    let (w, api, inst) = seeded(server(), "hk1").await;
     let alice = w.alice.auth();
-    let inst = instance(&w).await;
     let rx = Receiver::start();
     let hook = create_hook(&api, alice, &inst, json!({"url": rx.url()})).await;
     let secret = hook["secret"].as_str().unwrap();
@@ -252,7 +171,7 @@ async fn changes_arrive_signed_and_in_order() {
     ws.recv_type("cleared").await;
 
     let got = rx.wait_for(3, 30).await;
-    let bodies: Vec<Value> = got.iter().map(Got::json).collect();
+    let bodies: Vec<Value> = got.iter().map(RecordedRequest::json).collect();
     assert_eq!(bodies[0]["type"], "key.updated");
     assert_eq!(bodies[0]["instanceId"], inst);
     assert_eq!(bodies[0]["data"]["key"], "greeting");
@@ -309,11 +228,8 @@ async fn changes_arrive_signed_and_in_order() {
 
 #[tokio::test]
 async fn failures_are_retried_and_logged() {
-    let s = server();
-    let w = World::seed(s, "hk2");
-    let api = w.api();
+    let (w, api, inst) = seeded(server(), "hk2").await;
     let alice = w.alice.auth();
-    let inst = instance(&w).await;
     let rx = Receiver::start();
     rx.answer(&[500, 500]);
     let hook = create_hook(
@@ -362,10 +278,7 @@ async fn failures_are_retried_and_logged() {
 
 #[tokio::test]
 async fn a_hot_key_coalesces_to_its_latest_value() {
-    let s = server();
-    let w = World::seed(s, "hk3");
-    let api = w.api();
-    let inst = instance(&w).await;
+    let (w, api, inst) = seeded(server(), "hk3").await;
     let rx = Receiver::start();
     rx.slow(Duration::from_millis(300));
     create_hook(&api, w.alice.auth(), &inst, json!({"url": rx.url()})).await;
@@ -411,14 +324,7 @@ async fn deliveries_survive_a_restart_while_the_receiver_is_down() {
         .await;
     assert_eq!(status, 201, "{p}");
     let inst = p["defaultInstanceId"].as_str().unwrap().to_string();
-    let (status, hook) = api
-        .post(
-            &format!("/api/instances/{inst}/webhooks"),
-            None,
-            json!({"url": url}),
-        )
-        .await;
-    assert_eq!(status, 201, "{hook}");
+    let hook = create_hook(&api, None, &inst, json!({"url": url})).await;
     let secret = hook["secret"].as_str().unwrap().to_string();
     let mut ws = WsClient::connect_to(&s, &inst, None).await;
     ws.handshake().await;
@@ -442,11 +348,8 @@ async fn deliveries_survive_a_restart_while_the_receiver_is_down() {
 
 #[tokio::test]
 async fn who_may_manage_webhooks_and_which_urls() {
-    let s = server();
-    let w = World::seed(s, "hk5");
-    let api = w.api();
+    let (w, api, inst) = seeded(server(), "hk5").await;
     let alice = w.alice.auth();
-    let inst = instance(&w).await;
     let rx = Receiver::start();
     let path = format!("/api/instances/{inst}/webhooks");
     // Another user cannot see the instance at all.
@@ -519,10 +422,7 @@ async fn who_may_manage_webhooks_and_which_urls() {
 
 #[tokio::test]
 async fn delegates_are_refused() {
-    let s = server();
-    let w = World::seed(s, "hk6");
-    let api = w.api();
-    let inst = instance(&w).await;
+    let (_, api, inst) = seeded(server(), "hk6").await;
     let (status, d) = api
         .post(
             "/api/delegates",
@@ -552,10 +452,7 @@ async fn delegates_are_refused() {
 
 #[tokio::test]
 async fn production_refuses_loopback_and_private_targets() {
-    let s = prod_server();
-    let w = World::seed(s, "hk7");
-    let api = w.api();
-    let inst = instance(&w).await;
+    let (w, api, inst) = seeded(prod_server(), "hk7").await;
     for url in [
         "http://example.com/hook",
         "https://localhost/hook",
@@ -565,23 +462,14 @@ async fn production_refuses_loopback_and_private_targets() {
         "https://192.168.1.10/hook",
         "https://169.254.169.254/latest",
     ] {
-        let (status, body) = api
-            .post(
-                &format!("/api/instances/{inst}/webhooks"),
-                w.alice.auth(),
-                json!({"url": url}),
-            )
-            .await;
+        let (status, body) = post_hook(&api, w.alice.auth(), &inst, json!({"url": url})).await;
         assert_eq!(status, 400, "{url}: {body}");
     }
 }
 
 #[tokio::test]
 async fn usage_rows_for_ai_calls_and_grouping() {
-    let s = server();
-    let w = World::seed(s, "hk8");
-    let api = w.api();
-    let inst = instance(&w).await;
+    let (w, api, inst) = seeded(server(), "hk8").await;
     let t = tag();
     script(&t, vec![completion("Short.")]);
     let (status, body) = api
@@ -592,7 +480,7 @@ async fn usage_rows_for_ai_calls_and_grouping() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let rows = s.d1_rows(&format!(
+    let rows = w.server.d1_rows(&format!(
         "SELECT endpoint, instance_id, model, api_key_id FROM usage_logs WHERE user_id = '{}'",
         w.alice.id
     ));
@@ -625,21 +513,11 @@ async fn usage_rows_for_ai_calls_and_grouping() {
     }
     let (status, body) = api.get("/api/usage?groupBy=endpoint", None).await;
     assert_eq!(status, 200, "{body}");
-    let transform = body["usage"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["bucket"] == "/api/transform")
-        .cloned()
-        .unwrap_or_else(|| panic!("{body}"));
+    let transform = usage_bucket(&body, "/api/transform").unwrap_or_else(|| panic!("{body}"));
     assert!(transform["count"].as_i64().unwrap() >= 2, "{body}");
     let (_, body) = api.get("/api/usage?groupBy=instance", None).await;
     assert!(
-        body["usage"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| b["bucket"] == dev_inst && b["count"] == 2),
+        usage_bucket(&body, dev_inst).is_some_and(|b| b["count"] == 2),
         "{body}"
     );
     let (_, body) = api.get("/api/usage", None).await;

@@ -62,19 +62,14 @@ new_row! {
     }
 }
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
-    statements! {
-        fn find_by_hash(key_hash: &'a str) => SELECT_BY_HASH;
-        fn find_by_id(id: &'a str) => SELECT_BY_ID;
-        fn touch(id: &'a str, now: i64) => UPDATE_LAST_USED;
-        /// Newest first.
-        fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
-        /// Returns a row if `user_id` owned the key and it is deleted.
-        fn delete_owned(id: &'a str, user_id: &'a str) => DELETE_OWNED;
-    }
+stmt_module! {
+    fn find_by_hash(key_hash: &'a str) => SELECT_BY_HASH;
+    fn find_by_id(id: &'a str) => SELECT_BY_ID;
+    fn touch(id: &'a str, now: i64) => UPDATE_LAST_USED;
+    /// Newest first.
+    fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
+    /// Returns a row if `user_id` owned the key and it is deleted.
+    fn delete_owned(id: &'a str, user_id: &'a str) => DELETE_OWNED;
 }
 
 // --- D1 ---------------------------------------------------------------------

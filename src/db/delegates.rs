@@ -180,40 +180,35 @@ new_row! {
     }
 }
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
-    statements! {
-        /// Newest first.
-        fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
-        /// The delegate if `user_id` created it (else it does not exist for them).
-        fn owned(delegate_id: &'a str, user_id: &'a str) => SELECT_OWNED;
-        fn secrets(delegate_id: &'a str) => SELECT_SECRETS;
-        /// Returns a row if the delegate has such a secret.
-        fn revoke_secret(secret_id: &'a str, delegate_id: &'a str, now: i64) => REVOKE_SECRET;
-        fn credential(delegate_id: &'a str, hash: &'a str) => SELECT_CREDENTIAL;
-        fn credential_by_ids(delegate_id: &'a str, secret_id: &'a str) => SELECT_CREDENTIAL_BY_IDS;
-        fn touch_secret(secret_id: &'a str, now: i64) => TOUCH_SECRET;
-        fn upsert_grant(
-            delegate_id: &'a str, instance_id: &'a str, permission: Permission, granted_by: &'a str,
-            now: i64,
-        ) => UPSERT_GRANT;
-        fn grants(delegate_id: &'a str) => SELECT_GRANTS;
-        fn grant(delegate_id: &'a str, instance_id: &'a str, now: i64) => SELECT_GRANT;
-        /// Returns a row if there was such a grant.
-        fn delete_grant(delegate_id: &'a str, instance_id: &'a str) => DELETE_GRANT;
-        /// The grants on an instance (instance deletion).
-        fn delete_instance_grants(instance_id: &'a str) => DELETE_INSTANCE_GRANTS;
-        /// One batch: a delegate with its secrets and grants.
-        fn delete(delegate_id: &'a str) => [
-            DELETE_GRANTS_OF, DELETE_SECRETS_OF, DELETE_DELEGATE,
-        ];
-        /// One batch: every delegate `user_id` created (account deletion).
-        fn delete_for_user(user_id: &'a str) => [
-            DELETE_USER_GRANTS, DELETE_USER_SECRETS, DELETE_USER_DELEGATES,
-        ];
-    }
+stmt_module! {
+    /// Newest first.
+    fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
+    /// The delegate if `user_id` created it (else it does not exist for them).
+    fn owned(delegate_id: &'a str, user_id: &'a str) => SELECT_OWNED;
+    fn secrets(delegate_id: &'a str) => SELECT_SECRETS;
+    /// Returns a row if the delegate has such a secret.
+    fn revoke_secret(secret_id: &'a str, delegate_id: &'a str, now: i64) => REVOKE_SECRET;
+    fn credential(delegate_id: &'a str, hash: &'a str) => SELECT_CREDENTIAL;
+    fn credential_by_ids(delegate_id: &'a str, secret_id: &'a str) => SELECT_CREDENTIAL_BY_IDS;
+    fn touch_secret(secret_id: &'a str, now: i64) => TOUCH_SECRET;
+    fn upsert_grant(
+        delegate_id: &'a str, instance_id: &'a str, permission: Permission, granted_by: &'a str,
+        now: i64,
+    ) => UPSERT_GRANT;
+    fn grants(delegate_id: &'a str) => SELECT_GRANTS;
+    fn grant(delegate_id: &'a str, instance_id: &'a str, now: i64) => SELECT_GRANT;
+    /// Returns a row if there was such a grant.
+    fn delete_grant(delegate_id: &'a str, instance_id: &'a str) => DELETE_GRANT;
+    /// The grants on an instance (instance deletion).
+    fn delete_instance_grants(instance_id: &'a str) => DELETE_INSTANCE_GRANTS;
+    /// One batch: a delegate with its secrets and grants.
+    fn delete(delegate_id: &'a str) => [
+        DELETE_GRANTS_OF, DELETE_SECRETS_OF, DELETE_DELEGATE,
+    ];
+    /// One batch: every delegate `user_id` created (account deletion).
+    fn delete_for_user(user_id: &'a str) => [
+        DELETE_USER_GRANTS, DELETE_USER_SECRETS, DELETE_USER_DELEGATES,
+    ];
 }
 
 // --- D1 ---------------------------------------------------------------------

@@ -68,23 +68,18 @@ pub const INSERT_MEMBER: &str =
 pub const DELETE_MEMBER: &str =
     "DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2 RETURNING user_id";
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
-    statements! {
-        fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
-        fn create(id: &'a str, name: &'a str, owner_id: &'a str, now: i64) => INSERT_GROUP;
-        fn get(id: &'a str, user_id: &'a str) => SELECT_GROUP;
-        fn members(group_id: &'a str) => SELECT_MEMBERS;
-        fn add_member(group_id: &'a str, user_id: &'a str, now: i64) => INSERT_MEMBER;
-        /// Returns a row if there was such a membership.
-        fn remove_member(group_id: &'a str, user_id: &'a str) => DELETE_MEMBER;
-        /// One batch: the group, its memberships and every share to it.
-        fn delete(id: &'a str) => [
-            DELETE_SHARES_TO_GROUP, DELETE_GROUP_MEMBERS, DELETE_GROUP,
-        ];
-    }
+stmt_module! {
+    fn list_for_user(user_id: &'a str) => SELECT_FOR_USER;
+    fn create(id: &'a str, name: &'a str, owner_id: &'a str, now: i64) => INSERT_GROUP;
+    fn get(id: &'a str, user_id: &'a str) => SELECT_GROUP;
+    fn members(group_id: &'a str) => SELECT_MEMBERS;
+    fn add_member(group_id: &'a str, user_id: &'a str, now: i64) => INSERT_MEMBER;
+    /// Returns a row if there was such a membership.
+    fn remove_member(group_id: &'a str, user_id: &'a str) => DELETE_MEMBER;
+    /// One batch: the group, its memberships and every share to it.
+    fn delete(id: &'a str) => [
+        DELETE_SHARES_TO_GROUP, DELETE_GROUP_MEMBERS, DELETE_GROUP,
+    ];
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::level_to_permission;
+use super::share_facts;
 use crate::auth::roles::AccessFacts;
 pub use crate::instance::internal::ReadOnlyFlag;
 
@@ -25,15 +25,11 @@ pub struct InstanceRow {
 
 impl InstanceRow {
     pub fn facts(&self, user_id: &str) -> AccessFacts {
-        AccessFacts {
-            owns_project: self.project_owner == user_id,
-            project_shares: level_to_permission(self.project_level)
-                .into_iter()
-                .collect(),
-            instance_shares: level_to_permission(self.instance_level)
-                .into_iter()
-                .collect(),
-        }
+        share_facts(
+            self.project_owner == user_id,
+            self.project_level,
+            self.instance_level,
+        )
     }
 
     pub fn read_only(&self) -> bool {
@@ -103,32 +99,27 @@ pub const DELETE_INSTANCE: &str = "DELETE FROM instances WHERE id = ?1";
 pub const SELECT_READ_ONLY: &str =
     "SELECT is_readonly AS read_only, readonly_version AS version FROM instances WHERE id = ?1";
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
-    statements! {
-        /// One instance with the caller's (`user_id`) share facts.
-        fn get(instance_id: &'a str, user_id: &'a str) => SELECT_INSTANCE;
-        /// The project's instances with the caller's share facts, newest first.
-        fn list_for_project(project_id: &'a str, user_id: &'a str) => SELECT_FOR_PROJECT;
-        fn create(
-            id: &'a str, project_id: &'a str, owner_id: &'a str, name: &'a str,
-            parent: Option<&'a str>, now: i64,
-        ) => INSERT_INSTANCE;
-        /// `now` in seconds, `now_ms` in milliseconds (the flag's version).
-        fn update(
-            id: &'a str, name: Option<&'a str>, read_only: Option<bool>, now: i64, now_ms: i64,
-        ) => UPDATE_INSTANCE;
-        /// The read-only flag with its version (`ReadOnlyFlag`), no row when
-        /// no such instance exists.
-        fn read_only(instance_id: &'a str) => SELECT_READ_ONLY;
-        /// One batch: the instance row, its shares, its tokens and keys scoped
-        /// to it.
-        fn delete(id: &'a str) => [
-            DELETE_INSTANCE_SHARES, DELETE_INSTANCE_TOKENS, DELETE_INSTANCE_KEYS, DELETE_INSTANCE,
-        ];
-    }
+stmt_module! {
+    /// One instance with the caller's (`user_id`) share facts.
+    fn get(instance_id: &'a str, user_id: &'a str) => SELECT_INSTANCE;
+    /// The project's instances with the caller's share facts, newest first.
+    fn list_for_project(project_id: &'a str, user_id: &'a str) => SELECT_FOR_PROJECT;
+    fn create(
+        id: &'a str, project_id: &'a str, owner_id: &'a str, name: &'a str,
+        parent: Option<&'a str>, now: i64,
+    ) => INSERT_INSTANCE;
+    /// `now` in seconds, `now_ms` in milliseconds (the flag's version).
+    fn update(
+        id: &'a str, name: Option<&'a str>, read_only: Option<bool>, now: i64, now_ms: i64,
+    ) => UPDATE_INSTANCE;
+    /// The read-only flag with its version (`ReadOnlyFlag`), no row when
+    /// no such instance exists.
+    fn read_only(instance_id: &'a str) => SELECT_READ_ONLY;
+    /// One batch: the instance row, its shares, its tokens and keys scoped
+    /// to it.
+    fn delete(id: &'a str) => [
+        DELETE_INSTANCE_SHARES, DELETE_INSTANCE_TOKENS, DELETE_INSTANCE_KEYS, DELETE_INSTANCE,
+    ];
 }
 
 #[cfg(test)]

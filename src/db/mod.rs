@@ -58,12 +58,26 @@ macro_rules! share_level {
     };
 }
 
-/// Statement builders, one entry each, declared in a `stmt` module:
+/// A module's `pub mod stmt`: its statement builders ([`statements!`]
+/// entries), which see everything of the module.
+macro_rules! stmt_module {
+    ($($entries:tt)*) => {
+        /// The statements with their parameters bound in order.
+        pub mod stmt {
+            use super::*;
+
+            statements! { $($entries)* }
+        }
+    };
+}
+
+/// Statement builders, one entry each (see [`stmt_module!`]):
 ///
 /// - `fn name(params) => SQL;` binds the parameters in order as `?1..?N`;
 /// - `fn name(params) => SQL(exprs);` binds those expressions instead;
 /// - `fn name(params) => [SQL, …];` is a batch: each statement, in order,
-///   with the same parameters.
+///   with the same parameters;
+/// - any other item (a batch of other builders, a constant) stays as written.
 ///
 /// Each value becomes an [`Arg`] by `From`. Parameters borrow for `'a`, the
 /// lifetime of the returned statements.
@@ -89,6 +103,12 @@ macro_rules! statements {
     ($(#[$attr:meta])* fn $name:ident($($param:ident: $ty:ty),* $(,)?)
         => $sql:ident; $($rest:tt)*) => {
         statements!($(#[$attr])* fn $name($($param: $ty),*) => $sql($($param),*); $($rest)*);
+    };
+    // Last, and safe: the arms above give up on an item's `pub` at a plain
+    // token, before parsing anything as an entry.
+    ($item:item $($rest:tt)*) => {
+        $item
+        statements!($($rest)*);
     };
 }
 
@@ -132,6 +152,7 @@ use serde::Deserialize;
 use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};
 
+use crate::auth::roles::AccessFacts;
 use crate::error::ApiError;
 use crate::permission::Permission;
 
@@ -164,6 +185,20 @@ pub fn level_to_permission(level: Option<i64>) -> Option<Permission> {
         2 => Some(Permission::Write),
         l if l >= 3 => Some(Permission::Admin),
         _ => None,
+    }
+}
+
+/// What role resolution needs from a row's share levels: the highest
+/// project and instance shares reaching the caller (ignored when `None`).
+pub fn share_facts(
+    owns_project: bool,
+    project_level: Option<i64>,
+    instance_level: Option<i64>,
+) -> AccessFacts {
+    AccessFacts {
+        owns_project,
+        project_shares: level_to_permission(project_level).into_iter().collect(),
+        instance_shares: level_to_permission(instance_level).into_iter().collect(),
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{level_to_permission, run_batch_returning, IdRow, Statement};
+use super::{run_batch_returning, share_facts, IdRow, Statement};
 use crate::auth::roles::AccessFacts;
 use crate::error::ApiError;
 use crate::permission::Permission;
@@ -24,13 +24,7 @@ pub struct ProjectRow {
 
 impl ProjectRow {
     pub fn facts(&self, user_id: &str) -> AccessFacts {
-        AccessFacts {
-            owns_project: self.owner_id == user_id,
-            project_shares: level_to_permission(self.project_level)
-                .into_iter()
-                .collect(),
-            instance_shares: Vec::new(),
-        }
+        share_facts(self.owner_id == user_id, self.project_level, None)
     }
 
     /// The caller's role on the project. A caller reaching the project only
@@ -141,40 +135,35 @@ pub const DELETE_PROJECT_INSTANCES: &str =
     "DELETE FROM instances WHERE project_id = ?1 RETURNING id";
 pub const DELETE_PROJECT: &str = "DELETE FROM projects WHERE id = ?1";
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
-    statements! {
-        /// One project with the caller's (`user_id`) share facts.
-        fn get(project_id: &'a str, user_id: &'a str) => SELECT_PROJECT;
-        /// Projects the caller owns or reaches by a user or group share (on
-        /// the project or one of its instances), newest `updated_at` first.
-        /// Public shares do not list a project in everyone's list; it stays
-        /// reachable by id.
-        fn list_visible(user_id: &'a str) => SELECT_VISIBLE;
-        /// `description`: `None` keeps it, `Some(None)` clears it.
-        fn update(
-            project_id: &'a str, name: Option<&'a str>, description: Option<Option<&'a str>>,
-            now: i64,
-        ) => UPDATE_PROJECT(project_id, name, description.is_none(), description.flatten(), now);
-        /// Ids of the project's instances (to destroy their objects).
-        fn instance_ids(project_id: &'a str) => SELECT_INSTANCE_IDS;
-        fn insert_project(
-            project_id: &'a str, owner_id: &'a str, name: &'a str, description: Option<&'a str>,
-            now: i64,
-        ) => INSERT_PROJECT;
-        fn insert_main_instance(
-            instance_id: &'a str, project_id: &'a str, owner_id: &'a str, now: i64,
-        ) => INSERT_MAIN_INSTANCE;
-        /// One batch: the project, its instances, every share on either, tokens
-        /// and keys scoped to them. `DELETE_PROJECT_INSTANCES` (at
-        /// [`DELETED_INSTANCES`]) returns the ids of the instances it deleted.
-        fn delete(project_id: &'a str) => [
-            DELETE_PROJECT_SHARES, DELETE_PROJECT_TOKENS, DELETE_PROJECT_KEYS,
-            DELETE_PROJECT_INSTANCES, DELETE_PROJECT,
-        ];
-    }
+stmt_module! {
+    /// One project with the caller's (`user_id`) share facts.
+    fn get(project_id: &'a str, user_id: &'a str) => SELECT_PROJECT;
+    /// Projects the caller owns or reaches by a user or group share (on
+    /// the project or one of its instances), newest `updated_at` first.
+    /// Public shares do not list a project in everyone's list; it stays
+    /// reachable by id.
+    fn list_visible(user_id: &'a str) => SELECT_VISIBLE;
+    /// `description`: `None` keeps it, `Some(None)` clears it.
+    fn update(
+        project_id: &'a str, name: Option<&'a str>, description: Option<Option<&'a str>>,
+        now: i64,
+    ) => UPDATE_PROJECT(project_id, name, description.is_none(), description.flatten(), now);
+    /// Ids of the project's instances (to destroy their objects).
+    fn instance_ids(project_id: &'a str) => SELECT_INSTANCE_IDS;
+    fn insert_project(
+        project_id: &'a str, owner_id: &'a str, name: &'a str, description: Option<&'a str>,
+        now: i64,
+    ) => INSERT_PROJECT;
+    fn insert_main_instance(
+        instance_id: &'a str, project_id: &'a str, owner_id: &'a str, now: i64,
+    ) => INSERT_MAIN_INSTANCE;
+    /// One batch: the project, its instances, every share on either, tokens
+    /// and keys scoped to them. `DELETE_PROJECT_INSTANCES` (at
+    /// [`DELETED_INSTANCES`]) returns the ids of the instances it deleted.
+    fn delete(project_id: &'a str) => [
+        DELETE_PROJECT_SHARES, DELETE_PROJECT_TOKENS, DELETE_PROJECT_KEYS,
+        DELETE_PROJECT_INSTANCES, DELETE_PROJECT,
+    ];
 
     /// One batch: the project and its `main` instance.
     pub fn create<'a>(

@@ -60,27 +60,22 @@ pub const SELECT_USER_INSTANCES: &str = concat!(
     " JOIN delegates d ON d.delegate_id = u.credential_id WHERE d.created_by_user_id = ?1"
 );
 
-/// The statements with their parameters bound in order; the queries return
-/// `IdRow`s (`Statement::ids`).
-pub mod stmt {
-    use super::*;
-
-    statements! {
-        /// An API key or delegate opened a socket on an instance (recorded
-        /// once per pair).
-        fn record_use(credential: &'a str, instance_id: &'a str, now: i64) => RECORD_USE;
-        /// The instances an API key or delegate opened sockets on.
-        fn used_instances(credential: &'a str) => SELECT_USED_INSTANCES;
-        /// Forgets where a deleted credential was used.
-        fn forget_uses(credential: &'a str) => DELETE_USES;
-        /// Forgets where the keys and delegates of a user being deleted were used.
-        fn forget_user_uses(user_id: &'a str) => DELETE_USER_USES;
-        fn group_instances(group_id: &'a str) => SELECT_GROUP_INSTANCES;
-        fn user_instances(user_id: &'a str) => SELECT_USER_INSTANCES;
-        /// What deleting a user takes from others (shares it made, shares
-        /// to its groups).
-        fn users_shared_instances(user_id: &'a str) => SELECT_USERS_SHARED_INSTANCES;
-    }
+// The queries return `IdRow`s (`Statement::ids`).
+stmt_module! {
+    /// An API key or delegate opened a socket on an instance (recorded
+    /// once per pair).
+    fn record_use(credential: &'a str, instance_id: &'a str, now: i64) => RECORD_USE;
+    /// The instances an API key or delegate opened sockets on.
+    fn used_instances(credential: &'a str) => SELECT_USED_INSTANCES;
+    /// Forgets where a deleted credential was used.
+    fn forget_uses(credential: &'a str) => DELETE_USES;
+    /// Forgets where the keys and delegates of a user being deleted were used.
+    fn forget_user_uses(user_id: &'a str) => DELETE_USER_USES;
+    fn group_instances(group_id: &'a str) => SELECT_GROUP_INSTANCES;
+    fn user_instances(user_id: &'a str) => SELECT_USER_INSTANCES;
+    /// What deleting a user takes from others (shares it made, shares
+    /// to its groups).
+    fn users_shared_instances(user_id: &'a str) => SELECT_USERS_SHARED_INSTANCES;
 }
 
 #[cfg(test)]

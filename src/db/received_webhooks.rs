@@ -22,10 +22,7 @@ pub const INSERT_IF_NEW: &str = "INSERT INTO received_webhooks (id, received_at)
 /// retry must be).
 pub const DELETE_DELIVERY: &str = "DELETE FROM received_webhooks WHERE id = ?1";
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
+stmt_module! {
     /// One batch: the purge of deliveries received before `forget_before`,
     /// then the claim of this one (its returned row says it is new).
     pub fn claim(id: &str, now: i64, forget_before: i64) -> Vec<Statement<'_>> {
@@ -35,10 +32,8 @@ pub mod stmt {
         ]
     }
 
-    statements! {
-        /// Forgets delivery `id`, so that a retry of it is applied.
-        fn release(id: &'a str) => DELETE_DELIVERY;
-    }
+    /// Forgets delivery `id`, so that a retry of it is applied.
+    fn release(id: &'a str) => DELETE_DELIVERY;
 }
 
 // --- D1 ---------------------------------------------------------------------

@@ -77,20 +77,15 @@ new_row! {
     }
 }
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
-    statements! {
-        fn list(resource_type: &'a str, resource_id: &'a str) => SELECT_FOR_RESOURCE;
-        fn get(id: &'a str) => SELECT_SHARE;
-        /// The share of `share`'s resource to its target, if any.
-        fn find_existing(share: &NewShare<'a>) => SELECT_EXISTING(
-            share.resource_type, share.resource_id, share.target_type, share.target_id,
-        );
-        fn set_permission(id: &'a str, permission: Permission) => UPDATE_PERMISSION;
-        fn delete(id: &'a str) => DELETE_SHARE;
-    }
+stmt_module! {
+    fn list(resource_type: &'a str, resource_id: &'a str) => SELECT_FOR_RESOURCE;
+    fn get(id: &'a str) => SELECT_SHARE;
+    /// The share of `share`'s resource to its target, if any.
+    fn find_existing(share: &NewShare<'a>) => SELECT_EXISTING(
+        share.resource_type, share.resource_id, share.target_type, share.target_id,
+    );
+    fn set_permission(id: &'a str, permission: Permission) => UPDATE_PERMISSION;
+    fn delete(id: &'a str) => DELETE_SHARE;
 }
 
 // --- D1 ---------------------------------------------------------------------

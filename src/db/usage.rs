@@ -50,26 +50,21 @@ pub struct UsageBucket {
     pub tokens_out: i64,
 }
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
-    statements! {
-        #[allow(clippy::too_many_arguments)]
-        fn metered(
-            user_id: &'a str, api_key_id: Option<&'a str>, delegate_id: Option<&'a str>,
-            endpoint: &'a str, instance_id: Option<&'a str>, model: Option<&'a str>,
-            tokens_in: Option<i64>, tokens_out: Option<i64>, now: i64,
-        ) => INSERT_METERED;
-        fn add_tokens(id: i64, tokens_in: i64, tokens_out: i64) => ADD_TOKENS;
-        fn by_day(user_id: &'a str, from: i64, to: i64) => SELECT_BY_DAY;
-        fn by_endpoint(user_id: &'a str, from: i64, to: i64) => SELECT_BY_ENDPOINT;
-        fn by_instance(user_id: &'a str, from: i64, to: i64) => SELECT_BY_INSTANCE;
-        fn record(
-            user_id: &'a str, api_key_id: Option<&'a str>, endpoint: &'a str,
-            instance_id: Option<&'a str>, now: i64,
-        ) => INSERT_USAGE;
-    }
+stmt_module! {
+    #[allow(clippy::too_many_arguments)]
+    fn metered(
+        user_id: &'a str, api_key_id: Option<&'a str>, delegate_id: Option<&'a str>,
+        endpoint: &'a str, instance_id: Option<&'a str>, model: Option<&'a str>,
+        tokens_in: Option<i64>, tokens_out: Option<i64>, now: i64,
+    ) => INSERT_METERED;
+    fn add_tokens(id: i64, tokens_in: i64, tokens_out: i64) => ADD_TOKENS;
+    fn by_day(user_id: &'a str, from: i64, to: i64) => SELECT_BY_DAY;
+    fn by_endpoint(user_id: &'a str, from: i64, to: i64) => SELECT_BY_ENDPOINT;
+    fn by_instance(user_id: &'a str, from: i64, to: i64) => SELECT_BY_INSTANCE;
+    fn record(
+        user_id: &'a str, api_key_id: Option<&'a str>, endpoint: &'a str,
+        instance_id: Option<&'a str>, now: i64,
+    ) => INSERT_USAGE;
 }
 
 #[cfg(test)]

@@ -73,32 +73,27 @@ pub const DELETE_OWNED_INSTANCES: &str = concat!(
 pub const DELETE_OWNED_PROJECTS: &str = "DELETE FROM projects WHERE owner_id = ?1";
 pub const DELETE_USER: &str = "DELETE FROM users WHERE id = ?1";
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
-    statements! {
-        /// Makes sure the caller has a row (every authenticated `/api/*`
-        /// request).
-        fn ensure(user_id: &'a str, now: i64) => INSERT_IF_MISSING;
-        fn get(user_id: &'a str) => SELECT_USER;
-        fn find_by_email(email: &'a str) => SELECT_BY_EMAIL;
-        /// Creates or updates a user from Clerk (webhook); replays are harmless.
-        fn upsert(
-            user_id: &'a str, email: Option<&'a str>, name: Option<&'a str>, now: i64,
-        ) => UPSERT_USER;
-        /// Every instance in projects the user owns.
-        fn owned_instance_ids(user_id: &'a str) => SELECT_OWNED_INSTANCE_IDS;
-        /// One batch: the user and everything it owns or was given (its projects
-        /// and their instances, every share on those, its groups and the shares
-        /// to them, shares to the user, its keys, tokens and memberships), so a
-        /// failure leaves nothing half-deleted; replaying it is harmless.
-        fn delete_everything(user_id: &'a str) => [
-            DELETE_SHARES_ON_OWNED, DELETE_SHARES_TO_OWNED_GROUPS, DELETE_SHARES_TO_AND_BY_USER,
-            DELETE_TOKENS, DELETE_KEYS, DELETE_MEMBERSHIPS, DELETE_OWNED_GROUPS,
-            DELETE_OWNED_INSTANCES, DELETE_OWNED_PROJECTS, DELETE_USER,
-        ];
-    }
+stmt_module! {
+    /// Makes sure the caller has a row (every authenticated `/api/*`
+    /// request).
+    fn ensure(user_id: &'a str, now: i64) => INSERT_IF_MISSING;
+    fn get(user_id: &'a str) => SELECT_USER;
+    fn find_by_email(email: &'a str) => SELECT_BY_EMAIL;
+    /// Creates or updates a user from Clerk (webhook); replays are harmless.
+    fn upsert(
+        user_id: &'a str, email: Option<&'a str>, name: Option<&'a str>, now: i64,
+    ) => UPSERT_USER;
+    /// Every instance in projects the user owns.
+    fn owned_instance_ids(user_id: &'a str) => SELECT_OWNED_INSTANCE_IDS;
+    /// One batch: the user and everything it owns or was given (its projects
+    /// and their instances, every share on those, its groups and the shares
+    /// to them, shares to the user, its keys, tokens and memberships), so a
+    /// failure leaves nothing half-deleted; replaying it is harmless.
+    fn delete_everything(user_id: &'a str) => [
+        DELETE_SHARES_ON_OWNED, DELETE_SHARES_TO_OWNED_GROUPS, DELETE_SHARES_TO_AND_BY_USER,
+        DELETE_TOKENS, DELETE_KEYS, DELETE_MEMBERSHIPS, DELETE_OWNED_GROUPS,
+        DELETE_OWNED_INSTANCES, DELETE_OWNED_PROJECTS, DELETE_USER,
+    ];
 }
 
 #[cfg(test)]

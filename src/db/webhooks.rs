@@ -74,27 +74,22 @@ pub const RECORD_RESULT: &str =
 /// `?1` id, `?2` now: the object gave up on it (too many failures).
 pub const DEACTIVATE: &str = "UPDATE webhooks SET is_active = 0, updated_at = ?2 WHERE id = ?1";
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
-    statements! {
-        fn get(id: &'a str) => SELECT_WEBHOOK;
-        fn list_for_instance(instance_id: &'a str) => SELECT_FOR_INSTANCE;
-        #[allow(clippy::too_many_arguments)]
-        fn insert_capped(
-            id: &'a str, instance_id: &'a str, user_id: &'a str, url: &'a str,
-            events_json: &'a str, key_prefix: Option<&'a str>, secret: &'a str, now: i64,
-            cap: i64,
-        ) => INSERT_CAPPED;
-        fn update(
-            id: &'a str, url: &'a str, events_json: &'a str, key_prefix: Option<&'a str>,
-            active: bool, now: i64,
-        ) => UPDATE_WEBHOOK;
-        fn delete(id: &'a str) => DELETE_WEBHOOK;
-        fn record_result(id: &'a str, at: i64, status: Option<i64>) => RECORD_RESULT;
-        fn deactivate(id: &'a str, now: i64) => DEACTIVATE;
-    }
+stmt_module! {
+    fn get(id: &'a str) => SELECT_WEBHOOK;
+    fn list_for_instance(instance_id: &'a str) => SELECT_FOR_INSTANCE;
+    #[allow(clippy::too_many_arguments)]
+    fn insert_capped(
+        id: &'a str, instance_id: &'a str, user_id: &'a str, url: &'a str,
+        events_json: &'a str, key_prefix: Option<&'a str>, secret: &'a str, now: i64,
+        cap: i64,
+    ) => INSERT_CAPPED;
+    fn update(
+        id: &'a str, url: &'a str, events_json: &'a str, key_prefix: Option<&'a str>,
+        active: bool, now: i64,
+    ) => UPDATE_WEBHOOK;
+    fn delete(id: &'a str) => DELETE_WEBHOOK;
+    fn record_result(id: &'a str, at: i64, status: Option<i64>) => RECORD_RESULT;
+    fn deactivate(id: &'a str, now: i64) => DEACTIVATE;
 }
 
 #[cfg(test)]

@@ -61,19 +61,14 @@ pub const PEEK_TOKEN: &str = "SELECT user_id, instance_id, permission, expires_a
             delegate_id, secret_id
      FROM ws_tokens WHERE token_hash = ?1";
 
-/// The statements with their parameters bound in order.
-pub mod stmt {
-    use super::*;
-
-    statements! {
-        fn purge_expired(now: i64) => DELETE_EXPIRED;
-        /// Takes a token: deletes it and returns what it granted (`TokenRow`),
-        /// so a second use finds nothing (one statement, so two racing uses
-        /// cannot both win).
-        fn take(token_hash: &'a str) => TAKE_TOKEN;
-        /// What a token grants, leaving it for its one use.
-        fn peek(token_hash: &'a str) => PEEK_TOKEN;
-    }
+stmt_module! {
+    fn purge_expired(now: i64) => DELETE_EXPIRED;
+    /// Takes a token: deletes it and returns what it granted (`TokenRow`),
+    /// so a second use finds nothing (one statement, so two racing uses
+    /// cannot both win).
+    fn take(token_hash: &'a str) => TAKE_TOKEN;
+    /// What a token grants, leaving it for its one use.
+    fn peek(token_hash: &'a str) => PEEK_TOKEN;
 
     /// One batch: the purge of expired tokens (opportunistically, here),
     /// then the insert.

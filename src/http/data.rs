@@ -7,19 +7,19 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC
 use worker::{Headers, Method, Request, Response, ResponseBody};
 
 use super::body::read_bytes;
-use super::sync::token_identity;
+use super::sync::{token_identity, user_identity};
 use super::{Answer, Trace};
 use crate::auth::caller::Caller;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::fields::Query;
-use crate::instance::client::{DataCall, Identity, InstanceClient};
+use crate::instance::client::{DataCall, InstanceClient};
 use crate::instance::data_ops::{decode_cursor, etag, MAX_PAGE_KEYS};
 use crate::instance::internal;
 use crate::instance::limits::MAX_KEY_BYTES;
 use crate::permission::Permission;
 use crate::services::access::{self, DataAccess};
-use crate::services::{revocation, usage};
+use crate::services::usage;
 
 /// Body limits (data-api.md).
 pub const MAX_PUT_BYTES: usize = 2 * 1024 * 1024;
@@ -276,27 +276,15 @@ fn attachment(filename: &str) -> String {
 pub async fn events(req: &Request, ctx: &Ctx, id: &str, trace: &mut Trace) -> Answer {
     let token = Query::of(&req.url()?).get("token").map(str::to_string);
     let (identity, flag) = match token {
-        Some(token) => {
-            let (identity, flag) = token_identity(ctx, &token, id).await?;
-            (identity, flag)
-        }
+        Some(token) => token_identity(ctx, &token, id).await?,
         None => {
             let caller = super::authenticate(req, ctx).await?;
             trace.caller(&caller);
             let access = access::instance_data(ctx, &caller, id).await?;
-            // Unrecorded, the stream would be out of its credential's revocation.
-            revocation::note_socket(ctx, &caller, id).await?;
-            let identity = Identity::User {
-                user_id: caller.user_id,
-                permission: access.role.for_session(),
-                basis: caller.basis,
-            };
-            (identity, Some(access.flag))
+            user_identity(ctx, caller, access, id).await?
         }
     };
-    if let Identity::User { user_id, basis, .. } = &identity {
-        trace.who = crate::log::Who::of(user_id, basis);
-    }
+    trace.identity(&identity);
     let client = InstanceClient::with_read_only(&ctx.env, id, flag)?;
     let resp = client.events(identity, ctx.development).await?;
     let headers = Headers::new();

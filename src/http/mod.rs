@@ -33,6 +33,7 @@ use crate::config;
 use crate::ctx::Ctx;
 use crate::db;
 use crate::error::ApiError;
+use crate::instance::client::Identity;
 use crate::log::{self, Level, ProblemLine, RequestLine, Who};
 use routes::Route;
 
@@ -51,6 +52,14 @@ impl Trace {
     /// Remembers the caller (ids only) for the request's log line.
     pub fn caller(&mut self, caller: &Caller) {
         self.who = Who::of(&caller.user_id, &caller.basis);
+    }
+
+    /// Remembers whom a socket or an event stream is for, however it
+    /// authenticated (a token, a header, development's `dev-user`).
+    pub fn identity(&mut self, identity: &Identity) {
+        if let Identity::User { user_id, basis, .. } = identity {
+            self.who = Who::of(user_id, basis);
+        }
     }
 }
 

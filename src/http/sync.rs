@@ -5,6 +5,7 @@
 use worker::Request;
 
 use super::Answer;
+use crate::auth::caller::Caller;
 use crate::auth::secrets::hash_ws_token;
 use crate::auth::verify;
 use crate::auth::DEV_USER;
@@ -15,7 +16,8 @@ use crate::error::ApiError;
 use crate::instance::client::{Identity, InstanceClient};
 use crate::instance::internal::ReadOnlyFlag;
 use crate::permission::Permission;
-use crate::services::{access, revocation};
+use crate::services::access::{self, DataAccess};
+use crate::services::revocation;
 
 use super::Trace;
 
@@ -39,13 +41,7 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str, trace: &mut Tra
         let access = access::instance_data(ctx, &caller, instance_id)
             .await
             .map_err(|_| ApiError::Forbidden("Instance not found or access denied".into()))?;
-        revocation::note_socket(ctx, &caller, instance_id).await?;
-        let identity = Identity::User {
-            user_id: caller.user_id,
-            permission: access.role.for_session(),
-            basis: caller.basis,
-        };
-        (identity, Some(access.flag))
+        user_identity(ctx, caller, access, instance_id).await?
     } else {
         // No D1 round trip here: the object keeps the read-only flag it was
         // last told (see `InstanceClient::configure`).
@@ -60,12 +56,28 @@ pub async fn handle(req: &Request, ctx: &Ctx, instance_id: &str, trace: &mut Tra
         };
         (identity, None)
     };
-    if let Identity::User { user_id, basis, .. } = &identity {
-        trace.who = crate::log::Who::of(user_id, basis);
-    }
+    trace.identity(&identity);
     InstanceClient::with_read_only(&ctx.env, instance_id, read_only)?
         .connect(req, identity, ctx.development)
         .await
+}
+
+/// A signed-in caller with data access to the instance, opening a socket
+/// or an event stream: noted first, so that revoking its credential (or
+/// lowering its role) reaches the connection.
+pub(super) async fn user_identity(
+    ctx: &Ctx,
+    caller: Caller,
+    access: DataAccess,
+    instance_id: &str,
+) -> Result<(Identity, Option<ReadOnlyFlag>), ApiError> {
+    revocation::note_socket(ctx, &caller, instance_id).await?;
+    let identity = Identity::User {
+        user_id: caller.user_id,
+        permission: access.role.for_session(),
+        basis: caller.basis,
+    };
+    Ok((identity, Some(access.flag)))
 }
 
 /// A one-time token from `POST /api/ws-token`: taken (deleted) on first use.

@@ -19,6 +19,14 @@ pub fn lists(body: &Value, field: &str, id: &str) -> bool {
         .any(|item| item["id"] == id)
 }
 
+/// The bucket named `name` in a `GET /api/usage` answer, if it lists one.
+pub fn usage_bucket<'a>(usage: &'a Value, name: &str) -> Option<&'a Value> {
+    usage["usage"]
+        .as_array()?
+        .iter()
+        .find(|b| b["bucket"] == name)
+}
+
 /// The `Authorization` value for a credential: a bare API key or JWT is
 /// sent as `Bearer`; a value that already names its scheme (`ApiKey id:secret`)
 /// as it is.

@@ -37,6 +37,8 @@ pub struct FakeResponse {
     pub headers: Vec<(String, String)>,
     pub chunks: Vec<Vec<u8>>,
     pub pause: Duration,
+    /// How long the server waits before answering at all.
+    pub delay: Duration,
 }
 
 impl FakeResponse {
@@ -46,7 +48,24 @@ impl FakeResponse {
             headers: vec![("content-type".into(), "application/json".into())],
             chunks: vec![body.to_string().into_bytes()],
             pause: Duration::ZERO,
+            delay: Duration::ZERO,
         }
+    }
+
+    /// A status with no body.
+    pub fn empty(status: u16) -> Self {
+        FakeResponse {
+            status,
+            headers: Vec::new(),
+            chunks: Vec::new(),
+            pause: Duration::ZERO,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// The same answer, sent only after `delay` (a slow server).
+    pub fn after(self, delay: Duration) -> Self {
+        FakeResponse { delay, ..self }
     }
 
     /// A streamed body sent chunk by chunk, `pause` apart.
@@ -56,6 +75,7 @@ impl FakeResponse {
             headers: vec![("content-type".into(), content_type.into())],
             chunks,
             pause,
+            delay: Duration::ZERO,
         }
     }
 }
@@ -78,6 +98,11 @@ impl FakeUpstream {
     /// Starts the server on its own thread and runtime, so it outlives any
     /// single test's runtime.
     pub fn start() -> FakeUpstream {
+        FakeUpstream::start_on(0)
+    }
+
+    /// Starts the server on `port` (0: any free one).
+    pub fn start_on(port: u16) -> FakeUpstream {
         let state = Arc::new(Mutex::new(State::default()));
         let (tx, rx) = std::sync::mpsc::channel();
         let thread_state = state.clone();
@@ -88,7 +113,9 @@ impl FakeUpstream {
                 .build()
                 .expect("fake upstream runtime");
             rt.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+                let listener = TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .expect("bind fake");
                 let port = listener.local_addr().expect("fake addr").port();
                 tx.send(port).expect("report fake port");
                 loop {
@@ -180,6 +207,7 @@ async fn serve(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
         None => FakeResponse::json(404, &serde_json::json!({"error": "no fake route"})),
     };
 
+    tokio::time::sleep(response.delay).await;
     // No Content-Length: the body ends when the connection closes, which
     // lets a handler stream chunks with pauses in between.
     let mut head = format!("HTTP/1.1 {} Fake\r\nconnection: close\r\n", response.status);

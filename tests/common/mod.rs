@@ -7,6 +7,7 @@ pub mod browser;
 pub mod clerk;
 pub mod fake;
 pub mod jwt;
+pub mod node;
 pub mod openapi;
 pub mod scripted;
 pub mod server;

@@ -619,13 +619,14 @@ mod tests {
 
     #[test]
     fn finish_reasons_and_headers() {
+        use FinishReason::*;
         let all = [
-            (FinishReason::Stop, "stop"),
-            (FinishReason::ToolCalls, "tool-calls"),
-            (FinishReason::Length, "length"),
-            (FinishReason::ContentFilter, "content-filter"),
-            (FinishReason::Error, "error"),
-            (FinishReason::Other, "other"),
+            (Stop, "stop"),
+            (ToolCalls, "tool-calls"),
+            (Length, "length"),
+            (ContentFilter, "content-filter"),
+            (Error, "error"),
+            (Other, "other"),
         ];
         for (r, s) in all {
             assert_eq!(ui_finish_reason(r), s);
