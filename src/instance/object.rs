@@ -145,6 +145,13 @@ impl MindCacheInstance {
     pub fn web_socket_message(&self, ws: worker::web_sys::WebSocket, message: JsValue) -> JsValue {
         let ws = WebSocket::from(ws);
         match message.as_string() {
+            #[cfg(feature = "fault-injection")]
+            Some(text) if crate::panic::frame_wants_panic(&text) => {
+                // Holding a borrow, as a real bug would: without recovery
+                // every later call into this object would panic on it.
+                let _held = self.inner.sessions.borrow_mut();
+                crate::panic::injected("the instance's object")
+            }
             Some(text) => Instance::on_text(&self.inner, ws, text),
             None => {
                 if let Ok(Some(s)) = read_session(&ws) {

@@ -27,6 +27,7 @@ fn ensure_built() {
         }
         let status = Command::new("bash")
             .arg("scripts/build.sh")
+            .env("MINDCACHE_FAULTS", "1")
             .current_dir(repo_root())
             .status()
             .expect("run scripts/build.sh");
