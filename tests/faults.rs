@@ -1,5 +1,7 @@
 //! Faults (docs/faults.md): a panic inside an instance's object or inside
-//! the Worker's request handling is survived. Needs a build with fault
+//! the Worker's request handling is survived; an instance's total size is
+//! capped, and one over the cap (filled before it) can still be connected
+//! to and cleared. Needs a build with fault
 //! injection (`MINDCACHE_FAULTS=1 bash scripts/build.sh`, as scripts/test.sh
 //! and the harness build). Each test has a server of its own: a panic
 //! re-instantiates the whole module, which must not touch other tests'
@@ -170,4 +172,106 @@ async fn a_panic_inside_the_worker_is_survived() {
     )
     .await;
     assert!(status == 200 || status == 404, "{status} {body}");
+}
+
+/// Caps small enough to reach in a test (honoured in development mode only).
+fn small_caps() -> ServerOptions {
+    ServerOptions::development()
+        .var("MINDCACHE_TEST_MAX_INSTANCE_BYTES", "5000")
+        .var("MINDCACHE_TEST_MAX_SYNC_BYTES", "7000")
+}
+
+fn blob(n: usize) -> Value {
+    json!("x".repeat(n))
+}
+
+#[tokio::test]
+async fn the_size_cap_refuses_every_write_path_and_an_instance_over_it_stays_usable() {
+    let mut server = server();
+    let api = common::api::Api::new(&server);
+    let (status, project) = api
+        .post("/api/projects", None, json!({"name": "caps"}))
+        .await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_string();
+    let new_instance = |name: &'static str| {
+        let api = &api;
+        let path = format!("/api/projects/{project}/instances");
+        async move {
+            let (status, body) = api.post(&path, None, json!({"name": name})).await;
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let big = new_instance("big").await;
+    let small = new_instance("small").await;
+
+    // Filled before the cap: ~8.6 KB, over 5,000 and over the 7,000 a sync may carry.
+    let (mut c, _) = WsClient::join(&server, &big, None).await;
+    for i in 0..4 {
+        acked_set(&mut c, &format!("k{i}"), blob(2000)).await;
+    }
+    let (mut c, _) = WsClient::join(&server, &small, None).await;
+    acked_set(&mut c, "a", blob(100)).await;
+    drop(c);
+    server.restart_with(small_caps());
+    let api = common::api::Api::new(&server);
+
+    // Every write path refuses growth past the cap with TOO_LARGE, and writes nothing.
+    let (mut c, data) = synced(&server, &small).await;
+    assert_eq!(values(&data), vec![("a".to_string(), blob(100))]);
+    c.send(&json!({"type": "set", "key": "b", "value": blob(6000), "id": "s1"}))
+        .await;
+    let e = c.recv_type("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_str()),
+        (Some("TOO_LARGE"), Some("s1"))
+    );
+    assert!(e["error"].as_str().unwrap().contains("per instance"), "{e}");
+    let keys = format!("/api/instances/{small}/keys");
+    let refused = [
+        api.put(&format!("{keys}/b"), None, json!({"value": blob(6000)})).await,
+        api.post(
+            &format!("/api/instances/{small}/batch"),
+            None,
+            json!({"set": {"b": {"value": 1}, "c": {"value": blob(6000)}}}),
+        )
+        .await,
+        api.post(
+            &format!("/api/instances/{small}/import"),
+            None,
+            json!({"format": "mindcache-export", "version": 1, "keys": {"b": {"value": blob(6000)}}}),
+        )
+        .await,
+    ];
+    for (status, body) in refused {
+        assert_eq!(status, 413, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("per instance"),
+            "{body}"
+        );
+    }
+    let (_, data) = synced(&server, &small).await;
+    assert_eq!(values(&data), vec![("a".to_string(), blob(100))]);
+
+    // The instance over the cap: connecting works; instead of a sync it
+    // gets TOO_LARGE, and the socket stays open for deletes and clear.
+    let mut c = WsClient::connect_to(&server, &big, None).await;
+    c.recv_type("auth_success").await;
+    let e = c.recv_type("error").await;
+    assert_eq!(e["code"], "TOO_LARGE", "{e}");
+    c.send(&json!({"type": "set", "key": "k9", "value": 1, "id": "s2"}))
+        .await;
+    assert_eq!(c.recv_type("error").await["code"], "TOO_LARGE");
+    c.send(&json!({"type": "delete", "key": "k0"})).await;
+    assert_eq!(c.recv_type("key_deleted").await["key"], "k0");
+    // ~6.5 KB now: still over the write cap, but a sync fits again.
+    let (_, data) = synced(&server, &big).await;
+    assert_eq!(data.as_object().unwrap().len(), 3);
+    c.send(&json!({"type": "clear", "id": "c1"})).await;
+    c.recv_type("cleared").await;
+    c.recv_type("ack").await;
+    let (mut again, data) = synced(&server, &big).await;
+    assert_eq!(data, json!({}));
+    acked_set(&mut again, "fresh", blob(10)).await;
 }

@@ -117,6 +117,12 @@ impl TestServer {
         server
     }
 
+    /// Restarts on the same persist directory with other options.
+    pub fn restart_with(&mut self, options: ServerOptions) {
+        self.options = options;
+        self.restart();
+    }
+
     /// Stops the server and starts it again on the same persist directory.
     pub fn restart(&mut self) {
         self.stop();
