@@ -139,8 +139,10 @@ mod tests {
 
     #[test]
     fn fragment_len_is_the_sync_fragment() {
-        let mut attributes = Attributes::default();
-        attributes.tags = vec!["a\"b".into(), "é".into()];
+        let attributes = Attributes {
+            tags: vec!["a\"b".into(), "é".into()],
+            ..Default::default()
+        };
         for (key, value, at) in [
             ("k", "1", 0),
             ("ké\"y\n", r#"{"x":[1,2,"é"]}"#, 1_700_000_000_123),
