@@ -18,5 +18,18 @@ export WASM_BINDGEN_BIN ESBUILD_BIN
 # into the module in a Proxy and a termination check, which costs 15-25 %
 # of the CPU per WebSocket message (docs/performance.md). The code keeps
 # panics out of request paths (no unwrap/expect on input or I/O) instead.
+# Panic recovery instead (docs/faults.md): src/entry.js is the entry module;
+# it re-instantiates the module after a panic at a cost of one check per call.
+export CUSTOM_SHIM="$PWD/src/entry.js"
+# MINDCACHE_FAULTS=1 (scripts/test.sh, the integration tests): compile in the
+# fault injection of src/panic.rs. Never set by `npm run deploy` or dev.sh.
+features=()
+if [ "${MINDCACHE_FAULTS:-}" = "1" ]; then
+  features=(--features fault-injection)
+fi
 rm -rf build   # no stale artifacts of an earlier layout
-worker-build --release --no-panic-recovery
+worker-build --release --no-panic-recovery "${features[@]}"
+if [ "${MINDCACHE_FAULTS:-}" = "1" ]; then
+  echo "built with fault injection (test build: never deploy it)"
+  touch build/FAULT_INJECTION
+fi

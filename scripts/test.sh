@@ -13,7 +13,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --target wasm32-unknown-unknown -- -D warnings
-bash scripts/build.sh
+# With fault injection: tests/faults.rs panics the server on purpose.
+MINDCACHE_FAULTS=1 bash scripts/build.sh
 # The module worker-build emits (build/worker/index.wasm without the
 # panic-recovery shim; build/index_bg.wasm with it).
 for wasm in build/worker/index.wasm build/index_bg.wasm; do

@@ -149,7 +149,7 @@ fn prefix_end(prefix: &str) -> Option<String> {
 
 /// Above every valid key (at most `MAX_KEY_BYTES` bytes, so at most
 /// `MAX_KEY_BYTES / 4` characters of the highest code point).
-fn above_all_keys() -> String {
+pub(super) fn above_all_keys() -> String {
     std::iter::repeat_n(char::MAX, MAX_KEY_BYTES / 4 + 1).collect()
 }
 
@@ -333,7 +333,7 @@ impl<S: KeyStore + ?Sized> Engine<'_, S> {
             broadcasts.clear();
             self.write_items(actor, &sets, now_ms, &mut broadcasts)?;
             for key in &deletes {
-                if self.store.delete(key).map_err(internal)? {
+                if self.remove(key)? {
                     broadcasts.push(encode_key_deleted(key, actor, now_ms));
                 }
             }
@@ -380,7 +380,7 @@ impl<S: KeyStore + ?Sized> Engine<'_, S> {
         let mut broadcasts = Vec::new();
         self.atomically(|| {
             broadcasts.clear();
-            self.store.clear().map_err(internal)?;
+            self.clear_store()?;
             broadcasts.push(encode_cleared(actor, now_ms));
             for (key, value, attributes) in &items {
                 let written =

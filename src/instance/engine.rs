@@ -11,7 +11,8 @@ use super::protocol::{
     encode_key_deleted, encode_key_updated, encode_pong, encode_sync_with_data, parse_client_frame,
     AuthErrorCode, ClientFrame, ClientMessage,
 };
-use super::store::{Entry, InstanceMeta, KeyRow, KeyStore, StoreError};
+use super::size::{self, InstanceSize, MAX_INSTANCE_BYTES};
+use super::store::{Entry, InstanceMeta, KeyRow, KeyStore, PageRange, StoreError};
 use crate::permission::{AccessBasis, Permission};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -124,6 +125,10 @@ pub struct Engine<'a, S: KeyStore + ?Sized> {
     pub(super) store: &'a S,
     pub(super) meta: &'a InstanceMeta,
     pub(super) max_keys: u64,
+    /// The instance's running total (size.rs); without one, it is counted
+    /// from the store whenever a write needs it.
+    pub(super) size: Option<&'a InstanceSize>,
+    pub(super) max_bytes: u64,
 }
 
 /// What a set that changed something wrote, and its broadcast.
@@ -139,7 +144,89 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
             store,
             meta,
             max_keys: MAX_KEYS,
+            size: None,
+            max_bytes: MAX_INSTANCE_BYTES,
         }
+    }
+
+    /// Keeps the instance's total in `size` (the object holds one per lifetime).
+    pub fn with_size(mut self, size: &'a InstanceSize) -> Self {
+        self.size = Some(size);
+        self
+    }
+
+    /// Overrides the bytes-per-instance limit (tests use a small one).
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The instance's total size (size.rs): kept, counted by the object's
+    /// counter, or summed page by page (never all keys in memory at once).
+    pub fn total_bytes(&self) -> Result<u64, ProtocolError> {
+        if let Some(counted) = self.size.and_then(InstanceSize::get_or_count) {
+            return counted.map_err(internal);
+        }
+        let below = super::data_ops::above_all_keys();
+        let mut after = String::new();
+        let mut total = 0u64;
+        loop {
+            let range = PageRange {
+                from: "",
+                after: &after,
+                below: &below,
+                tag: None,
+                limit: super::data_ops::MAX_PAGE_KEYS,
+                // Small pages: counting holds one page in memory at a time.
+                budget: 1024 * 1024,
+            };
+            let (rows, more) = self.store.page(&range).map_err(internal)?;
+            total += rows.iter().map(|(_, f)| f.len() as u64).sum::<u64>();
+            match rows.last() {
+                Some((last, _)) if more => after = last.clone(),
+                _ => break,
+            }
+        }
+        if let Some(s) = self.size {
+            s.set(total);
+        }
+        Ok(total)
+    }
+
+    /// The total after replacing `old` bytes by `new`; refused when it
+    /// grows past the cap (a shrinking write is always allowed, so an
+    /// instance over the cap can still be trimmed).
+    fn grown(&self, old: u64, new: u64) -> Result<u64, ProtocolError> {
+        let total = self.total_bytes()?;
+        let after = total.saturating_sub(old).saturating_add(new);
+        if new > old && after > self.max_bytes {
+            return Err(size::too_large(total, after, self.max_bytes));
+        }
+        Ok(after)
+    }
+
+    /// Deletes a key, keeping the total: the entry is read first only when
+    /// the total is being kept (otherwise it is counted when next needed).
+    pub(super) fn remove(&self, key: &str) -> Result<bool, ProtocolError> {
+        let kept = self.size.and_then(InstanceSize::known);
+        let old = match kept {
+            Some(_) => self.store.get(key).map_err(internal)?,
+            None => None,
+        };
+        let existed = self.store.delete(key).map_err(internal)?;
+        if let (Some(s), Some(total)) = (self.size, kept) {
+            s.set(total.saturating_sub(old.as_ref().map_or(0, size::entry_len)));
+        }
+        Ok(existed)
+    }
+
+    /// Empties the store; the total is then zero.
+    pub(super) fn clear_store(&self) -> Result<(), ProtocolError> {
+        self.store.clear().map_err(internal)?;
+        if let Some(s) = self.size {
+            s.set(0);
+        }
+        Ok(())
     }
 
     /// Overrides the keys-per-instance limit (tests use a small one).
@@ -285,7 +372,7 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
     ) -> Result<Option<String>, ProtocolError> {
         self.writable()?;
         validate_key(key)?;
-        let existed = self.store.delete(key).map_err(internal)?;
+        let existed = self.remove(key)?;
         Ok(existed.then(|| encode_key_deleted(key, actor, now_ms)))
     }
 
@@ -293,7 +380,7 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
     /// drops its local copy even of keys it alone still holds.
     pub fn clear_as(&self, actor: &str, now_ms: i64) -> Result<Option<String>, ProtocolError> {
         self.writable()?;
-        self.store.clear().map_err(internal)?;
+        self.clear_store()?;
         Ok(Some(encode_cleared(actor, now_ms)))
     }
 
@@ -379,6 +466,11 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
                 StoreError(text)
             })
         });
+        if result.is_err() {
+            if let Some(s) = self.size {
+                s.forget();
+            }
+        }
         match (result, refused) {
             (Ok(()), _) => Ok(()),
             (Err(_), Some(e)) => Err(e),
@@ -389,7 +481,7 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
     /// Empties the store without the read-only check or a broadcast: for
     /// destroying the instance, after its sockets are closed.
     pub fn wipe(&self) -> Result<(), ProtocolError> {
-        self.store.clear().map_err(internal)
+        self.clear_store()
     }
 
     pub(super) fn writable(&self) -> Result<(), ProtocolError> {
@@ -415,6 +507,7 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
         now_ms: i64,
     ) -> Result<Option<Written>, ProtocolError> {
         let is_new = existing.is_none();
+        let old_len = existing.as_ref().map_or(0, size::entry_len);
         let at = existing
             .as_ref()
             .map_or(now_ms, |old| now_ms.max(old.updated_at.saturating_add(1)));
@@ -439,6 +532,10 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
                 given.unwrap_or_default()
             }
         };
+        let total = self.grown(
+            old_len,
+            size::fragment_len(key, value.get(), &attributes, at),
+        )?;
         let row = KeyRow {
             key,
             value: value.get(),
@@ -446,6 +543,9 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
             updated_at: at,
         };
         self.store.put(row, is_new).map_err(internal)?;
+        if let Some(s) = self.size {
+            s.set(total);
+        }
         let broadcast = encode_key_updated(key, value, &attributes, actor, at);
         Ok(Some(Written {
             attributes,

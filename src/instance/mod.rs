@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod outbox_sql;
 pub mod protocol;
 pub mod sessions;
+pub mod size;
 #[cfg(target_arch = "wasm32")]
 pub mod sql_store;
 #[cfg(test)]

@@ -27,7 +27,9 @@ use super::internal::{
 };
 use super::protocol::{encode_ack, encode_auth_error, encode_auth_success, encode_error};
 use super::sessions::Sessions;
+use super::size::{sync_too_large, InstanceSize, MAX_INSTANCE_BYTES, MAX_SYNC_BYTES};
 use super::store::{load_meta, migrate, save_meta, InstanceMeta};
+use super::store::{StoreError, SUM_DATA_BYTES};
 use crate::permission::AccessBasis;
 use crate::permission::Permission;
 use crate::services::access::{current_permission, socket_grant, SocketRefusal};
@@ -145,6 +147,13 @@ impl MindCacheInstance {
     pub fn web_socket_message(&self, ws: worker::web_sys::WebSocket, message: JsValue) -> JsValue {
         let ws = WebSocket::from(ws);
         match message.as_string() {
+            #[cfg(feature = "fault-injection")]
+            Some(text) if crate::panic::frame_wants_panic(&text) => {
+                // Holding a borrow, as a real bug would: without recovery
+                // every later call into this object would panic on it.
+                let _held = self.inner.sessions.borrow_mut();
+                crate::panic::injected("the instance's object")
+            }
             Some(text) => Instance::on_text(&self.inner, ws, text),
             None => {
                 if let Ok(Some(s)) = read_session(&ws) {
@@ -206,6 +215,33 @@ pub struct Instance {
     streams: RefCell<data::Streams>,
     /// Outbound webhooks: the outbox and its sender (docs/webhooks.md).
     hooks: super::hooks::Hooks,
+    /// The instance's total size and its caps (size.rs, docs/faults.md).
+    size: InstanceSize,
+    max_bytes: u64,
+    max_sync_bytes: u64,
+}
+
+/// The instance's total, summed by SQLite (`SUM_DATA_BYTES`).
+fn sum_data_bytes(sql: &worker::SqlStorage) -> std::result::Result<u64, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Sum {
+        n: f64,
+    }
+    sql.exec(SUM_DATA_BYTES, None)
+        .and_then(|c| c.one::<Sum>())
+        .map(|s| s.n.max(0.0) as u64)
+        .map_err(|e| StoreError(e.to_string()))
+}
+
+/// A size cap lowered for tests by an environment variable, honoured only
+/// when `ENVIRONMENT` is `development` (a deployment never has it).
+fn test_cap(env: &Env, name: &str, default: u64) -> u64 {
+    if crate::config::setting(env, "ENVIRONMENT").as_deref() != Some("development") {
+        return default;
+    }
+    crate::config::setting(env, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 impl Instance {
@@ -219,7 +255,15 @@ impl Instance {
             .map(JsValue::from)
             .unwrap_or(JsValue::UNDEFINED);
         let hooks = super::hooks::Hooks::new(sql.clone(), &env, existing);
+        let counted = sql.clone();
+        let size = InstanceSize::with_counter(Box::new(move || sum_data_bytes(&counted)));
         let store = Mirrored::new(SqlStore::new(sql, storage));
+        let max_bytes = test_cap(
+            &env,
+            "MINDCACHE_TEST_MAX_INSTANCE_BYTES",
+            MAX_INSTANCE_BYTES,
+        );
+        let max_sync_bytes = test_cap(&env, "MINDCACHE_TEST_MAX_SYNC_BYTES", MAX_SYNC_BYTES);
         // `{"type":"ping"}` is answered by the runtime without waking us.
         if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
             state.set_websocket_auto_response(&pair);
@@ -237,6 +281,9 @@ impl Instance {
             sessions: RefCell::new(Sessions::default()),
             streams: RefCell::new(data::Streams::default()),
             hooks,
+            size,
+            max_bytes,
+            max_sync_bytes,
         };
         if existing {
             instance.ensure_ready();
@@ -479,7 +526,9 @@ impl Instance {
     /// only for that long).
     fn with_engine<T>(&self, f: impl FnOnce(&Engine<'_, Store>) -> T) -> T {
         let meta = self.meta.borrow();
-        f(&Engine::new(&self.store, &meta))
+        f(&Engine::new(&self.store, &meta)
+            .with_size(&self.size)
+            .with_max_bytes(self.max_bytes))
     }
 
     fn engine_outcome(&self, session: &Session, frame: &str) -> Outcome {
@@ -714,6 +763,17 @@ impl Instance {
             ws,
             &encode_auth_success(&instance_id, &session.user_id, session.permission),
         );
+        // An instance filled before the size cap may hold more than one
+        // message can carry: it gets an error instead, and the socket stays
+        // open for `delete` and `clear` (docs/faults.md).
+        match self.with_engine(|e| e.total_bytes()) {
+            Ok(total) if total > self.max_sync_bytes => {
+                send(ws, &encode_error(&sync_too_large(total).with_id(id)));
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => crate::log_error!("instance size: {}", e.message),
+        }
         match self.store.inner().sync_message(&instance_id) {
             Ok(sync) => send_js(ws, &sync),
             Err(e) => {

@@ -144,6 +144,14 @@ pub const SELECT_PAGE: &str = concat!(
      ORDER BY name"
 );
 
+/// The instance's total size (size.rs): the bytes of every key's sync
+/// fragment, summed inside SQLite so nothing crosses but the number.
+pub const SUM_DATA_BYTES: &str = concat!(
+    "SELECT COALESCE(SUM(length(CAST(",
+    data_entry_sql!(),
+    " AS BLOB))), 0) AS n FROM keys"
+);
+
 /// The bounds of one listing page, bound to `SELECT_PAGE` in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRange<'a> {

@@ -27,6 +27,7 @@ fn ensure_built() {
         }
         let status = Command::new("bash")
             .arg("scripts/build.sh")
+            .env("MINDCACHE_FAULTS", "1")
             .current_dir(repo_root())
             .status()
             .expect("run scripts/build.sh");
@@ -114,6 +115,12 @@ impl TestServer {
         };
         server.launch();
         server
+    }
+
+    /// Restarts on the same persist directory with other options.
+    pub fn restart_with(&mut self, options: ServerOptions) {
+        self.options = options;
+        self.restart();
     }
 
     /// Stops the server and starts it again on the same persist directory.
