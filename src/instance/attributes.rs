@@ -120,33 +120,6 @@ impl Attributes {
         Ok(attrs)
     }
 
-    /// Reads stored attributes without judging them: a field of the wrong
-    /// type takes its default and no limit applies (rows written before a
-    /// limit existed must still load). `Err` only when it is not an object.
-    pub fn from_stored(text: &str) -> Result<Attributes, ProtocolError> {
-        let object = RawObject::parse(text)
-            .ok_or_else(|| ProtocolError::invalid("stored attributes are not a JSON object"))?;
-        let mut attrs = Attributes::default();
-        for (name, raw) in object.0 {
-            let raw_text = raw.get();
-            let flag = |default: bool| opt_bool(raw_text, "").ok().flatten().unwrap_or(default);
-            match name.as_str() {
-                "type" => {
-                    let t = opt_string(raw_text, "type").ok().flatten();
-                    attrs.key_type = t.as_deref().and_then(KeyType::parse).unwrap_or_default();
-                }
-                "readonly" => attrs.readonly = flag(false),
-                "visible" => attrs.visible = flag(true),
-                "hardcoded" => attrs.hardcoded = flag(false),
-                "template" => attrs.template = flag(false),
-                "tags" => attrs.tags = parse_tags(raw_text).unwrap_or_default(),
-                "contentType" => attrs.content_type = opt_string(raw_text, "").ok().flatten(),
-                _ => attrs.extra.push((name, raw)),
-            }
-        }
-        Ok(attrs)
-    }
-
     /// The limits of §6 on tags, and the overall size bound. `from_json`
     /// applies them; callers building attributes in code call it directly.
     pub fn validate(&self) -> Result<(), ProtocolError> {

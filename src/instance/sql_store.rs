@@ -5,9 +5,9 @@
 #![cfg(target_arch = "wasm32")]
 
 use super::store::{
-    join_data_entries, take_page, Entry, KeyCount, KeyRow, KeyStore, PageRange, SqlArg, StoreError,
-    StoredRow, COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, INSERT_KEY, SELECT_ALL_KEYS,
-    SELECT_DATA_ENTRIES, SELECT_KEY, SELECT_META, SELECT_PAGE, UPDATE_KEY, UPSERT_META,
+    join_data_entries, put_sql, take_page, Entry, KeyCount, KeyRow, KeyStore, PageRange, SqlArg,
+    StoreError, StoredRow, COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS,
+    SELECT_DATA_ENTRIES, SELECT_KEY, SELECT_META, SELECT_PAGE, UPSERT_META,
 };
 use worker::js_sys;
 use worker::wasm_bindgen::prelude::wasm_bindgen;
@@ -25,19 +25,6 @@ extern "C" {
     #[wasm_bindgen(method, catch)]
     fn raw(this: &JsSqlCursor) -> Result<js_sys::Iterator, JsValue>;
 
-    /// `exec` of a key write with its four arguments passed straight (no
-    /// argument array built call by call) and the statement text already a
-    /// JavaScript string: the per-set path crosses the boundary once.
-    #[wasm_bindgen(method, catch, js_name = exec)]
-    fn exec_write(
-        this: &JsSqlStorage,
-        query: &js_sys::JsString,
-        value: &str,
-        attributes: &str,
-        updated_at: f64,
-        name: &str,
-    ) -> Result<JsValue, JsValue>;
-
     /// The object's `DurableObjectStorage`, for `transactionSync`, which
     /// workers-rs does not wrap. The callback runs before the call returns
     /// (a stack closure); its `Err` is thrown, which rolls the transaction back.
@@ -53,9 +40,6 @@ pub struct SqlStore {
     sql: SqlStorage,
     storage: JsValue,
     count: KeyCount,
-    /// `INSERT_KEY` and `UPDATE_KEY` as JavaScript strings, made once.
-    insert_key: js_sys::JsString,
-    update_key: js_sys::JsString,
 }
 
 impl SqlStore {
@@ -65,8 +49,6 @@ impl SqlStore {
             sql,
             storage,
             count: KeyCount::default(),
-            insert_key: js_sys::JsString::from(INSERT_KEY),
-            update_key: js_sys::JsString::from(UPDATE_KEY),
         }
     }
 
@@ -113,22 +95,9 @@ impl SqlStore {
 
     /// Inserts (`is_new`) or updates a key row, keeping the count.
     fn write(&self, row: KeyRow<'_>, is_new: bool) -> Result<(), StoreError> {
-        let attributes = row.attributes.to_json();
-        let query = if is_new {
-            &self.insert_key
-        } else {
-            &self.update_key
-        };
-        let sql: &JsSqlStorage = self.sql.as_ref().unchecked_ref();
-        // Timestamps are far inside 2^53.
-        sql.exec_write(
-            query,
-            row.value,
-            &attributes,
-            row.updated_at as f64,
-            row.key,
-        )
-        .map_err(|e| err(e.into()))?;
+        let tags = row.attributes.tags_json();
+        let extra = row.attributes.extra_json();
+        self.run(put_sql(is_new), &row.write_args(&tags, extra.as_deref()))?;
         self.count.put(is_new);
         Ok(())
     }
@@ -179,7 +148,14 @@ fn stored_row(row: Vec<SqlStorageValue>) -> Result<StoredRow, StoreError> {
     Ok(StoredRow {
         name: text(next("name")?, "name")?,
         value: text(next("value")?, "value")?,
-        attributes: text(next("attributes")?, "attributes")?,
+        key_type: text(next("type")?, "type")?,
+        content_type: opt_text(next("content_type")?, "content_type")?,
+        readonly: int(next("readonly")?, "readonly")? != 0,
+        visible: int(next("visible")?, "visible")? != 0,
+        hardcoded: int(next("hardcoded")?, "hardcoded")? != 0,
+        template: int(next("template")?, "template")? != 0,
+        tags: opt_text(next("tags")?, "tags")?,
+        extra: opt_text(next("extra")?, "extra")?,
         updated_at: int(next("updated_at")?, "updated_at")?,
     })
 }

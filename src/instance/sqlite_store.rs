@@ -44,8 +44,9 @@ impl SqliteStore {
     /// Inserts (`is_new`) or updates a key row, keeping the count.
     fn write(&self, row: KeyRow<'_>, is_new: bool) -> Result<(), StoreError> {
         self.check_writable()?;
-        let attributes = row.attributes.to_json();
-        let args = row.write_args(&attributes);
+        let tags = row.attributes.tags_json();
+        let extra = row.attributes.extra_json();
+        let args = row.write_args(&tags, extra.as_deref());
         let changed = self
             .conn
             .execute(put_sql(is_new), rusqlite::params_from_iter(args.iter()))
@@ -78,8 +79,15 @@ fn stored_row(r: &Row<'_>) -> rusqlite::Result<StoredRow> {
     Ok(StoredRow {
         name: r.get(0)?,
         value: r.get(1)?,
-        attributes: r.get(2)?,
-        updated_at: r.get(3)?,
+        key_type: r.get(2)?,
+        content_type: r.get(3)?,
+        readonly: r.get::<_, i64>(4)? != 0,
+        visible: r.get::<_, i64>(5)? != 0,
+        hardcoded: r.get::<_, i64>(6)? != 0,
+        template: r.get::<_, i64>(7)? != 0,
+        tags: r.get(8)?,
+        extra: r.get(9)?,
+        updated_at: r.get(10)?,
     })
 }
 

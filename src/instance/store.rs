@@ -1,7 +1,7 @@
 //! Storage of an instance's keys: the `KeyStore` contract, the SQL every
 //! implementation runs, and the versioned schema migration.
 
-use super::attributes::Attributes;
+use super::attributes::{Attributes, KeyType};
 use serde_json::value::RawValue;
 use std::cell::Cell;
 use wasm_bindgen::JsValue;
@@ -74,7 +74,7 @@ pub trait KeyStore {
 // --- SQL --------------------------------------------------------------------
 // Every statement is a constant with `?` placeholders; nothing is built from input.
 
-/// Schema v1: the `keys` table exactly as storage.md gives it (v2 replaces it).
+/// The `keys` table exactly as storage.md gives it.
 pub const CREATE_KEYS: &str = "CREATE TABLE IF NOT EXISTS keys (
   name TEXT PRIMARY KEY,
   value TEXT NOT NULL,        -- JSON-encoded value
@@ -89,24 +89,15 @@ pub const CREATE_KEYS: &str = "CREATE TABLE IF NOT EXISTS keys (
   updated_at INTEGER NOT NULL -- ms
 )";
 
-/// Schema v2: the attributes in one JSON column, so a write binds four
-/// arguments instead of eleven (docs/performance.md). Built beside the v1
-/// table, filled from it, then renamed over it.
-pub const CREATE_KEYS_V2: &str = "CREATE TABLE keys_v2 (
-  name TEXT PRIMARY KEY,
-  value TEXT NOT NULL,        -- JSON-encoded value
-  attributes TEXT NOT NULL,   -- JSON object, as `Attributes` serialises it
-  updated_at INTEGER NOT NULL -- ms
-)";
-
 /// Schema version, instance id and read-only flag, one row each.
 pub const CREATE_META: &str =
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
 /// Column order of every `SELECT` below, which `StoredRow` mirrors.
-pub const SELECT_KEY: &str = "SELECT name, value, attributes, updated_at FROM keys WHERE name = ?";
-pub const SELECT_ALL_KEYS: &str =
-    "SELECT name, value, attributes, updated_at FROM keys ORDER BY name";
+pub const SELECT_KEY: &str = "SELECT name, value, type, content_type, readonly, visible, \
+     hardcoded, template, tags, extra, updated_at FROM keys WHERE name = ?";
+pub const SELECT_ALL_KEYS: &str = "SELECT name, value, type, content_type, readonly, visible, \
+     hardcoded, template, tags, extra, updated_at FROM keys ORDER BY name";
 
 /// Every key as one `"<name>":{"value":…,"attributes":{…},"updatedAt":…}`
 /// fragment of the `sync.data` map, assembled by SQLite: a 2,000-key sync
@@ -115,13 +106,13 @@ pub const SELECT_ALL_KEYS: &str =
 /// unit tests compare the two), with the same tolerance of odd legacy rows.
 /// One fragment per row, not one string: a Durable Object's SQLite caps a
 /// single string at 2 MB.
-/// The attributes object of a row of the schema-v1 `keys` table (one
-/// column per attribute), with the defaults of protocol.md §4 and the same
-/// tolerance of odd legacy rows as the old reads: what the v2 migration
-/// stores in the `attributes` column.
-macro_rules! v1_attributes_sql {
+/// The SQL expression of one `SELECT_DATA_ENTRIES` fragment (a macro so
+/// that the listing below can use the very same text).
+macro_rules! data_entry_sql {
     () => {
-        "'{\"type\":' || json_quote(CASE WHEN type IN \
+        "json_quote(name) || ':{\"value\":' \
+     || (CASE WHEN json_valid(value) THEN value ELSE json_quote(value) END) \
+     || ',\"attributes\":{\"type\":' || json_quote(CASE WHEN type IN \
         ('text', 'json', 'image', 'file', 'markdown') THEN type ELSE 'text' END) \
      || ',\"readonly\":' || (CASE WHEN readonly THEN 'true' ELSE 'false' END) \
      || ',\"visible\":' || (CASE WHEN visible THEN 'true' ELSE 'false' END) \
@@ -133,29 +124,12 @@ macro_rules! v1_attributes_sql {
         THEN ',\"contentType\":' || json_quote(content_type) ELSE '' END) \
      || (CASE WHEN json_valid(extra) AND json_type(extra) = 'object' AND json(extra) <> '{}' \
         THEN ',' || substr(json(extra), 2, length(json(extra)) - 2) ELSE '' END) \
-     || '}'"
-    };
-}
-
-/// The SQL expression of one `SELECT_DATA_ENTRIES` fragment (a macro so
-/// that the listing below can use the very same text). The `attributes`
-/// column holds exactly what `Attributes` serialises to.
-macro_rules! data_entry_sql {
-    () => {
-        "json_quote(name) || ':{\"value\":' \
-     || (CASE WHEN json_valid(value) THEN value ELSE json_quote(value) END) \
-     || ',\"attributes\":' || attributes || ',\"updatedAt\":' || updated_at || '}'"
+     || '},\"updatedAt\":' || updated_at || '}'"
     };
 }
 
 pub const SELECT_DATA_ENTRIES: &str =
     concat!("SELECT ", data_entry_sql!(), " FROM keys ORDER BY name");
-
-pub const COPY_KEYS_V1_TO_V2: &str = concat!(
-    "INSERT INTO keys_v2 (name, value, attributes, updated_at) SELECT name, value, ",
-    v1_attributes_sql!(),
-    ", updated_at FROM keys"
-);
 
 /// One page of a listing (data-api.md): the name and its data fragment, in
 /// key order, from `?1` (inclusive) and after `?2` (exclusive) to below `?3`,
@@ -165,8 +139,8 @@ pub const SELECT_PAGE: &str = concat!(
     "SELECT name, ",
     data_entry_sql!(),
     " FROM keys WHERE name >= ?1 AND name > ?2 AND name < ?3 \
-     AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(attributes, '$.tags') AS t \
-     WHERE t.value = ?4)) \
+     AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(tags) \
+     AND json_type(tags) = 'array' THEN tags ELSE '[]' END) AS t WHERE t.value = ?4)) \
      ORDER BY name"
 );
 
@@ -232,13 +206,12 @@ pub fn join_data_entries(fragments: impl IntoIterator<Item = String>) -> String 
     out
 }
 
-/// `INSERT_KEY` and `UPDATE_KEY` take the same four arguments
-/// (`write_args`), name last: each argument crosses from wasm to
-/// JavaScript, so the attributes travel as one JSON text.
-pub const INSERT_KEY: &str =
-    "INSERT INTO keys (value, attributes, updated_at, name) VALUES (?, ?, ?, ?)";
-pub const UPDATE_KEY: &str =
-    "UPDATE keys SET value = ?, attributes = ?, updated_at = ? WHERE name = ?";
+/// `INSERT_KEY` and `UPDATE_KEY` take the same arguments (`write_args`), name last.
+pub const INSERT_KEY: &str = "INSERT INTO keys (value, type, content_type, readonly, visible, \
+     hardcoded, template, tags, extra, updated_at, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+pub const UPDATE_KEY: &str = "UPDATE keys SET value = ?, type = ?, content_type = ?, \
+     readonly = ?, visible = ?, hardcoded = ?, template = ?, tags = ?, extra = ?, \
+     updated_at = ? WHERE name = ?";
 /// `RETURNING` tells whether a row existed without relying on change counters.
 pub const DELETE_KEY: &str = "DELETE FROM keys WHERE name = ? RETURNING name";
 pub const DELETE_ALL_KEYS: &str = "DELETE FROM keys";
@@ -310,12 +283,20 @@ impl SqlArg<'_> {
 
 impl KeyRow<'_> {
     /// Arguments for `INSERT_KEY` / `UPDATE_KEY`, in placeholder order.
-    /// `attributes` (`Attributes::to_json`) is the only owned part, so it
-    /// is passed in.
-    pub fn write_args<'a>(&'a self, attributes: &'a str) -> [SqlArg<'a>; 4] {
+    /// `tags`/`extra` are the only owned parts, so they are passed in.
+    pub fn write_args<'a>(&'a self, tags: &'a str, extra: Option<&'a str>) -> [SqlArg<'a>; 11] {
+        let a = self.attributes;
+        let flag = |b: bool| SqlArg::Int(i64::from(b));
         [
             SqlArg::Text(self.value),
-            SqlArg::Text(attributes),
+            SqlArg::Text(a.key_type.as_str()),
+            a.content_type.as_deref().map_or(SqlArg::Null, SqlArg::Text),
+            flag(a.readonly),
+            flag(a.visible),
+            flag(a.hardcoded),
+            flag(a.template),
+            SqlArg::Text(tags),
+            extra.map_or(SqlArg::Null, SqlArg::Text),
             SqlArg::Int(self.updated_at),
             SqlArg::Text(self.key),
         ]
@@ -327,18 +308,37 @@ impl KeyRow<'_> {
 pub struct StoredRow {
     pub name: String,
     pub value: String,
-    pub attributes: String,
+    pub key_type: String,
+    pub content_type: Option<String>,
+    pub readonly: bool,
+    pub visible: bool,
+    pub hardcoded: bool,
+    pub template: bool,
+    pub tags: Option<String>,
+    pub extra: Option<String>,
     pub updated_at: i64,
 }
 
 impl StoredRow {
     pub fn into_entry(self) -> Result<Entry, StoreError> {
-        // Written by `Attributes::to_json` (or migrated from v1 columns with
-        // the defaults filled in), so it parses; a legacy row whose extras
-        // break today's limits still loads, with its known fields.
-        let attributes = Attributes::from_json(&self.attributes)
-            .or_else(|_| Attributes::from_stored(&self.attributes))
-            .map_err(|e| StoreError(format!("key {:?}: attributes: {e}", self.name)))?;
+        let mut attributes = Attributes {
+            // Rows written before a type existed must still load: fall back to text.
+            key_type: KeyType::parse(&self.key_type).unwrap_or_default(),
+            readonly: self.readonly,
+            visible: self.visible,
+            hardcoded: self.hardcoded,
+            template: self.template,
+            tags: Vec::new(),
+            content_type: self.content_type,
+            extra: Vec::new(),
+        };
+        let bad = |e: String| StoreError(format!("key {:?}: {e}", self.name));
+        attributes
+            .set_tags_json(self.tags.as_deref())
+            .map_err(bad)?;
+        attributes
+            .set_extra_json(self.extra.as_deref())
+            .map_err(bad)?;
         // A row that is not JSON (only possible from outside this code) is
         // served as a JSON string rather than failing every sync of the instance.
         let value = match serde_json::from_str::<&RawValue>(&self.value) {
@@ -346,7 +346,7 @@ impl StoredRow {
             Err(_) => serde_json::to_string(&self.value)
                 .ok()
                 .and_then(|quoted| RawValue::from_string(quoted).ok())
-                .ok_or_else(|| StoreError(format!("key {:?}: value is not JSON", self.name)))?,
+                .ok_or_else(|| bad("value is not JSON".to_owned()))?,
         };
         Ok(Entry {
             key: self.name,
@@ -434,15 +434,6 @@ pub const MIGRATIONS: &[&[SchemaStep]] = &[
             add: "ALTER TABLE keys ADD COLUMN extra TEXT",
         },
     ],
-    // v2: the attributes in one JSON column (a table rebuild; the object
-    // runs it in one synchronous turn, so it commits whole or not at all).
-    &[
-        SchemaStep::Execute("DROP TABLE IF EXISTS keys_v2"),
-        SchemaStep::Execute(CREATE_KEYS_V2),
-        SchemaStep::Execute(COPY_KEYS_V1_TO_V2),
-        SchemaStep::Execute("DROP TABLE keys"),
-        SchemaStep::Execute("ALTER TABLE keys_v2 RENAME TO keys"),
-    ],
 ];
 
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -521,7 +512,6 @@ pub fn save_meta<S: KeyStore + ?Sized>(store: &S, meta: &InstanceMeta) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::instance::attributes::KeyType;
     use crate::instance::sqlite_store::SqliteStore;
 
     fn store() -> SqliteStore {
@@ -578,24 +568,14 @@ mod tests {
         assert!(from_sql["extras"]["attributes"].get("n").is_some());
     }
 
-    /// A store at schema v1 holding `rows` (an INSERT into the v1 `keys`
-    /// table), then migrated to the current schema.
-    fn migrated_from_v1(rows: &str) -> SqliteStore {
-        let s = SqliteStore::in_memory();
-        s.execute(CREATE_META).unwrap();
-        s.execute(CREATE_KEYS).unwrap();
-        s.meta_set(META_SCHEMA_VERSION, "1").unwrap();
-        s.execute(rows).unwrap();
-        assert_eq!(migrate(&s).unwrap(), SCHEMA_VERSION);
-        s
-    }
-
     #[test]
     fn sql_built_data_map_tolerates_legacy_rows() {
-        let s = migrated_from_v1(
+        let s = store();
+        s.execute(
             "INSERT INTO keys (name, value, type, readonly, visible, hardcoded, template, tags, extra, updated_at)
              VALUES ('old', 'not json', 'video', 0, 1, 0, 0, NULL, '{}', 5)",
-        );
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_str(&s.data_json().unwrap()).unwrap();
         assert_eq!(v["old"]["value"], "not json");
         assert_eq!(v["old"]["attributes"]["type"], "text");
@@ -629,7 +609,7 @@ mod tests {
         assert_eq!(migrate(&s).unwrap(), SCHEMA_VERSION);
         assert_eq!(
             s.meta_get(META_SCHEMA_VERSION).unwrap().as_deref(),
-            Some("2")
+            Some("1")
         );
         assert_eq!(migrate(&s).unwrap(), SCHEMA_VERSION);
         let cols: Vec<String> = s
@@ -640,7 +620,22 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(cols, ["name", "value", "attributes", "updated_at"]);
+        assert_eq!(
+            cols,
+            [
+                "name",
+                "value",
+                "type",
+                "content_type",
+                "readonly",
+                "visible",
+                "hardcoded",
+                "template",
+                "tags",
+                "extra",
+                "updated_at"
+            ]
+        );
     }
 
     #[test]
@@ -658,7 +653,7 @@ mod tests {
              VALUES ('old', '{\"a\":1}', 'json', 1, '[\"t\"]', 5)",
         )
         .unwrap();
-        assert_eq!(migrate(&s).unwrap(), SCHEMA_VERSION);
+        assert_eq!(migrate(&s).unwrap(), 1);
         let e = s.get("old").unwrap().unwrap();
         assert_eq!(e.value.get(), r#"{"a":1}"#);
         assert_eq!(e.attributes.key_type, KeyType::Json);
@@ -757,7 +752,7 @@ mod tests {
     #[test]
     fn count_is_read_from_sql_when_first_asked() {
         let s = store();
-        s.execute("INSERT INTO keys (name, value, attributes, updated_at) VALUES ('a', '1', '{}', 1), ('b', '2', '{}', 1)")
+        s.execute("INSERT INTO keys (name, value, type, updated_at) VALUES ('a', '1', 'text', 1), ('b', '2', 'text', 1)")
             .unwrap();
         assert_eq!(s.count().unwrap(), 2);
     }
@@ -788,28 +783,16 @@ mod tests {
 
     #[test]
     fn odd_stored_rows_still_load() {
-        let s = migrated_from_v1(
+        let s = store();
+        s.execute(
             "INSERT INTO keys (name, value, type, tags, extra, updated_at)
              VALUES ('legacy', 'plain words', 'document', NULL, NULL, 1)",
-        );
+        )
+        .unwrap();
         let e = s.get("legacy").unwrap().unwrap();
         assert_eq!(e.value.get(), "\"plain words\"");
         assert_eq!(e.attributes, Attributes::default());
-        // Over today's limits: still loads, known fields kept.
-        let many: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
-        let over = serde_json::json!({"type": "json", "tags": many}).to_string();
-        s.conn
-            .execute(
-                "UPDATE keys SET attributes = ?1 WHERE name = 'legacy'",
-                [&over],
-            )
-            .unwrap();
-        let e = s.get("legacy").unwrap().unwrap();
-        assert_eq!(
-            (e.attributes.key_type, e.attributes.tags.len()),
-            (KeyType::Json, 100)
-        );
-        s.execute("UPDATE keys SET attributes = 'nope' WHERE name = 'legacy'")
+        s.execute("UPDATE keys SET tags = 'nope' WHERE name = 'legacy'")
             .unwrap();
         assert!(s.get("legacy").is_err());
     }
@@ -823,15 +806,19 @@ mod tests {
             attributes: &a,
             updated_at: 7,
         };
-        let json = a.to_json();
-        let args = row.write_args(&json);
+        let args = row.write_args("[]", None);
         assert_eq!(
             args,
             [
                 SqlArg::Text("1"),
-                SqlArg::Text(
-                    r#"{"type":"file","readonly":true,"visible":true,"hardcoded":false,"template":false,"tags":[],"contentType":"a/b"}"#
-                ),
+                SqlArg::Text("file"),
+                SqlArg::Text("a/b"),
+                SqlArg::Int(1),
+                SqlArg::Int(1),
+                SqlArg::Int(0),
+                SqlArg::Int(0),
+                SqlArg::Text("[]"),
+                SqlArg::Null,
                 SqlArg::Int(7),
                 SqlArg::Text("k"),
             ]
