@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::api::{usage_bucket, Api};
 use common::fake::{FakeResponse, FakeUpstream, RecordedRequest};
-use common::scripted::{completion, script, tag, with_upstreams};
+use common::scripted::{completion, delta, script, sse, tag, with_upstreams};
 use common::server::{prod_server, shared, ServerOptions, TestServer};
 use common::world::World;
 use common::ws::WsClient;
@@ -523,6 +523,30 @@ async fn usage_rows_for_ai_calls_and_grouping() {
     let (_, body) = api.get("/api/usage", None).await;
     assert!(
         body["usage"][0]["bucket"].as_str().unwrap().len() == 10,
+        "{body}"
+    );
+    // A chat's row carries the tokens the stream's last chunk reported.
+    let t = tag();
+    let used = json!({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}});
+    let stream = vec![
+        delta(json!({"role": "assistant", "content": "Hi"}), None),
+        delta(json!({}), Some("stop")),
+        used,
+    ];
+    script(&t, vec![sse(stream, Duration::from_millis(10))]);
+    let hi = json!({"instanceId": dev_inst, "messages": [
+        {"id": "m1", "role": "user", "parts": [{"type": "text", "text": format!("{t} hi")}]}]});
+    let (status, answer) = api.post("/api/chat", None, hi).await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, body) = api.get("/api/usage?groupBy=endpoint", None).await;
+    let chat = usage_bucket(&body, "/api/chat").unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(
+        (
+            chat["count"].clone(),
+            chat["tokens_in"].clone(),
+            chat["tokens_out"].clone()
+        ),
+        (json!(1), json!(11), json!(7)),
         "{body}"
     );
 }

@@ -21,7 +21,7 @@ use super::core::jobs::ChatRequest;
 use super::core::messages::{
     assistant_message, build_conversation, chat_stream_body, tool_definitions, tool_message,
 };
-use super::core::openai_stream::{FinishReason, StepDecoder, StepOutcome, StreamEvent};
+use super::core::openai_stream::{FinishReason, StepDecoder, StepOutcome, StreamEvent, TokenUsage};
 use super::core::prompt::{build_system_prompt, KeyEntry};
 use super::core::sse::{SseEvent, SseParser};
 use super::core::tools::{execute, tool_error, Mode, ToolAction};
@@ -33,7 +33,7 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
 use crate::permission::Permission;
-use crate::services::{access, new_id};
+use crate::services::{access, new_id, usage};
 
 /// Checks the request and answers with the stream that runs the chat.
 pub async fn start(ctx: &Ctx, caller: &Caller, request: ChatRequest) -> Result<Response, ApiError> {
@@ -73,7 +73,7 @@ pub async fn start(ctx: &Ctx, caller: &Caller, request: ChatRequest) -> Result<R
     }
     let conversation = build_conversation(&build_system_prompt(&entries, mode), &messages);
 
-    record_usage(ctx, caller, "/api/chat", &instance_id, Some(&model)).await?;
+    let usage_row = record_usage(ctx, caller, "/api/chat", &instance_id, Some(&model)).await?;
     let queue = Rc::new(RefCell::new(VecDeque::new()));
     let run = Run {
         openai,
@@ -94,6 +94,8 @@ pub async fn start(ctx: &Ctx, caller: &Caller, request: ChatRequest) -> Result<R
         conversation,
         encoder: UiStreamEncoder::new(new_id()?),
         queue: queue.clone(),
+        usage_row,
+        tokens: TokenUsage::default(),
     };
     let stream = FrameStream {
         work: Some(Box::pin(run.run())),
@@ -160,6 +162,9 @@ struct Run {
     conversation: Vec<Value>,
     encoder: UiStreamEncoder,
     queue: Queue,
+    /// The request's `usage_logs` row, and the tokens its steps used so far.
+    usage_row: i64,
+    tokens: TokenUsage,
 }
 
 impl Run {
@@ -172,8 +177,15 @@ impl Run {
             self.emit(opened);
             let outcome = match self.step().await {
                 Ok(outcome) => outcome,
-                Err(message) => return self.fail(&message),
+                Err(message) => {
+                    self.record_tokens().await;
+                    return self.fail(&message);
+                }
             };
+            if let Some(used) = outcome.usage {
+                self.tokens.prompt_tokens += used.prompt_tokens;
+                self.tokens.completion_tokens += used.completion_tokens;
+            }
             reason = outcome.finish_reason.unwrap_or(FinishReason::Stop);
             let had_calls = !outcome.tool_calls.is_empty();
             if had_calls {
@@ -186,10 +198,30 @@ impl Run {
                 break;
             }
         }
+        // Before the end of the stream, so a client that has read it all
+        // finds the tokens recorded.
+        self.record_tokens().await;
         let finished = self.encoder.finish(reason);
         self.emit(finished);
         let done = self.encoder.done();
         self.emit(done);
+    }
+
+    /// Adds the tokens every step reported to the request's usage row (a
+    /// failure is logged: the answer is being streamed already).
+    async fn record_tokens(&self) {
+        let TokenUsage {
+            prompt_tokens,
+            completion_tokens,
+        } = self.tokens;
+        if prompt_tokens == 0 && completion_tokens == 0 {
+            return;
+        }
+        let added =
+            usage::add_tokens(&self.ctx, self.usage_row, prompt_tokens, completion_tokens).await;
+        if let Err(e) = added {
+            crate::log_error!("chat usage tokens not recorded: {e}");
+        }
     }
 
     /// One model call, relayed to the client as it arrives.

@@ -269,7 +269,15 @@ fn function(name: &str, description: &str, properties: Value, required: &[&str])
 
 /// Body of a streaming chat call with tools.
 pub fn chat_stream_body(model: &str, messages: &[Value], tools: &Value) -> Value {
-    json!({ "model": model, "messages": messages, "tools": tools, "stream": true })
+    // `include_usage`: the stream's last chunk reports the tokens used, for
+    // the call's usage row (webhooks-out.md "Usage").
+    json!({
+        "model": model,
+        "messages": messages,
+        "tools": tools,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    })
 }
 
 /// Body of a plain (non-streaming) call with one user message, for transform
@@ -433,6 +441,7 @@ mod tests {
         let msgs = [json!({"role":"user","content":"hi"})];
         let body = chat_stream_body("gpt-4o", &msgs, &tools);
         assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["model"], "gpt-4o");
         assert_eq!(body["messages"], json!(msgs));
         assert_eq!(body["tools"], tools);

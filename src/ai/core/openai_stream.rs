@@ -75,6 +75,18 @@ pub struct StepOutcome {
     pub text: String,
     pub tool_calls: Vec<CompletedToolCall>,
     pub finish_reason: Option<FinishReason>,
+    /// Prompt and completion tokens, when the upstream reported them (the
+    /// last chunk of a stream asked for with `include_usage`).
+    pub usage: Option<TokenUsage>,
+}
+
+/// Token counts of one upstream call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct TokenUsage {
+    #[serde(default)]
+    pub prompt_tokens: i64,
+    #[serde(default)]
+    pub completion_tokens: i64,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +96,8 @@ struct Chunk {
     choices: Option<Vec<Choice>>,
     #[serde(default)]
     error: Option<Value>,
+    #[serde(default)]
+    usage: Option<TokenUsage>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +151,7 @@ pub struct StepDecoder {
     text: String,
     calls: BTreeMap<u32, PartialCall>,
     finish_reason: Option<FinishReason>,
+    usage: Option<TokenUsage>,
 }
 
 impl StepDecoder {
@@ -156,6 +171,9 @@ impl StepDecoder {
         };
         if let Some(err) = chunk.error.filter(|e| !e.is_null()) {
             return vec![StreamEvent::UpstreamError(error_message(&err))];
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage);
         }
         let mut out = Vec::new();
         // We never ask for n > 1, so only the first choice exists; a usage-only
@@ -266,6 +284,7 @@ impl StepDecoder {
             text: self.text,
             tool_calls,
             finish_reason: self.finish_reason,
+            usage: self.usage,
         }
     }
 }
@@ -313,7 +332,7 @@ mod tests {
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"value\\\":\\\"Al\u{e9}\"}}]},\"finish_reason\":null}]}\n\n",
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"}\"}}]},\"finish_reason\":null}]}\n\n",
         "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
-        "data: {\"choices\":[],\"usage\":{\"total_tokens\":9}}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":4,\"total_tokens\":9}}\n\n",
         "data: [DONE]\n\n",
     );
 
@@ -371,6 +390,10 @@ mod tests {
                 },
             ],
             finish_reason: Some(FinishReason::ToolCalls),
+            usage: Some(TokenUsage {
+                prompt_tokens: 5,
+                completion_tokens: 4,
+            }),
         }
     }
 
