@@ -233,7 +233,7 @@ impl KeyStore for SqlStore {
         {
             None => Ok(None),
             Some(row) => match row.into_iter().next() {
-                Some(v) => opt_text(v, "meta.value"),
+                Some(v) => column(v, "meta.value")?.opt_text("meta.value"),
                 None => Ok(None),
             },
         }
