@@ -48,12 +48,29 @@ pub enum Level {
     Error,
 }
 
-/// One HTTP request, written when its response is ready.
+/// What every line opens with: when, how bad, and which kind (`event`).
 #[derive(Debug, Serialize)]
-pub struct RequestLine<'a> {
+pub struct Head {
     pub ts: String,
     pub level: Level,
     pub event: &'static str,
+}
+
+impl Head {
+    pub fn new(now_ms: i64, level: Level, event: &'static str) -> Head {
+        Head {
+            ts: crate::time::format_ms(now_ms),
+            level,
+            event,
+        }
+    }
+}
+
+/// One HTTP request, written when its response is ready.
+#[derive(Debug, Serialize)]
+pub struct RequestLine<'a> {
+    #[serde(flatten)]
+    pub head: Head,
     #[serde(rename = "requestId")]
     pub request_id: &'a str,
     pub method: &'a str,
@@ -77,15 +94,14 @@ impl<'a> RequestLine<'a> {
         status: u16,
         who: &'a Who,
     ) -> Self {
+        // A 5xx is ours to look at; the error line says why.
+        let level = if status >= 500 {
+            Level::Error
+        } else {
+            Level::Info
+        };
         RequestLine {
-            ts: crate::time::format_ms(now_ms),
-            // A 5xx is ours to look at; the error line says why.
-            level: if status >= 500 {
-                Level::Error
-            } else {
-                Level::Info
-            },
-            event: "request",
+            head: Head::new(now_ms, level, "request"),
             request_id,
             method,
             route,
@@ -99,9 +115,8 @@ impl<'a> RequestLine<'a> {
 /// One WebSocket session, written when it ends.
 #[derive(Debug, Serialize)]
 pub struct SessionLine<'a> {
-    pub ts: String,
-    pub level: Level,
-    pub event: &'static str,
+    #[serde(flatten)]
+    pub head: Head,
     #[serde(rename = "instanceId")]
     pub instance_id: &'a str,
     #[serde(rename = "durationMs")]
@@ -123,9 +138,8 @@ pub struct SessionLine<'a> {
 /// Something that went wrong inside, with its detail.
 #[derive(Debug, Serialize)]
 pub struct ProblemLine<'a> {
-    pub ts: String,
-    pub level: Level,
-    pub event: &'static str,
+    #[serde(flatten)]
+    pub head: Head,
     #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
     pub request_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,14 +149,13 @@ pub struct ProblemLine<'a> {
 
 impl<'a> ProblemLine<'a> {
     pub fn new(now_ms: i64, level: Level, message: &'a str) -> Self {
+        let event = if level == Level::Warn {
+            "warn"
+        } else {
+            "error"
+        };
         ProblemLine {
-            ts: crate::time::format_ms(now_ms),
-            level,
-            event: if level == Level::Warn {
-                "warn"
-            } else {
-                "error"
-            },
+            head: Head::new(now_ms, level, event),
             request_id: None,
             route: None,
             message,
@@ -293,9 +306,7 @@ mod tests {
             },
         );
         let line = parsed(to_line(&SessionLine {
-            ts: crate::time::format_ms(0),
-            level: Level::Info,
-            event: "websocket",
+            head: Head::new(0, Level::Info, "websocket"),
             instance_id: "i-1",
             duration_ms: 1200,
             frames_in: 3,

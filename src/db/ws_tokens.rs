@@ -11,7 +11,15 @@ pub struct TokenRow {
     pub instance_id: String,
     pub permission: String,
     pub expires_at: i64,
-    /// The credential that obtained the token (protocol.md §8).
+    #[serde(flatten)]
+    pub credential: TokenCredential,
+}
+
+/// The credential that obtained a token (protocol.md §8), by its ids: the
+/// `api_key_id`, `delegate_id` and `secret_id` columns, which together say
+/// what the token's access rests on.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenCredential {
     pub api_key_id: Option<String>,
     pub delegate_id: Option<String>,
     pub secret_id: Option<String>,
@@ -19,10 +27,11 @@ pub struct TokenRow {
 
 impl TokenRow {
     pub fn basis(&self) -> AccessBasis {
+        let c = &self.credential;
         AccessBasis {
-            api_key: self.api_key_id.clone(),
-            delegate: self.delegate_id.clone(),
-            secret: self.secret_id.clone(),
+            api_key: c.api_key_id.clone(),
+            delegate: c.delegate_id.clone(),
+            secret: c.secret_id.clone(),
             expires: None,
         }
     }
@@ -132,6 +141,28 @@ mod tests {
         assert!(db.first::<TokenRow>(&stmt::peek("unknown")).is_none());
         assert!(db.first::<TokenRow>(&stmt::take("h1")).is_some());
         assert!(db.first::<TokenRow>(&stmt::peek("h1")).is_none());
+    }
+
+    #[test]
+    fn the_credential_comes_back_as_the_basis() {
+        let db = seeded();
+        db.batch(&stmt::insert(&new_token("user", "alice", "i1", "read")));
+        db.batch(&stmt::insert(&NewToken {
+            delegate_id: Some("del_1"),
+            secret_id: Some("sec_1"),
+            ..new_token("delegate", "alice", "i1", "read")
+        }));
+        let user: TokenRow = db.first(&stmt::take("user")).unwrap();
+        assert_eq!(user.basis(), AccessBasis::default());
+        let delegate: TokenRow = db.first(&stmt::peek("delegate")).unwrap();
+        assert_eq!(
+            delegate.basis(),
+            AccessBasis {
+                delegate: Some("del_1".into()),
+                secret: Some("sec_1".into()),
+                ..AccessBasis::default()
+            }
+        );
     }
 
     #[test]

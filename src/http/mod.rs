@@ -95,7 +95,7 @@ pub async fn serve(req: Request, env: Env) -> Response {
         resp.status_code(),
         &trace.who,
     );
-    log::emit(line.level, &log::to_line(&line));
+    log::emit(line.head.level, &log::to_line(&line));
     resp
 }
 

@@ -415,7 +415,7 @@ impl Instance {
         let instance_id = self.meta.borrow().instance_id.clone();
         let who = crate::log::Who::of(&session.user_id, &session.basis);
         let line = ended.line(now_ms(), session.opened_ms, &instance_id, code, who);
-        crate::log::emit(line.level, &crate::log::to_line(&line));
+        crate::log::emit(line.head.level, &crate::log::to_line(&line));
     }
 
     /// Drops whatever was queued for a socket that is gone.

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::log::{Level, SessionLine, Who};
+use crate::log::{Head, Level, SessionLine, Who};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Counts {
@@ -119,9 +119,7 @@ impl Ended {
         who: Who,
     ) -> SessionLine<'a> {
         SessionLine {
-            ts: crate::time::format_ms(now_ms),
-            level: Level::Info,
-            event: "websocket",
+            head: Head::new(now_ms, Level::Info, "websocket"),
             instance_id,
             duration_ms: if opened_ms > 0 {
                 (now_ms - opened_ms).max(0)

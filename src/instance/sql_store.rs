@@ -5,8 +5,8 @@
 #![cfg(target_arch = "wasm32")]
 
 use super::store::{
-    join_data_entries, put_sql, take_page, Entry, KeyCount, KeyRow, KeyStore, PageRange, SqlArg,
-    StoreError, StoredRow, COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS,
+    join_data_entries, put_sql, read_entry, take_page, Column, Entry, KeyCount, KeyRow, KeyStore,
+    PageRange, SqlArg, StoreError, COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS,
     SELECT_DATA_ENTRIES, SELECT_KEY, SELECT_META, SELECT_PAGE, UPSERT_META,
 };
 use worker::js_sys;
@@ -110,53 +110,25 @@ fn err(e: worker::Error) -> StoreError {
     StoreError(e.to_string())
 }
 
-fn text(v: SqlStorageValue, column: &str) -> Result<String, StoreError> {
+/// A value as `read_entry` takes it. JS numbers outside 2^53 arrive as
+/// floats; keep what precision there is.
+fn column(v: SqlStorageValue, column: &str) -> Result<Column, StoreError> {
     match v {
-        SqlStorageValue::String(s) => Ok(s),
-        other => Err(StoreError(format!(
-            "column {column}: expected text, got {other:?}"
-        ))),
-    }
-}
-
-fn opt_text(v: SqlStorageValue, column: &str) -> Result<Option<String>, StoreError> {
-    match v {
-        SqlStorageValue::Null => Ok(None),
-        other => text(other, column).map(Some),
-    }
-}
-
-fn int(v: SqlStorageValue, column: &str) -> Result<i64, StoreError> {
-    match v {
-        SqlStorageValue::Integer(i) => Ok(i),
-        SqlStorageValue::Boolean(b) => Ok(i64::from(b)),
-        // JS numbers outside 2^53 arrive as floats; keep what precision there is.
-        SqlStorageValue::Float(f) if f.is_finite() => Ok(f as i64),
-        other => Err(StoreError(format!(
-            "column {column}: expected integer, got {other:?}"
-        ))),
+        SqlStorageValue::Null => Ok(Column::Null),
+        SqlStorageValue::String(s) => Ok(Column::Text(s)),
+        SqlStorageValue::Integer(i) => Ok(Column::Int(i)),
+        SqlStorageValue::Boolean(b) => Ok(Column::Int(i64::from(b))),
+        SqlStorageValue::Float(f) if f.is_finite() => Ok(Column::Int(f as i64)),
+        other => Err(StoreError(format!("column {column}: unexpected {other:?}"))),
     }
 }
 
 /// Converts one `SELECT_KEY`-ordered row.
-fn stored_row(row: Vec<SqlStorageValue>) -> Result<StoredRow, StoreError> {
+fn entry(row: Vec<SqlStorageValue>) -> Result<Entry, StoreError> {
     let mut cols = row.into_iter();
-    let mut next = |column: &str| {
-        cols.next()
-            .ok_or_else(|| StoreError(format!("row has no column {column}")))
-    };
-    Ok(StoredRow {
-        name: text(next("name")?, "name")?,
-        value: text(next("value")?, "value")?,
-        key_type: text(next("type")?, "type")?,
-        content_type: opt_text(next("content_type")?, "content_type")?,
-        readonly: int(next("readonly")?, "readonly")? != 0,
-        visible: int(next("visible")?, "visible")? != 0,
-        hardcoded: int(next("hardcoded")?, "hardcoded")? != 0,
-        template: int(next("template")?, "template")? != 0,
-        tags: opt_text(next("tags")?, "tags")?,
-        extra: opt_text(next("extra")?, "extra")?,
-        updated_at: int(next("updated_at")?, "updated_at")?,
+    read_entry(|name| match cols.next() {
+        Some(v) => column(v, name),
+        None => Err(StoreError(format!("row has no column {name}"))),
     })
 }
 
@@ -169,7 +141,7 @@ impl KeyStore for SqlStore {
         self.rows(SELECT_KEY, &[SqlArg::Text(key)])?
             .into_iter()
             .next()
-            .map(|r| stored_row(r).and_then(StoredRow::into_entry))
+            .map(entry)
             .transpose()
     }
 
@@ -195,7 +167,7 @@ impl KeyStore for SqlStore {
         self.count.get_or_count(|| {
             let first = self.rows(COUNT_KEYS, &[])?.into_iter().next();
             let n = match first.and_then(|r| r.into_iter().next()) {
-                Some(v) => int(v, "COUNT(*)")?,
+                Some(v) => column(v, "COUNT(*)")?.int("COUNT(*)")?,
                 None => 0,
             };
             Ok(n.max(0) as u64)
@@ -205,11 +177,7 @@ impl KeyStore for SqlStore {
     fn all(&self) -> Result<Vec<Entry>, StoreError> {
         self.run(SELECT_ALL_KEYS, &[])?
             .raw()
-            .map(|r| {
-                r.map_err(err)
-                    .and_then(stored_row)
-                    .and_then(StoredRow::into_entry)
-            })
+            .map(|r| r.map_err(err).and_then(entry))
             .collect()
     }
 
@@ -265,7 +233,7 @@ impl KeyStore for SqlStore {
         {
             None => Ok(None),
             Some(row) => match row.into_iter().next() {
-                Some(v) => opt_text(v, "meta.value"),
+                Some(v) => column(v, "meta.value")?.opt_text("meta.value"),
                 None => Ok(None),
             },
         }

@@ -2,8 +2,8 @@
 //! very SQL constants the Durable Object runs, so the SQL is tested natively.
 
 use super::store::{
-    join_data_entries, put_sql, take_page, Entry, KeyCount, KeyRow, KeyStore, PageRange, SqlArg,
-    StoreError, StoredRow, COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS,
+    join_data_entries, put_sql, read_entry, take_page, Column, Entry, KeyCount, KeyRow, KeyStore,
+    PageRange, SqlArg, StoreError, COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS,
     SELECT_DATA_ENTRIES, SELECT_KEY, SELECT_META, SELECT_PAGE, UPSERT_META,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -75,20 +75,24 @@ fn err(e: rusqlite::Error) -> StoreError {
     StoreError(e.to_string())
 }
 
-fn stored_row(r: &Row<'_>) -> rusqlite::Result<StoredRow> {
-    Ok(StoredRow {
-        name: r.get(0)?,
-        value: r.get(1)?,
-        key_type: r.get(2)?,
-        content_type: r.get(3)?,
-        readonly: r.get::<_, i64>(4)? != 0,
-        visible: r.get::<_, i64>(5)? != 0,
-        hardcoded: r.get::<_, i64>(6)? != 0,
-        template: r.get::<_, i64>(7)? != 0,
-        tags: r.get(8)?,
-        extra: r.get(9)?,
-        updated_at: r.get(10)?,
-    })
+/// A `SELECT_KEY`-ordered row as an entry; the outer error is SQLite's.
+fn entry(r: &Row<'_>) -> rusqlite::Result<Result<Entry, StoreError>> {
+    let mut index = 0;
+    Ok(read_entry(|column| {
+        let value = match r.get_ref(index).map_err(err)? {
+            ValueRef::Null => Column::Null,
+            ValueRef::Integer(i) => Column::Int(i),
+            ValueRef::Text(t) => Column::Text(String::from_utf8_lossy(t).into_owned()),
+            other => {
+                return Err(StoreError(format!(
+                    "column {column}: unexpected {:?}",
+                    other.data_type()
+                )))
+            }
+        };
+        index += 1;
+        Ok(value)
+    }))
 }
 
 impl KeyStore for SqliteStore {
@@ -99,10 +103,9 @@ impl KeyStore for SqliteStore {
 
     fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
         self.conn
-            .query_row(SELECT_KEY, [key], stored_row)
+            .query_row(SELECT_KEY, [key], entry)
             .optional()
             .map_err(err)?
-            .map(StoredRow::into_entry)
             .transpose()
     }
 
@@ -143,9 +146,8 @@ impl KeyStore for SqliteStore {
 
     fn all(&self) -> Result<Vec<Entry>, StoreError> {
         let mut stmt = self.conn.prepare(SELECT_ALL_KEYS).map_err(err)?;
-        let rows = stmt.query_map([], stored_row).map_err(err)?;
-        rows.map(|r| r.map_err(err).and_then(StoredRow::into_entry))
-            .collect()
+        let rows = stmt.query_map([], entry).map_err(err)?;
+        rows.map(|r| r.map_err(err)?).collect()
     }
 
     fn data_json(&self) -> Result<String, StoreError> {

@@ -93,7 +93,7 @@ pub const CREATE_KEYS: &str = "CREATE TABLE IF NOT EXISTS keys (
 pub const CREATE_META: &str =
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
-/// Column order of every `SELECT` below, which `StoredRow` mirrors.
+/// Column order of every `SELECT` below, which `read_entry` reads in.
 pub const SELECT_KEY: &str = "SELECT name, value, type, content_type, readonly, visible, \
      hardcoded, template, tags, extra, updated_at FROM keys WHERE name = ?";
 pub const SELECT_ALL_KEYS: &str = "SELECT name, value, type, content_type, readonly, visible, \
@@ -303,58 +303,84 @@ impl KeyRow<'_> {
     }
 }
 
-/// A `keys` row as read back, in `SELECT_KEY` column order.
-#[derive(Debug, Clone, Default)]
-pub struct StoredRow {
-    pub name: String,
-    pub value: String,
-    pub key_type: String,
-    pub content_type: Option<String>,
-    pub readonly: bool,
-    pub visible: bool,
-    pub hardcoded: bool,
-    pub template: bool,
-    pub tags: Option<String>,
-    pub extra: Option<String>,
-    pub updated_at: i64,
+/// A column's value as a backend hands it to `read_entry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Column {
+    Null,
+    Int(i64),
+    Text(String),
 }
 
-impl StoredRow {
-    pub fn into_entry(self) -> Result<Entry, StoreError> {
-        let mut attributes = Attributes {
-            // Rows written before a type existed must still load: fall back to text.
-            key_type: KeyType::parse(&self.key_type).unwrap_or_default(),
-            readonly: self.readonly,
-            visible: self.visible,
-            hardcoded: self.hardcoded,
-            template: self.template,
-            tags: Vec::new(),
-            content_type: self.content_type,
-            extra: Vec::new(),
-        };
-        let bad = |e: String| StoreError(format!("key {:?}: {e}", self.name));
-        attributes
-            .set_tags_json(self.tags.as_deref())
-            .map_err(bad)?;
-        attributes
-            .set_extra_json(self.extra.as_deref())
-            .map_err(bad)?;
-        // A row that is not JSON (only possible from outside this code) is
-        // served as a JSON string rather than failing every sync of the instance.
-        let value = match serde_json::from_str::<&RawValue>(&self.value) {
-            Ok(raw) => raw.to_owned(),
-            Err(_) => serde_json::to_string(&self.value)
-                .ok()
-                .and_then(|quoted| RawValue::from_string(quoted).ok())
-                .ok_or_else(|| bad("value is not JSON".to_owned()))?,
-        };
-        Ok(Entry {
-            key: self.name,
-            value,
-            attributes,
-            updated_at: self.updated_at,
-        })
+impl Column {
+    pub fn text(self, column: &str) -> Result<String, StoreError> {
+        match self {
+            Column::Text(s) => Ok(s),
+            other => Err(StoreError(format!(
+                "column {column}: expected text, got {other:?}"
+            ))),
+        }
     }
+
+    pub fn opt_text(self, column: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Column::Null => Ok(None),
+            other => other.text(column).map(Some),
+        }
+    }
+
+    pub fn int(self, column: &str) -> Result<i64, StoreError> {
+        match self {
+            Column::Int(i) => Ok(i),
+            other => Err(StoreError(format!(
+                "column {column}: expected integer, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Reads one `keys` row in `SELECT_KEY` column order: `next` yields each
+/// column's value in turn (its name is for errors). Both stores read through
+/// this, so the column order is known here only.
+pub fn read_entry(
+    mut next: impl FnMut(&str) -> Result<Column, StoreError>,
+) -> Result<Entry, StoreError> {
+    let name = next("name")?.text("name")?;
+    let value = next("value")?.text("value")?;
+    let key_type = next("type")?.text("type")?;
+    let content_type = next("content_type")?.opt_text("content_type")?;
+    let mut flag = |column: &str| Ok::<_, StoreError>(next(column)?.int(column)? != 0);
+    let mut attributes = Attributes {
+        // Rows written before a type existed must still load: fall back to text.
+        key_type: KeyType::parse(&key_type).unwrap_or_default(),
+        readonly: flag("readonly")?,
+        visible: flag("visible")?,
+        hardcoded: flag("hardcoded")?,
+        template: flag("template")?,
+        tags: Vec::new(),
+        content_type,
+        extra: Vec::new(),
+    };
+    let tags = next("tags")?.opt_text("tags")?;
+    let extra = next("extra")?.opt_text("extra")?;
+    let updated_at = next("updated_at")?.int("updated_at")?;
+    let bad = |e: String| StoreError(format!("key {name:?}: {e}"));
+    attributes.set_tags_json(tags.as_deref()).map_err(bad)?;
+    attributes.set_extra_json(extra.as_deref()).map_err(bad)?;
+    // A row that is not JSON (only possible from outside this code) is
+    // served as a JSON string rather than failing every sync of the instance.
+    let value = match serde_json::from_str::<&RawValue>(&value) {
+        Ok(raw) => raw.to_owned(),
+        Err(_) => serde_json::to_string(&value)
+            .ok()
+            .and_then(|quoted| RawValue::from_string(quoted).ok())
+            .ok_or_else(|| bad("value is not JSON".to_owned()))?,
+    };
+    Ok(Entry {
+        key: name,
+        value,
+        attributes,
+        updated_at,
+    })
 }
 
 /// The key count, cached between calls of one object lifetime. `None` until
