@@ -141,6 +141,25 @@ pub fn sample(root: i32) -> Sample {
     Sample { at, procs }
 }
 
+/// VmRSS of one process from /proc/PID/status, in KiB.
+fn rss_kib(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resident memory of the `workerd` processes of a sample's tree, read now:
+/// (sum of their VmRSS in KiB, how many were read).
+pub fn workerd_rss_kib(s: &Sample) -> (u64, usize) {
+    let rss: Vec<u64> = s
+        .procs
+        .values()
+        .filter(|p| p.workerd)
+        .filter_map(|p| rss_kib(p.pid))
+        .collect();
+    (rss.iter().sum(), rss.len())
+}
+
 /// CPU used by the tree between two samples.
 #[derive(Debug, Clone, Default)]
 pub struct Delta {
@@ -229,5 +248,6 @@ mod tests {
         let s = sample(me);
         assert!(s.procs.keys().any(|(pid, _)| *pid == me));
         assert!(clk_tck().is_some());
+        assert!(rss_kib(me).is_some_and(|kib| kib > 0));
     }
 }

@@ -31,7 +31,7 @@ const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
     name = "mcbench",
     version,
     about = "Load generator for the MindCache server (WebSocket sync + HTTP)",
-    after_help = "Scenarios: latency, throughput, fanout, sync, connect, http, httpput, multi, fullstate.\n\
+    after_help = "Scenarios: latency, throughput, fanout, sync, connect, http, httpput, multi, fullstate, sockets1k, multi100.\n\
                   Exit code: 0 all passed, 1 a scenario failed, 2 bad arguments or failed preflight, 3 hard stop."
 )]
 struct Args {

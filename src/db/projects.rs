@@ -56,16 +56,23 @@ pub const SELECT_PROJECT: &str = concat!(select_project_rows!("?2"), "p.id = ?1"
 
 /// `?1` caller: the projects it owns or reaches by a user or group share on
 /// the project or one of its instances (not by public shares), newest
-/// `updated_at` first.
+/// `updated_at` first. Two arms: the caller's own projects, read from the
+/// covering index `idx_projects_owner_listing` alone, in its order (an
+/// owner's role needs no share facts, so none are looked up: those rows
+/// carry `project_level` NULL and `via_instance` 0); then the projects of
+/// others it reaches by a share, found from its shares.
 pub const SELECT_VISIBLE: &str = concat!(
+    "SELECT p.id, p.owner_id, p.name, p.description, p.created_at, p.updated_at, ",
+    "NULL AS project_level, 0 AS via_instance FROM projects p WHERE p.owner_id = ?1",
+    " UNION ALL ",
     select_project_rows!("?1"),
-    "(p.owner_id = ?1 OR p.id IN (",
+    "p.owner_id <> ?1 AND p.id IN (",
     "SELECT s.resource_id FROM shares s WHERE s.resource_type = 'project' AND ",
     personal_share!("?1"),
     " UNION SELECT i.project_id FROM shares s JOIN instances i ON i.id = s.resource_id",
     " WHERE s.resource_type = 'instance' AND ",
     personal_share!("?1"),
-    ")) ORDER BY p.updated_at DESC, p.created_at DESC"
+    ") ORDER BY updated_at DESC, created_at DESC"
 );
 
 /// Project creation, in batch order. `?1` project id, `?2` owner id,
@@ -315,6 +322,22 @@ mod tests {
         assert_eq!(visible(&db, "bob"), expected);
         assert!(visible(&db, "frank").is_empty());
         assert_eq!(visible(&db, "carol").len(), 3); // two owned, one shared
+    }
+
+    #[test]
+    fn own_projects_are_listed_from_the_covering_index_alone() {
+        let db = seeded();
+        let plan = db.query_plan(SELECT_VISIBLE);
+        // The owner's arm is one index search, in the index's order (no
+        // sort of its own), merged with the shared projects' arm.
+        let owned = "SEARCH p USING COVERING INDEX idx_projects_owner_listing (owner_id=?)";
+        assert_eq!(
+            plan[..4],
+            ["MERGE (UNION ALL)", "LEFT", owned, "RIGHT"],
+            "{plan:#?}"
+        );
+        // Nothing is scanned, in either arm.
+        assert!(plan.iter().all(|l| !l.starts_with("SCAN")), "{plan:#?}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{instance, ms_between, percentiles, within, Sockets};
+use super::{instance, ms_between, percentiles, sync_times, within, Sockets};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::Summary;
 
@@ -24,12 +24,7 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<
     out.cpu_phase(ctx, cpu, "open-to-sync", conns, "connection", false)
         .await;
 
-    let per: Vec<f64> = g
-        .conns
-        .iter()
-        .filter_map(|c| c.synced.map(|s| ms_between(c.started, s)))
-        .collect();
-    let s = Summary::new(per);
+    let s = Summary::new(sync_times(&g.conns));
     out.ms("totalMs", Some(total));
     out.head("total_ms", Some(total), "ms", Better::Lower);
     out.ms("allUpgradedMs", Some(ms_between(t0, upgraded)));

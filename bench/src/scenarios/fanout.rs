@@ -3,12 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
-use super::{instance, ms_between, open_synced, percentiles, set_everywhere, Sockets, VALUE_BYTES};
+use super::{fan_out, fan_out_params, instance, ms_between, open_synced, percentiles, Sockets};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::{r3, Summary};
-use crate::ws::padded;
 
 const SETS: usize = 20;
 const WARMUP: usize = 2;
@@ -17,11 +14,7 @@ const PER_SET: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
     let clients = ctx.size(200, 40);
-    out.params(json!({
-        "clients": clients, "sets": SETS, "warmupSets": WARMUP,
-        "connectConcurrency": CONCURRENCY, "valueBytes": VALUE_BYTES,
-        "perSetTimeoutMs": PER_SET.as_millis() as u64,
-    }));
+    fan_out_params(out, clients, (WARMUP, SETS), CONCURRENCY, PER_SET);
     let instance = instance(ctx, out, "fanout").await?;
     let (g, t) = sockets.tracked(clients);
     let cpu = out.cpu_mark(ctx);
@@ -33,35 +26,15 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<
         .await;
 
     let cpu = out.cpu_mark(ctx);
-    let mut per_set = Vec::with_capacity(SETS);
-    let mut first = Vec::with_capacity(SETS);
-    for i in 0..WARMUP + SETS {
-        let key = format!("fan{i:04}");
-        let value = padded(&format!("v{i}:"), VALUE_BYTES);
-        let set = set_everywhere(g, t, &key, value, out.deadline, PER_SET).await?;
-        if !set.delivered {
-            return Err(format!(
-                "set \"{key}\": only {}/{clients} sockets received key_updated within {} ms",
-                t.delivered[set.seq],
-                PER_SET.as_millis()
-            ));
-        }
-        if i >= WARMUP {
-            let (f, l) = t.first_last(set.seq);
-            if let (Some(f), Some(l)) = (f, l) {
-                per_set.push(ms_between(set.sent, l));
-                first.push(ms_between(set.sent, f));
-            }
-        }
-    }
+    let times = fan_out(g, t, out.deadline, "fan", (WARMUP, SETS), PER_SET).await?;
     out.cpu_phase(ctx, cpu, "sets", WARMUP + SETS, "set", true)
         .await;
 
-    let s = Summary::new(per_set);
+    let s = Summary::new(times.last);
     let msgs_per_sec = (SETS * clients) as f64 / (s.sum() / 1000.0);
     percentiles(out, &s, &[50, 95]);
     out.metric("sendToAllDeliveredMs", s.to_json());
-    out.metric("sendToFirstDeliveryMs", Summary::new(first).to_json());
+    out.metric("sendToFirstDeliveryMs", Summary::new(times.first).to_json());
     out.metric("messagesPerSec", r3(msgs_per_sec));
     out.head("msgs_per_s", Some(msgs_per_sec), "msg/s", Better::Higher);
     Ok(())

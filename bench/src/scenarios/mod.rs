@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::ctx::{Better, Ctx, Headline, Out};
 use crate::stats::Summary;
-use crate::ws::{set_frame, Counts, Delivery, Group, Kind, Tracker};
+use crate::ws::{padded, set_frame, Conn, Counts, Delivery, Group, Kind, Tracker};
 
 mod connect;
 mod fanout;
@@ -19,6 +19,7 @@ mod http;
 mod httpput;
 mod latency;
 mod multi;
+mod sockets1k;
 mod sync;
 mod throughput;
 
@@ -27,7 +28,7 @@ type Outcome = Result<(), String>;
 
 /// Every scenario, in the default order: its name, its time budget in
 /// seconds before `--timeout-scale`, and what it runs.
-pub static ALL: [Scenario; 9] = [
+pub static ALL: [Scenario; 11] = [
     Scenario::new("latency", 180, |c, o, s| Box::pin(latency::run(c, o, s))),
     Scenario::new("throughput", 120, |c, o, s| {
         Box::pin(throughput::run(c, o, s))
@@ -37,9 +38,17 @@ pub static ALL: [Scenario; 9] = [
     Scenario::new("connect", 120, |c, o, s| Box::pin(connect::run(c, o, s))),
     Scenario::new("http", 120, |c, o, s| Box::pin(http::run(c, o, s))),
     Scenario::new("httpput", 120, |c, o, s| Box::pin(httpput::run(c, o, s))),
-    Scenario::new("multi", 300, |c, o, s| Box::pin(multi::run(c, o, s))),
+    Scenario::new("multi", 300, |c, o, s| {
+        Box::pin(multi::run(c, o, s, &multi::MULTI))
+    }),
     Scenario::new("fullstate", 300, |c, o, s| {
         Box::pin(fullstate::run(c, o, s))
+    }),
+    Scenario::new("sockets1k", 300, |c, o, s| {
+        Box::pin(sockets1k::run(c, o, s))
+    }),
+    Scenario::new("multi100", 300, |c, o, s| {
+        Box::pin(multi::run(c, o, s, &multi::MULTI100))
     }),
 ];
 
@@ -305,4 +314,115 @@ pub async fn set_everywhere(
         sent,
         delivered,
     })
+}
+
+/// Descriptors kept free beyond the sockets (HTTP pool, /proc reads, stdio).
+const SPARE_FDS: libc::rlim_t = 256;
+
+/// Makes room for `sockets` open sockets: raises this process's soft
+/// RLIMIT_NOFILE (up to the hard limit) when it is too low, records the limit
+/// as the `fdLimit` parameter, and fails with what to run when even the hard
+/// limit is too low.
+pub fn ensure_fds(out: &mut Out, sockets: usize) -> Result<(), String> {
+    let need = sockets as libc::rlim_t + SPARE_FDS;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(format!(
+            "getrlimit(RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if lim.rlim_cur < need {
+        let raised = libc::rlimit {
+            rlim_cur: need.min(lim.rlim_max),
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct it is given; a soft limit
+        // at most the hard one is always allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    out.param("fdLimit", lim.rlim_cur);
+    if lim.rlim_cur < need {
+        return Err(format!(
+            "{sockets} sockets need about {need} file descriptors, but the limit is {} \
+             (hard {}): run `ulimit -n {need}` (as a user allowed to) first",
+            lim.rlim_cur, lim.rlim_max
+        ));
+    }
+    Ok(())
+}
+
+/// Milliseconds from the start of each connection attempt to its `sync`
+/// (connections without one are left out).
+pub fn sync_times(conns: &[Conn]) -> Vec<f64> {
+    conns
+        .iter()
+        .filter_map(|c| c.synced.map(|s| ms_between(c.started, s)))
+        .collect()
+}
+
+/// Records the parameters of a [`fan_out`] run to `clients` sockets opened
+/// `concurrency` at a time.
+pub fn fan_out_params(
+    out: &mut Out,
+    clients: usize,
+    (warmup, sets): (usize, usize),
+    concurrency: usize,
+    per_set: Duration,
+) {
+    out.params(serde_json::json!({
+        "clients": clients, "sets": sets, "warmupSets": warmup,
+        "connectConcurrency": concurrency, "valueBytes": VALUE_BYTES,
+        "perSetTimeoutMs": per_set.as_millis() as u64,
+    }));
+}
+
+/// Send → first and send → last delivery (ms) of the counted sets of
+/// [`fan_out`].
+pub struct FanOut {
+    pub first: Vec<f64>,
+    pub last: Vec<f64>,
+}
+
+/// `warmup + sets` sets of [`VALUE_BYTES`]-byte values, keys `{prefix}NNNN`,
+/// one at a time from socket 0, each of which every socket of `g` must get
+/// within `per_set`; the first `warmup` are not counted.
+pub async fn fan_out(
+    g: &mut Group,
+    t: &mut Tracker,
+    deadline: Instant,
+    prefix: &str,
+    (warmup, sets): (usize, usize),
+    per_set: Duration,
+) -> Result<FanOut, String> {
+    let mut times = FanOut {
+        first: Vec::with_capacity(sets),
+        last: Vec::with_capacity(sets),
+    };
+    for i in 0..warmup + sets {
+        let key = format!("{prefix}{i:04}");
+        let value = padded(&format!("v{i}:"), VALUE_BYTES);
+        let set = set_everywhere(g, t, &key, value, deadline, per_set).await?;
+        if !set.delivered {
+            return Err(format!(
+                "set \"{key}\": only {}/{} sockets received key_updated within {} ms",
+                t.delivered[set.seq],
+                g.conns.len(),
+                per_set.as_millis()
+            ));
+        }
+        if i >= warmup {
+            if let (Some(f), Some(l)) = t.first_last(set.seq) {
+                times.first.push(ms_between(set.sent, f));
+                times.last.push(ms_between(set.sent, l));
+            }
+        }
+    }
+    Ok(times)
 }

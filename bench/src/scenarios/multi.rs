@@ -1,33 +1,67 @@
-//! `multi`: many instances with a few clients each, all running sequential
-//! sets at the same time (each instance's next set after its sockets all got
-//! the previous one).
+//! `multi` and `multi100`: many instances with a few clients each, all
+//! running sequential sets at the same time (each instance's next set after
+//! its sockets all got the previous one). The two differ only in their
+//! [`Shape`].
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{ms_between, percentiles, set_everywhere, within, Sockets, VALUE_BYTES};
+use super::{
+    ensure_fds, ms_between, percentiles, set_everywhere, stream_check, within, Sockets, VALUE_BYTES,
+};
 use crate::ctx::{Better, Ctx, Out};
 use crate::stats::{r3, Summary};
 use crate::ws::{padded, Group, Tracker};
 
-const CLIENTS: usize = 4;
+/// How many instances, sockets on each and sets per instance; (full,
+/// quick) pairs.
+pub struct Shape {
+    name: &'static str,
+    instances: (usize, usize),
+    clients: usize,
+    sets: (usize, usize),
+}
+
+/// 50 instances × 4 sockets.
+pub const MULTI: Shape = Shape {
+    name: "multi",
+    instances: (50, 10),
+    clients: 4,
+    sets: (100, 20),
+};
+
+/// 100 instances × 10 sockets, every instance with its writer.
+pub const MULTI100: Shape = Shape {
+    name: "multi100",
+    instances: (100, 20),
+    clients: 10,
+    sets: (50, 10),
+};
+
 const CONNECT_INSTANCES_AT_ONCE: usize = 5;
 const PER_SET: Duration = Duration::from_secs(30);
 
-pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<(), String> {
-    let instances = ctx.size(50, 10);
-    let sets = ctx.size(100, 20);
+pub async fn run(
+    ctx: &mut Ctx,
+    out: &mut Out,
+    sockets: &mut Sockets,
+    shape: &Shape,
+) -> Result<(), String> {
+    let instances = ctx.size(shape.instances.0, shape.instances.1);
+    let sets = ctx.size(shape.sets.0, shape.sets.1);
+    let clients = shape.clients;
+    ensure_fds(out, instances * clients)?;
     out.params(json!({
-        "instances": instances, "clientsPerInstance": CLIENTS, "setsPerInstance": sets,
+        "instances": instances, "clientsPerInstance": clients, "setsPerInstance": sets,
         "valueBytes": VALUE_BYTES, "perSetTimeoutMs": PER_SET.as_millis() as u64,
     }));
     let mut ids = Vec::with_capacity(instances);
     for k in 0..instances {
-        ids.push(ctx.instance(&format!("multi-{k}")).await?);
+        ids.push(ctx.instance(&format!("{}-{k}", shape.name)).await?);
     }
     for _ in 0..instances {
-        sockets.tracked(CLIENTS);
+        sockets.tracked(clients);
     }
     let Sockets { groups, trackers } = sockets;
     let cpu = out.cpu_mark(ctx);
@@ -43,7 +77,7 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<
         let opening = chunk.iter_mut().map(|(g, id)| {
             let target = &target;
             async move {
-                let socks = g.connect(target, id, CLIENTS, CLIENTS).await?;
+                let socks = g.connect(target, id, clients, clients).await?;
                 g.wait_synced(&socks, deadline).await
             }
         });
@@ -56,7 +90,7 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<
         ctx,
         cpu,
         "connect",
-        groups.len() * CLIENTS,
+        groups.len() * clients,
         "connection",
         false,
     )
@@ -70,6 +104,7 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<
         .zip(trackers.iter_mut())
         .enumerate()
         .map(|(k, (g, t))| drive(g, t, k, sets, deadline));
+
     let results = futures_util::future::join_all(runs).await;
     let wall = start.elapsed().as_secs_f64();
     let mut all = Vec::new();
@@ -93,10 +128,13 @@ pub async fn run(ctx: &mut Ctx, out: &mut Out, sockets: &mut Sockets) -> Result<
     out.head("ops_per_s", Some(ops_per_sec), "ops/s", Better::Higher);
     percentiles(out, &s, &[50, 99]);
     out.metric("sendToLastDeliveryMs", s.to_json());
-    match first_err {
-        Some(e) => Err(format!("{failed} instances failed; first: {e}")),
-        None => Ok(()),
+    if let Some(e) = first_err {
+        return Err(format!("{failed} instances failed; first: {e}"));
     }
+    trackers
+        .iter()
+        .enumerate()
+        .try_for_each(|(k, t)| stream_check(&format!("instance {k}"), &t.counts))
 }
 
 /// One instance's sequential sets; returns send → last delivery per set.
@@ -119,8 +157,9 @@ async fn drive(
             return (
                 lat,
                 Err(format!(
-                    "instance {k}, set \"{key}\": only {}/{CLIENTS} sockets received key_updated in time",
-                    t.delivered[set.seq]
+                    "instance {k}, set \"{key}\": only {}/{} sockets received key_updated in time",
+                    t.delivered[set.seq],
+                    g.conns.len()
                 )),
             );
         }
