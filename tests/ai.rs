@@ -803,6 +803,89 @@ async fn chat_bad_requests() {
     assert!(case.usage().is_empty());
 }
 
+// ---------------------------------------------------------------- paging
+
+/// An instance larger than one listing page (pages stop at ~1 KB on this
+/// server, docs/faults.md): the admin route streams every key, transform
+/// finds a template on a later page naming keys on earlier ones, and a
+/// chat's system prompt lists keys from every page.
+#[tokio::test]
+async fn admin_and_ai_routes_read_an_instance_page_by_page() {
+    const ADMIN: &str = "paging-admin-token";
+    let server = shared(with_upstreams(
+        ServerOptions::development()
+            .var("MINDCACHE_TEST_PAGE_BUDGET_BYTES", "1000")
+            .var("ADMIN_TOKEN", ADMIN),
+    ));
+    let case = Case {
+        server,
+        api: Api::new(server),
+        t: tag(),
+        id: unique_id("paged"),
+    };
+    let t = &case.t;
+    let value = |i: usize| format!("{i:02}-{}", "x".repeat(200));
+    let mut set = serde_json::Map::new();
+    for i in 0..40 {
+        set.insert(format!("k{i:02}"), json!({ "value": value(i) }));
+    }
+    set.insert(
+        "tpl".into(),
+        json!({"value": format!("{t} {{{{k00}}}} / {{{{k39}}}}")}),
+    );
+    let before = server.object_ids();
+    let batch = format!("/api/instances/{}/batch", case.id);
+    let (status, body) = case.post(&batch, json!({ "set": set })).await;
+    assert_eq!(status, 200, "{body}");
+    let new: Vec<String> = server.object_ids().difference(&before).cloned().collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+
+    // More than one page.
+    let listing = format!("/api/instances/{}/keys", case.id);
+    let (status, page) = case.api.get(&listing, None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page["cursor"].is_string(), "{page}");
+    assert!(page["keys"].as_object().unwrap().len() < 10, "{page}");
+
+    // The admin document is the sync's data, in one well-formed body.
+    let resp = reqwest::Client::new()
+        .get(server.local_url(&format!("/admin/do/{}", new[0])))
+        .header("X-Admin-Token", ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let raw = resp.text().await.unwrap();
+    assert!(raw.starts_with(r#"{"keys":{"k00":{"#), "{}", &raw[..80]);
+    let doc: Value = serde_json::from_str(&raw).unwrap();
+    let data = case.stored().await;
+    assert_eq!(data.as_object().unwrap().len(), 41);
+    assert_eq!(doc, json!({ "keys": data }));
+
+    // Transform: template on the last page, its placeholders on the first
+    // and the last.
+    case.script(vec![completion("paged")]);
+    let body = json!({"instanceId": case.id, "templateKey": "tpl", "outputKey": "out"});
+    case.post_ok("/api/transform", body).await;
+    let req = case.first_completion("gpt-4o-mini");
+    let expected = format!("{t} {} / {}", value(0), value(39));
+    assert_eq!(req["messages"][0]["content"], expected);
+    assert_eq!(case.stored().await["out"]["value"], "paged");
+
+    // Chat: the system prompt lists keys from the first and the last page.
+    let chat = case.retagged();
+    chat.script(vec![text_step(&["ok"])]);
+    let reply = chat.say("Hi").await;
+    assert_eq!(reply.status, 200, "{}", reply.raw);
+    let system = upstream_messages(&chat.t, 0)[0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for key in ["k00", "k39", "out", "tpl"] {
+        assert!(system.contains(key), "{key} missing from the prompt");
+    }
+}
+
 // ---------------------------------------------------------------- transform
 
 #[tokio::test]

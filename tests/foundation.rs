@@ -6,7 +6,9 @@ mod common;
 
 use common::api::answer;
 use common::fake::{FakeResponse, FakeUpstream};
-use common::server::{dev_server, prod_server, run_wrangler, ServerOptions, TestServer};
+use common::server::{
+    dev_server, prod_server, repo_root, try_run_wrangler, ServerOptions, TestServer,
+};
 use reqwest::header::HeaderMap;
 use reqwest::RequestBuilder;
 use serde_json::{json, Value};
@@ -108,19 +110,43 @@ async fn restarted_server_on_the_same_state_is_healthy() {
     assert_eq!(body["status"], "ok");
 }
 
+/// The production dry run. Tests build with fault injection
+/// (build/FAULT_INJECTION); the deploy path must refuse that build
+/// (scripts/build.sh under wrangler's WRANGLER_COMMAND=deploy), and the
+/// production config must still bundle: checked through a copy of it
+/// without the build command, so that no second, fault-free release
+/// build is compiled for the test (docs/faults.md).
 #[test]
 fn production_dry_run_deploy_succeeds() {
     let out = tempfile::tempdir().unwrap();
-    let stdout = run_wrangler(&[
-        "deploy",
-        "--dry-run",
-        "--env",
-        "production",
-        "--outdir",
-        out.path().to_str().unwrap(),
-    ]);
+    let outdir = out.path().join("bundle");
+    let dry_run = |config: Option<&str>| {
+        let mut args = vec!["deploy", "--dry-run", "--env", "production"];
+        args.extend(["--outdir", outdir.to_str().unwrap()]);
+        args.extend(config.iter().flat_map(|c| ["--config", *c]));
+        try_run_wrangler(&args)
+    };
+    let config = if repo_root().join("build/FAULT_INJECTION").exists() {
+        let refused = dry_run(None).expect_err("a fault-injection build was bundled for deploy");
+        assert!(refused.contains("fault-injection test build"), "{refused}");
+        let toml = std::fs::read_to_string(repo_root().join("wrangler.toml")).unwrap();
+        let main = repo_root().join("build/index.js");
+        let copy = toml
+            .replace(r#"command = "bash scripts/build.sh""#, "")
+            .replace(
+                r#""build/index.js""#,
+                &format!("{:?}", main.to_str().unwrap()),
+            );
+        assert!(!copy.contains("scripts/build.sh") && copy != toml);
+        let path = out.path().join("wrangler.toml");
+        std::fs::write(&path, copy).unwrap();
+        Some(path.to_str().unwrap().to_string())
+    } else {
+        None
+    };
+    let stdout = dry_run(config.as_deref()).unwrap_or_else(|e| panic!("{e}"));
     assert!(stdout.contains("--dry-run: exiting now"), "{stdout}");
-    assert!(out.path().join("index.js").exists());
+    assert!(outdir.join("index.js").exists());
 }
 
 #[tokio::test]

@@ -32,6 +32,7 @@ use crate::auth::caller::Caller;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
+use crate::instance::pages::StoredEntry;
 use crate::permission::Permission;
 use crate::services::{access, new_id, usage};
 
@@ -62,15 +63,22 @@ pub async fn start(ctx: &Ctx, caller: &Caller, request: ChatRequest) -> Result<R
         None
     };
     let client = InstanceClient::with_read_only(&ctx.env, &instance_id, Some(access.flag))?;
-    let keys = client.keys().await?;
-    let mut entries = Vec::with_capacity(keys.len());
+    // The prompt lists every key: built page by page (pages.rs), so the
+    // instance is never held as one document besides these entries.
+    let mut entries = Vec::new();
     let mut attributes = BTreeMap::new();
-    for (key, stored) in keys {
-        let value = stored.get("value").cloned().unwrap_or(Value::Null);
-        let attrs = stored.get("attributes").cloned().unwrap_or(Value::Null);
-        entries.push(KeyEntry::from_attributes(key.clone(), value, &attrs));
-        attributes.insert(key, attrs);
-    }
+    client
+        .for_each_key(|key, stored| {
+            let stored: StoredEntry = serde_json::from_str(stored.get())?;
+            entries.push(KeyEntry::from_attributes(
+                key.clone(),
+                stored.value,
+                &stored.attributes,
+            ));
+            attributes.insert(key, stored.attributes);
+            Ok(())
+        })
+        .await?;
     let conversation = build_conversation(&build_system_prompt(&entries, mode), &messages);
 
     let usage_row = record_usage(ctx, caller, "/api/chat", &instance_id, Some(&model)).await?;

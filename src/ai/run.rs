@@ -1,6 +1,6 @@
 //! The one run behind `/api/transform`, `/api/generate-image` and
 //! `/api/analyze-image`: provider key (500) → access (404/403) → the
-//! instance's keys → the pure plan (404/400 for input keys) → a usage row →
+//! instance's keys it reads (paged) → the pure plan (404/400 for input keys) → a usage row →
 //! the upstream call → the result written through the instance like any
 //! other write. Checks that cost nothing come before the upstream call,
 //! which would be wasted.
@@ -8,7 +8,9 @@
 use serde_json::value::to_raw_value;
 use serde_json::{json, Value};
 
-use super::core::jobs::{Call, JobRequest, Keys, OutputKind, Provider};
+use std::collections::BTreeSet;
+
+use super::core::jobs::{Call, Job, JobRequest, Keys, OutputKind, Provider};
 use super::core::tools::WriteIntent;
 use super::upstream::fireworks::Fireworks;
 use super::upstream::openai::OpenAi;
@@ -58,7 +60,7 @@ pub async fn run(ctx: &Ctx, caller: &Caller, request: JobRequest) -> Result<Valu
     } = request;
     let upstream = Upstream::for_provider(ctx, job.provider())?;
     let client = open_for_write(ctx, caller, &instance_id).await?;
-    let keys = client.keys().await?;
+    let keys = read_inputs(&client, &job, &output_key).await?;
     let call = job.plan(&keys)?;
     let model = match &call {
         Call::Completion(body) => body.get("model").and_then(Value::as_str),
@@ -75,6 +77,40 @@ pub async fn run(ctx: &Ctx, caller: &Caller, request: JobRequest) -> Result<Valu
     let value = job.stored_value(&result);
     save(&client, caller, &keys, &output_key, &value, job.output()).await?;
     Ok(job.response(&output_key, result))
+}
+
+/// The keys the job reads and the output key (its attributes are kept),
+/// paged through so a large instance is never held whole: one pass, and a
+/// second only when a template read from a key names keys not yet read.
+async fn read_inputs(
+    client: &InstanceClient,
+    job: &Job,
+    output_key: &str,
+) -> Result<Keys, ApiError> {
+    let mut keys = Keys::new();
+    let mut wanted = job.inputs(&keys);
+    wanted.insert(output_key.to_owned());
+    read_named(client, &wanted, &mut keys).await?;
+    let more: BTreeSet<String> = job.inputs(&keys).difference(&wanted).cloned().collect();
+    if !more.is_empty() {
+        read_named(client, &more, &mut keys).await?;
+    }
+    Ok(keys)
+}
+
+async fn read_named(
+    client: &InstanceClient,
+    names: &BTreeSet<String>,
+    into: &mut Keys,
+) -> Result<(), ApiError> {
+    client
+        .for_each_key(|key, entry| {
+            if names.contains(&key) {
+                into.insert(key, serde_json::from_str(entry.get())?);
+            }
+            Ok(())
+        })
+        .await
 }
 
 /// The instance for an AI call that writes: `write` on it, and it must not

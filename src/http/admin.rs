@@ -11,12 +11,58 @@ use crate::config;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::instance::client::InstanceClient;
+use crate::instance::pages::{DocumentJoiner, KeyPage};
 
+/// The `{"keys": {…}}` document, streamed one listing page at a time so
+/// that an instance of any size is never held whole (docs/faults.md). The
+/// first page is read before answering, so its failure is still an error
+/// status; a later page's failure can only cut the body short.
 pub async fn object_keys(req: &Request, ctx: &Ctx, object_id: &str) -> Answer {
-    let doc = object(req, ctx, object_id)?.keys_document().await?;
-    let mut resp = Response::ok(doc)?;
+    let client = object(req, ctx, object_id)?;
+    let first = client.key_page(None).await?;
+    let body = futures_util::stream::unfold(Pages::First(client, first), next_chunk);
+    let mut resp = Response::from_stream(body)?;
     resp.headers_mut().set("Content-Type", "application/json")?;
     Ok(resp)
+}
+
+/// Where the streamed document stands.
+enum Pages {
+    /// The first page, read before answering.
+    First(InstanceClient, KeyPage),
+    /// The cursor of the page to read and send next.
+    After(InstanceClient, String, DocumentJoiner),
+    Done,
+}
+
+type Chunk = Result<Vec<u8>, worker::Error>;
+
+/// One page's chunk of the document (holding one page at a time).
+async fn next_chunk(state: Pages) -> Option<(Chunk, Pages)> {
+    let (client, page, mut joiner) = match state {
+        Pages::Done => return None,
+        Pages::First(client, page) => (client, page, DocumentJoiner::default()),
+        Pages::After(client, cursor, joiner) => match client.key_page(Some(&cursor)).await {
+            Ok(page) => (client, page, joiner),
+            Err(e) => return Some((Err(cut_short(e)), Pages::Done)),
+        },
+    };
+    let (members, cursor) = match page.members() {
+        Ok(parts) => parts,
+        Err(e) => return Some((Err(cut_short(e)), Pages::Done)),
+    };
+    let chunk = joiner.chunk(members, cursor.is_none()).into_bytes();
+    let next = match cursor {
+        Some(cursor) => Pages::After(client, cursor, joiner),
+        None => Pages::Done,
+    };
+    Some((Ok(chunk), next))
+}
+
+/// A failure after the status was sent: the body ends in an error.
+fn cut_short(e: ApiError) -> worker::Error {
+    crate::log_error!("admin keys document cut short: {e}");
+    worker::Error::RustError(e.to_string())
 }
 
 pub async fn object_storage(req: &Request, ctx: &Ctx, object_id: &str) -> Answer {

@@ -159,20 +159,12 @@ impl InstanceClient {
             .await
     }
 
-    /// Every key, as the `{"keys": {...}}` document (same map as `sync.data`).
+    /// Every key, as the `{"keys": {...}}` document (same map as
+    /// `sync.data`), in one piece: for copying an instance. Readers that
+    /// must cope with any size page through `key_page` (pages.rs).
     pub async fn keys_document(&self) -> Result<String, ApiError> {
         let mut resp = self.call(Method::Get, internal::PATH_KEYS, None).await?;
         Ok(resp.text().await?)
-    }
-
-    /// Every key as a JSON map (`sync.data`).
-    pub async fn keys(&self) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-        #[derive(serde::Deserialize)]
-        struct Doc {
-            keys: serde_json::Map<String, serde_json::Value>,
-        }
-        let doc: Doc = serde_json::from_str(&self.keys_document().await?)?;
-        Ok(doc.keys)
     }
 
     /// Sets a key on behalf of `actor`, with the WebSocket path's validation

@@ -223,7 +223,7 @@ impl<S: KeyStore + ?Sized> Engine<'_, S> {
             below: &below,
             tag: query.tag.as_deref(),
             limit: query.limit.clamp(1, MAX_PAGE_KEYS),
-            budget: PAGE_BUDGET_BYTES,
+            budget: self.page_budget,
         };
         let (rows, more) = self.store.page(&range).map_err(internal)?;
         let cursor = match rows.last() {

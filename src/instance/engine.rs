@@ -129,6 +129,8 @@ pub struct Engine<'a, S: KeyStore + ?Sized> {
     /// from the store whenever a write needs it.
     pub(super) size: Option<&'a InstanceSize>,
     pub(super) max_bytes: u64,
+    /// Where a listing page stops (data_ops.rs; tests use a small one).
+    pub(super) page_budget: usize,
 }
 
 /// What a set that changed something wrote, and its broadcast.
@@ -146,6 +148,7 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
             max_keys: MAX_KEYS,
             size: None,
             max_bytes: MAX_INSTANCE_BYTES,
+            page_budget: super::data_ops::PAGE_BUDGET_BYTES,
         }
     }
 
@@ -158,6 +161,12 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
     /// Overrides the bytes-per-instance limit (tests use a small one).
     pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Overrides where a listing page stops (tests page small instances).
+    pub fn with_page_budget(mut self, budget: usize) -> Self {
+        self.page_budget = budget;
         self
     }
 

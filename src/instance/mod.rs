@@ -20,6 +20,7 @@ pub mod object;
 pub mod outbox;
 #[cfg(target_arch = "wasm32")]
 pub mod outbox_sql;
+pub mod pages;
 pub mod protocol;
 pub mod sessions;
 pub mod size;

@@ -17,6 +17,7 @@ use worker::{
 };
 
 use super::attributes::Attributes;
+use super::data_ops::PAGE_BUDGET_BYTES;
 use super::engine::{
     Engine, Outbound, Outcome, Session, CLOSE_ACCESS_REVOKED, CLOSE_POLICY_VIOLATION,
 };
@@ -219,6 +220,8 @@ pub struct Instance {
     size: InstanceSize,
     max_bytes: u64,
     max_sync_bytes: u64,
+    /// Where a listing page stops (`PAGE_BUDGET_BYTES` but in tests).
+    page_budget: usize,
 }
 
 /// The instance's total, summed by SQLite (`SUM_DATA_BYTES`).
@@ -264,6 +267,11 @@ impl Instance {
             MAX_INSTANCE_BYTES,
         );
         let max_sync_bytes = test_cap(&env, "MINDCACHE_TEST_MAX_SYNC_BYTES", MAX_SYNC_BYTES);
+        let page_budget = test_cap(
+            &env,
+            "MINDCACHE_TEST_PAGE_BUDGET_BYTES",
+            PAGE_BUDGET_BYTES as u64,
+        ) as usize;
         // `{"type":"ping"}` is answered by the runtime without waking us.
         if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
             state.set_websocket_auto_response(&pair);
@@ -284,6 +292,7 @@ impl Instance {
             size,
             max_bytes,
             max_sync_bytes,
+            page_budget,
         };
         if existing {
             instance.ensure_ready();
@@ -342,7 +351,10 @@ impl Instance {
         // to answer a read of an object that holds nothing.
         let needs_storage = match path.as_str() {
             internal::PATH_SYNC => req.headers().get(internal::HEADER_USER_ID)?.is_some(),
-            internal::PATH_KEYS | internal::PATH_STORAGE | internal::PATH_RECHECK => false,
+            internal::PATH_KEYS
+            | internal::PATH_DATA_LIST
+            | internal::PATH_STORAGE
+            | internal::PATH_RECHECK => false,
             _ => true,
         };
         this.refresh_meta(&req)?;
@@ -361,6 +373,14 @@ impl Instance {
                 Ok(data) => json_text(format!(r#"{{"keys":{data}}}"#)),
                 Err(e) => refusal(&e),
             },
+            // Not ready and no setup error: nothing was ever stored, so the
+            // page is empty; an admin's read by object id creates no schema.
+            (Method::Get, internal::PATH_DATA_LIST) if !this.ready.get() => {
+                match this.setup_error.borrow().as_ref() {
+                    Some(_) => refusal(&ProtocolError::internal("instance storage unavailable")),
+                    None => json_text(r#"{"keys":{},"cursor":null}"#.to_string()),
+                }
+            }
             (Method::Post, internal::PATH_SET) => {
                 let body = req.text().await?;
                 this.internal_set(&body)
@@ -528,7 +548,8 @@ impl Instance {
         let meta = self.meta.borrow();
         f(&Engine::new(&self.store, &meta)
             .with_size(&self.size)
-            .with_max_bytes(self.max_bytes))
+            .with_max_bytes(self.max_bytes)
+            .with_page_budget(self.page_budget))
     }
 
     fn engine_outcome(&self, session: &Session, frame: &str) -> Outcome {

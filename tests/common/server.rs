@@ -129,6 +129,35 @@ impl TestServer {
         self.launch();
     }
 
+    /// The Durable Object ids of the instances that have a storage file
+    /// (`…/MindCacheInstance/<64 hex>.sqlite` under the persist directory).
+    pub fn object_ids(&self) -> std::collections::HashSet<String> {
+        let mut ids = std::collections::HashSet::new();
+        let mut stack = vec![self.persist_dir.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for path in entries.flatten().map(|e| e.path()) {
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let in_namespace = path.to_string_lossy().contains("MindCacheInstance");
+                let stem = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".sqlite"));
+                if let Some(stem) = stem.filter(|_| in_namespace) {
+                    if stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        ids.insert(stem.to_string());
+                    }
+                }
+            }
+        }
+        ids
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
@@ -333,6 +362,11 @@ fn try_wrangler(args: &[&str]) -> Result<String, String> {
 /// tooling itself, such as the dry-run deploy).
 pub fn run_wrangler(args: &[&str]) -> String {
     wrangler(args)
+}
+
+/// The project's wrangler: its stdout, or what it said when it failed.
+pub fn try_run_wrangler(args: &[&str]) -> Result<String, String> {
+    try_wrangler(args)
 }
 
 fn free_port() -> u16 {

@@ -4,13 +4,15 @@
 //! one that cannot serve). `ai::run` performs a plan; everything here is
 //! plain data, unit-tested natively.
 
+use std::collections::BTreeSet;
+
 use serde_json::{json, Map, Value};
 
 use super::fireworks_wire::ImageRequest;
 use super::messages::{completion_body, vision_content};
 use super::prompt::value_as_text;
 use super::template::{
-    resolve_template, to_data_url, transform_prompt, MAX_RESOLVED_TEMPLATE_BYTES,
+    placeholders, resolve_template, to_data_url, transform_prompt, MAX_RESOLVED_TEMPLATE_BYTES,
 };
 use super::tools::Mode;
 use crate::error::ApiError;
@@ -208,6 +210,44 @@ impl Job {
             Job::Analyze { .. } => "/api/analyze-image",
             Job::Generate { .. } => "/api/generate-image",
         }
+    }
+
+    /// The keys `plan` reads, as far as `keys` (what was read so far)
+    /// tells: the input keys, and the placeholders of the template once
+    /// its text is known (inline, or its key read). Reading these, then
+    /// again any new ones, gives `plan` all it needs.
+    pub fn inputs(&self, keys: &Keys) -> BTreeSet<String> {
+        let named = |source: &Source| match source {
+            Source::Key(k) => Some(k.clone()),
+            Source::Inline(_) => None,
+        };
+        let mut out = BTreeSet::new();
+        match self {
+            Job::Transform {
+                template, prompt, ..
+            } => {
+                out.extend(named(template));
+                out.extend(prompt.as_ref().and_then(named));
+                let text = match template {
+                    Source::Inline(text) => Some(text.clone()),
+                    Source::Key(k) => key_value(keys, k).ok().map(value_as_text),
+                };
+                out.extend(text.iter().flat_map(|t| placeholders(t)));
+            }
+            Job::Analyze { image, prompt, .. } => {
+                if let ImageSource::Key(k) = image {
+                    out.insert(k.clone());
+                }
+                out.extend(named(prompt));
+            }
+            Job::Generate {
+                prompt, image_keys, ..
+            } => {
+                out.extend(named(prompt));
+                out.extend(image_keys.iter().cloned());
+            }
+        }
+        out
     }
 
     /// The upstream call, with every input key resolved.
@@ -595,6 +635,48 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(err(missing.job.plan(&keys())).0, 404);
+    }
+
+    #[test]
+    fn inputs_are_all_a_plan_reads() {
+        let only = |names: &BTreeSet<String>| -> Keys {
+            let all = keys();
+            all.into_iter().filter(|(k, _)| names.contains(k)).collect()
+        };
+        for body in [
+            r#"{"instanceId":"i","outputKey":"o","templateKey":"t","promptKey":"p"}"#,
+            r#"{"instanceId":"i","outputKey":"o","template":"{{p}} {{n}} {{nope}}"}"#,
+        ] {
+            let job = JobRequest::transform(&fields(body)).unwrap().job;
+            // First what is known before reading; then the template's names.
+            let first = job.inputs(&Keys::new());
+            let second = job.inputs(&only(&first));
+            assert!(second.is_superset(&first), "{body}");
+            assert_eq!(
+                job.plan(&only(&second)).unwrap(),
+                job.plan(&keys()).unwrap(),
+                "{body}"
+            );
+        }
+        let by_key = JobRequest::transform(&fields(
+            r#"{"instanceId":"i","outputKey":"o","templateKey":"t"}"#,
+        ))
+        .unwrap()
+        .job;
+        assert_eq!(by_key.inputs(&Keys::new()), BTreeSet::from(["t".into()]));
+        assert_eq!(
+            by_key.inputs(&keys()),
+            BTreeSet::from(["t".into(), "n".into()])
+        );
+        let generate = JobRequest::generate_image(&fields(
+            r#"{"instanceId":"i","outputKey":"o","promptKey":"p","imageKeys":["img"]}"#,
+        ))
+        .unwrap()
+        .job;
+        assert_eq!(
+            generate.inputs(&Keys::new()),
+            BTreeSet::from(["p".into(), "img".into()])
+        );
     }
 
     #[test]

@@ -69,6 +69,20 @@ pub fn resolve_template<'a>(
     Ok(out.text)
 }
 
+/// The key names `template` asks for, as `resolve_template` would look
+/// them up (so a reader can fetch just those keys).
+pub fn placeholders(template: &str) -> Vec<String> {
+    let names = std::cell::RefCell::new(Vec::new());
+    // No limit: nothing is refused here, only names collected.
+    let _ = resolve_template(template, usize::MAX, |name| {
+        if !name.is_empty() {
+            names.borrow_mut().push(name.to_owned());
+        }
+        None
+    });
+    names.into_inner()
+}
+
 /// The user message of a transform: the prompt, then the resolved template
 /// as its input; the template alone when there is no (or a blank) prompt.
 pub fn transform_prompt(prompt: Option<&str>, resolved: &str) -> String {
@@ -116,6 +130,15 @@ mod tests {
             ("emoji", json!("😀")),
         ]);
         resolve_template(template, MAX_RESOLVED_TEMPLATE_BYTES, |n| keys.get(n)).unwrap()
+    }
+
+    #[test]
+    fn placeholders_name_what_resolving_looks_up() {
+        assert_eq!(
+            placeholders("{{ a }} {{}} {{{b}}} {{x {{c}} {{a"),
+            ["a", "b", "c"]
+        );
+        assert!(placeholders("plain").is_empty());
     }
 
     #[test]
