@@ -438,6 +438,8 @@ fn parse_put(body: &str) -> Result<(Box<RawValue>, Option<Attributes>), Protocol
     for (name, raw) in object.0 {
         match name.as_str() {
             "value" => value = Some(raw),
+            // `null` counts as missing, as in a WebSocket `set` (protocol.md §3).
+            "attributes" if raw.get() == "null" => attributes = None,
             "attributes" => attributes = Some(Attributes::from_json(raw.get())?),
             other => {
                 return Err(ProtocolError::invalid(format!(
@@ -556,6 +558,15 @@ mod tests {
         let again = put(&e, "a", json!({"value": {"x": 1}}), 200);
         assert_eq!(again["changed"], false);
         assert_eq!(again["updatedAt"], 100);
+        // `attributes: null` keeps the stored ones, as a WebSocket set does.
+        put(
+            &e,
+            "a",
+            json!({"value": 1, "attributes": {"type": "json"}}),
+            300,
+        );
+        let kept = put(&e, "a", json!({"value": 2, "attributes": null}), 400);
+        assert_eq!(kept["attributes"]["type"], "json");
     }
 
     #[test]

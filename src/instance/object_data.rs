@@ -51,12 +51,17 @@ impl Streams {
 
     /// Writes `text`; false when the client has fallen too far behind.
     fn write(&mut self, at: usize, text: &str) -> bool {
+        self.write_chunk(at, &js_sys::Uint8Array::from(text.as_bytes()))
+    }
+
+    /// Writes bytes already in JavaScript (one copy shared by every stream:
+    /// readers only read them).
+    fn write_chunk(&mut self, at: usize, chunk: &js_sys::Uint8Array) -> bool {
         let ignore = self
             .ignore
             .get_or_insert_with(|| Closure::new(|_: JsValue| {}));
         let stream = &self.open[at];
-        let chunk = js_sys::Uint8Array::from(text.as_bytes());
-        let _ = stream.writer.write_with_chunk(&chunk).catch(ignore);
+        let _ = stream.writer.write_with_chunk(chunk).catch(ignore);
         !matches!(stream.writer.desired_size(), Ok(Some(d)) if d < -sse::MAX_QUEUED_EVENTS)
     }
 
@@ -90,9 +95,10 @@ impl Streams {
         }
         let id = self.next_event();
         let text = sse::event(sse::event_name(frame), id, frame);
+        let chunk = js_sys::Uint8Array::from(text.as_bytes());
         let mut slow = Vec::new();
         for at in 0..self.open.len() {
-            if !self.write(at, &text) {
+            if !self.write_chunk(at, &chunk) {
                 slow.push(self.open[at].id);
             }
         }
@@ -299,8 +305,9 @@ impl Instance {
                     CLOSE_ACCESS_REVOKED,
                     "Access revoked",
                 );
+                let chunk = js_sys::Uint8Array::from(sse::KEEP_ALIVE.as_bytes());
                 for at in 0..streams.open.len() {
-                    streams.write(at, sse::KEEP_ALIVE);
+                    streams.write_chunk(at, &chunk);
                 }
                 if streams.open.is_empty() {
                     streams.ticking = false;
