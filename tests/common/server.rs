@@ -35,6 +35,67 @@ fn ensure_built() {
     });
 }
 
+/// Removes the persist directories of test processes that are gone: the
+/// servers a test binary keeps in statics are never dropped, so their
+/// directories outlive it.
+fn sweep_stale_persist_dirs() {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("mindcache-test-")
+                .and_then(|rest| rest.split('-').next())
+            else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
+}
+
+/// The configuration the test servers run with: `wrangler.toml` without
+/// its `[build]` table. With a custom build, `wrangler dev` starts a file
+/// watcher whose initial scan always ends in a rebuild and a reload of the
+/// Worker; on a loaded machine that reload lands after the server already
+/// answers, and resets the Durable Objects under the first requests (a
+/// flaky `500`). The tests build once beforehand, so they need no build
+/// step. Written beside `wrangler.toml` so its relative paths still hold.
+fn test_config() -> &'static Path {
+    static CONFIG: OnceLock<PathBuf> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let source =
+            std::fs::read_to_string(repo_root().join("wrangler.toml")).expect("read wrangler.toml");
+        let mut out = String::new();
+        let mut in_build = false;
+        for line in source.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with('[') {
+                in_build = trimmed.starts_with("[build]");
+            }
+            if !in_build {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        assert!(
+            !out.contains("[build]"),
+            "wrangler.toml's [build] table stayed"
+        );
+        let path = repo_root().join(".wrangler-test.toml");
+        // Several test binaries may write it at once: same text, atomic rename.
+        let tmp = repo_root().join(format!(".wrangler-test.toml.{}", std::process::id()));
+        std::fs::write(&tmp, out).expect("write the test configuration");
+        std::fs::rename(&tmp, &path).expect("place the test configuration");
+        path
+    })
+}
+
 /// How a test wants its server: the mode and any variables or secrets.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct ServerOptions {
@@ -93,6 +154,7 @@ impl TestServer {
     /// A server on a fresh, migrated persist directory.
     pub fn start(options: ServerOptions) -> TestServer {
         ensure_built();
+        sweep_stale_persist_dirs();
         let persist_dir = std::env::temp_dir().join(super::unique_id(&format!(
             "mindcache-test-{}",
             std::process::id()
@@ -270,7 +332,7 @@ impl TestServer {
         // its stdin closes (test finished, panicked or was killed) it
         // stops wrangler and everything wrangler started.
         let script = format!(
-            r#"{wrangler} dev --ip 127.0.0.1 --port {port} --inspector-port {inspector} \
+            r#"{wrangler} dev --config '{config}' --ip 127.0.0.1 --port {port} --inspector-port {inspector} \
                 --persist-to '{persist}' --env-file '{env}' --show-interactive-dev-session=false \
                 --log-level log > '{log}' 2>&1 &
             w=$!
@@ -279,6 +341,7 @@ impl TestServer {
             for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 $w 2>/dev/null || break; sleep 0.3; done
             kill -KILL -- -$$ 2>/dev/null"#,
             wrangler = wrangler_bin.display(),
+            config = test_config().display(),
             persist = self.persist_dir.display(),
             env = env_file.display(),
             log = log.display(),
