@@ -16,6 +16,9 @@ pub enum KeyType {
     Image,
     File,
     Markdown,
+    /// A MindCache 3 collaborative text (yjs.md): a string to 2.0 clients,
+    /// a Y.Text in the Y document.
+    Document,
 }
 
 impl KeyType {
@@ -26,6 +29,7 @@ impl KeyType {
             KeyType::Image => "image",
             KeyType::File => "file",
             KeyType::Markdown => "markdown",
+            KeyType::Document => "document",
         }
     }
 
@@ -36,6 +40,7 @@ impl KeyType {
             "image" => Some(KeyType::Image),
             "file" => Some(KeyType::File),
             "markdown" => Some(KeyType::Markdown),
+            "document" => Some(KeyType::Document),
             _ => None,
         }
     }
@@ -102,7 +107,7 @@ impl Attributes {
                     if let Some(t) = opt_string(raw_text, "type")? {
                         attrs.key_type = KeyType::parse(&t).ok_or_else(|| {
                             ProtocolError::invalid(format!(
-                                "\"attributes.type\" must be one of text, json, image, file, markdown (got {t:?})"
+                                "\"attributes.type\" must be one of text, json, image, file, markdown, document (got {t:?})"
                             ))
                         })?;
                     }
@@ -201,8 +206,10 @@ impl Attributes {
     }
 }
 
-/// Equal after normalisation: known fields by value, extras by name and JSON
-/// value regardless of member order. This is the no-op test of §5.
+/// Equal after normalisation: known fields by value, tags as sets (yjs.md:
+/// the no-op rule holds across generations, which order tags differently),
+/// extras by name and JSON value regardless of member order. This is the
+/// no-op test of §5.
 impl PartialEq for Attributes {
     fn eq(&self, other: &Self) -> bool {
         if self.key_type != other.key_type
@@ -210,7 +217,7 @@ impl PartialEq for Attributes {
             || self.visible != other.visible
             || self.hardcoded != other.hardcoded
             || self.template != other.template
-            || self.tags != other.tags
+            || !same_tags(&self.tags, &other.tags)
             || self.content_type != other.content_type
             || self.extra.len() != other.extra.len()
         {
@@ -233,6 +240,17 @@ impl PartialEq for Attributes {
             .zip(sorted(&other.extra))
             .all(|((a, x), (b, y))| a == b && json_equal(x, y))
     }
+}
+
+/// The same tags, in any order (duplicates count once).
+fn same_tags(a: &[String], b: &[String]) -> bool {
+    if a == b {
+        return true;
+    }
+    fn set(t: &[String]) -> std::collections::BTreeSet<&str> {
+        t.iter().map(String::as_str).collect()
+    }
+    set(a) == set(b)
 }
 
 /// Extras as (name, JSON text) pairs sorted by name, for order-free comparison.

@@ -30,6 +30,8 @@ pub mod sql_store;
 mod sqlite_store;
 pub mod sse;
 pub mod store;
+pub mod ybridge;
+pub mod yjs;
 
 #[cfg(target_arch = "wasm32")]
 pub use object::MindCacheInstance;

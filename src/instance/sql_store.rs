@@ -6,8 +6,9 @@
 
 use super::store::{
     join_data_entries, put_sql, read_entry, take_page, Column, Entry, KeyCount, KeyRow, KeyStore,
-    PageRange, SqlArg, StoreError, COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS,
-    SELECT_DATA_ENTRIES, SELECT_KEY, SELECT_META, SELECT_PAGE, UPSERT_META,
+    PageRange, SqlArg, StoreError, COUNT_KEYS, CREATE_YDOC, DELETE_ALL_KEYS, DELETE_KEY,
+    DELETE_YDOC, INSERT_YDOC, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES, SELECT_KEY, SELECT_META,
+    SELECT_PAGE, SELECT_YDOC, UPSERT_META,
 };
 use worker::js_sys;
 use worker::wasm_bindgen::prelude::wasm_bindgen;
@@ -242,5 +243,28 @@ impl KeyStore for SqlStore {
     fn meta_set(&self, name: &str, value: &str) -> Result<(), StoreError> {
         self.run(UPSERT_META, &[SqlArg::Text(name), SqlArg::Text(value)])
             .map(|_| ())
+    }
+
+    fn y_rows(&self) -> Result<Vec<String>, StoreError> {
+        self.rows(SELECT_YDOC, &[])?
+            .into_iter()
+            .map(|row| match row.into_iter().next() {
+                Some(SqlStorageValue::String(s)) => Ok(s),
+                _ => Err(StoreError("ydoc row is not text".into())),
+            })
+            .collect()
+    }
+
+    fn y_append(&self, row: &str) -> Result<(), StoreError> {
+        self.run(INSERT_YDOC, &[SqlArg::Text(row)]).map(|_| ())
+    }
+
+    fn y_replace(&self, rows: &[String]) -> Result<(), StoreError> {
+        self.run(CREATE_YDOC, &[])?;
+        self.run(DELETE_YDOC, &[])?;
+        for row in rows {
+            self.y_append(row)?;
+        }
+        Ok(())
     }
 }

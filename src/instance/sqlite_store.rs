@@ -3,8 +3,9 @@
 
 use super::store::{
     join_data_entries, put_sql, read_entry, take_page, Column, Entry, KeyCount, KeyRow, KeyStore,
-    PageRange, SqlArg, StoreError, COUNT_KEYS, DELETE_ALL_KEYS, DELETE_KEY, SELECT_ALL_KEYS,
-    SELECT_DATA_ENTRIES, SELECT_KEY, SELECT_META, SELECT_PAGE, UPSERT_META,
+    PageRange, SqlArg, StoreError, COUNT_KEYS, CREATE_YDOC, DELETE_ALL_KEYS, DELETE_KEY,
+    DELETE_YDOC, INSERT_YDOC, SELECT_ALL_KEYS, SELECT_DATA_ENTRIES, SELECT_KEY, SELECT_META,
+    SELECT_PAGE, SELECT_YDOC, UPSERT_META,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql};
@@ -196,5 +197,31 @@ impl KeyStore for SqliteStore {
             .execute(UPSERT_META, [name, value])
             .map(|_| ())
             .map_err(err)
+    }
+
+    fn y_rows(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare(SELECT_YDOC).map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err);
+        rows
+    }
+
+    fn y_append(&self, row: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(INSERT_YDOC, [row])
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    fn y_replace(&self, rows: &[String]) -> Result<(), StoreError> {
+        self.conn.execute_batch(CREATE_YDOC).map_err(err)?;
+        self.conn.execute(DELETE_YDOC, []).map_err(err)?;
+        for row in rows {
+            self.y_append(row)?;
+        }
+        Ok(())
     }
 }

@@ -69,6 +69,12 @@ pub trait KeyStore {
     }
     fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError>;
     fn meta_set(&self, name: &str, value: &str) -> Result<(), StoreError>;
+    /// The Y document's stored rows in order (`SELECT_YDOC`; ybridge.rs).
+    fn y_rows(&self) -> Result<Vec<String>, StoreError>;
+    /// Appends one row to the Y document's storage.
+    fn y_append(&self, row: &str) -> Result<(), StoreError>;
+    /// Replaces all of the Y document's rows (compaction, first snapshot).
+    fn y_replace(&self, rows: &[String]) -> Result<(), StoreError>;
 }
 
 // --- SQL --------------------------------------------------------------------
@@ -113,7 +119,7 @@ macro_rules! data_entry_sql {
         "json_quote(name) || ':{\"value\":' \
      || (CASE WHEN json_valid(value) THEN value ELSE json_quote(value) END) \
      || ',\"attributes\":{\"type\":' || json_quote(CASE WHEN type IN \
-        ('text', 'json', 'image', 'file', 'markdown') THEN type ELSE 'text' END) \
+        ('text', 'json', 'image', 'file', 'markdown', 'document') THEN type ELSE 'text' END) \
      || ',\"readonly\":' || (CASE WHEN readonly THEN 'true' ELSE 'false' END) \
      || ',\"visible\":' || (CASE WHEN visible THEN 'true' ELSE 'false' END) \
      || ',\"hardcoded\":' || (CASE WHEN hardcoded THEN 'true' ELSE 'false' END) \
@@ -216,6 +222,15 @@ pub const UPDATE_KEY: &str = "UPDATE keys SET value = ?, type = ?, content_type 
 pub const DELETE_KEY: &str = "DELETE FROM keys WHERE name = ? RETURNING name";
 pub const DELETE_ALL_KEYS: &str = "DELETE FROM keys";
 pub const COUNT_KEYS: &str = "SELECT COUNT(*) FROM keys";
+
+/// The Y document of an instance that has had a MindCache 3 client
+/// (yjs.md): snapshot parts, then the update log, each row base64 with a
+/// prefix saying which (ybridge.rs). Created only then.
+pub const CREATE_YDOC: &str =
+    "CREATE TABLE IF NOT EXISTS ydoc (seq INTEGER PRIMARY KEY, data TEXT NOT NULL)";
+pub const SELECT_YDOC: &str = "SELECT data FROM ydoc ORDER BY seq";
+pub const INSERT_YDOC: &str = "INSERT INTO ydoc (data) VALUES (?)";
+pub const DELETE_YDOC: &str = "DELETE FROM ydoc";
 
 pub const SELECT_META: &str = "SELECT value FROM meta WHERE name = ?";
 pub const UPSERT_META: &str = "INSERT INTO meta (name, value) VALUES (?, ?) \
