@@ -131,6 +131,9 @@ pub struct Engine<'a, S: KeyStore + ?Sized> {
     pub(super) max_bytes: u64,
     /// Where a listing page stops (data_ops.rs; tests use a small one).
     pub(super) page_budget: usize,
+    /// The instance has a Y document: a 2.0 set keeps the key's 3.x
+    /// attribute fields it leaves out (yjs/attrs.rs).
+    pub(super) keep_v3_fields: bool,
 }
 
 /// What a set that changed something wrote, and its broadcast.
@@ -149,7 +152,14 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
             size: None,
             max_bytes: MAX_INSTANCE_BYTES,
             page_budget: super::data_ops::PAGE_BUDGET_BYTES,
+            keep_v3_fields: false,
         }
+    }
+
+    /// See `keep_v3_fields`.
+    pub fn with_v3_fields(mut self, keep: bool) -> Self {
+        self.keep_v3_fields = keep;
+        self
     }
 
     /// Keeps the instance's total in `size` (the object holds one per lifetime).
@@ -522,6 +532,11 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
             .map_or(now_ms, |old| now_ms.max(old.updated_at.saturating_add(1)));
         let attributes = match (attributes, existing) {
             (Some(given), Some(old)) => {
+                let given = if self.keep_v3_fields {
+                    super::yjs::attrs::carry_v3_fields(given, &old.attributes)
+                } else {
+                    given
+                };
                 if given == old.attributes && json_equal(value.get(), old.value.get()) {
                     return Ok(None);
                 }

@@ -99,12 +99,15 @@ fn has_table(sql: &worker::SqlStorage, name: &str) -> bool {
 
 #[path = "object_data.rs"]
 mod data;
+#[path = "object_yjs.rs"]
+mod yjs_sockets;
 
 use super::mirror::Mirrored;
 use super::sql_store::SqlStore;
+use super::ybridge::Bridged;
 
 /// The object's store: SQLite, with the keys mirrored in memory.
-type Store = Mirrored<SqlStore>;
+type Store = Bridged<Mirrored<SqlStore>>;
 
 /// Socket tags: connections authenticated by the Worker before the upgrade
 /// are tagged so broadcasts need not read their attachments.
@@ -157,12 +160,7 @@ impl MindCacheInstance {
             }
             Some(text) => Instance::on_text(&self.inner, ws, text),
             None => {
-                if let Ok(Some(s)) = read_session(&ws) {
-                    let mut sessions = self.inner.sessions.borrow_mut();
-                    sessions.received(s.connection, s.authenticated);
-                    sessions.sent(s.connection, s.authenticated, 1);
-                }
-                send(&ws, &encode_error(&ProtocolError::binary_frame()));
+                self.inner.on_binary(&ws, &message);
                 JsValue::UNDEFINED
             }
         }
@@ -260,7 +258,7 @@ impl Instance {
         let hooks = super::hooks::Hooks::new(sql.clone(), &env, existing);
         let counted = sql.clone();
         let size = InstanceSize::with_counter(Box::new(move || sum_data_bytes(&counted)));
-        let store = Mirrored::new(SqlStore::new(sql, storage));
+        let store = Bridged::new(Mirrored::new(SqlStore::new(sql, storage)));
         let max_bytes = test_cap(
             &env,
             "MINDCACHE_TEST_MAX_INSTANCE_BYTES",
@@ -310,7 +308,10 @@ impl Instance {
         if self.ready.get() {
             return true;
         }
-        match migrate(&self.store).and_then(|_| load_meta(&self.store)) {
+        let loaded = migrate(&self.store)
+            .and_then(|_| self.store.load_flag())
+            .and_then(|_| load_meta(&self.store));
+        match loaded {
             Ok(stored) => {
                 let mut meta = self.meta.borrow_mut();
                 if let Some(stored) = stored {
@@ -547,6 +548,7 @@ impl Instance {
     fn with_engine<T>(&self, f: impl FnOnce(&Engine<'_, Store>) -> T) -> T {
         let meta = self.meta.borrow();
         f(&Engine::new(&self.store, &meta)
+            .with_v3_fields(self.store.has_doc())
             .with_size(&self.size)
             .with_max_bytes(self.max_bytes)
             .with_page_budget(self.page_budget))
@@ -795,8 +797,13 @@ impl Instance {
             Ok(_) => {}
             Err(e) => crate::log_error!("instance size: {}", e.message),
         }
-        match self.store.inner().sync_message(&instance_id) {
-            Ok(sync) => send_js(ws, &sync),
+        match self.store.inner().inner().sync_message(&instance_id) {
+            Ok(sync) => {
+                send_js(ws, &sync);
+                // MindCache 3 clients (yjs.md); 2.0 clients ignore it.
+                self.count_sent(session, 1);
+                self.send_step1(ws);
+            }
             Err(e) => {
                 crate::log_error!("sync failed: {}", e.0);
                 send(
@@ -969,6 +976,7 @@ impl Instance {
             }
         }
         self.streams.borrow_mut().publish(text);
+        self.send_outgoing();
     }
 
     /// An alarm at the end of a delegate's access, so its socket is closed
@@ -1065,6 +1073,7 @@ impl Instance {
             .close_where(|_| true, 1000, "Instance deleted");
         self.queues.borrow_mut().clear();
         self.hooks.reset();
+        self.store.reset();
         let wiped = self.with_engine(|e| e.wipe());
         if let Err(e) = wiped {
             return refusal(&e);

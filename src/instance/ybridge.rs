@@ -155,11 +155,18 @@ impl<S: KeyStore> Bridged<S> {
         }
     }
 
-    /// Stores an update (and compacts when the log has grown).
+    /// Stores an update. Compaction is for the caller, once the document
+    /// holds the update too (a snapshot without it would lose it).
     fn store_update(&self, update: &[u8]) -> Result<(), StoreError> {
         self.inner.y_append(&format!("u:{}", B64.encode(update)))?;
         self.log_rows.set(self.log_rows.get() + 1);
         self.log_bytes.set(self.log_bytes.get() + update.len());
+        Ok(())
+    }
+
+    /// Compacts when the log has grown past its bounds. Runs in the same
+    /// synchronous turn as the write, so it commits with it.
+    fn maybe_compact(&self) -> Result<(), StoreError> {
         if self.log_rows.get() > COMPACT_ROWS || self.log_bytes.get() > COMPACT_BYTES {
             self.compact()?;
         }
@@ -211,11 +218,19 @@ impl<S: KeyStore> Bridged<S> {
         let store = || self.store_update(update);
         let result = write(&store);
         self.from_client.set(false);
-        let mut doc = self.doc.borrow_mut();
-        if let Some(d) = doc.as_mut() {
-            match result {
-                Ok(()) => d.accept(update),
-                Err(_) => d.refuse(),
+        {
+            let mut doc = self.doc.borrow_mut();
+            if let Some(d) = doc.as_mut() {
+                match result {
+                    Ok(()) => d.accept(update),
+                    Err(_) => d.refuse(),
+                }
+            }
+        }
+        if result.is_ok() {
+            if let Err(e) = self.maybe_compact() {
+                // The log still holds everything; the next write retries.
+                crate::log_error!("y document compaction: {}", e.0);
             }
         }
         result
@@ -236,6 +251,7 @@ impl<S: KeyStore> Bridged<S> {
         if let Some(update) = self.with_doc(f)? {
             self.store_update(&update)?;
             self.outgoing.borrow_mut().push(update);
+            self.maybe_compact()?;
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod server;
 pub mod sse;
 pub mod world;
 pub mod ws;
+pub mod yclient;
 
 /// A name no other call in this test process gets: `{prefix}-{nanos}-{n}`.
 pub fn unique_id(prefix: &str) -> String {

@@ -156,7 +156,8 @@ impl WsClient {
                 Some(Ok(Message::Close(frame))) => {
                     return Event::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
                 }
-                Some(Ok(Message::Binary(_))) => panic!("server sent a binary frame"),
+                // MindCache 3's sync messages (yjs.md): a 2.0 client ignores them.
+                Some(Ok(Message::Binary(_))) => continue,
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Event::Closed(None),
             }
