@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::server::{shared, ServerOptions, TestServer};
+use common::server::{prod_server, shared, ServerOptions, TestServer};
 use common::unique_id;
-use common::world::Rows;
+use common::world::{grant, Rows, World};
 use common::ws::{Event, WsClient};
 use common::yclient::{frame, new_doc, YClient};
 use serde_json::{json, Value};
@@ -479,4 +479,61 @@ async fn a_restart_loses_nothing_and_a_long_history_compacts() {
         sync["data"]["log"]["value"].as_str().map(str::len),
         Some(expected_len)
     );
+}
+
+/// The seeded users of the production-mode server (seeded once).
+fn world() -> &'static World {
+    static W: std::sync::OnceLock<World> = std::sync::OnceLock::new();
+    W.get_or_init(|| World::seed(prod_server(), "yjs"))
+}
+
+/// A Y client of `key`'s owner, by a one-time token as 3.x clients connect.
+async fn y_by_token(w: &World, key: &str, instance: &str) -> YClient {
+    let (status, token) = w
+        .api()
+        .post(
+            "/api/ws-token",
+            Some(key),
+            json!({"instanceId": instance, "permission": "write"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{token}");
+    let path = format!("{instance}?token={}", token["token"].as_str().unwrap());
+    YClient::connect(w.server, &path).await
+}
+
+#[tokio::test]
+async fn revocation_and_deletion_close_y_sockets_like_any_other() {
+    let w = world();
+    let (alice, bob) = (&w.alice, &w.bob);
+    let project = w.project(alice, "y").await;
+    let shares = format!("/api/instances/{}/shares", project.main);
+    let share = w
+        .share(alice, &shares, grant("user", &bob.id, "write"))
+        .await;
+    let mut bobs = y_by_token(w, &bob.key, &project.main).await;
+    let mut alices = y_by_token(w, &alice.key, &project.main).await;
+    bobs.set("from-bob", json!(1), json!({"type":"json"})).await;
+    alices
+        .until("bob's write", |c| c.value("from-bob") == Some(json!(1)))
+        .await;
+
+    // The share goes: bob's socket is closed as protocol.md §8 says.
+    w.api()
+        .delete_ok(&format!("/api/shares/{share}"), Some(&alice.key))
+        .await;
+    assert_eq!(bobs.wait_closed(Duration::from_secs(2)).await.0, 4003);
+
+    // An instance goes: its Y sockets are closed too.
+    let doomed = w.instance(alice, &project.id, "doomed").await;
+    let mut on_doomed = y_by_token(w, &alice.key, &doomed).await;
+    w.api()
+        .delete_ok(&format!("/api/instances/{doomed}"), Some(&alice.key))
+        .await;
+    assert_eq!(
+        on_doomed.wait_closed(Duration::from_secs(2)).await,
+        (1000, "Instance deleted".to_string())
+    );
+    alices.settle(QUIET).await;
+    assert!(alices.closed.is_none());
 }

@@ -14,7 +14,7 @@ use super::super::error::{ErrorCode, ProtocolError};
 use super::super::limits::{check_frame_size, validate_key};
 use super::super::protocol::{encode_cleared, encode_error, encode_key_deleted};
 use super::super::yjs::attrs::from_v3;
-use super::super::yjs::doc::KeyChange;
+use super::super::yjs::doc::{KeyChange, Unusable};
 use super::super::yjs::wire::{self, SyncMessage, STEP1, STEP2, UPDATE};
 use super::{now_ms, read_session, send, Instance, TAG_AUTHENTICATED, TAG_PENDING};
 use crate::instance::engine::Session;
@@ -117,7 +117,10 @@ impl Instance {
             .store
             .try_update(update)
             .map_err(storage)?
-            .map_err(|e| ProtocolError::new(ErrorCode::ParseError, e))?;
+            .map_err(|e| match e {
+                Unusable::NotAnUpdate(m) => ProtocolError::new(ErrorCode::ParseError, m),
+                Unusable::OutsideTheRoot(m) => ProtocolError::invalid(m),
+            })?;
         if changes.is_empty() && update.len() <= 2 {
             return Ok(());
         }

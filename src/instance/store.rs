@@ -827,7 +827,7 @@ mod tests {
         let s = store();
         s.execute(
             "INSERT INTO keys (name, value, type, tags, extra, updated_at)
-             VALUES ('legacy', 'plain words', 'document', NULL, NULL, 1)",
+             VALUES ('legacy', 'plain words', 'video', NULL, NULL, 1)",
         )
         .unwrap();
         let e = s.get("legacy").unwrap().unwrap();

@@ -20,7 +20,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use super::store::{Entry, KeyRow, KeyStore, PageRange, StoreError};
-use super::yjs::doc::{KeyChange, Row, YDoc};
+use super::yjs::doc::{KeyChange, Row, Unusable, YDoc};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -201,7 +201,10 @@ impl<S: KeyStore> Bridged<S> {
     }
 
     /// Tries a client's update on the shadow document.
-    pub fn try_update(&self, update: &[u8]) -> Result<Result<Vec<KeyChange>, String>, StoreError> {
+    pub fn try_update(
+        &self,
+        update: &[u8],
+    ) -> Result<Result<Vec<KeyChange>, Unusable>, StoreError> {
         self.with_doc(|d| d.try_update(update))
     }
 
@@ -445,5 +448,49 @@ mod tests {
         let again = reopened(&s);
         let (value, _) = again.with_doc(|d| d.entry("k")).unwrap().unwrap();
         assert_eq!(value, json!(COMPACT_ROWS as i64 * 2 + 9));
+    }
+
+    #[test]
+    fn client_updates_stored_across_compactions_all_survive_a_restart() {
+        use yrs::updates::decoder::Decode;
+        use yrs::{Map, ReadTxn, Transact, WriteTxn};
+        let s = store();
+        s.enable().unwrap();
+        // A Y client synced from the document.
+        let client = yrs::Doc::new();
+        let full = s.with_doc(|d| d.full_state()).unwrap();
+        client
+            .transact_mut()
+            .apply_update(yrs::Update::decode_v1(&full).unwrap())
+            .unwrap();
+        let n = COMPACT_ROWS as i64 * 2 + 7;
+        for i in 0..n {
+            let update = {
+                let mut txn = client.transact_mut();
+                let root = txn.get_or_insert_map(crate::instance::yjs::doc::ROOT);
+                let mut fill = yrs::MapPrelim::default();
+                fill.insert("value".into(), yrs::In::Any(yrs::Any::from(i as f64)));
+                root.insert(&mut txn, "k", fill);
+                txn.encode_update_v1()
+            };
+            let changes = s.try_update(&update).unwrap().unwrap();
+            assert_eq!(changes.len(), 1);
+            s.apply_client_update(&update, |store_it| store_it())
+                .unwrap();
+        }
+        let (parts, log) = s.stored_rows().unwrap();
+        assert_eq!(parts, 1);
+        assert!(log < COMPACT_ROWS as usize);
+        let again = reopened(&s);
+        let (value, _) = again.with_doc(|d| d.entry("k")).unwrap().unwrap();
+        assert_eq!(value.as_f64(), Some((n - 1) as f64));
+        let sv = client.transact().state_vector();
+        let server_sv = again.with_doc(|d| d.state_vector()).unwrap();
+        assert_eq!(
+            yrs::StateVector::decode_v1(&server_sv)
+                .unwrap()
+                .get(&client.client_id()),
+            sv.get(&client.client_id())
+        );
     }
 }

@@ -30,6 +30,8 @@ pub struct YClient {
     pub updates: usize,
     /// A Step2 arrived (the first sync is done).
     pub synced: bool,
+    /// The server closed the socket: its code and reason.
+    pub closed: Option<(u16, String)>,
 }
 
 fn varuint(out: &mut Vec<u8>, mut v: u64) {
@@ -90,6 +92,7 @@ impl YClient {
             json: Vec::new(),
             updates: 0,
             synced: false,
+            closed: None,
         };
         let sv = c.doc.transact().state_vector().encode_v1();
         c.send(frame(0, &sv)).await;
@@ -137,11 +140,31 @@ impl YClient {
                 self.json
                     .push(serde_json::from_str(t.as_str()).expect("JSON text frame"));
             }
+            Some(Ok(Message::Close(frame))) => {
+                self.closed = Some(frame.map_or((1005, String::new()), |f| {
+                    (u16::from(f.code), f.reason.to_string())
+                }));
+                return false;
+            }
             Some(Ok(_)) => {}
             Some(Err(e)) => panic!("socket failed: {e}"),
-            None => panic!("socket closed"),
+            None => {
+                self.closed.get_or_insert((1006, String::new()));
+                return false;
+            }
         }
         true
+    }
+
+    /// Waits (up to `limit`) for the server to close the socket.
+    pub async fn wait_closed(&mut self, limit: Duration) -> (u16, String) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.closed.is_none() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(!left.is_zero(), "not closed within {limit:?}");
+            self.pump_once(left).await;
+        }
+        self.closed.clone().unwrap()
     }
 
     /// Handles frames until `done`, failing after 10 s.
@@ -150,8 +173,9 @@ impl YClient {
         while !done(self) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             assert!(
-                !left.is_zero(),
-                "waited 10 s for {what}; JSON seen: {:?}",
+                !left.is_zero() && self.closed.is_none(),
+                "waited for {what} (closed: {:?}); JSON seen: {:?}",
+                self.closed,
                 self.json
             );
             self.pump_once(left).await;

@@ -69,6 +69,16 @@ fn new_doc(client_id: u32) -> Doc {
 /// Errors are strings: they come from decoding a client's bytes.
 pub type YResult<T> = Result<T, String>;
 
+/// Why a client's update was not tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// The bytes are not a Yjs v1 update (`PARSE_ERROR`).
+    NotAnUpdate(String),
+    /// It writes outside the root map (`INVALID_MESSAGE`): nothing else is
+    /// synced, and storage there would escape every limit.
+    OutsideTheRoot(String),
+}
+
 impl YDoc {
     /// An empty document. `client_id` must differ between the documents an
     /// instance ever creates (a fresh random one each load).
@@ -221,8 +231,9 @@ impl YDoc {
 
     /// Tries a client's update on the shadow: what it changes, key by key.
     /// Then call [`YDoc::accept`] or [`YDoc::refuse`].
-    pub fn try_update(&mut self, update: &[u8]) -> YResult<Vec<KeyChange>> {
-        let decoded = Update::decode_v1(update).map_err(|e| format!("not a Yjs v1 update: {e}"))?;
+    pub fn try_update(&mut self, update: &[u8]) -> Result<Vec<KeyChange>, Unusable> {
+        let decoded = Update::decode_v1(update)
+            .map_err(|e| Unusable::NotAnUpdate(format!("not a Yjs v1 update: {e}")))?;
         self.touched.borrow_mut().clear();
         let applied = {
             let mut txn = self.shadow.transact_mut();
@@ -230,7 +241,23 @@ impl YDoc {
         };
         if let Err(e) = applied {
             self.rebuild_shadow();
-            return Err(format!("the update cannot be applied: {e}"));
+            return Err(Unusable::NotAnUpdate(format!(
+                "the update cannot be applied: {e}"
+            )));
+        }
+        let stray = {
+            let txn = self.shadow.transact();
+            let name = txn
+                .root_refs()
+                .map(|(name, _)| name.to_owned())
+                .find(|name| name != ROOT);
+            name
+        };
+        if let Some(name) = stray {
+            self.rebuild_shadow();
+            return Err(Unusable::OutsideTheRoot(format!(
+                "the update writes to the root type {name:?}; only {ROOT:?} is synced"
+            )));
         }
         let touched = std::mem::take(&mut *self.touched.borrow_mut());
         let root = self.shadow.get_or_insert_map(ROOT);
@@ -547,6 +574,31 @@ mod tests {
         })
         .unwrap();
         assert_eq!(y.entry("d").unwrap().0, json!("😀 HELLO world!"));
+    }
+
+    #[test]
+    fn updates_outside_the_root_map_are_refused() {
+        let mut y = YDoc::new(1);
+        let c = client(&y, 100);
+        let update = {
+            let mut txn = c.transact_mut();
+            let elsewhere = txn.get_or_insert_map("elsewhere");
+            elsewhere.insert(&mut txn, "k", 1.0);
+            txn.encode_update_v1()
+        };
+        assert!(matches!(
+            y.try_update(&update),
+            Err(Unusable::OutsideTheRoot(_))
+        ));
+        assert!(matches!(
+            y.try_update(&[1, 2, 3]),
+            Err(Unusable::NotAnUpdate(_))
+        ));
+        // The shadow forgot it: a good update still goes through.
+        let good = edit(&c, |txn, root| {
+            root.insert(txn, "k", MapPrelim::default());
+        });
+        assert_eq!(y.try_update(&good).unwrap().len(), 1);
     }
 
     #[test]
