@@ -211,8 +211,8 @@ async fn a_websocket_session_ends_with_one_line() {
     assert_eq!(line["closeCode"], 4000);
     assert_eq!(line["framesIn"], 2, "{line}");
     assert_eq!(
-        line["framesOut"], 5,
-        "auth_success, sync, key_updated, ack, error: {line}"
+        line["framesOut"], 6,
+        "auth_success, sync, the binary Step1 (yjs.md), key_updated, ack, error: {line}"
     );
     assert!(
         line["durationMs"].as_i64().is_some_and(|d| d >= 0),

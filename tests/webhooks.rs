@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::OnceLock;
+
 use std::collections::VecDeque;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -124,8 +126,17 @@ fn svix_verify(secret: &str, got: &[RecordedRequest]) {
 
 /// A world seeded on `s`, a client of the server, and the main instance of
 /// a new project of Alice's.
-async fn seeded(s: &'static TestServer, prefix: &str) -> (World, Api<'static>, String) {
-    let w = World::seed(s, prefix);
+/// The world is seeded once per server: writing to local D1 from the
+/// command line while the server runs can make its D1 fail a request.
+async fn seeded(s: &'static TestServer, prefix: &str) -> (&'static World, Api<'static>, String) {
+    static DEV: OnceLock<World> = OnceLock::new();
+    static PROD: OnceLock<World> = OnceLock::new();
+    let once = if std::ptr::eq(s, server()) {
+        &DEV
+    } else {
+        &PROD
+    };
+    let w = once.get_or_init(|| World::seed(s, prefix));
     let project = w.project(&w.alice, &common::unique_id("hooks")).await;
     (w, Api::new(s), project.main)
 }
@@ -481,7 +492,7 @@ async fn usage_rows_for_ai_calls_and_grouping() {
         .await;
     assert_eq!(status, 200, "{body}");
     let rows = w.server.d1_rows(&format!(
-        "SELECT endpoint, instance_id, model, api_key_id FROM usage_logs WHERE user_id = '{}'",
+        "SELECT endpoint, instance_id, model, api_key_id FROM usage_logs WHERE user_id = '{}' AND instance_id = '{inst}'",
         w.alice.id
     ));
     assert_eq!(rows.len(), 1, "{rows:?}");
