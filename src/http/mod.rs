@@ -187,8 +187,17 @@ pub(crate) async fn authenticate(req: &Request, ctx: &Ctx) -> Result<Caller, Api
     if caller.principal == Principal::User {
         // API keys belong to existing users (foreign key); signed-in users
         // may be new to us.
-        let ensure = db::users::stmt::ensure(&caller.user_id, db::now_seconds());
-        ensure.run(&ctx.db()?).await?;
+        // Once a minute per user and isolate (services/known_users.rs).
+        let now = db::now_seconds();
+        if crate::services::known_users::needs_ensure(&caller.user_id, now) {
+            let ensured = db::users::stmt::ensure(&caller.user_id, now)
+                .run(&ctx.db()?)
+                .await;
+            if ensured.is_err() {
+                crate::services::known_users::forget(&caller.user_id);
+            }
+            ensured?;
+        }
     }
     Ok(caller)
 }

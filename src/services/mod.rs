@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod delegates;
+pub mod known_users;
 pub mod lifecycle;
 pub mod revocation;
 pub mod usage;

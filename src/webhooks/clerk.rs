@@ -61,7 +61,10 @@ pub async fn receive(
             let upsert = db::users::stmt::upsert(&user.id, email, name, db::now_seconds());
             upsert.run(&db).await
         }
-        ClerkEvent::UserDeleted { id } => lifecycle::destroy(ctx, Doomed::User(&id)).await,
+        ClerkEvent::UserDeleted { id } => {
+            crate::services::known_users::forget(&id);
+            lifecycle::destroy(ctx, Doomed::User(&id)).await
+        }
         ClerkEvent::Ignored { .. } => Ok(()),
     };
     if let (Err(_), Some(id)) = (&applied, &delivery) {
