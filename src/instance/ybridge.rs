@@ -42,6 +42,9 @@ pub struct Bridged<S> {
     outgoing: RefCell<Vec<Vec<u8>>>,
     log_rows: Cell<u32>,
     log_bytes: Cell<usize>,
+    /// Inside `atomically` (a mirrored write then needs no transaction of
+    /// its own).
+    in_transaction: Cell<bool>,
 }
 
 impl<S: KeyStore> Bridged<S> {
@@ -54,6 +57,7 @@ impl<S: KeyStore> Bridged<S> {
             outgoing: RefCell::new(Vec::new()),
             log_rows: Cell::new(0),
             log_bytes: Cell::new(0),
+            in_transaction: Cell::new(false),
         }
     }
 
@@ -250,6 +254,15 @@ impl<S: KeyStore> Bridged<S> {
         self.enabled.get() && !self.from_client.get()
     }
 
+    /// Runs a mirrored write (the row, then its update) as one transaction:
+    /// a row never stays without its update, whichever fails.
+    fn as_one(&self, mut f: impl FnMut() -> Result<(), StoreError>) -> Result<(), StoreError> {
+        if self.in_transaction.get() {
+            return f();
+        }
+        self.atomically(&mut f)
+    }
+
     fn mirror(&self, f: impl FnOnce(&mut YDoc) -> Option<Vec<u8>>) -> Result<(), StoreError> {
         if let Some(update) = self.with_doc(f)? {
             self.store_update(&update)?;
@@ -285,38 +298,49 @@ impl<S: KeyStore> KeyStore for Bridged<S> {
     }
 
     fn put(&self, row: KeyRow<'_>, is_new: bool) -> Result<(), StoreError> {
-        self.inner.put(row, is_new)?;
-        if self.mirroring() {
-            let value: Value = serde_json::from_str(row.value).unwrap_or(Value::Null);
+        if !self.mirroring() {
+            return self.inner.put(row, is_new);
+        }
+        let value: Value = serde_json::from_str(row.value).unwrap_or(Value::Null);
+        self.as_one(|| {
+            self.inner.put(row, is_new)?;
             self.mirror(|d| {
                 d.write_row(&Row {
                     key: row.key,
                     value: &value,
                     attributes: row.attributes,
                 })
-            })?;
-        }
-        Ok(())
+            })
+        })
     }
 
     fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        let existed = self.inner.delete(key)?;
-        if existed && self.mirroring() {
-            self.mirror(|d| d.delete_keys(&[key]))?;
+        if !self.mirroring() {
+            return self.inner.delete(key);
         }
+        let mut existed = false;
+        self.as_one(|| {
+            existed = self.inner.delete(key)?;
+            if existed {
+                self.mirror(|d| d.delete_keys(&[key]))?;
+            }
+            Ok(())
+        })?;
         Ok(existed)
     }
 
     fn clear(&self) -> Result<(), StoreError> {
-        self.inner.clear()?;
-        if self.mirroring() {
+        if !self.mirroring() {
+            return self.inner.clear();
+        }
+        self.as_one(|| {
+            self.inner.clear()?;
             self.mirror(|d| {
                 let keys = d.keys();
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 d.delete_keys(&keys)
-            })?;
-        }
-        Ok(())
+            })
+        })
     }
 
     fn count(&self) -> Result<u64, StoreError> {
@@ -336,7 +360,9 @@ impl<S: KeyStore> KeyStore for Bridged<S> {
     }
 
     fn atomically(&self, f: &mut dyn FnMut() -> Result<(), StoreError>) -> Result<(), StoreError> {
-        let result = self.inner.atomically(f);
+        let outer = self.in_transaction.replace(true);
+        let result = if outer { f() } else { self.inner.atomically(f) };
+        self.in_transaction.set(outer);
         if result.is_err() && self.enabled.get() {
             // The document may hold what storage just dropped: reload it.
             self.forget();
