@@ -316,7 +316,25 @@ impl TestServer {
         parsed[0]["results"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Starts wrangler dev on fresh ports. A port picked here can be taken
+    /// by another server starting at the same moment (the runtime then
+    /// fails to bind, and says so): that attempt is stopped and another
+    /// made on other ports.
     fn launch(&mut self) {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match self.try_launch() {
+                Ok(()) => return,
+                Err(log) => failures.push(log),
+            }
+        }
+        panic!(
+            "wrangler dev did not become ready in 3 attempts; the last log:\n{}",
+            failures.pop().unwrap_or_default()
+        );
+    }
+
+    fn try_launch(&mut self) -> Result<(), String> {
         let port = free_port();
         let inspector = free_port();
         let env_file = self.persist_dir.join("test.env");
@@ -370,13 +388,20 @@ impl TestServer {
         let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             if http_get_status(port, "/health") == Some(200) {
-                return;
+                return Ok(());
+            }
+            let output = std::fs::read_to_string(&log).unwrap_or_default();
+            if output.contains("runtime failed to start")
+                || output.contains("Address already in use")
+            {
+                self.stop();
+                return Err(output);
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         let output = std::fs::read_to_string(&log).unwrap_or_default();
         self.stop();
-        panic!("wrangler dev did not become ready on port {port}; its log:\n{output}");
+        panic!("wrangler dev did not become ready on port {port} within 180 s; its log:\n{output}");
     }
 
     fn stop(&mut self) {
