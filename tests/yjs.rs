@@ -10,7 +10,7 @@ use common::server::{prod_server, shared, ServerOptions, TestServer};
 use common::unique_id;
 use common::world::{grant, Rows, World};
 use common::ws::{Event, WsClient};
-use common::yclient::{frame, new_doc, YClient};
+use common::yclient::{entry, frame, new_doc, YClient};
 use serde_json::{json, Value};
 use yrs::updates::encoder::Encode;
 use yrs::{Map, ReadTxn, Transact, WriteTxn};
@@ -167,16 +167,14 @@ async fn concurrent_text_edits_keep_both_and_a_json_write_is_diffed_in() {
     let mut a = YClient::connect(dev(), &id).await;
     let mut b = YClient::connect(dev(), &id).await;
     a.edit(|txn, root| {
-        let mut fill = yrs::MapPrelim::default();
-        fill.insert(
-            "value".into(),
-            yrs::In::Text(yrs::TextPrelim::new("hello world").into()),
+        root.insert(
+            txn,
+            "doc",
+            entry(
+                yrs::In::Text(yrs::TextPrelim::new("hello world").into()),
+                &doc_attrs(),
+            ),
         );
-        fill.insert(
-            "attributes".into(),
-            yrs::In::Any(common::yclient::any(&doc_attrs())),
-        );
-        root.insert(txn, "doc", fill);
     })
     .await;
     b.until("the document", |c| {
@@ -243,16 +241,14 @@ async fn offline_edits_merge_on_reconnect() {
     {
         let mut txn = doc.transact_mut();
         let root = txn.get_or_insert_map(common::yclient::ROOT);
-        let mut fill = yrs::MapPrelim::default();
-        fill.insert(
-            "value".into(),
-            yrs::In::Any(common::yclient::any(&json!("written offline"))),
+        root.insert(
+            &mut txn,
+            "offline",
+            entry(
+                yrs::In::Any(common::yclient::any(&json!("written offline"))),
+                &json!({"type":"text"}),
+            ),
         );
-        fill.insert(
-            "attributes".into(),
-            yrs::In::Any(common::yclient::any(&json!({"type":"text"}))),
-        );
-        root.insert(&mut txn, "offline", fill);
     }
     j.send(&set("online", json!(42), json!({"type":"json"})))
         .await;
@@ -344,16 +340,14 @@ async fn an_update_breaking_a_rule_changes_nothing() {
     // One good key and one reserved one in the same update: all refused.
     y.edit(|txn, root| {
         for key in ["good", "$date"] {
-            let mut fill = yrs::MapPrelim::default();
-            fill.insert(
-                "value".into(),
-                yrs::In::Any(common::yclient::any(&json!(1))),
+            root.insert(
+                txn,
+                key,
+                entry(
+                    yrs::In::Any(common::yclient::any(&json!(1))),
+                    &json!({"type":"json"}),
+                ),
             );
-            fill.insert(
-                "attributes".into(),
-                yrs::In::Any(common::yclient::any(&json!({"type":"json"}))),
-            );
-            root.insert(txn, key, fill);
         }
     })
     .await;
@@ -405,16 +399,11 @@ async fn a_restart_loses_nothing_and_a_long_history_compacts() {
     let mut y = YClient::connect(&server, &id).await;
     y.set("counter", json!(0), json!({"type":"json"})).await;
     y.edit(|txn, root| {
-        let mut fill = yrs::MapPrelim::default();
-        fill.insert(
-            "value".into(),
-            yrs::In::Text(yrs::TextPrelim::new("").into()),
+        root.insert(
+            txn,
+            "log",
+            entry(yrs::In::Text(yrs::TextPrelim::new("").into()), &doc_attrs()),
         );
-        fill.insert(
-            "attributes".into(),
-            yrs::In::Any(common::yclient::any(&doc_attrs())),
-        );
-        root.insert(txn, "log", fill);
     })
     .await;
     // 10,000 edits: one-character inserts, sent in batches of updates.

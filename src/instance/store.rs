@@ -77,6 +77,33 @@ pub trait KeyStore {
     fn y_replace(&self, rows: &[String]) -> Result<(), StoreError>;
 }
 
+/// The `KeyStore` methods a wrapper store (`Mirrored`, `Bridged`) passes
+/// to `self.inner` untouched: the `meta` rows and the Y document's rows.
+macro_rules! forward_meta_and_ydoc {
+    () => {
+        fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError> {
+            self.inner.meta_get(name)
+        }
+
+        fn meta_set(&self, name: &str, value: &str) -> Result<(), StoreError> {
+            self.inner.meta_set(name, value)
+        }
+
+        fn y_rows(&self) -> Result<Vec<String>, StoreError> {
+            self.inner.y_rows()
+        }
+
+        fn y_append(&self, row: &str) -> Result<(), StoreError> {
+            self.inner.y_append(row)
+        }
+
+        fn y_replace(&self, rows: &[String]) -> Result<(), StoreError> {
+            self.inner.y_replace(rows)
+        }
+    };
+}
+pub(crate) use forward_meta_and_ydoc;
+
 // --- SQL --------------------------------------------------------------------
 // Every statement is a constant with `?` placeholders; nothing is built from input.
 

@@ -370,25 +370,7 @@ impl<S: KeyStore> KeyStore for Bridged<S> {
         result
     }
 
-    fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError> {
-        self.inner.meta_get(name)
-    }
-
-    fn meta_set(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        self.inner.meta_set(name, value)
-    }
-
-    fn y_rows(&self) -> Result<Vec<String>, StoreError> {
-        self.inner.y_rows()
-    }
-
-    fn y_append(&self, row: &str) -> Result<(), StoreError> {
-        self.inner.y_append(row)
-    }
-
-    fn y_replace(&self, rows: &[String]) -> Result<(), StoreError> {
-        self.inner.y_replace(rows)
-    }
+    super::store::forward_meta_and_ydoc!();
 }
 
 #[cfg(test)]

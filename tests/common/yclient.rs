@@ -202,10 +202,7 @@ impl YClient {
     pub async fn set(&mut self, key: &str, value: Value, attributes: Value) {
         let key = key.to_owned();
         self.edit(move |txn, root| {
-            let mut fill = MapPrelim::default();
-            fill.insert("value".into(), In::Any(any(&value)));
-            fill.insert("attributes".into(), In::Any(any(&attributes)));
-            root.insert(txn, key, fill);
+            root.insert(txn, key, entry(In::Any(any(&value)), &attributes));
         })
         .await;
     }
@@ -267,6 +264,15 @@ impl YClient {
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
     }
+}
+
+/// A key's entry as 3.x clients write it: a map with `value` and
+/// `attributes`, filled before it is inserted (one update).
+pub fn entry(value: In, attributes: &Value) -> MapPrelim {
+    let mut fill = MapPrelim::default();
+    fill.insert("value".into(), value);
+    fill.insert("attributes".into(), In::Any(any(attributes)));
+    fill
 }
 
 pub fn any(v: &Value) -> Any {
