@@ -157,18 +157,6 @@ impl<S: KeyStore> KeyStore for Mirrored<S> {
         }
     }
 
-    fn all(&self) -> Result<Vec<Entry>, StoreError> {
-        self.inner.all()
-    }
-
-    fn data_json(&self) -> Result<String, StoreError> {
-        self.inner.data_json()
-    }
-
-    fn page(&self, range: &PageRange<'_>) -> Result<(Vec<(String, String)>, bool), StoreError> {
-        self.inner.page(range)
-    }
-
     /// A rolled-back transaction leaves the mirror behind the store: it is
     /// dropped and loaded again on the next read.
     fn atomically(&self, f: &mut dyn FnMut() -> Result<(), StoreError>) -> Result<(), StoreError> {
@@ -180,7 +168,7 @@ impl<S: KeyStore> KeyStore for Mirrored<S> {
         result
     }
 
-    super::store::forward_meta_and_ydoc!();
+    super::store::forward_untouched!();
 }
 
 #[cfg(test)]

@@ -78,9 +78,22 @@ pub trait KeyStore {
 }
 
 /// The `KeyStore` methods a wrapper store (`Mirrored`, `Bridged`) passes
-/// to `self.inner` untouched: the `meta` rows and the Y document's rows.
-macro_rules! forward_meta_and_ydoc {
+/// to `self.inner` untouched: whole-instance reads, the `meta` rows and the
+/// Y document's rows.
+macro_rules! forward_untouched {
     () => {
+        fn all(&self) -> Result<Vec<Entry>, StoreError> {
+            self.inner.all()
+        }
+
+        fn data_json(&self) -> Result<String, StoreError> {
+            self.inner.data_json()
+        }
+
+        fn page(&self, range: &PageRange<'_>) -> Result<(Vec<(String, String)>, bool), StoreError> {
+            self.inner.page(range)
+        }
+
         fn meta_get(&self, name: &str) -> Result<Option<String>, StoreError> {
             self.inner.meta_get(name)
         }
@@ -102,7 +115,7 @@ macro_rules! forward_meta_and_ydoc {
         }
     };
 }
-pub(crate) use forward_meta_and_ydoc;
+pub(crate) use forward_untouched;
 
 // --- SQL --------------------------------------------------------------------
 // Every statement is a constant with `?` placeholders; nothing is built from input.

@@ -347,18 +347,6 @@ impl<S: KeyStore> KeyStore for Bridged<S> {
         self.inner.count()
     }
 
-    fn all(&self) -> Result<Vec<Entry>, StoreError> {
-        self.inner.all()
-    }
-
-    fn data_json(&self) -> Result<String, StoreError> {
-        self.inner.data_json()
-    }
-
-    fn page(&self, range: &PageRange<'_>) -> Result<(Vec<(String, String)>, bool), StoreError> {
-        self.inner.page(range)
-    }
-
     fn atomically(&self, f: &mut dyn FnMut() -> Result<(), StoreError>) -> Result<(), StoreError> {
         let outer = self.in_transaction.replace(true);
         let result = if outer { f() } else { self.inner.atomically(f) };
@@ -370,7 +358,7 @@ impl<S: KeyStore> KeyStore for Bridged<S> {
         result
     }
 
-    super::store::forward_meta_and_ydoc!();
+    super::store::forward_untouched!();
 }
 
 #[cfg(test)]
