@@ -101,6 +101,22 @@ async fn y_and_json_clients_see_each_other() {
     assert_eq!(fresh.value("plain"), Some(json!("hi")));
     assert_eq!(fresh.value("note"), Some(json!({"n": 1})));
 
+    // Kinds by first frame: the JSON client (it has sent a set) gets no
+    // more binary frames; the Y clients never got a JSON broadcast.
+    let binary_before = j.binary_frames;
+    j.send(&set("last", json!(0), json!({}))).await;
+    updated(&mut j, "last").await;
+    a.set("last-y", json!(1), json!({"type":"json"})).await;
+    updated(&mut j, "last-y").await;
+    assert_eq!(j.binary_frames, binary_before);
+    a.until("the last write", |c| c.value("last") == Some(json!(0)))
+        .await;
+    assert!(
+        a.json.iter().all(|m| m["type"] != "key_updated"),
+        "{:?}",
+        a.json
+    );
+
     // HTTP writes reach Y clients too.
     let api = common::api::Api::new(dev());
     let (status, body) = api

@@ -45,6 +45,40 @@ pub struct Session {
     /// Server ms when the socket was accepted (for the session's log line).
     #[serde(rename = "t0", default, skip_serializing_if = "is_zero")]
     pub opened_ms: i64,
+    /// What its first frame made it (yjs.md).
+    #[serde(rename = "k", default, skip_serializing_if = "SocketKind::is_unknown")]
+    pub kind: SocketKind,
+}
+
+/// A socket's kind, set by its first frame (yjs.md): binary → a MindCache 3
+/// (Y) socket, text → a JSON socket. Once the instance has a Y document, Y
+/// sockets get only binary updates and JSON sockets only JSON broadcasts;
+/// a socket that has sent nothing yet gets both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SocketKind {
+    #[default]
+    #[serde(rename = "u")]
+    Unknown,
+    #[serde(rename = "j")]
+    Json,
+    #[serde(rename = "y")]
+    Y,
+}
+
+impl SocketKind {
+    pub fn is_unknown(&self) -> bool {
+        *self == SocketKind::Unknown
+    }
+
+    /// Whether a socket of this kind gets JSON broadcasts.
+    pub fn wants_json(self) -> bool {
+        self != SocketKind::Y
+    }
+
+    /// Whether a socket of this kind gets binary Y updates.
+    pub fn wants_updates(self) -> bool {
+        self != SocketKind::Json
+    }
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -66,6 +100,7 @@ impl Session {
             connection: 0,
             basis: AccessBasis::default(),
             opened_ms: 0,
+            kind: SocketKind::Unknown,
         }
     }
 
@@ -81,6 +116,7 @@ impl Session {
             connection: 0,
             basis: AccessBasis::default(),
             opened_ms: 0,
+            kind: SocketKind::Unknown,
         }
     }
 

@@ -19,7 +19,7 @@ use worker::{
 use super::attributes::Attributes;
 use super::data_ops::PAGE_BUDGET_BYTES;
 use super::engine::{
-    Engine, Outbound, Outcome, Session, CLOSE_ACCESS_REVOKED, CLOSE_POLICY_VIOLATION,
+    Engine, Outbound, Outcome, Session, SocketKind, CLOSE_ACCESS_REVOKED, CLOSE_POLICY_VIOLATION,
 };
 use super::error::{ErrorCode, MessageId, ProtocolError};
 use super::internal::{
@@ -628,6 +628,7 @@ impl Instance {
         let Ok(Some(session)) = read_session(&ws) else {
             return JsValue::UNDEFINED;
         };
+        let session = classify(&ws, session, SocketKind::Json);
         let conn = session.connection;
         this.sessions
             .borrow_mut()
@@ -758,6 +759,7 @@ impl Instance {
                 updated.connection = session.connection;
                 updated.basis = grant.basis;
                 updated.opened_ms = session.opened_ms;
+                updated.kind = session.kind;
                 write_session(ws, &updated)?;
                 self.sessions.borrow_mut().authenticated(updated.connection);
                 self.welcome(ws, &updated, id, now_ms());
@@ -967,11 +969,16 @@ impl Instance {
         }
         self.sessions.borrow_mut().broadcast();
         let js = JsValue::from_str(text);
+        // Only an instance with a Y document can have Y sockets, which get
+        // no JSON broadcasts: only then is each attachment read.
+        let y_sockets = self.store.has_doc();
         for ws in self.state.get_websockets_with_tag(TAG_AUTHENTICATED) {
-            send_js(&ws, &js);
+            if !y_sockets || matches!(read_session(&ws), Ok(Some(s)) if s.kind.wants_json()) {
+                send_js(&ws, &js);
+            }
         }
         for ws in self.state.get_websockets_with_tag(TAG_PENDING) {
-            if matches!(read_session(&ws), Ok(Some(s)) if s.authenticated) {
+            if matches!(read_session(&ws), Ok(Some(s)) if s.authenticated && s.kind.wants_json()) {
                 send_js(&ws, &js);
             }
         }
@@ -1203,6 +1210,17 @@ fn read_session(ws: &WebSocket) -> Result<Option<Session>> {
         None if value.is_null() || value.is_undefined() => Ok(None),
         None => ws.deserialize_attachment::<Session>(),
     }
+}
+
+/// Sets a socket's kind from its first frame (stored once).
+fn classify(ws: &WebSocket, mut session: Session, kind: SocketKind) -> Session {
+    if session.kind.is_unknown() {
+        session.kind = kind;
+        if let Err(e) = write_session(ws, &session) {
+            crate::log_error!("socket attachment: {e}");
+        }
+    }
+    session
 }
 
 fn write_session(ws: &WebSocket, session: &Session) -> Result<()> {

@@ -16,8 +16,8 @@ use super::super::protocol::{encode_cleared, encode_error, encode_key_deleted};
 use super::super::yjs::attrs::from_v3;
 use super::super::yjs::doc::{KeyChange, Unusable};
 use super::super::yjs::wire::{self, SyncMessage, STEP1, STEP2, UPDATE};
-use super::{now_ms, read_session, send, Instance, TAG_AUTHENTICATED, TAG_PENDING};
-use crate::instance::engine::Session;
+use super::{classify, now_ms, read_session, send, Instance, TAG_AUTHENTICATED, TAG_PENDING};
+use crate::instance::engine::{Session, SocketKind};
 use crate::permission::Permission;
 
 /// The Step1 of an instance that has no document yet: an empty state
@@ -44,6 +44,7 @@ impl Instance {
         let Ok(Some(session)) = read_session(ws) else {
             return;
         };
+        let session = classify(ws, session, SocketKind::Y);
         {
             let mut sessions = self.sessions.borrow_mut();
             sessions.received(session.connection, session.authenticated);
@@ -228,7 +229,7 @@ impl Instance {
             let Ok(Some(s)) = read_session(&ws) else {
                 continue;
             };
-            if !s.authenticated || Some(s.connection) == except {
+            if !s.authenticated || !s.kind.wants_updates() || Some(s.connection) == except {
                 continue;
             }
             let raw: &worker::web_sys::WebSocket = ws.as_ref();

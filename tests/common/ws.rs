@@ -18,6 +18,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct WsClient {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Binary frames received (and skipped): MindCache 3's (yjs.md).
+    pub binary_frames: usize,
 }
 
 /// What ended a wait for a message.
@@ -74,7 +76,10 @@ impl WsClient {
                 .insert(http_name(name), value.parse().expect("header value"));
         }
         match tokio_tungstenite::connect_async(request).await {
-            Ok((stream, _)) => Ok(WsClient { stream }),
+            Ok((stream, _)) => Ok(WsClient {
+                stream,
+                binary_frames: 0,
+            }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                 let body = resp
                     .body()
@@ -157,7 +162,10 @@ impl WsClient {
                     return Event::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
                 }
                 // MindCache 3's sync messages (yjs.md): a 2.0 client ignores them.
-                Some(Ok(Message::Binary(_))) => continue,
+                Some(Ok(Message::Binary(_))) => {
+                    self.binary_frames += 1;
+                    continue;
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Event::Closed(None),
             }
