@@ -309,11 +309,56 @@ impl TestServer {
     }
 
     /// The rows a query over this server's local D1 answers.
+    ///
+    /// Read straight from the local D1's SQLite file, read-only: a second
+    /// `wrangler d1 execute` process opening the database while the server
+    /// writes to it made the server's own D1 calls fail now and then
+    /// ("internal error"), where a read-only reader of the WAL-mode file
+    /// never blocks the server's writes.
     pub fn d1_rows(&self, sql: &str) -> Vec<Value> {
-        let out = self.d1_execute(sql);
-        let start = out.find('[').expect("json output");
-        let parsed: Value = serde_json::from_str(&out[start..]).expect("d1 json");
-        parsed[0]["results"].as_array().cloned().unwrap_or_default()
+        use rusqlite::types::ValueRef;
+        let conn = rusqlite::Connection::open_with_flags(
+            self.d1_file(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .expect("open the local D1 database");
+        conn.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+        let rows = stmt
+            .query_map([], |row| {
+                let mut object = serde_json::Map::new();
+                for (i, name) in names.iter().enumerate() {
+                    let value = match row.get_ref(i)? {
+                        ValueRef::Null => Value::Null,
+                        ValueRef::Integer(n) => Value::from(n),
+                        ValueRef::Real(f) => Value::from(f),
+                        ValueRef::Text(t) => Value::from(String::from_utf8_lossy(t).into_owned()),
+                        ValueRef::Blob(b) => Value::from(b.to_vec()),
+                    };
+                    object.insert(name.clone(), value);
+                }
+                Ok(Value::Object(object))
+            })
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows
+    }
+
+    /// The local D1 database's SQLite file under the persist directory.
+    fn d1_file(&self) -> PathBuf {
+        let dir = self.persist_dir.join("v3/d1/miniflare-D1DatabaseObject");
+        std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.extension().is_some_and(|x| x == "sqlite")
+                    && p.file_name().is_some_and(|n| n != "metadata.sqlite")
+            })
+            .unwrap_or_else(|| panic!("no D1 database file in {}", dir.display()))
     }
 
     /// Starts wrangler dev on fresh ports. A port picked here can be taken
