@@ -542,3 +542,37 @@ async fn revocation_and_deletion_close_y_sockets_like_any_other() {
     alices.settle(QUIET).await;
     assert!(alices.closed.is_none());
 }
+
+#[tokio::test]
+async fn an_instance_too_large_to_sync_gets_no_document() {
+    let small = shared(ServerOptions::development().var("MINDCACHE_TEST_MAX_SYNC_BYTES", "2000"));
+    let id = unique_id("y-big");
+    let (mut j, _) = WsClient::join(small, &id, None).await;
+    for i in 0..3 {
+        j.send(&set(&format!("k{i}"), json!("x".repeat(900)), json!({})))
+            .await;
+        updated(&mut j, &format!("k{i}")).await;
+    }
+    let url = small.ws_url(&format!("/sync/{id}"));
+    let (mut s, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    s.send(Message::binary(frame(0, &[0]))).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let next = tokio::time::timeout_at(deadline, s.next())
+            .await
+            .expect("an error");
+        if let Some(Ok(Message::Text(t))) = next {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == "error" && v["code"] == "TOO_LARGE" {
+                break;
+            }
+        }
+    }
+    // The instance can still be cleared (docs/faults.md).
+    j.send(&json!({"type":"clear"})).await;
+    j.recv_type("cleared").await;
+}

@@ -13,6 +13,7 @@ use super::super::engine::DumpItem;
 use super::super::error::{ErrorCode, ProtocolError};
 use super::super::limits::{check_frame_size, validate_key};
 use super::super::protocol::{encode_cleared, encode_error, encode_key_deleted};
+use super::super::size::sync_too_large;
 use super::super::yjs::attrs::from_v3;
 use super::super::yjs::doc::{KeyChange, Unusable};
 use super::super::yjs::wire::{self, SyncMessage, STEP1, STEP2, UPDATE};
@@ -80,6 +81,15 @@ impl Instance {
         }
         if self.deleted.get() || !self.ensure_ready() {
             return Err(ProtocolError::internal("instance storage unavailable"));
+        }
+        if !self.store.has_doc() {
+            // The document is built from every key at once: an instance too
+            // large for one `sync` is too large for that too.
+            if let Ok(total) = self.with_engine(|e| e.total_bytes()) {
+                if total > self.max_sync_bytes {
+                    return Err(sync_too_large(total));
+                }
+            }
         }
         self.store.enable().map_err(storage)?;
         match message {
