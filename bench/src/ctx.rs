@@ -52,6 +52,8 @@ pub struct Ctx {
     pub provision: bool,
     pub provision_project: Option<String>,
     pub provision_errors: Vec<String>,
+    /// `--yjs`: see `scenarios::y_listener`.
+    pub yjs: bool,
 }
 
 impl Ctx {

@@ -99,6 +99,12 @@ struct Args {
     #[arg(long)]
     no_provision: bool,
 
+    /// Give the instances of `latency` and `throughput` a Y document and one
+    /// MindCache 3 listener (yjs.md) before measuring: the cost of a set on
+    /// an instance that 3.x clients use too.
+    #[arg(long)]
+    yjs: bool,
+
     /// Client runtime threads (1 keeps the client's footprint small on a
     /// 2-core machine shared with the server).
     #[arg(long, default_value_t = 1)]
@@ -318,6 +324,7 @@ async fn run(
         provision,
         provision_project: None,
         provision_errors: Vec::new(),
+        yjs: args.yjs,
     };
 
     // Preflight.

@@ -269,7 +269,9 @@ impl Counts {
         };
         add(self.server_errors, "server error messages");
         add(self.parse_errors, "non-JSON frames");
-        add(self.binary_frames, "binary frames");
+        // Binary frames are MindCache 3 sync messages (yjs.md: a Step1
+        // ends every connect, updates follow on instances with a Y
+        // document): counted, not a warning.
         add(self.duplicate_deliveries, "duplicate deliveries");
         add(self.reordered_deliveries, "reordered deliveries");
         add(self.dropped_deliveries, "dropped deliveries");

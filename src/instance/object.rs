@@ -969,21 +969,20 @@ impl Instance {
         }
         self.sessions.borrow_mut().broadcast();
         let js = JsValue::from_str(text);
-        // Only an instance with a Y document can have Y sockets, which get
-        // no JSON broadcasts: only then is each attachment read.
-        let y_sockets = self.store.has_doc();
-        for ws in self.state.get_websockets_with_tag(TAG_AUTHENTICATED) {
-            if !y_sockets || matches!(read_session(&ws), Ok(Some(s)) if s.kind.wants_json()) {
+        if self.store.has_doc() {
+            // Y sockets get the change's Y updates instead (object_yjs.rs).
+            self.publish_both(&js);
+        } else {
+            for ws in self.state.get_websockets_with_tag(TAG_AUTHENTICATED) {
                 send_js(&ws, &js);
             }
-        }
-        for ws in self.state.get_websockets_with_tag(TAG_PENDING) {
-            if matches!(read_session(&ws), Ok(Some(s)) if s.authenticated && s.kind.wants_json()) {
-                send_js(&ws, &js);
+            for ws in self.state.get_websockets_with_tag(TAG_PENDING) {
+                if matches!(read_session(&ws), Ok(Some(s)) if s.authenticated) {
+                    send_js(&ws, &js);
+                }
             }
         }
         self.streams.borrow_mut().publish(text);
-        self.send_outgoing();
     }
 
     /// An alarm at the end of a delegate's access, so its socket is closed

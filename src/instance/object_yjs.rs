@@ -17,7 +17,9 @@ use super::super::size::sync_too_large;
 use super::super::yjs::attrs::from_v3;
 use super::super::yjs::doc::{KeyChange, Unusable};
 use super::super::yjs::wire::{self, SyncMessage, STEP1, STEP2, UPDATE};
-use super::{classify, now_ms, read_session, send, Instance, TAG_AUTHENTICATED, TAG_PENDING};
+use super::{
+    classify, now_ms, read_session, send, send_js, Instance, TAG_AUTHENTICATED, TAG_PENDING,
+};
 use crate::instance::engine::{Session, SocketKind};
 use crate::permission::Permission;
 
@@ -217,12 +219,41 @@ impl Instance {
         Ok((sets, deletes))
     }
 
-    /// Sends the updates of 2.0-side writes to the Y sockets (called as
-    /// the change is published).
-    pub(super) fn send_outgoing(&self) {
-        for update in self.store.take_outgoing() {
-            self.send_update(&wire::encode(UPDATE, &update), None);
+    /// Publishes a change on an instance with a Y document, reading each
+    /// socket's attachment once: the JSON broadcast to JSON and
+    /// unclassified sockets, the Y updates of the 2.0-side writes to Y and
+    /// unclassified ones.
+    pub(super) fn publish_both(&self, json: &JsValue) {
+        let updates: Vec<js_sys::Uint8Array> = self
+            .store
+            .take_outgoing()
+            .iter()
+            .map(|u| js_sys::Uint8Array::from(wire::encode(UPDATE, u).as_slice()))
+            .collect();
+        for ws in self.sockets() {
+            let Ok(Some(s)) = read_session(&ws) else {
+                continue;
+            };
+            if !s.authenticated {
+                continue;
+            }
+            if s.kind.wants_json() {
+                send_js(&ws, json);
+            }
+            if s.kind.wants_updates() {
+                let raw: &worker::web_sys::WebSocket = ws.as_ref();
+                for update in &updates {
+                    let _ = raw.send_with_array_buffer_view(update);
+                }
+            }
         }
+    }
+
+    fn sockets(&self) -> impl Iterator<Item = WebSocket> {
+        self.state
+            .get_websockets_with_tag(TAG_AUTHENTICATED)
+            .into_iter()
+            .chain(self.state.get_websockets_with_tag(TAG_PENDING))
     }
 
     /// Sends a binary Update to every authenticated socket but `except`.
@@ -230,12 +261,7 @@ impl Instance {
     /// apart: a socket's kind lives nowhere and costs nothing.
     fn send_update(&self, frame: &[u8], except: Option<u32>) {
         let array = js_sys::Uint8Array::from(frame);
-        let sockets = self
-            .state
-            .get_websockets_with_tag(TAG_AUTHENTICATED)
-            .into_iter()
-            .chain(self.state.get_websockets_with_tag(TAG_PENDING));
-        for ws in sockets {
+        for ws in self.sockets() {
             let Ok(Some(s)) = read_session(&ws) else {
                 continue;
             };

@@ -150,7 +150,46 @@ pub async fn tracked_instance<'s>(
     let instance = instance(ctx, out, name).await?;
     let (g, t) = sockets.tracked(n);
     open_synced(ctx, out, g, &instance, n, n, Duration::from_secs(30)).await?;
+    if ctx.yjs {
+        y_listener(ctx, &instance).await?;
+        out.params(serde_json::json!({"yjs": true}));
+    }
     Ok((instance, g, t))
+}
+
+/// `--yjs`: one MindCache 3 socket on `instance` that sends the empty Step1
+/// (which makes the server build the instance's Y document) and, once the
+/// Step2 answered, reads every update until the process ends. The other
+/// sockets of the scenario never send a frame of their own, so they stay
+/// unclassified and get the binary updates too, as yjs.md says.
+async fn y_listener(ctx: &Ctx, instance: &str) -> Result<(), String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let url = ctx.target.sync_url(instance);
+    let mut req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
+    if let Some(auth) = &ctx.target.auth {
+        let v = auth.parse().map_err(|_| "bad token".to_string())?;
+        req.headers_mut().insert("authorization", v);
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .map_err(|e| format!("Y socket: {e}"))?;
+    futures_util::SinkExt::send(&mut ws, Message::binary(vec![0u8, 1, 0]))
+        .await
+        .map_err(|e| format!("Y socket: {e}"))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut ws)).await {
+            Ok(Some(Ok(Message::Binary(b)))) if b.first() == Some(&1) => break,
+            Ok(Some(Ok(_))) => continue,
+            other => return Err(format!("Y socket: no Step2 ({other:?})")),
+        }
+    }
+    tokio::spawn(async move { while futures_util::StreamExt::next(&mut ws).await.is_some() {} });
+    Ok(())
 }
 
 /// Records percentiles of `s` as metrics `p{p}Ms` and headline figures

@@ -27,6 +27,10 @@ use crate::instance::attributes::{Attributes, KeyType};
 /// The root map's name.
 pub const ROOT: &str = "mindcache";
 
+/// How many 2.0 writes the shadow may lag behind before it is rebuilt
+/// instead of caught up.
+const MAX_SHADOW_BEHIND: usize = 256;
+
 /// What a client update did to one key, as 2.0 clients must learn it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyChange {
@@ -53,6 +57,13 @@ pub struct Row<'a> {
 pub struct YDoc {
     doc: Doc,
     shadow: Doc,
+    /// 2.0 writes not yet applied to the shadow: they are applied when a
+    /// client update is next tried, so a set on an instance whose Y clients
+    /// only read pays for one document, not two.
+    shadow_behind: Vec<Vec<u8>>,
+    /// More than `MAX_SHADOW_BEHIND` were waiting: the shadow is rebuilt
+    /// from the document instead.
+    shadow_stale: bool,
     /// Keys touched by updates applied to the shadow (its deep observer).
     touched: Rc<RefCell<BTreeSet<String>>>,
 }
@@ -88,6 +99,8 @@ impl YDoc {
         let mut y = YDoc {
             doc,
             shadow,
+            shadow_behind: Vec::new(),
+            shadow_stale: false,
             touched: Rc::default(),
         };
         y.watch_shadow();
@@ -109,8 +122,8 @@ impl YDoc {
             }
             txn.encode_update_v1()
         };
-        y.apply_to_shadow(&update);
-        y.touched.borrow_mut().clear();
+        let mut y = y;
+        y.lag_shadow(update.clone());
         (y, update)
     }
 
@@ -126,7 +139,8 @@ impl YDoc {
             }
         }
         let mut y = y;
-        y.rebuild_shadow();
+        // Built from the document when a client update first needs it.
+        y.shadow_stale = true;
         Ok(y)
     }
 
@@ -160,7 +174,34 @@ impl YDoc {
         }
     }
 
+    /// Notes a 2.0 write the shadow has not seen yet.
+    fn lag_shadow(&mut self, update: Vec<u8>) {
+        if self.shadow_stale {
+            return;
+        }
+        if self.shadow_behind.len() >= MAX_SHADOW_BEHIND {
+            self.shadow_behind.clear();
+            self.shadow_stale = true;
+            return;
+        }
+        self.shadow_behind.push(update);
+    }
+
+    /// Brings the shadow level with the document.
+    fn catch_up_shadow(&mut self) {
+        if self.shadow_stale {
+            self.rebuild_shadow();
+            return;
+        }
+        for update in std::mem::take(&mut self.shadow_behind) {
+            self.apply_to_shadow(&update);
+        }
+        self.touched.borrow_mut().clear();
+    }
+
     fn rebuild_shadow(&mut self) {
+        self.shadow_behind.clear();
+        self.shadow_stale = false;
         let full = self.full_state();
         self.shadow = new_doc(self.doc.client_id().get() as u32 ^ 0x5a5a_5a5a);
         self.touched = Rc::default();
@@ -198,8 +239,7 @@ impl YDoc {
             }
             txn.encode_update_v1()
         };
-        self.apply_to_shadow(&update);
-        self.touched.borrow_mut().clear();
+        self.lag_shadow(update.clone());
         Some(update)
     }
 
@@ -217,8 +257,7 @@ impl YDoc {
             }
             txn.encode_update_v1()
         };
-        self.apply_to_shadow(&update);
-        self.touched.borrow_mut().clear();
+        self.lag_shadow(update.clone());
         Some(update)
     }
 
@@ -234,6 +273,7 @@ impl YDoc {
     pub fn try_update(&mut self, update: &[u8]) -> Result<Vec<KeyChange>, Unusable> {
         let decoded = Update::decode_v1(update)
             .map_err(|e| Unusable::NotAnUpdate(format!("not a Yjs v1 update: {e}")))?;
+        self.catch_up_shadow();
         self.touched.borrow_mut().clear();
         let applied = {
             let mut txn = self.shadow.transact_mut();
@@ -599,6 +639,32 @@ mod tests {
             root.insert(txn, "k", MapPrelim::default());
         });
         assert_eq!(y.try_update(&good).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_shadow_catches_up_with_2_0_writes_however_many() {
+        for writes in [3, MAX_SHADOW_BEHIND + 5] {
+            let mut y = YDoc::new(1);
+            let a = attrs(json!({}));
+            for i in 0..writes {
+                y.write_row(&Row {
+                    key: "k",
+                    value: &json!(i),
+                    attributes: &a,
+                })
+                .unwrap();
+            }
+            // A client synced after them deletes the key: only a shadow
+            // that has the 2.0 writes sees the delete.
+            let c = client(&y, 100);
+            let update = edit(&c, |txn, root| {
+                root.remove(txn, "k");
+            });
+            let changes = y.try_update(&update).unwrap();
+            assert_eq!(changes, vec![KeyChange::Deleted("k".into())]);
+            y.accept(&update);
+            assert!(y.entry("k").is_none());
+        }
     }
 
     #[test]
