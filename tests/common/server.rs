@@ -234,26 +234,29 @@ impl TestServer {
         format!("ws://localhost:{}{}", self.port, path)
     }
 
-    /// Runs SQL against this server's local D1 (test-only seeding), in one
-    /// transaction straight on the database file. A second `wrangler d1
-    /// execute` process opening the database while the server used it made
-    /// the server's own D1 calls fail now and then ("internal error"); a
-    /// short transaction of this process holds the lock for microseconds,
-    /// and waits for the server's (busy timeout) instead of failing it.
-    pub fn d1_execute(&self, sql: &str) {
-        let mut conn =
-            rusqlite::Connection::open(self.d1_file()).expect("open the local D1 database");
-        conn.busy_timeout(Duration::from_secs(10))
-            .expect("busy timeout");
-        // As D1 does.
-        conn.execute_batch("PRAGMA foreign_keys = ON")
-            .expect("foreign keys");
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .expect("begin");
-        tx.execute_batch(sql)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        tx.commit().expect("commit");
+    /// Runs SQL against this server's local D1 (test-only seeding). The
+    /// running server holds the same SQLite file, so a busy database is
+    /// retried a few times before the test fails.
+    pub fn d1_execute(&self, sql: &str) -> String {
+        let args = [
+            "d1",
+            "execute",
+            "DB",
+            "--local",
+            "--persist-to",
+            self.persist_dir.to_str().expect("utf-8 temp path"),
+            "--command",
+            sql,
+        ];
+        let mut last = String::new();
+        for attempt in 0..5 {
+            match try_wrangler(&args) {
+                Ok(out) => return out,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(300 * (attempt + 1)));
+        }
+        panic!("wrangler d1 execute kept failing:\n{last}");
     }
 
     /// The file `wrangler dev` writes its output to, the Worker's log
