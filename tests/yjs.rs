@@ -12,8 +12,7 @@ use common::world::{grant, Rows, World};
 use common::ws::{Event, WsClient};
 use common::yclient::{entry, frame, new_doc, YClient};
 use serde_json::{json, Value};
-use yrs::updates::encoder::Encode;
-use yrs::{Map, ReadTxn, Transact, WriteTxn};
+use yrs::{Map, Transact, WriteTxn};
 
 const QUIET: Duration = Duration::from_millis(700);
 
@@ -446,9 +445,6 @@ async fn a_restart_loses_nothing_and_a_long_history_compacts() {
             y.send(f).await;
         }
     }
-    let mut j = WsClient::connect_to(&server, &id, None).await;
-    let sync = j.handshake().await;
-    let _ = sync;
     y.close().await;
     let expected_len = 10_000;
     // Every edit was stored before the restart.
@@ -468,7 +464,6 @@ async fn a_restart_loses_nothing_and_a_long_history_compacts() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    drop(j);
     server.restart();
     let fresh = YClient::connect(&server, &id).await;
     assert_eq!(
@@ -476,13 +471,12 @@ async fn a_restart_loses_nothing_and_a_long_history_compacts() {
         Some(expected_len)
     );
     assert_eq!(fresh.value("counter"), Some(json!(0)));
-    let sv_len = fresh.doc.transact().state_vector().encode_v1().len();
-    assert!(sv_len > 0);
-    // The admin view shows the storage compacted: one snapshot, a short log.
+    // 2.0 clients read the same text after the restart. (That the log was
+    // compacted on the way is checked natively, in ybridge.rs.)
     let (_, sync) = WsClient::join(&server, &id, None).await;
     assert_eq!(
-        sync["data"]["log"]["value"].as_str().map(str::len),
-        Some(expected_len)
+        sync["data"]["log"]["value"].as_str(),
+        fresh.text_string("log").as_deref()
     );
 }
 

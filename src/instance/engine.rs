@@ -294,11 +294,8 @@ impl<'a, S: KeyStore + ?Sized> Engine<'a, S> {
 
     /// Handles one text frame from a socket.
     pub fn handle_frame(&self, session: &Session, frame: &str, now_ms: i64) -> Outcome {
-        if session.auth_expired(now_ms) {
-            return auth_timeout();
-        }
-        if session.authenticated && session.basis.expired(now_ms) {
-            return access_expired();
+        if let Some(close) = session_over(session, now_ms) {
+            return close;
         }
         match parse_client_frame(frame) {
             Ok(parsed) => self.handle(session, parsed, now_ms),
@@ -722,6 +719,18 @@ fn error_reply(e: &ProtocolError) -> Outcome {
 /// Close code for a session whose access ended (protocol.md §8).
 pub const CLOSE_ACCESS_REVOKED: u16 = 4003;
 
+/// Whether a socket's session is over before its next frame, of either
+/// kind: its auth deadline passed, or its delegate's access expired.
+pub fn session_over(session: &Session, now_ms: i64) -> Option<Outcome> {
+    if session.auth_expired(now_ms) {
+        return Some(auth_timeout());
+    }
+    if session.authenticated && session.basis.expired(now_ms) {
+        return Some(access_expired());
+    }
+    None
+}
+
 /// A delegate's access expired while its socket was open.
 fn access_expired() -> Outcome {
     Outcome::Close {
@@ -1010,6 +1019,31 @@ mod tests {
         }
         // An authenticated socket never times out.
         assert!(!writer().auth_expired(i64::MAX));
+    }
+
+    #[test]
+    fn session_over_ends_timed_out_and_expired_sessions_for_either_frame_kind() {
+        // Binary (Y.js) frames go through `session_over` without a text
+        // frame to parse; it alone must end the session.
+        assert!(session_over(&writer(), i64::MAX).is_none());
+        let pending = Session::pending(NOW);
+        assert!(session_over(&pending, NOW).is_none());
+        assert!(matches!(
+            session_over(&pending, NOW + AUTH_TIMEOUT_MS),
+            Some(Outcome::Close { code: 1008, .. })
+        ));
+        let mut delegate = writer();
+        delegate.basis.delegate = Some("del_1".into());
+        delegate.basis.expires = Some(NOW / 1000 + 60);
+        assert!(session_over(&delegate, NOW).is_none());
+        match session_over(&delegate, NOW + 60_000) {
+            Some(Outcome::Close { frame, code, .. }) => {
+                assert_eq!(code, CLOSE_ACCESS_REVOKED);
+                let v: Value = serde_json::from_str(&frame).unwrap();
+                assert_eq!(v["type"], "auth_error");
+            }
+            o => panic!("{o:?}"),
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::super::yjs::wire::{self, SyncMessage, STEP1, STEP2, UPDATE};
 use super::{
     classify, now_ms, read_session, send, send_js, Instance, TAG_AUTHENTICATED, TAG_PENDING,
 };
-use crate::instance::engine::{Session, SocketKind};
+use crate::instance::engine::{session_over, Outcome, Session, SocketKind};
 use crate::permission::Permission;
 
 /// The Step1 of an instance that has no document yet: an empty state
@@ -51,6 +51,18 @@ impl Instance {
         {
             let mut sessions = self.sessions.borrow_mut();
             sessions.received(session.connection, session.authenticated);
+        }
+        // The same end as a text frame gets: auth deadline, expired delegate.
+        if let Some(Outcome::Close {
+            frame,
+            code,
+            reason,
+        }) = session_over(&session, now_ms())
+        {
+            self.count_sent(&session, 1);
+            send(ws, &frame);
+            let _ = ws.close(Some(code), Some(reason));
+            return;
         }
         let bytes = js_sys::Uint8Array::new(message).to_vec();
         if let Err(e) = self.handle_binary(ws, &session, &bytes) {
@@ -151,17 +163,16 @@ impl Instance {
         let actor = session.user_id.as_str();
         let now = now_ms();
         let mut broadcasts = Vec::new();
-        let mut deleted = 0;
+        let mut removed = Vec::new();
         self.store.apply_client_update(update, |store_update| {
             self.with_engine(|engine| {
                 engine.atomically(|| {
                     broadcasts.clear();
-                    deleted = 0;
+                    removed.clear();
                     engine.write_items(actor, &sets, now, &mut broadcasts)?;
                     for key in &deletes {
                         if engine.remove(key)? {
-                            deleted += 1;
-                            broadcasts.push(encode_key_deleted(key, actor, now));
+                            removed.push(encode_key_deleted(key, actor, now));
                         }
                     }
                     store_update().map_err(storage)
@@ -169,9 +180,10 @@ impl Instance {
             })
         })?;
         // Several keys removed, none left: 2.0 clients hear `cleared`.
-        if deleted >= 2 && self.store.count().unwrap_or(1) == 0 {
-            broadcasts.retain(|b| !b.contains(r#""type":"key_deleted""#));
+        if removed.len() >= 2 && self.store.count().unwrap_or(1) == 0 {
             broadcasts.push(encode_cleared(actor, now));
+        } else {
+            broadcasts.append(&mut removed);
         }
         for text in &broadcasts {
             self.publish(text);
