@@ -8,8 +8,12 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 /// `development` *and* the request was addressed to a loopback host, so a
 /// deployment that forgot `--env production` still behaves as production.
 pub fn is_development(environment: Option<&str>, request_host: Option<&str>) -> bool {
-    environment == Some("development")
-        && request_host.is_some_and(|h| LOOPBACK_HOSTS.iter().any(|l| h.eq_ignore_ascii_case(l)))
+    environment == Some("development") && is_loopback(request_host)
+}
+
+/// Whether the request was addressed to this machine itself.
+pub fn is_loopback(request_host: Option<&str>) -> bool {
+    request_host.is_some_and(|h| LOOPBACK_HOSTS.iter().any(|l| h.eq_ignore_ascii_case(l)))
 }
 
 /// What `/health` reports for the effective mode of this request.

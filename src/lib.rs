@@ -16,6 +16,8 @@ pub mod instance;
 pub mod log;
 pub mod panic;
 pub mod permission;
+#[cfg(feature = "fault-injection")]
+mod seed;
 pub mod services;
 pub mod time;
 pub mod webhooks;
@@ -29,21 +31,26 @@ use worker::{event, Context, Env, Request, Response, Result};
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     #[cfg(feature = "fault-injection")]
-    fault_injection(&req, &env);
+    if test_build_hooks(&req, &env) {
+        return seed::handle(req, &env).await;
+    }
     Ok(http::serve(req, env).await)
 }
 
-/// A panic inside the Worker's request handling, on request (test builds).
+/// Test builds: a panic inside the Worker's request handling on request
+/// (development mode); true when the request is a test seed (addressed to
+/// this machine: the test servers of either mode are seeded).
 #[cfg(feature = "fault-injection")]
-fn fault_injection(req: &Request, env: &Env) {
+fn test_build_hooks(req: &Request, env: &Env) -> bool {
     let header = req.headers().get(panic::PANIC_HEADER).ok().flatten();
-    let host = req
-        .url()
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string));
+    let url = req.url().ok();
+    let host = url.as_ref().and_then(|u| u.host_str().map(str::to_string));
     let environment = config::setting(env, "ENVIRONMENT");
     let development = config::is_development(environment.as_deref(), host.as_deref());
     if panic::wants_panic(header.as_deref(), development) {
         panic::injected("the Worker's request handling");
     }
+    config::is_loopback(host.as_deref())
+        && req.method() == worker::Method::Post
+        && url.is_some_and(|u| u.path() == seed::PATH)
 }

@@ -234,29 +234,16 @@ impl TestServer {
         format!("ws://localhost:{}{}", self.port, path)
     }
 
-    /// Runs SQL against this server's local D1 (test-only seeding). The
-    /// running server holds the same SQLite file, so a busy database is
-    /// retried a few times before the test fails.
-    pub fn d1_execute(&self, sql: &str) -> String {
-        let args = [
-            "d1",
-            "execute",
-            "DB",
-            "--local",
-            "--persist-to",
-            self.persist_dir.to_str().expect("utf-8 temp path"),
-            "--command",
-            sql,
-        ];
-        let mut last = String::new();
-        for attempt in 0..5 {
-            match try_wrangler(&args) {
-                Ok(out) => return out,
-                Err(e) => last = e,
-            }
-            std::thread::sleep(Duration::from_millis(300 * (attempt + 1)));
-        }
-        panic!("wrangler d1 execute kept failing:\n{last}");
+    /// Runs SQL against this server's local D1 (test-only seeding), as one
+    /// transaction, through the server's own D1 binding (a route only
+    /// test builds have, src/seed.rs). A second process writing the
+    /// database while the server ran made the server's writes fail now and
+    /// then; through the binding the seed waits its turn like any write.
+    pub fn d1_execute(&self, sql: &str) {
+        let body = serde_json::to_string(&split_statements(sql)).expect("statements as JSON");
+        let (status, answer) = http_post(self.port, "/__test/d1", &body)
+            .unwrap_or_else(|e| panic!("seed request to port {}: {e}", self.port));
+        assert_eq!(status, 204, "seeding failed ({status}): {answer}\n{sql}");
     }
 
     /// The file `wrangler dev` writes its output to, the Worker's log
@@ -507,6 +494,53 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// The statements of a `;`-separated SQL text, semicolons inside quoted
+/// strings left alone.
+fn split_statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            ';' if !quoted => {
+                statements.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    statements.push(current);
+    statements
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// A blocking POST (callable from sync and async tests alike): the status
+/// and the body.
+fn http_post(port: u16, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_string()))
 }
 
 /// A dependency-free readiness probe (no async runtime needed).

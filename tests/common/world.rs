@@ -56,8 +56,8 @@ pub fn grant(target_type: &str, id: &str, permission: &str) -> Value {
     json!({"targetType": target_type, "targetId": id, "permission": permission})
 }
 
-/// Rows for a server's D1, written in one `wrangler d1 execute`
-/// (test-only seeding: no route does this).
+/// Rows for a server's D1, written in one batch through the test build's seed
+/// route (src/seed.rs; no API route writes such rows).
 #[derive(Default)]
 pub struct Rows(String);
 
