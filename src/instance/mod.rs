@@ -3,6 +3,8 @@
 //! `object` is the thin platform layer and `client` is how the Worker
 //! talks to an object (the internal interface of protocol.md §7).
 
+#[cfg(target_arch = "wasm32")]
+mod attachments;
 pub mod attributes;
 pub mod client;
 pub mod data_ops;

@@ -16,6 +16,7 @@ use worker::{
     WebSocket, WebSocketPair, WebSocketRequestResponsePair,
 };
 
+use super::attachments::SocketSessions;
 use super::attributes::Attributes;
 use super::data_ops::PAGE_BUDGET_BYTES;
 use super::engine::{
@@ -210,6 +211,13 @@ pub struct Instance {
     rechecks: Cell<u64>,
     /// Frame counts of the sessions, for their log lines.
     sessions: RefCell<Sessions>,
+    /// Each socket's session (its attachment, cached: attachments.rs).
+    attachments: SocketSessions,
+    /// Whether sockets tagged pending (accepted before authenticating) may
+    /// be open: a broadcast then looks for them. Unknown (`None`) in a
+    /// fresh object until a broadcast has looked once; tags are set only
+    /// at accept, so `Some(false)` stays true until a pending accept.
+    maybe_pending: Cell<Option<bool>>,
     /// Open server-sent event streams (data-api.md).
     streams: RefCell<data::Streams>,
     /// Outbound webhooks: the outbox and its sender (docs/webhooks.md).
@@ -285,6 +293,8 @@ impl Instance {
             queues: RefCell::new(HashMap::new()),
             rechecks: Cell::new(0),
             sessions: RefCell::new(Sessions::default()),
+            attachments: SocketSessions::default(),
+            maybe_pending: Cell::new(None),
             streams: RefCell::new(data::Streams::default()),
             hooks,
             size,
@@ -426,7 +436,7 @@ impl Instance {
     /// The session's log line (docs/operations.md): how long, how many
     /// frames each way, the close code, who.
     fn log_session_end(&self, ws: &WebSocket, code: u16) {
-        let Ok(Some(session)) = read_session(ws) else {
+        let Ok(Some(session)) = self.attachments.read(ws) else {
             return;
         };
         let ended = self
@@ -441,8 +451,9 @@ impl Instance {
 
     /// Drops whatever was queued for a socket that is gone.
     fn forget(&self, ws: &WebSocket) {
-        if let Ok(Some(session)) = read_session(ws) {
+        if let Ok(Some(session)) = self.attachments.read(ws) {
             self.queues.borrow_mut().remove(&session.connection);
+            self.attachments.forget(session.connection);
         }
     }
 
@@ -466,7 +477,7 @@ impl Instance {
         let now = now_ms();
         let mut next_deadline: Option<i64> = None;
         for ws in self.state.get_websockets() {
-            let Ok(Some(session)) = read_session(&ws) else {
+            let Ok(Some(session)) = self.attachments.read(&ws) else {
                 continue;
             };
             // A pending socket's auth deadline, or the end of a delegate's
@@ -597,7 +608,10 @@ impl Instance {
             TAG_PENDING
         };
         this.state.accept_websocket_with_tags(&server, &[tag]);
-        write_session(&server, &session)?;
+        if !session.authenticated {
+            this.maybe_pending.set(Some(true));
+        }
+        this.attachments.write(&server, &session)?;
 
         if session.authenticated {
             this.welcome(&server, &session, None, now);
@@ -625,10 +639,10 @@ impl Instance {
     /// are then handled in order (protocol.md §3). Returns what the runtime
     /// should wait for: nothing, or the promise of that verification.
     fn on_text(this: &Rc<Self>, ws: WebSocket, frame: String) -> JsValue {
-        let Ok(Some(session)) = read_session(&ws) else {
+        let Ok(Some(session)) = this.attachments.read(&ws) else {
             return JsValue::UNDEFINED;
         };
-        let session = classify(&ws, session, SocketKind::Json);
+        let session = this.classify(&ws, session, SocketKind::Json);
         let conn = session.connection;
         this.sessions
             .borrow_mut()
@@ -674,7 +688,7 @@ impl Instance {
                 .get_mut(&conn)
                 .and_then(Pending::pop);
             let Some(frame) = next else { break };
-            let Some(session) = read_session(ws)? else {
+            let Some(session) = self.attachments.read(ws)? else {
                 break;
             };
             open = match self.handle_sync(ws, &session, &frame) {
@@ -760,7 +774,7 @@ impl Instance {
                 updated.basis = grant.basis;
                 updated.opened_ms = session.opened_ms;
                 updated.kind = session.kind;
-                write_session(ws, &updated)?;
+                self.attachments.write(ws, &updated)?;
                 self.sessions.borrow_mut().authenticated(updated.connection);
                 self.welcome(ws, &updated, id, now_ms());
                 self.schedule_expiry(&updated).await?;
@@ -859,7 +873,7 @@ impl Instance {
         let mut result = RecheckResult::default();
         // Every socket: one that authenticated in-band keeps its `pending` tag.
         for ws in self.state.get_websockets() {
-            let Ok(Some(mut session)) = read_session(&ws) else {
+            let Ok(Some(mut session)) = self.attachments.read(&ws) else {
                 continue;
             };
             if !session.authenticated || !affected.matches(&session.user_id, &session.basis) {
@@ -885,13 +899,13 @@ impl Instance {
                 None => {
                     // Refuse anything still in flight before the close lands.
                     session.authenticated = false;
-                    write_session(&ws, &session)?;
+                    self.attachments.write(&ws, &session)?;
                     let _ = ws.close(Some(CLOSE_ACCESS_REVOKED), Some("Access revoked"));
                     result.closed += 1;
                 }
                 Some(p) if p < session.permission => {
                     session.permission = p;
-                    write_session(&ws, &session)?;
+                    self.attachments.write(&ws, &session)?;
                     result.lowered += 1;
                 }
                 Some(_) => {}
@@ -976,9 +990,13 @@ impl Instance {
             for ws in self.state.get_websockets_with_tag(TAG_AUTHENTICATED) {
                 send_js(&ws, &js);
             }
-            for ws in self.state.get_websockets_with_tag(TAG_PENDING) {
-                if matches!(read_session(&ws), Ok(Some(s)) if s.authenticated) {
-                    send_js(&ws, &js);
+            if self.maybe_pending.get() != Some(false) {
+                let pending = self.state.get_websockets_with_tag(TAG_PENDING);
+                self.maybe_pending.set(Some(!pending.is_empty()));
+                for ws in pending {
+                    if matches!(self.attachments.read(&ws), Ok(Some(s)) if s.authenticated) {
+                        send_js(&ws, &js);
+                    }
                 }
             }
         }
@@ -1194,41 +1212,17 @@ fn connection_id() -> u32 {
     u32::from_le_bytes(bytes)
 }
 
-/// The socket's session, kept in its attachment as compact JSON text: one
-/// string crosses into wasm per frame, instead of a JS object walked field
-/// by field. Attachments written as objects (by an earlier version, before
-/// hibernation) are still read.
-fn read_session(ws: &WebSocket) -> Result<Option<Session>> {
-    use worker::worker_sys::ext::WebSocketExt;
-    let raw: &worker::web_sys::WebSocket = ws.as_ref();
-    let value = raw.deserialize_attachment().map_err(worker::Error::from)?;
-    match value.as_string() {
-        Some(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| worker::Error::RustError(format!("socket attachment: {e}"))),
-        None if value.is_null() || value.is_undefined() => Ok(None),
-        None => ws.deserialize_attachment::<Session>(),
-    }
-}
-
-/// Sets a socket's kind from its first frame (stored once).
-fn classify(ws: &WebSocket, mut session: Session, kind: SocketKind) -> Session {
-    if session.kind.is_unknown() {
-        session.kind = kind;
-        if let Err(e) = write_session(ws, &session) {
-            crate::log_error!("socket attachment: {e}");
+impl Instance {
+    /// Sets a socket's kind from its first frame (stored once).
+    fn classify(&self, ws: &WebSocket, mut session: Session, kind: SocketKind) -> Session {
+        if session.kind.is_unknown() {
+            session.kind = kind;
+            if let Err(e) = self.attachments.write(ws, &session) {
+                crate::log_error!("socket attachment: {e}");
+            }
         }
+        session
     }
-    session
-}
-
-fn write_session(ws: &WebSocket, session: &Session) -> Result<()> {
-    use worker::worker_sys::ext::WebSocketExt;
-    let text = serde_json::to_string(session)
-        .map_err(|e| worker::Error::RustError(format!("socket attachment: {e}")))?;
-    let raw: &worker::web_sys::WebSocket = ws.as_ref();
-    raw.serialize_attachment(JsValue::from_str(&text))
-        .map_err(worker::Error::from)
 }
 
 fn send(ws: &WebSocket, text: &str) {

@@ -17,9 +17,7 @@ use super::super::size::sync_too_large;
 use super::super::yjs::attrs::from_v3;
 use super::super::yjs::doc::{KeyChange, Unusable};
 use super::super::yjs::wire::{self, SyncMessage, STEP1, STEP2, UPDATE};
-use super::{
-    classify, now_ms, read_session, send, send_js, Instance, TAG_AUTHENTICATED, TAG_PENDING,
-};
+use super::{now_ms, send, send_js, Instance, TAG_AUTHENTICATED, TAG_PENDING};
 use crate::instance::engine::{session_over, Outcome, Session, SocketKind};
 use crate::permission::Permission;
 
@@ -44,10 +42,10 @@ impl Instance {
 
     /// A binary frame: one y-protocols sync message.
     pub(super) fn on_binary(&self, ws: &WebSocket, message: &JsValue) {
-        let Ok(Some(session)) = read_session(ws) else {
+        let Ok(Some(session)) = self.attachments.read(ws) else {
             return;
         };
-        let session = classify(ws, session, SocketKind::Y);
+        let session = self.classify(ws, session, SocketKind::Y);
         {
             let mut sessions = self.sessions.borrow_mut();
             sessions.received(session.connection, session.authenticated);
@@ -243,7 +241,7 @@ impl Instance {
             .map(|u| js_sys::Uint8Array::from(wire::encode(UPDATE, u).as_slice()))
             .collect();
         for ws in self.sockets() {
-            let Ok(Some(s)) = read_session(&ws) else {
+            let Ok(Some(s)) = self.attachments.read(&ws) else {
                 continue;
             };
             if !s.authenticated {
@@ -274,7 +272,7 @@ impl Instance {
     fn send_update(&self, frame: &[u8], except: Option<u32>) {
         let array = js_sys::Uint8Array::from(frame);
         for ws in self.sockets() {
-            let Ok(Some(s)) = read_session(&ws) else {
+            let Ok(Some(s)) = self.attachments.read(&ws) else {
                 continue;
             };
             if !s.authenticated || !s.kind.wants_updates() || Some(s.connection) == except {
