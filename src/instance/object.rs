@@ -218,6 +218,13 @@ pub struct Instance {
     /// fresh object until a broadcast has looked once; tags are set only
     /// at accept, so `Some(false)` stays true until a pending accept.
     maybe_pending: Cell<Option<bool>>,
+    /// The sockets tagged authenticated, as the runtime last listed them:
+    /// a broadcast reuses the list instead of asking again (each socket
+    /// handed into wasm costs). Sockets are only ever added by our own
+    /// accept, which drops the list; a socket that closed since is
+    /// dropped with it at its close event, and until then a send to it
+    /// fails harmlessly.
+    authenticated_sockets: RefCell<Option<Rc<Vec<WebSocket>>>>,
     /// Open server-sent event streams (data-api.md).
     streams: RefCell<data::Streams>,
     /// Outbound webhooks: the outbox and its sender (docs/webhooks.md).
@@ -295,6 +302,7 @@ impl Instance {
             sessions: RefCell::new(Sessions::default()),
             attachments: SocketSessions::default(),
             maybe_pending: Cell::new(None),
+            authenticated_sockets: RefCell::new(None),
             streams: RefCell::new(data::Streams::default()),
             hooks,
             size,
@@ -449,8 +457,19 @@ impl Instance {
         crate::log::emit(line.head.level, &crate::log::to_line(&line));
     }
 
+    /// The sockets tagged authenticated (see `authenticated_sockets`).
+    fn authenticated_sockets(&self) -> Rc<Vec<WebSocket>> {
+        let mut known = self.authenticated_sockets.borrow_mut();
+        Rc::clone(
+            known.get_or_insert_with(|| {
+                Rc::new(self.state.get_websockets_with_tag(TAG_AUTHENTICATED))
+            }),
+        )
+    }
+
     /// Drops whatever was queued for a socket that is gone.
     fn forget(&self, ws: &WebSocket) {
+        self.authenticated_sockets.replace(None);
         if let Ok(Some(session)) = self.attachments.read(ws) {
             self.queues.borrow_mut().remove(&session.connection);
             self.attachments.forget(session.connection);
@@ -608,7 +627,9 @@ impl Instance {
             TAG_PENDING
         };
         this.state.accept_websocket_with_tags(&server, &[tag]);
-        if !session.authenticated {
+        if session.authenticated {
+            this.authenticated_sockets.replace(None);
+        } else {
             this.maybe_pending.set(Some(true));
         }
         this.attachments.write(&server, &session)?;
@@ -987,8 +1008,8 @@ impl Instance {
             // Y sockets get the change's Y updates instead (object_yjs.rs).
             self.publish_both(&js);
         } else {
-            for ws in self.state.get_websockets_with_tag(TAG_AUTHENTICATED) {
-                send_js(&ws, &js);
+            for ws in self.authenticated_sockets().iter() {
+                send_js(ws, &js);
             }
             if self.maybe_pending.get() != Some(false) {
                 let pending = self.state.get_websockets_with_tag(TAG_PENDING);
