@@ -3,15 +3,16 @@
 //! a frame does not pay the attachment's deserialisation and JSON parse
 //! (7 % of a set's CPU with ten listeners, in a profile).
 //!
-//! The map is keyed by the session's connection id, which is also written
-//! on the JavaScript socket object as a property: a frame reads that one
-//! number to find its session. A socket the map does not know (after
+//! Each socket gets a slot in a map, and the slot's number is written on
+//! the JavaScript socket object as a property: a frame reads that number
+//! and checks the slot holds this very socket (`===`), so two sockets can
+//! never share a session. A socket the map does not know (after
 //! hibernation or a re-created object, whose memory is new) is read from
 //! its attachment once. Every session write goes through here, so the two
 //! copies never differ.
 #![cfg(target_arch = "wasm32")]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -23,32 +24,35 @@ use super::engine::Session;
 
 #[wasm_bindgen]
 extern "C" {
-    /// The runtime's WebSocket with the property that names its session.
+    /// The runtime's WebSocket with the property that names its map slot.
     type TaggedSocket;
-    #[wasm_bindgen(method, getter, js_name = __mindcacheConnection)]
-    fn connection(this: &TaggedSocket) -> Option<u32>;
-    #[wasm_bindgen(method, setter, js_name = __mindcacheConnection)]
-    fn set_connection(this: &TaggedSocket, id: u32);
+    #[wasm_bindgen(method, getter, js_name = __mindcacheSlot)]
+    fn slot(this: &TaggedSocket) -> Option<u32>;
+    #[wasm_bindgen(method, setter, js_name = __mindcacheSlot)]
+    fn set_slot(this: &TaggedSocket, slot: u32);
 }
 
 #[derive(Default)]
 pub struct SocketSessions {
-    known: RefCell<HashMap<u32, Session>>,
+    /// Slot → the socket and its session. The socket is kept to check a
+    /// slot against: a socket object that outlived an earlier copy of this
+    /// object (re-created after a panic) may carry a slot number this map
+    /// gave to another socket since.
+    known: RefCell<HashMap<u32, (WebSocket, Session)>>,
+    next_slot: Cell<u32>,
 }
 
 impl SocketSessions {
     /// The socket's session; `None` for a socket that has none (yet).
     pub fn read(&self, ws: &WebSocket) -> Result<Option<Session>> {
-        let js = tagged(ws);
-        if let Some(id) = js.connection() {
-            if let Some(session) = self.known.borrow().get(&id) {
+        if let Some(slot) = self.slot_of(ws) {
+            if let Some((_, session)) = self.known.borrow().get(&slot) {
                 return Ok(Some(session.clone()));
             }
         }
         let session = read_attachment(ws)?;
         if let Some(s) = &session {
-            js.set_connection(s.connection);
-            self.known.borrow_mut().insert(s.connection, s.clone());
+            self.remember(ws, s);
         }
         Ok(session)
     }
@@ -60,22 +64,48 @@ impl SocketSessions {
         let raw: &worker::web_sys::WebSocket = ws.as_ref();
         raw.serialize_attachment(JsValue::from_str(&text))
             .map_err(worker::Error::from)?;
-        tagged(ws).set_connection(session.connection);
-        self.known
-            .borrow_mut()
-            .insert(session.connection, session.clone());
+        self.remember(ws, session);
         Ok(())
     }
 
     /// The socket is gone.
-    pub fn forget(&self, connection: u32) {
-        self.known.borrow_mut().remove(&connection);
+    pub fn forget(&self, ws: &WebSocket) {
+        if let Some(slot) = self.slot_of(ws) {
+            self.known.borrow_mut().remove(&slot);
+        }
+    }
+
+    /// The socket's slot in `known`, if it has one there.
+    fn slot_of(&self, ws: &WebSocket) -> Option<u32> {
+        let slot = tagged(ws).slot()?;
+        let known = self.known.borrow();
+        let (held, _) = known.get(&slot)?;
+        same_socket(held, ws).then_some(slot)
+    }
+
+    fn remember(&self, ws: &WebSocket, session: &Session) {
+        let slot = self.slot_of(ws).unwrap_or_else(|| {
+            let slot = self.next_slot.get();
+            self.next_slot.set(slot.wrapping_add(1));
+            tagged(ws).set_slot(slot);
+            slot
+        });
+        self.known
+            .borrow_mut()
+            .insert(slot, (ws.clone(), session.clone()));
     }
 }
 
 fn tagged(ws: &WebSocket) -> &TaggedSocket {
     let raw: &worker::web_sys::WebSocket = ws.as_ref();
     raw.unchecked_ref()
+}
+
+/// The same JavaScript object (`===`).
+fn same_socket(a: &WebSocket, b: &WebSocket) -> bool {
+    let a: &JsValue = AsRef::<worker::web_sys::WebSocket>::as_ref(a).as_ref();
+    let b: &JsValue = AsRef::<worker::web_sys::WebSocket>::as_ref(b).as_ref();
+    a == b
 }
 
 /// The session as the attachment holds it: compact JSON text (one string

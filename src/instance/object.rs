@@ -457,14 +457,29 @@ impl Instance {
         crate::log::emit(line.head.level, &crate::log::to_line(&line));
     }
 
-    /// The sockets tagged authenticated (see `authenticated_sockets`).
-    fn authenticated_sockets(&self) -> Rc<Vec<WebSocket>> {
-        let mut known = self.authenticated_sockets.borrow_mut();
-        Rc::clone(
-            known.get_or_insert_with(|| {
-                Rc::new(self.state.get_websockets_with_tag(TAG_AUTHENTICATED))
-            }),
-        )
+    /// Calls `f` with every socket that may be authenticated and whether it
+    /// is tagged pending (then it authenticated in-band, if at all: its
+    /// session says). The authenticated-tagged come from the cached list
+    /// (`authenticated_sockets`); pending-tagged ones are looked for only
+    /// when some may be open (`maybe_pending`).
+    fn each_socket(&self, mut f: impl FnMut(&WebSocket, bool)) {
+        let authenticated = Rc::clone(
+            self.authenticated_sockets
+                .borrow_mut()
+                .get_or_insert_with(|| {
+                    Rc::new(self.state.get_websockets_with_tag(TAG_AUTHENTICATED))
+                }),
+        );
+        for ws in authenticated.iter() {
+            f(ws, false);
+        }
+        if self.maybe_pending.get() != Some(false) {
+            let pending = self.state.get_websockets_with_tag(TAG_PENDING);
+            self.maybe_pending.set(Some(!pending.is_empty()));
+            for ws in &pending {
+                f(ws, true);
+            }
+        }
     }
 
     /// Drops whatever was queued for a socket that is gone.
@@ -472,8 +487,8 @@ impl Instance {
         self.authenticated_sockets.replace(None);
         if let Ok(Some(session)) = self.attachments.read(ws) {
             self.queues.borrow_mut().remove(&session.connection);
-            self.attachments.forget(session.connection);
         }
+        self.attachments.forget(ws);
     }
 
     /// The alarm is the backstop of the in-memory auth timer (an object
@@ -1008,18 +1023,12 @@ impl Instance {
             // Y sockets get the change's Y updates instead (object_yjs.rs).
             self.publish_both(&js);
         } else {
-            for ws in self.authenticated_sockets().iter() {
-                send_js(ws, &js);
-            }
-            if self.maybe_pending.get() != Some(false) {
-                let pending = self.state.get_websockets_with_tag(TAG_PENDING);
-                self.maybe_pending.set(Some(!pending.is_empty()));
-                for ws in pending {
-                    if matches!(self.attachments.read(&ws), Ok(Some(s)) if s.authenticated) {
-                        send_js(&ws, &js);
-                    }
+            // Tagged authenticated at accept: no session to read.
+            self.each_socket(|ws, pending| {
+                if !pending || matches!(self.attachments.read(ws), Ok(Some(s)) if s.authenticated) {
+                    send_js(ws, &js);
                 }
-            }
+            });
         }
         self.streams.borrow_mut().publish(text);
     }

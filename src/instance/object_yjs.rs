@@ -17,7 +17,7 @@ use super::super::size::sync_too_large;
 use super::super::yjs::attrs::from_v3;
 use super::super::yjs::doc::{KeyChange, Unusable};
 use super::super::yjs::wire::{self, SyncMessage, STEP1, STEP2, UPDATE};
-use super::{now_ms, send, send_js, Instance, TAG_AUTHENTICATED, TAG_PENDING};
+use super::{now_ms, send, send_js, Instance};
 use crate::instance::engine::{session_over, Outcome, Session, SocketKind};
 use crate::permission::Permission;
 
@@ -240,15 +240,15 @@ impl Instance {
             .iter()
             .map(|u| js_sys::Uint8Array::from(wire::encode(UPDATE, u).as_slice()))
             .collect();
-        for ws in self.sockets() {
-            let Ok(Some(s)) = self.attachments.read(&ws) else {
-                continue;
+        self.each_socket(|ws, _| {
+            let Ok(Some(s)) = self.attachments.read(ws) else {
+                return;
             };
             if !s.authenticated {
-                continue;
+                return;
             }
             if s.kind.wants_json() {
-                send_js(&ws, json);
+                send_js(ws, json);
             }
             if s.kind.wants_updates() {
                 let raw: &worker::web_sys::WebSocket = ws.as_ref();
@@ -256,31 +256,23 @@ impl Instance {
                     let _ = raw.send_with_array_buffer_view(update);
                 }
             }
-        }
+        });
     }
 
-    fn sockets(&self) -> impl Iterator<Item = WebSocket> {
-        self.state
-            .get_websockets_with_tag(TAG_AUTHENTICATED)
-            .into_iter()
-            .chain(self.state.get_websockets_with_tag(TAG_PENDING))
-    }
-
-    /// Sends a binary Update to every authenticated socket but `except`.
-    /// 2.0 clients ignore binary frames (yjs.md), so sockets are not told
-    /// apart: a socket's kind lives nowhere and costs nothing.
+    /// Sends a binary Update to every authenticated Y or unclassified
+    /// socket but `except` (JSON sockets get the change as JSON instead).
     fn send_update(&self, frame: &[u8], except: Option<u32>) {
         let array = js_sys::Uint8Array::from(frame);
-        for ws in self.sockets() {
-            let Ok(Some(s)) = self.attachments.read(&ws) else {
-                continue;
+        self.each_socket(|ws, _| {
+            let Ok(Some(s)) = self.attachments.read(ws) else {
+                return;
             };
             if !s.authenticated || !s.kind.wants_updates() || Some(s.connection) == except {
-                continue;
+                return;
             }
             let raw: &worker::web_sys::WebSocket = ws.as_ref();
             let _ = raw.send_with_array_buffer_view(&array);
-        }
+        });
     }
 }
 
