@@ -6,7 +6,8 @@
 #
 #   bench/paired.sh ROUNDS NAME=DIR [NAME=DIR …] [-- mcbench options]
 #
-# DIR is `floor` (../shared/bench/floor, copied) or a directory holding a
+# DIR is `floor` (../shared/bench/floor, copied), `floor-logged` (the floor
+# with our request log line, bench/floor-logged/) or a directory holding a
 # built snapshot of this server: `build/`, `migrations/` and a
 # `wrangler.toml` without `[build]` — `bench/paired.sh --snapshot DIR`
 # makes one from the current build/. Defaults: `--scenarios
@@ -51,12 +52,17 @@ for i in "${!names[@]}"; do
   dir="${dirs[$i]}" state="$tmp/state-$i"
   if [ "$dir" = floor ]; then
     dir="$tmp/floor" && cp -r "$root/../shared/bench/floor" "$dir"
+  elif [ "$dir" = floor-logged ]; then
+    # The floor with our request log line (floor-logged/logged.js).
+    dir="$tmp/floor-logged" && cp -r "$root/../shared/bench/floor" "$dir"
+    cp "$root/bench/floor-logged/logged.js" "$dir/src/logged.js"
+    sed -i 's|^main = .*|main = "src/logged.js"|' "$dir/wrangler.toml"
   else
     (cd "$dir" && CI=1 "$wrangler" d1 migrations apply DB --local --persist-to "$state" \
       >"$tmp/migrations-$i.log" 2>&1) || { cat "$tmp/migrations-$i.log" >&2; exit 1; }
   fi
   port_free "$port" || { echo "$me: port $port is taken" >&2; exit 2; }
-  (cd "$dir" && exec setsid "$wrangler" dev --port "$port" --persist-to "$state" \
+  (cd "$dir" && exec setsid "$wrangler" dev --port "$port" --inspector-port "$((port + 1000))" --persist-to "$state" \
     >"$tmp/server-$i.log" 2>&1) &
   pids+=("$!") ports+=("$port")
   port=$((port + 1))
@@ -82,7 +88,9 @@ done
 python3 - "$results" "$stamp" "${names[@]}" <<'EOF'
 import glob, json, statistics, sys
 results, stamp, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-runs = {n: [json.load(open(f)) for f in sorted(glob.glob(f"{results}/{stamp}-paired-{n}-*.json"))] for n in names}
+# `{name}-{round}.json` with a numeric round: a name may be another's prefix.
+runs = {n: [json.load(open(f)) for f in sorted(glob.glob(f"{results}/{stamp}-paired-{n}-*.json"))
+            if f.rsplit("-", 1)[1][:-5].isdigit() and f.rsplit("-", 1)[0].endswith(f"-paired-{n}")] for n in names}
 figures = sorted({k for rs in runs.values() for r in rs for k in r["headline"]})
 print("figure".ljust(40) + "".join(n.rjust(14) for n in names))
 for k in figures:

@@ -43,9 +43,10 @@ impl Who {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
-    Info,
-    Warn,
-    Error,
+    // The numbers index the console methods of `emit`.
+    Info = 0,
+    Warn = 1,
+    Error = 2,
 }
 
 /// What every line opens with: when, how bad, and which kind (`event`).
@@ -186,19 +187,37 @@ pub fn request_id(cf_ray: Option<&str>, fallback: impl FnOnce() -> String) -> St
     }
 }
 
-/// Writes a line: `console.log` for information, `console.error` for
-/// problems (natively, to stderr).
+/// Writes a line: `console.log` for information, `console.warn` and
+/// `console.error` for problems (natively, to stderr).
 pub fn emit(level: Level, line: &str) {
     #[cfg(target_arch = "wasm32")]
-    match level {
-        Level::Info => worker::console_log!("{line}"),
-        Level::Warn => worker::console_warn!("{line}"),
-        Level::Error => worker::console_error!("{line}"),
-    }
+    console::write_soon(level as u8, line);
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = level;
         eprintln!("{line}");
+    }
+}
+
+/// The console call, made from a microtask queued by the current call: the
+/// same line, in the same order, within the same request, but from a
+/// one-frame JavaScript stack. Under `wrangler dev` an inspector is always
+/// attached, so every console call captures and ships its caller's stack
+/// to wrangler; from deep inside wasm that stack is some thirty frames, and
+/// the call cost twice the floor's (docs/performance.md). Deployed, no
+/// stack is captured and this costs one microtask.
+#[cfg(target_arch = "wasm32")]
+mod console {
+    use wasm_bindgen::prelude::wasm_bindgen;
+
+    #[wasm_bindgen(inline_js = "
+        const METHODS = ['log', 'warn', 'error'];
+        export function write_soon(level, line) {
+            queueMicrotask(() => console[METHODS[level]](line));
+        }")]
+    extern "C" {
+        /// `level`: a [`super::Level`] as its index in `METHODS`.
+        pub fn write_soon(level: u8, line: &str);
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use common::api::{lists, Api};
 use common::server::prod_server;
-use common::world::{grant, make_key, Project, Rows, World};
+use common::world::{grant, make_key, Project, Rows, User, World};
 use common::ws::{upgrade_refusal, WsClient};
 use serde_json::json;
 
@@ -617,4 +617,121 @@ async fn shares_go_only_to_groups_the_granter_is_in() {
     let alice_main = format!("/api/instances/{}", alices.main);
     let (s, i) = api.get(&alice_main, w.bob.auth()).await;
     assert_eq!((s, i["role"].clone()), (200, json!("write")));
+}
+
+/// `GET /api/projects` as `key`, which must answer 200.
+async fn listed(api: &Api<'_>, key: &str) -> serde_json::Value {
+    let (status, body) = api.get("/api/projects", Some(key)).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// `GET /api/projects` lists owned and shared projects newest update first,
+/// each with the caller's role; an account-wide admin key gets the list
+/// SQLite writes whole, narrower keys the list built row by row with their
+/// caps (docs/performance.md): both must agree.
+#[tokio::test]
+async fn the_project_list_gives_each_role_newest_first_whoever_asks() {
+    let w = world();
+    let api = w.api();
+    let (lister, sharer) = (User::new("acc_lister"), User::new("acc_sharer"));
+    let write_key = make_key("acc_lister write key");
+    let scoped_key = make_key("acc_lister project key");
+    // Projects with distinct update times (the REST API stamps seconds).
+    let project = |id: &str, owner: &str, description: &str, t: i64| {
+        format!(
+            "INSERT INTO projects (id, owner_id, name, description, created_at, updated_at) \
+             VALUES ('{id}', '{owner}', 'name of {id}', {description}, {t}, {t});"
+        )
+    };
+    Rows::default()
+        .user(&lister)
+        .user(&sharer)
+        .key(
+            &lister.id,
+            &write_key,
+            "account",
+            None,
+            r#"["read","write"]"#,
+        )
+        .key(
+            &lister.id,
+            &scoped_key,
+            "project",
+            Some("ls-own-a"),
+            r#"["admin"]"#,
+        )
+        .write(w.server);
+    w.server.d1_execute(
+        &[
+            project("ls-own-a", &lister.id, "NULL", 1000),
+            project("ls-by-user", &sharer.id, "'shared \"quoted\"'", 1004),
+            project("ls-own-b", &lister.id, "'mine'", 1003),
+            project("ls-by-group", &sharer.id, "NULL", 1002),
+            project("ls-by-instance", &sharer.id, "NULL", 1001),
+            project("ls-unshared", &sharer.id, "NULL", 1005),
+        ]
+        .concat(),
+    );
+    Rows::default()
+        .instance(&sharer.id, "ls-by-instance", "ls-by-instance-main", "main")
+        .write(w.server);
+    let by_user = "/api/projects/ls-by-user/shares";
+    w.share(&sharer, by_user, grant("user", &lister.id, "write"))
+        .await;
+    let (s, group) = api
+        .post("/api/groups", sharer.auth(), json!({"name": "listers"}))
+        .await;
+    assert_eq!(s, 201, "{group}");
+    let gid = group["id"].as_str().unwrap();
+    let members = format!("/api/groups/{gid}/members");
+    let (s, _) = api
+        .post(&members, sharer.auth(), json!({"userId": lister.id}))
+        .await;
+    assert_eq!(s, 201);
+    let by_group = "/api/projects/ls-by-group/shares";
+    w.share(&sharer, by_group, grant("group", gid, "read"))
+        .await;
+    let by_instance = "/api/instances/ls-by-instance-main/shares";
+    w.share(&sharer, by_instance, grant("user", &lister.id, "admin"))
+        .await;
+
+    let entry = |id: &str, description: serde_json::Value, t: i64, role: &str| {
+        json!({
+            "id": id, "name": format!("name of {id}"), "description": description,
+            "created_at": t, "updated_at": t, "role": role,
+        })
+    };
+    let expected = |roles: [&str; 5]| {
+        json!({ "projects": [
+            entry("ls-by-user", json!("shared \"quoted\""), 1004, roles[0]),
+            entry("ls-own-b", json!("mine"), 1003, roles[1]),
+            entry("ls-by-group", json!(null), 1002, roles[2]),
+            entry("ls-by-instance", json!(null), 1001, roles[3]),
+            entry("ls-own-a", json!(null), 1000, roles[4]),
+        ]})
+    };
+    let as_user = expected(["write", "owner", "read", "read", "owner"]);
+    assert_eq!(listed(&api, &lister.key).await, as_user);
+    // A write key caps every role at write.
+    let capped = expected(["write", "write", "read", "read", "write"]);
+    assert_eq!(listed(&api, &write_key).await, capped);
+    // A project key sees its project only, an owner's role narrowed to admin.
+    let own_a = entry("ls-own-a", json!(null), 1000, "admin");
+    assert_eq!(
+        listed(&api, &scoped_key).await,
+        json!({ "projects": [own_a] })
+    );
+    // The sharer sees its own, not the lister's.
+    let (_, theirs) = api.get("/api/projects", sharer.auth()).await;
+    let ids: Vec<_> = theirs["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["ls-unshared", "ls-by-user", "ls-by-group", "ls-by-instance"]
+    );
 }

@@ -259,6 +259,16 @@ impl<'a> Statement<'a> {
         Ok(self.prepare(db)?.first(None).await?)
     }
 
+    /// The `body` column of its one row: a statement that writes its own
+    /// JSON answer (`json_object`, `json_group_array`), so that no row has
+    /// to cross into the Worker field by field.
+    pub async fn json_body(&self, db: &D1Database) -> Result<String, ApiError> {
+        self.prepare(db)?
+            .first::<String>(Some("body"))
+            .await?
+            .ok_or_else(|| ApiError::internal("a JSON statement returned no row"))
+    }
+
     /// Every row.
     pub async fn all<T: DeserializeOwned>(&self, db: &D1Database) -> Result<Vec<T>, ApiError> {
         Ok(self.prepare(db)?.all().await?.results()?)
@@ -368,6 +378,7 @@ mod tests {
         instances::SELECT_READ_ONLY,
         projects::SELECT_PROJECT,
         projects::SELECT_VISIBLE,
+        projects::SELECT_VISIBLE_JSON,
         projects::INSERT_PROJECT,
         projects::INSERT_MAIN_INSTANCE,
         projects::UPDATE_PROJECT,

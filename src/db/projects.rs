@@ -54,6 +54,30 @@ macro_rules! select_project_rows {
 /// `?1` project id, `?2` caller.
 pub const SELECT_PROJECT: &str = concat!(select_project_rows!("?2"), "p.id = ?1");
 
+/// The condition of the projects of others that caller `?1` reaches by a
+/// user or group share on the project or one of its instances (not by
+/// public shares), on `projects p`.
+macro_rules! shared_with_caller {
+    () => {
+        concat!(
+            "p.owner_id <> ?1 AND p.id IN (",
+            "SELECT s.resource_id FROM shares s WHERE s.resource_type = 'project' AND ",
+            personal_share!("?1"),
+            " UNION SELECT i.project_id FROM shares s JOIN instances i ON i.id = s.resource_id",
+            " WHERE s.resource_type = 'instance' AND ",
+            personal_share!("?1"),
+            ")"
+        )
+    };
+}
+
+/// The order of every project list: newest `updated_at` first.
+macro_rules! newest_first {
+    () => {
+        " ORDER BY updated_at DESC, created_at DESC"
+    };
+}
+
 /// `?1` caller: the projects it owns or reaches by a user or group share on
 /// the project or one of its instances (not by public shares), newest
 /// `updated_at` first. Two arms: the caller's own projects, read from the
@@ -66,13 +90,38 @@ pub const SELECT_VISIBLE: &str = concat!(
     "NULL AS project_level, 0 AS via_instance FROM projects p WHERE p.owner_id = ?1",
     " UNION ALL ",
     select_project_rows!("?1"),
-    "p.owner_id <> ?1 AND p.id IN (",
-    "SELECT s.resource_id FROM shares s WHERE s.resource_type = 'project' AND ",
-    personal_share!("?1"),
-    " UNION SELECT i.project_id FROM shares s JOIN instances i ON i.id = s.resource_id",
-    " WHERE s.resource_type = 'instance' AND ",
-    personal_share!("?1"),
-    ") ORDER BY updated_at DESC, created_at DESC"
+    shared_with_caller!(),
+    newest_first!()
+);
+
+/// [`SELECT_VISIBLE`] as the whole `GET /api/projects` body, one JSON text
+/// in the column `body`, for a caller whose role on each project is its
+/// user's (`Principal::acts_as_user`): SQLite writes the list, so no row
+/// crosses into the Worker (docs/performance.md). The role is
+/// `ProjectRow::role` in SQL: owner; else the highest project share (3
+/// admin, 2 write, 1 read); else `read` through an instance share; rows
+/// without one are left out, as the row path's `filter_map` does. The
+/// subquery's `ORDER BY` gives the array's order: SQLite does not flatten an
+/// ordered subquery into an aggregate, and feeds it the rows in that order
+/// (an `ORDER BY` inside `json_group_array` needs SQLite 3.44, which D1 is
+/// not documented to have). A native test checks both paths give the same
+/// list.
+pub const SELECT_VISIBLE_JSON: &str = concat!(
+    "SELECT json_object('projects', json_group_array(json_object(",
+    "'id', id, 'name', name, 'description', description, ",
+    "'created_at', created_at, 'updated_at', updated_at, 'role', role))) AS body FROM (",
+    "SELECT p.id, p.name, p.description, p.created_at, p.updated_at, 'owner' AS role ",
+    "FROM projects p WHERE p.owner_id = ?1",
+    " UNION ALL ",
+    "SELECT p.id, p.name, p.description, p.created_at, p.updated_at, CASE ",
+    share_level!("project", "p.id", "?1"),
+    " WHEN 3 THEN 'admin' WHEN 2 THEN 'write' WHEN 1 THEN 'read' ELSE CASE WHEN ",
+    "EXISTS (SELECT 1 FROM instances i WHERE i.project_id = p.id AND ",
+    share_level!("instance", "i.id", "?1"),
+    " IS NOT NULL) THEN 'read' END END AS role FROM projects p WHERE ",
+    shared_with_caller!(),
+    newest_first!(),
+    ") WHERE role IS NOT NULL"
 );
 
 /// Project creation, in batch order. `?1` project id, `?2` owner id,
@@ -150,6 +199,9 @@ stmt_module! {
     /// Public shares do not list a project in everyone's list; it stays
     /// reachable by id.
     fn list_visible(user_id: &'a str) => SELECT_VISIBLE;
+    /// `list_visible` as the response body (`{"projects": [...]}`) with the
+    /// user's roles.
+    fn list_visible_json(user_id: &'a str) => SELECT_VISIBLE_JSON;
     /// `description`: `None` keeps it, `Some(None)` clears it.
     fn update(
         project_id: &'a str, name: Option<&'a str>, description: Option<Option<&'a str>>,
@@ -222,6 +274,34 @@ mod tests {
                 (r.id, role)
             })
             .collect()
+    }
+
+    /// The list body as SQLite writes it (`list_visible_json`).
+    fn visible_json(db: &TestDb, user: &str) -> serde_json::Value {
+        #[derive(Deserialize)]
+        struct Body {
+            body: String,
+        }
+        let row: Body = db.first(&stmt::list_visible_json(user)).unwrap();
+        serde_json::from_str(&row.body).unwrap()
+    }
+
+    /// The list body built from the rows (`list_visible` and
+    /// `ProjectRow::role`), as the HTTP layer does for any caller.
+    fn visible_from_rows(db: &TestDb, user: &str) -> serde_json::Value {
+        let projects: Vec<_> = db
+            .all::<ProjectRow>(&stmt::list_visible(user))
+            .into_iter()
+            .filter_map(|r| {
+                let role = r.role(user)?;
+                Some(serde_json::json!({
+                    "id": r.id, "name": r.name, "description": r.description,
+                    "created_at": r.created_at, "updated_at": r.updated_at,
+                    "role": role.as_str(),
+                }))
+            })
+            .collect();
+        serde_json::json!({ "projects": projects })
     }
 
     fn seeded() -> TestDb {
@@ -322,6 +402,93 @@ mod tests {
         assert_eq!(visible(&db, "bob"), expected);
         assert!(visible(&db, "frank").is_empty());
         assert_eq!(visible(&db, "carol").len(), 3); // two owned, one shared
+
+        // SQLite's own JSON of the list says the same, in the same order,
+        // for every user (and an empty list for one who sees nothing).
+        for user in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+            assert_eq!(
+                visible_json(&db, user),
+                visible_from_rows(&db, user),
+                "{user}"
+            );
+        }
+        let bob = visible_json(&db, "bob");
+        let ids: Vec<_> = bob["projects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            expected
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            visible_json(&db, "frank"),
+            serde_json::json!({ "projects": [] })
+        );
+    }
+
+    #[test]
+    fn the_json_list_keeps_text_and_nulls_as_they_are() {
+        let db = seeded();
+        let name = "quote \" back\\slash\nnewline \u{1} ctl é ✓ </script>";
+        db.run(&stmt::insert_project("p", "alice", name, None, NOW));
+        db.run(&stmt::insert_project(
+            "q",
+            "alice",
+            "q",
+            Some("d\"esc"),
+            NOW + 1,
+        ));
+        let list = visible_json(&db, "alice");
+        assert_eq!(list, visible_from_rows(&db, "alice"));
+        assert_eq!(list["projects"][1]["name"], name);
+        assert_eq!(list["projects"][1]["description"], serde_json::Value::Null);
+        assert_eq!(list["projects"][0]["created_at"], NOW + 1);
+    }
+
+    #[test]
+    fn many_projects_keep_their_order_in_the_json_list() {
+        let db = seeded();
+        // Updates out of creation order, some ties broken by created_at.
+        for i in 0..60i64 {
+            let id = format!("p{i:02}");
+            db.run(&stmt::insert_project(&id, "alice", &id, None, NOW + i));
+            db.run(&stmt::update(&id, None, None, NOW + (i * 37) % 50));
+        }
+        db.group("g", "bob", &["alice"]);
+        for i in 0..20i64 {
+            let id = format!("b{i:02}");
+            db.run(&stmt::insert_project(&id, "bob", &id, None, NOW + i));
+            db.run(&stmt::update(&id, None, None, NOW + (i * 13) % 30));
+            db.share(
+                &format!("s{i}"),
+                &format!("project:{id}"),
+                "group:g",
+                "read",
+                "bob",
+            );
+        }
+        let list = visible_json(&db, "alice");
+        assert_eq!(list["projects"].as_array().unwrap().len(), 80);
+        let keys: Vec<(i64, i64)> = list["projects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["updated_at"].as_i64().unwrap(),
+                    p["created_at"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(keys, sorted);
     }
 
     #[test]
@@ -338,6 +505,16 @@ mod tests {
         );
         // Nothing is scanned, in either arm.
         assert!(plan.iter().all(|l| !l.starts_with("SCAN")), "{plan:#?}");
+
+        // The same for the JSON list: its owner's arm too is the index
+        // alone, and only the aggregate reads the ordered subquery.
+        let plan = db.query_plan(SELECT_VISIBLE_JSON);
+        assert!(plan.iter().any(|l| l.ends_with(owned)), "{plan:#?}");
+        assert!(
+            plan.iter()
+                .all(|l| !l.starts_with("SCAN") || l.starts_with("SCAN (subquery")),
+            "{plan:#?}"
+        );
     }
 
     #[test]

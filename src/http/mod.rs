@@ -23,7 +23,7 @@ pub mod webhooks_out;
 pub mod ws_token;
 
 use serde::Serialize;
-use worker::{Env, Method, Request, Response};
+use worker::{Env, Method, Request, Response, ResponseBuilder};
 
 use crate::ai::core::jobs::JobRequest;
 use crate::auth::caller::Caller;
@@ -123,6 +123,14 @@ pub fn created(body: serde_json::Value) -> Answer {
 
 pub fn json<T: Serialize>(status: u16, body: &T) -> Answer {
     Ok(Response::from_json(body)?.with_status(status))
+}
+
+/// A JSON answer that is already text (SQLite wrote it).
+pub fn json_text(status: u16, body: String) -> Answer {
+    Ok(ResponseBuilder::new()
+        .with_status(status)
+        .with_header("Content-Type", "application/json")?
+        .fixed(body.into_bytes()))
 }
 
 /// Turns an error into its response; internal details go to the log only

@@ -4,7 +4,7 @@ use serde::Serialize;
 use worker::Request;
 
 use super::body::{read_named, read_renaming};
-use super::{created, json, Answer};
+use super::{created, json, json_text, Answer};
 use crate::auth::caller::Caller;
 use crate::auth::roles::{authorize_create_project, effective_role, Action, Resource};
 use crate::ctx::Ctx;
@@ -41,8 +41,22 @@ impl<'a> ProjectView<'a> {
     }
 }
 
+/// The body of `GET /api/projects`.
+#[derive(Serialize)]
+struct ProjectList<'a> {
+    projects: Vec<ProjectView<'a>>,
+}
+
 pub async fn list(ctx: &Ctx, caller: &Caller) -> Answer {
-    let rows: Vec<ProjectRow> = stmt::list_visible(&caller.user_id).all(&ctx.db()?).await?;
+    let db = ctx.db()?;
+    if caller.principal.acts_as_user() {
+        // Roles are the user's own: SQLite writes the whole answer.
+        let body = stmt::list_visible_json(&caller.user_id)
+            .json_body(&db)
+            .await?;
+        return json_text(200, body);
+    }
+    let rows: Vec<ProjectRow> = stmt::list_visible(&caller.user_id).all(&db).await?;
     let projects: Vec<ProjectView> = rows
         .iter()
         .filter_map(|row| {
@@ -54,7 +68,7 @@ pub async fn list(ctx: &Ctx, caller: &Caller) -> Answer {
             Some(ProjectView::of(row, role))
         })
         .collect();
-    json(200, &serde_json::json!({ "projects": projects }))
+    json(200, &ProjectList { projects })
 }
 
 pub async fn create(req: &mut Request, ctx: &Ctx, caller: &Caller) -> Answer {
