@@ -25,13 +25,27 @@ pub fn environment_name(development: bool) -> &'static str {
     }
 }
 
-/// Reads a var or secret, treating an empty value as unset.
+/// Reads a var or secret, treating an empty value as unset. Each name is
+/// read from the environment once per isolate: a new value is a new
+/// deployment, hence a new isolate, and every request asks for some
+/// (`ENVIRONMENT`, whether Clerk is configured), each lookup a few calls
+/// into JavaScript, a failed one an error built and dropped.
 pub fn setting(env: &worker::Env, name: &str) -> Option<String> {
-    env.var(name)
+    thread_local! {
+        static READ: std::cell::RefCell<std::collections::HashMap<String, Option<String>>> =
+            Default::default();
+    }
+    if let Some(known) = READ.with(|read| read.borrow().get(name).cloned()) {
+        return known;
+    }
+    let value = env
+        .var(name)
         .ok()
         .map(|v| v.to_string())
         .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
-        .filter(|v| !v.trim().is_empty())
+        .filter(|v| !v.trim().is_empty());
+    READ.with(|read| read.borrow_mut().insert(name.to_string(), value.clone()));
+    value
 }
 
 #[cfg(test)]
