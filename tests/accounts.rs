@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::api::{lists, Api};
+use common::api::{ids, lists, Api};
 use common::server::prod_server;
 use common::world::{grant, make_key, Project, Rows, User, World};
 use common::ws::{upgrade_refusal, WsClient};
@@ -258,13 +258,7 @@ async fn instance_shares_show_only_those_instances() {
         .get(&format!("/api/projects/{id}/instances"), w.carol.auth())
         .await;
     assert_eq!(s, 200);
-    let ids: Vec<&str> = list["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, vec![main.as_str()]);
+    assert_eq!(ids(&list, "instances"), [main.as_str()]);
     let instance = |id: &str| format!("/api/instances/{id}");
     let (s, i) = api.get(&instance(&main), w.carol.auth()).await;
     assert_eq!(
@@ -723,15 +717,9 @@ async fn the_project_list_gives_each_role_newest_first_whoever_asks() {
         json!({ "projects": [own_a] })
     );
     // The sharer sees its own, not the lister's.
-    let (_, theirs) = api.get("/api/projects", sharer.auth()).await;
-    let ids: Vec<_> = theirs["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
+    let theirs = listed(&api, &sharer.key).await;
     assert_eq!(
-        ids,
+        ids(&theirs, "projects"),
         ["ls-unshared", "ls-by-user", "ls-by-group", "ls-by-instance"]
     );
 }

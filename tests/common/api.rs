@@ -19,6 +19,16 @@ pub fn lists(body: &Value, field: &str, id: &str) -> bool {
         .any(|item| item["id"] == id)
 }
 
+/// The `id` of every item of a list answer's `field`, in order.
+pub fn ids<'a>(body: &'a Value, field: &str) -> Vec<&'a str> {
+    body[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap())
+        .collect()
+}
+
 /// The bucket named `name` in a `GET /api/usage` answer, if it lists one.
 pub fn usage_bucket<'a>(usage: &'a Value, name: &str) -> Option<&'a Value> {
     usage["usage"]
